@@ -1,0 +1,93 @@
+"""export-pipelines: the command line for people and scripts outside the Dagster UI."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+DEFAULT_DAGSTER_HOME = ".dagster_home"
+
+
+def _ensure_dagster_home() -> Path:
+    """Runs are recorded in DAGSTER_HOME so `dagster dev` shows them later; default ./.dagster_home."""
+    home = Path(os.environ.setdefault("DAGSTER_HOME", str(Path(DEFAULT_DAGSTER_HOME).resolve())))
+    home.mkdir(parents=True, exist_ok=True)
+    return home
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from export_pipelines.spec.loader import config_dir, load_config
+
+    root = Path(args.config).resolve() if args.config else config_dir()
+    config = load_config(root)
+    for problem in config.problems:
+        print(f"ERROR {problem}")
+    print(f"{root}: {len(config.plans)} valid export(s), {len(config.problems)} problem(s)")
+    return 1 if config.problems else 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    home = _ensure_dagster_home()
+    from dagster import DagsterInstance
+
+    from export_pipelines.demo.generator import generate_demo_database
+    from export_pipelines.naming import ALL_EXPORTS_JOB
+    from export_pipelines.source import SOURCE_URL_ENV_VAR, demo_database_path
+
+    if not os.environ.get(SOURCE_URL_ENV_VAR):
+        database = demo_database_path(home)
+        if args.rebuild or not database.exists():
+            database.parent.mkdir(parents=True, exist_ok=True)
+            counts = generate_demo_database(f"sqlite:///{database}", customers=args.customers, seed=args.seed)
+            print(f"Built demo database {database}: " + ", ".join(f"{t} {n}" for t, n in counts.items()))
+    from export_pipelines.definitions import defs
+
+    instance = DagsterInstance.get()
+    result = defs.get_job_def(ALL_EXPORTS_JOB).execute_in_process(instance=instance, raise_on_error=False)
+    for event in result.get_asset_materialization_events():
+        materialization = event.materialization
+        metadata = materialization.metadata
+        location = metadata["location"].value
+        names = metadata["file_names"].value
+        print(f"{materialization.asset_key.to_user_string()}: {metadata['rows_written'].value} rows -> {location}")
+        for name in names:
+            print(f"    {name}")
+    print(f"Run {result.run_id} {'succeeded' if result.success else 'FAILED'}; history in {home} (see `make ui`)")
+    return 0 if result.success else 1
+
+
+def cmd_demo_db(args: argparse.Namespace) -> int:
+    from export_pipelines.demo.generator import main as generator_main
+
+    return generator_main(args.generator_args) or 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="export-pipelines", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    validate = commands.add_parser("validate", help="check every spec of a config folder; non-zero exit on problems")
+    validate.add_argument("--config", help="config folder (default: EXPORT_PIPELINES_CONFIG or the bundled demo)")
+    validate.set_defaults(handler=cmd_validate)
+
+    demo = commands.add_parser("demo", help="build the demo database if needed and run every export once")
+    demo.add_argument("--customers", type=int, default=2000)
+    demo.add_argument("--seed", type=int, default=42)
+    demo.add_argument("--rebuild", action="store_true", help="rebuild the demo database even if it exists")
+    demo.set_defaults(handler=cmd_demo)
+
+    demo_db = commands.add_parser("demo-db", help="build a demo source database (SQLite or PostgreSQL)", add_help=False)
+    demo_db.add_argument("generator_args", nargs=argparse.REMAINDER)
+    demo_db.set_defaults(handler=cmd_demo_db)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return args.handler(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,58 @@
+"""The code location's one entry point: Definitions built from the config folder in force."""
+
+from __future__ import annotations
+
+import logging
+
+import dagster as dg
+
+from export_pipelines.factory import build_export_asset
+from export_pipelines.naming import ALL_EXPORTS_JOB, INVALID_GROUP, asset_key_for, invalid_asset_name
+from export_pipelines.source import SourceDatabase
+from export_pipelines.spec.loader import ExportConfig, SpecProblem, config_dir, load_config
+
+logger = logging.getLogger("export_pipelines")
+
+
+def invalid_export_asset(file_stem: str, problems: list[SpecProblem]) -> dg.AssetsDefinition:
+    """A broken spec stays visible in the catalog, with its problems, instead of vanishing."""
+    listing = "\n".join(f"- {problem}" for problem in problems)
+
+    @dg.asset(
+        key=asset_key_for(invalid_asset_name(file_stem)),
+        group_name=INVALID_GROUP,
+        description=f"This export's spec does not load; fix it and reload the code location:\n{listing}",
+        metadata={"problems": dg.MetadataValue.md(listing)},
+    )
+    def invalid_export() -> None:
+        raise dg.Failure(description=f"The spec exports/{file_stem} is invalid:\n{listing}")
+
+    return invalid_export
+
+
+def build_definitions(config: ExportConfig) -> dg.Definitions:
+    for problem in config.problems:
+        logger.warning("export config problem: %s", problem)
+    export_assets = [build_export_asset(plan) for plan in config.plans.values()]
+    invalid_assets = [
+        invalid_export_asset(stem, problems)
+        for stem, problems in config.invalid_files.items()
+        if invalid_asset_name(stem) not in config.plans
+    ]
+    jobs = []
+    if export_assets:
+        jobs.append(
+            dg.define_asset_job(
+                ALL_EXPORTS_JOB,
+                selection=dg.AssetSelection.assets(*[asset_key_for(name) for name in config.plans]),
+                description="Every valid export once, as a snapshot.",
+            )
+        )
+    return dg.Definitions(
+        assets=[*export_assets, *invalid_assets],
+        jobs=jobs,
+        resources={"source_database": SourceDatabase()},
+    )
+
+
+defs = build_definitions(load_config(config_dir()))

@@ -1,0 +1,24 @@
+"""The one place that decides asset keys, op names and job names from export names."""
+
+from __future__ import annotations
+
+import re
+
+import dagster as dg
+
+ASSET_PREFIX = "exports"
+ALL_EXPORTS_JOB = "all_exports"
+INVALID_GROUP = "invalid_exports"
+
+
+def asset_key_for(export_name: str) -> dg.AssetKey:
+    return dg.AssetKey([ASSET_PREFIX, export_name])
+
+
+def op_name_for(export_name: str, stage: str) -> str:
+    return f"{export_name}__{stage}"
+
+
+def invalid_asset_name(file_stem: str) -> str:
+    """A Dagster-safe name for a spec file that failed to load."""
+    return re.sub(r"[^a-z0-9_]", "_", file_stem.lower()) or "unnamed"

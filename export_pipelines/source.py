@@ -1,0 +1,55 @@
+"""The source database resource: any SQLAlchemy URL, the demo SQLite file by default."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import sqlalchemy as sa
+from dagster import ConfigurableResource
+from pydantic import Field
+
+SOURCE_URL_ENV_VAR = "EXPORT_SOURCE_URL"
+
+
+def demo_database_path(instance_root: Path) -> Path:
+    return instance_root / "demo" / "loyalty.sqlite"
+
+
+def normalize_url(url: str) -> sa.URL:
+    """Plain postgresql:// means psycopg 3, the driver this project installs."""
+    parsed = sa.make_url(url)
+    if parsed.drivername == "postgresql":
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed
+
+
+def safe_url(url: sa.URL) -> str:
+    return url.render_as_string(hide_password=True)
+
+
+class SourceDatabase(ConfigurableResource):
+    """The CRM/loyalty database exports read from.
+
+    Args:
+        url: SQLAlchemy URL. When unset, EXPORT_SOURCE_URL is used, else the demo SQLite
+            database under the Dagster instance's folder. A URL with a password belongs
+            in EXPORT_SOURCE_URL, never in a file.
+    """
+
+    url: str | None = Field(default=None, description="SQLAlchemy URL of the source database.")
+
+    def resolved_url(self, instance_root: Path) -> sa.URL:
+        configured = self.url or os.environ.get(SOURCE_URL_ENV_VAR)
+        if configured:
+            return normalize_url(configured)
+        path = demo_database_path(instance_root)
+        if not path.exists():
+            raise FileNotFoundError(
+                f"No source database: {SOURCE_URL_ENV_VAR} is not set and the demo database {path} does not exist; "
+                f"run `export-pipelines demo` or set {SOURCE_URL_ENV_VAR}"
+            )
+        return sa.make_url(f"sqlite:///{path}")
+
+    def create_engine(self, instance_root: Path) -> sa.Engine:
+        return sa.create_engine(self.resolved_url(instance_root), pool_pre_ping=True)

@@ -1,0 +1,178 @@
+"""Loading a config folder: exports/*.yaml, connections.yaml and models.yaml.
+
+Every problem is collected with the file and key path that holds it, and one bad spec
+never hides the others: the good exports load, the bad ones are reported.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import yaml
+from pydantic import ValidationError
+
+from export_pipelines.catalog.models import Catalog, ModelsFile, load_builtin_catalog
+from export_pipelines.spec.connections import DELIVERY_TYPES, ConnectionsFile
+from export_pipelines.spec.export import ExportSpec, FieldSpec
+from export_pipelines.spec.plan import ExportPlan, PlanError, build_plan, closest
+from export_pipelines.targets.registry import DELIVERABLE_TYPES
+
+CONFIG_ENV_VAR = "EXPORT_PIPELINES_CONFIG"
+
+
+@dataclass(frozen=True)
+class SpecProblem:
+    file: str
+    key_path: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}: {self.key_path}" if self.key_path else self.file
+        return f"{where}: {self.message}"
+
+
+@dataclass
+class ExportConfig:
+    root: Path
+    catalog: Catalog
+    connections: ConnectionsFile
+    plans: dict[str, ExportPlan] = field(default_factory=dict)
+    invalid_files: dict[str, list[SpecProblem]] = field(default_factory=dict)
+    problems: list[SpecProblem] = field(default_factory=list)
+
+
+def bundled_demo_config() -> Path:
+    return Path(str(resources.files("export_pipelines.demo").joinpath("config")))
+
+
+def config_dir() -> Path:
+    """The config folder in force: EXPORT_PIPELINES_CONFIG, else the bundled demo config."""
+    configured = os.environ.get(CONFIG_ENV_VAR)
+    return Path(configured).expanduser().resolve() if configured else bundled_demo_config()
+
+
+def load_config(root: Path) -> ExportConfig:
+    problems: list[SpecProblem] = []
+    if not (root / "exports").is_dir():
+        problems.append(SpecProblem(str(root), "", "no exports/ folder here; point EXPORT_PIPELINES_CONFIG at a config folder"))
+
+    catalog = load_builtin_catalog()
+    models_raw = _read_yaml(root / "models.yaml", "models.yaml", problems, required=False)
+    if models_raw is not None:
+        try:
+            catalog = catalog.with_overrides(ModelsFile.model_validate(models_raw))
+        except ValidationError as error:
+            problems.extend(_pydantic_problems("models.yaml", error))
+        except ValueError as error:
+            problems.append(SpecProblem("models.yaml", "models", str(error)))
+
+    connections = ConnectionsFile()
+    connections_raw = _read_yaml(root / "connections.yaml", "connections.yaml", problems, required=False)
+    if connections_raw is not None:
+        try:
+            connections = ConnectionsFile.model_validate(connections_raw)
+        except ValidationError as error:
+            problems.extend(_pydantic_problems("connections.yaml", error))
+
+    config = ExportConfig(root=root, catalog=catalog, connections=connections, problems=problems)
+    exports_dir = root / "exports"
+    paths = sorted([*exports_dir.glob("*.yaml"), *exports_dir.glob("*.yml")]) if exports_dir.is_dir() else []
+    for path in paths:
+        relative = f"exports/{path.name}"
+        file_problems = _load_export(path, relative, config)
+        if file_problems:
+            config.invalid_files[path.stem] = file_problems
+            problems.extend(file_problems)
+    return config
+
+
+def _load_export(path: Path, relative: str, config: ExportConfig) -> list[SpecProblem]:
+    problems: list[SpecProblem] = []
+    raw = _read_yaml(path, relative, problems, required=True)
+    if raw is None:
+        return problems
+    try:
+        spec = ExportSpec.model_validate(raw)
+    except ValidationError as error:
+        return _pydantic_problems(relative, error)
+    if spec.name in config.plans:
+        return [SpecProblem(relative, "name", f"export name {spec.name!r} is already used by another file; names must be unique")]
+    try:
+        plan = build_plan(spec, config.catalog)
+    except ExceptionGroup as group:
+        return [SpecProblem(relative, e.key_path, e.message) for e in group.exceptions if isinstance(e, PlanError)]
+    target_problem = _target_problem(spec, config.connections)
+    if target_problem:
+        return [SpecProblem(relative, "target", target_problem)]
+    config.plans[spec.name] = plan
+    return []
+
+
+def _target_problem(spec: ExportSpec, connections: ConnectionsFile) -> str | None:
+    if spec.target == "download":
+        return None
+    name = spec.target.connection
+    connection = connections.connections.get(name)
+    if connection is None:
+        return f"connection {name!r} is not in connections.yaml{closest(name, connections.connections)}"
+    if connection.type not in DELIVERY_TYPES:
+        return f"connection {name!r} is a {connection.type} connection, which cannot receive files"
+    if connection.type not in DELIVERABLE_TYPES:
+        return (
+            f"connection {name!r} is {connection.type}, and this build delivers only to "
+            f"{', '.join(sorted(DELIVERABLE_TYPES))}"
+        )
+    return None
+
+
+def _read_yaml(path: Path, relative: str, problems: list[SpecProblem], *, required: bool):
+    if not path.exists():
+        if required:
+            problems.append(SpecProblem(relative, "", "file not found"))
+        return None
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problems.append(SpecProblem(relative, where, f"not valid YAML: {getattr(error, 'problem', error)}"))
+        return None
+    except UnicodeDecodeError:
+        problems.append(SpecProblem(relative, "", "not UTF-8 text"))
+        return None
+    if not isinstance(raw, dict):
+        problems.append(SpecProblem(relative, "", "expected a mapping of keys to values at the top level"))
+        return None
+    return raw
+
+
+_KNOWN_KEYS = {
+    "spec": [name for name in ExportSpec.model_fields],
+    "field": [info.alias or name for name, info in FieldSpec.model_fields.items()],
+}
+
+
+def _pydantic_problems(relative: str, error: ValidationError) -> list[SpecProblem]:
+    problems = []
+    for item in error.errors():
+        loc = [part for part in item["loc"] if not (isinstance(part, str) and ("[" in part or part.startswith("function-")))]
+        key_path = _key_path(loc)
+        message = item["msg"]
+        if item["type"] == "extra_forbidden" and loc:
+            scope = "field" if len(loc) >= 3 and loc[0] == "fields" else "spec" if len(loc) == 1 else None
+            hint = closest(str(loc[-1]), _KNOWN_KEYS[scope]) if scope else ""
+            message = f"unknown key {loc[-1]!r}{hint}"
+        elif item["type"] == "missing":
+            message = "required key is missing"
+        problems.append(SpecProblem(relative, key_path, message))
+    return problems
+
+
+def _key_path(loc: list) -> str:
+    path = ""
+    for part in loc:
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    return path

@@ -1,0 +1,286 @@
+"""An export spec checked against the catalog and compiled into what the stages run.
+
+Everything a spec names (model, fields, filter values, order, file name) is resolved
+here, so a wrong name or value is reported at load with the key path that holds it and
+the stages never see unchecked text.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import difflib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from export_pipelines.catalog.models import JSON_PROPERTY_PATTERN, Catalog, FieldDef, FieldType, ModelDef
+from export_pipelines.spec.export import ExportSpec, FieldSpec
+from export_pipelines.stages import file_naming
+
+VALUELESS_OPERATORS = frozenset({"$is_unknown", "$has_value"})
+SINGLE_VALUE_OPERATORS = frozenset({"$is", "$is_not", "$gt", "$gte", "$lt", "$lte", "$after", "$before"})
+TEXT_OPERATORS = frozenset({"$starts_with", "$ends_with", "$contains"})
+ORDERING_OPERATORS = frozenset({"$gt", "$gte", "$lt", "$lte", "$after", "$before"})
+TIME_OPERATORS = frozenset({"$after", "$before"})
+
+
+class PlanError(ValueError):
+    """A problem at one key path of a spec."""
+
+    def __init__(self, key_path: str, message: str):
+        super().__init__(f"{key_path}: {message}")
+        self.key_path = key_path
+        self.message = message
+
+
+@dataclass(frozen=True)
+class SourceRef:
+    """A catalog field, or one property of a json field (metadata.tier)."""
+
+    field_name: str
+    column: str
+    field_type: FieldType
+    scale: int | None = None
+    json_property: str | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.field_name}.{self.json_property}" if self.json_property else self.field_name
+
+
+@dataclass(frozen=True)
+class OutputField:
+    header: str
+    source: SourceRef
+    default: str | None
+    replace: dict[str, str]
+    aggregation: str | None
+    identifier: bool
+    computed: bool
+
+
+@dataclass(frozen=True)
+class Condition:
+    source: SourceRef
+    operator: str
+    values: tuple
+
+
+@dataclass(frozen=True)
+class OrderKey:
+    source: SourceRef
+    descending: bool
+
+
+@dataclass(frozen=True)
+class ExportPlan:
+    spec: ExportSpec
+    model_name: str
+    model: ModelDef
+    fields: tuple[OutputField, ...]
+    conditions: tuple[Condition, ...]
+    junction: str
+    order: tuple[OrderKey, ...]
+    file_template: str
+    ext: str
+    problems: tuple[PlanError, ...] = field(default=())
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def sources(self) -> tuple[SourceRef, ...]:
+        """Distinct sources the extract selects, in first-use order."""
+        return tuple(dict.fromkeys(output.source for output in self.fields))
+
+    @property
+    def primary_key(self) -> SourceRef:
+        return _field_source(self.model, self.model.primary_key)
+
+
+def closest(name: str, candidates: Iterable[str]) -> str:
+    matches = difflib.get_close_matches(name, list(candidates), n=3, cutoff=0.5)
+    return f"; did you mean {', '.join(matches)}?" if matches else ""
+
+
+def build_plan(spec: ExportSpec, catalog: Catalog) -> ExportPlan:
+    """Resolve a spec against the catalog; raises ExceptionGroup of PlanError listing every problem."""
+    problems: list[PlanError] = []
+    model_name = catalog.canonical_name(spec.model)
+    if model_name is None:
+        raise ExceptionGroup(
+            "invalid export", [PlanError("model", f"unknown model {spec.model!r}{closest(spec.model, catalog.names_and_aliases)}")]
+        )
+    model = catalog.get(model_name)
+
+    fields = []
+    for index, field_spec in enumerate(spec.fields):
+        try:
+            fields.append(_output_field(model_name, model, field_spec, f"fields[{index}]"))
+        except PlanError as error:
+            problems.append(error)
+    headers = [output.header for output in fields]
+    for duplicate in sorted({h for h in headers if headers.count(h) > 1}):
+        problems.append(PlanError("fields", f"header {duplicate!r} appears more than once; give each field a distinct `to`"))
+
+    conditions = []
+    if spec.filters:
+        for field_name, field_condition in spec.filters.by_field.items():
+            for operator, raw in field_condition.conditions.items():
+                key_path = f"filters.{field_name}.conditions.{operator}"
+                try:
+                    source = resolve_source(model_name, model, field_name, f"filters.{field_name}")
+                    conditions.append(Condition(source, operator, coerce_values(source, operator, raw, key_path)))
+                except PlanError as error:
+                    problems.append(error)
+
+    order = []
+    for index, item in enumerate(spec.order):
+        descending = item.startswith("-")
+        try:
+            source = resolve_source(model_name, model, item.lstrip("+-"), f"order[{index}]")
+            order.append(OrderKey(source, descending))
+        except PlanError as error:
+            problems.append(error)
+
+    ext = file_naming.extension(spec.format, spec.compression)
+    template = spec.file_name or (
+        file_naming.DEFAULT_SPLIT_TEMPLATE if spec.max_rows_per_file else file_naming.DEFAULT_TEMPLATE
+    )
+    try:
+        _check_template(spec, template, ext)
+    except file_naming.FileNameError as error:
+        problems.append(PlanError("file_name", str(error)))
+
+    if problems:
+        raise ExceptionGroup("invalid export", problems)
+    return ExportPlan(
+        spec=spec,
+        model_name=model_name,
+        model=model,
+        fields=tuple(fields),
+        conditions=tuple(conditions),
+        junction=(spec.filters.junction.lower() if spec.filters else "and"),
+        order=tuple(order),
+        file_template=template,
+        ext=ext,
+    )
+
+
+def _field_source(model: ModelDef, field_name: str) -> SourceRef:
+    definition: FieldDef = model.fields[field_name]
+    return SourceRef(field_name, model.column_of(field_name), definition.type, definition.scale)
+
+
+def resolve_source(model_name: str, model: ModelDef, name: str, key_path: str) -> SourceRef:
+    if name in model.fields:
+        return _field_source(model, name)
+    base, dot, prop = name.partition(".")
+    if dot and base in model.fields:
+        if model.fields[base].type != "json":
+            raise PlanError(key_path, f"{base} is a {model.fields[base].type} field; only json fields have .properties")
+        if not JSON_PROPERTY_PATTERN.match(prop):
+            raise PlanError(key_path, f"{prop!r} is not a valid {base} property name (letters, digits, _ and -)")
+        return SourceRef(base, model.column_of(base), "string", json_property=prop)
+    candidates = [*model.fields, *(f"{json_field}.X" for json_field in model.json_fields)]
+    raise PlanError(key_path, f"model {model_name} has no field {name!r}{closest(name, candidates)}")
+
+
+def _output_field(model_name: str, model: ModelDef, field_spec: FieldSpec, key_path: str) -> OutputField:
+    source = resolve_source(model_name, model, field_spec.source, f"{key_path}.from")
+    definition = model.fields[source.field_name]
+    return OutputField(
+        header=field_spec.header,
+        source=source,
+        default=field_spec.default,
+        replace=dict(field_spec.replace),
+        aggregation=field_spec.aggregation,
+        identifier=definition.identifier and source.json_property is None,
+        computed=definition.computed,
+    )
+
+
+def coerce_values(source: SourceRef, operator: str, raw, key_path: str) -> tuple:
+    """Filter values typed as the field is, so they bind as parameters of the right type."""
+    values = raw if isinstance(raw, list) else ([] if raw is None else [raw])
+    if operator in VALUELESS_OPERATORS:
+        if values not in ([], [True], ["true"]):
+            raise PlanError(key_path, f"{operator} takes no value (write `{operator}: true`)")
+        return ()
+    if source.field_type == "json" and source.json_property is None:
+        raise PlanError(key_path, f"{source.label} is a whole JSON document; filter on {source.label}.PROPERTY instead")
+    if not values:
+        raise PlanError(key_path, f"{operator} needs a value")
+    if operator in SINGLE_VALUE_OPERATORS and len(values) != 1:
+        raise PlanError(key_path, f"{operator} takes exactly one value, got {len(values)}")
+    if operator in TEXT_OPERATORS and source.field_type != "string":
+        raise PlanError(key_path, f"{operator} works on text fields; {source.label} is {source.field_type}")
+    if operator in TIME_OPERATORS and source.field_type not in {"timestamp", "date"}:
+        raise PlanError(key_path, f"{operator} works on timestamp and date fields; {source.label} is {source.field_type}")
+    if operator in ORDERING_OPERATORS and source.field_type == "boolean":
+        raise PlanError(key_path, f"{operator} does not apply to the boolean field {source.label}")
+    return tuple(_coerce(source, value, f"{key_path}[{i}]") for i, value in enumerate(values))
+
+
+def _coerce(source: SourceRef, value, key_path: str):
+    kind = source.field_type
+    try:
+        if kind == "string":
+            if isinstance(value, bool):
+                return "true" if value else "false"
+            text = str(value)
+            if text == "":
+                raise ValueError("an empty text value matches nothing useful; use $is_unknown or $has_value")
+            return text
+        if kind == "integer":
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError("not an integer")
+            return int(str(value))
+        if kind == "decimal":
+            if isinstance(value, bool):
+                raise ValueError("not a number")
+            return decimal.Decimal(str(value))
+        if kind == "boolean":
+            if isinstance(value, bool):
+                return value
+            if str(value).lower() in {"true", "false"}:
+                return str(value).lower() == "true"
+            raise ValueError("not true or false")
+        if kind == "timestamp":
+            return parse_timestamp(value)
+        if kind == "date":
+            return value if isinstance(value, dt.date) else dt.date.fromisoformat(str(value))
+    except (ValueError, decimal.InvalidOperation) as error:
+        raise PlanError(key_path, f"{value!r} is not a valid {kind} for {source.label} ({error})") from None
+    raise PlanError(key_path, f"cannot filter on {kind} field {source.label}")
+
+
+def parse_timestamp(value) -> dt.datetime:
+    """ISO 8601; a bare date means midnight; a time without offset means UTC."""
+    if isinstance(value, dt.datetime):
+        parsed = value
+    elif isinstance(value, dt.date):
+        parsed = dt.datetime.combine(value, dt.time())
+    else:
+        parsed = dt.datetime.fromisoformat(str(value))
+    return parsed.replace(tzinfo=dt.UTC) if parsed.tzinfo is None else parsed.astimezone(dt.UTC)
+
+
+def _check_template(spec: ExportSpec, template: str, ext: str) -> None:
+    tokens = file_naming.template_tokens(template)
+    if spec.max_rows_per_file and "part" not in tokens:
+        raise file_naming.FileNameError("max_rows_per_file splits the export into parts, so file_name needs {part}")
+    if "ext" not in tokens and not template.endswith(ext):
+        raise file_naming.FileNameError(f"file_name should end with {{ext}} or .{ext} so the name says what the file is")
+    sample = file_naming.NameValues(
+        export=spec.name,
+        model=spec.model,
+        run_time=dt.datetime(2000, 1, 1, tzinfo=dt.UTC),
+        ext=ext,
+        window_start=None,
+        window_end=None,
+    )
+    if tokens & {"window_start", "window_end"}:
+        raise file_naming.FileNameError("{window_start}/{window_end} need an incremental export; this one is a snapshot")
+    file_naming.render_file_name(template, sample)

@@ -1,0 +1,58 @@
+"""Mapping: source columns -> output columns named by `to`, with Default and Replace values.
+
+Columns without default/replace keep their type so aggregation can still sum them;
+columns with either become text, since Replace works on the value as it is written.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from export_pipelines.spec.plan import ExportPlan, OutputField
+from export_pipelines.stages.stage_files import read_batches
+from export_pipelines.stages.text_format import to_text
+
+
+def map_batch(plan: ExportPlan, batch: pa.RecordBatch) -> pa.RecordBatch:
+    columns = {source.label: batch.column(index) for index, source in enumerate(plan.sources)}
+    arrays = [map_column(field, columns[field.source.label]) for field in plan.fields]
+    return pa.RecordBatch.from_arrays(arrays, names=[field.header for field in plan.fields])
+
+
+def map_column(field: OutputField, array: pa.Array) -> pa.Array:
+    if not field.replace and field.default is None:
+        return array
+    text = to_text(array)
+    if field.replace:
+        text = _replace(text, field.replace)
+    if field.default is not None:
+        # Antavo's Default fills "empty" cells: NULL and the empty string alike.
+        text = pc.if_else(pc.fill_null(pc.equal(text, ""), True), field.default, text)
+    return text
+
+
+def _replace(text: pa.Array, replacements: dict[str, str]) -> pa.Array:
+    old = pa.array(list(replacements), type=pa.string())
+    new = pa.array(list(replacements.values()), type=pa.string())
+    positions = pc.index_in(text, value_set=old)
+    return pc.if_else(pc.is_valid(positions), pc.take(new, positions), text)
+
+
+def map_parquet(plan: ExportPlan, source: Path, destination: Path, *, batch_size: int) -> int:
+    rows = 0
+    writer = None
+    try:
+        for batch in read_batches(source, batch_size):
+            mapped = map_batch(plan, batch)
+            if writer is None:
+                writer = pq.ParquetWriter(destination, mapped.schema)
+            writer.write_batch(mapped)
+            rows += mapped.num_rows
+    finally:
+        if writer is not None:
+            writer.close()
+    return rows

@@ -1,0 +1,178 @@
+"""Serialization: RFC 4180 CSV or PSV, UTF-8, written straight into gzip or zip, split into parts.
+
+Rows are formatted a whole column at a time with pyarrow.compute and joined into one
+buffer per batch, so no Python code runs per row. Values are quoted only when they
+contain the delimiter, a quote or a line break, as RFC 4180 asks and psql does.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import gzip
+import hashlib
+import io
+import zipfile
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from export_pipelines.stages.text_format import to_text
+from export_pipelines.targets.base import LocalFile
+
+DELIMITERS = {"csv": ",", "psv": "|"}
+LINE_ENDINGS = {"crlf": "\r\n", "lf": "\n"}
+WRITE_BUFFER_BYTES = 1 << 20
+
+
+@dataclass(frozen=True)
+class CsvDialect:
+    delimiter: str
+    line_ending: str
+
+    @property
+    def needs_quotes_pattern(self) -> str:
+        return '["\r\n' + ("\\|" if self.delimiter == "|" else self.delimiter) + "]"
+
+
+@dataclass(frozen=True)
+class OutputSettings:
+    dialect: CsvDialect
+    compression: str
+    max_rows_per_file: int | None
+    # Compressed files carry a timestamp; a fixed one per window makes a re-run's bytes identical.
+    archive_time: dt.datetime
+    compression_level: int = 6
+
+
+def quote_where_needed(text: pa.Array, dialect: CsvDialect) -> pa.Array:
+    needs_quotes = pc.match_substring_regex(text, dialect.needs_quotes_pattern)
+    if not pc.any(needs_quotes).as_py():
+        return text
+    quoted = pc.binary_join_element_wise('"', pc.replace_substring(text, '"', '""'), '"', "")
+    return pc.if_else(needs_quotes, quoted, text)
+
+
+def format_lines(batch: pa.RecordBatch, dialect: CsvDialect) -> bytes | pa.Buffer:
+    """The batch as CSV lines, one contiguous buffer."""
+    if batch.num_rows == 0:
+        return b""
+    cells = [quote_where_needed(pc.fill_null(to_text(column), ""), dialect) for column in batch.columns]
+    lines = pc.binary_join_element_wise(*cells, dialect.delimiter) if len(cells) > 1 else cells[0]
+    lines = pc.binary_join_element_wise(lines, dialect.line_ending, "")
+    return _contiguous_bytes(lines)
+
+
+def _contiguous_bytes(strings: pa.Array) -> pa.Buffer:
+    """A string array's values buffer is the concatenation of its values: take it without copying."""
+    offsets = pa.Array.from_buffers(pa.int32(), len(strings) + 1, [None, strings.buffers()[1]], offset=strings.offset)
+    start, end = offsets[0].as_py(), offsets[len(strings)].as_py()
+    return strings.buffers()[2][start:end]
+
+
+def header_line(headers: Iterable[str], dialect: CsvDialect) -> bytes:
+    batch = pa.RecordBatch.from_arrays([pa.array([h], pa.string()) for h in headers], names=[str(i) for i, _ in enumerate(headers)])
+    return bytes(format_lines(batch, dialect))
+
+
+class _HashingSink(io.RawIOBase):
+    """Counts and hashes the bytes that reach the disk; not seekable, so zip writes data descriptors."""
+
+    def __init__(self, raw):
+        self._raw = raw
+        self.sha256 = hashlib.sha256()
+        self.bytes = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data) -> int:
+        self._raw.write(data)
+        self.sha256.update(data)
+        self.bytes += len(data)
+        return len(data)
+
+    def close(self) -> None:
+        if not self.closed:
+            self._raw.close()
+        super().close()
+
+
+class _PartWriter:
+    def __init__(self, path: Path, settings: OutputSettings, header: bytes):
+        self.path = path
+        self.rows = 0
+        self._raw = open(path, "wb", buffering=WRITE_BUFFER_BYTES)
+        self._sink = _HashingSink(self._raw)
+        self._zip = None
+        if settings.compression == "gzip":
+            self._stream = gzip.GzipFile(
+                filename="",
+                mode="wb",
+                fileobj=self._sink,
+                compresslevel=settings.compression_level,
+                mtime=int(settings.archive_time.timestamp()),
+            )
+        elif settings.compression == "zip":
+            self._zip = zipfile.ZipFile(self._sink, mode="w", compression=zipfile.ZIP_DEFLATED, compresslevel=settings.compression_level)
+            entry = zipfile.ZipInfo(path.name.removesuffix(".zip"), date_time=settings.archive_time.timetuple()[:6])
+            entry.compress_type = zipfile.ZIP_DEFLATED
+            entry.external_attr = 0o644 << 16
+            self._stream = self._zip.open(entry, mode="w", force_zip64=True)
+        else:
+            self._stream = self._sink
+        self._stream.write(header)
+
+    def write(self, data, rows: int) -> None:
+        self._stream.write(data)
+        self.rows += rows
+
+    def close(self) -> LocalFile:
+        self._stream.close()
+        if self._zip is not None:
+            self._zip.close()
+        self._sink.close()
+        return LocalFile(path=self.path, rows=self.rows, bytes=self._sink.bytes, sha256=self._sink.sha256.hexdigest())
+
+    def abort(self) -> None:
+        for closable in (self._stream, self._zip, self._sink):
+            try:
+                if closable is not None:
+                    closable.close()
+            except (OSError, ValueError):
+                pass
+        self.path.unlink(missing_ok=True)
+
+
+def write_files(
+    batches: Iterable[pa.RecordBatch],
+    headers: list[str],
+    folder: Path,
+    name_for_part: Callable[[int], str],
+    settings: OutputSettings,
+) -> list[LocalFile]:
+    """Write the rows into one or more files (parts of at most max_rows_per_file rows, each with the header)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    header = header_line(headers, settings.dialect)
+    limit = settings.max_rows_per_file
+    files: list[LocalFile] = []
+    writer = _PartWriter(folder / name_for_part(1), settings, header)
+    try:
+        for batch in batches:
+            offset = 0
+            while offset < batch.num_rows:
+                if limit is not None and writer.rows == limit:
+                    files.append(writer.close())
+                    writer = _PartWriter(folder / name_for_part(len(files) + 1), settings, header)
+                take = batch.num_rows - offset if limit is None else min(batch.num_rows - offset, limit - writer.rows)
+                writer.write(format_lines(batch.slice(offset, take), settings.dialect), take)
+                offset += take
+        files.append(writer.close())
+    except BaseException:
+        writer.abort()
+        for written in files:
+            written.path.unlink(missing_ok=True)
+        raise
+    return files
