@@ -7,17 +7,24 @@ DDL and the extract stage's result processing cannot disagree.
 from __future__ import annotations
 
 import datetime as dt
+import json
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import postgresql
 
 from export_pipelines.catalog.models import FieldDef, ModelDef
 
-# SQLite has no timestamp type: the canonical text form of its own datetime() function,
-# in UTC, sorts and compares correctly as text, and bound parameters use the same form.
-SQLITE_TIMESTAMP_FORMAT = "%(year)04d-%(month)02d-%(day)02d %(hour)02d:%(minute)02d:%(second)02d"
-SQLITE_TIMESTAMP_REGEXP = r"(\d+)-(\d+)-(\d+)[ T](\d+):(\d+):(\d+)"
+# SQLite has no timestamp type: UTC text in the canonical form of its own datetime()
+# function ('YYYY-MM-DD HH:MM:SS', with '.ffffff' only when there are microseconds)
+# sorts and compares correctly as text, and bound parameters use the same form.
+SQLITE_SECONDS_FORMAT = "%Y-%m-%d %H:%M:%S"
 DECIMAL_PRECISION = 18
+
+
+def sqlite_timestamp_text(value: dt.datetime) -> str:
+    value = value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
+    text = value.strftime(SQLITE_SECONDS_FORMAT)
+    return f"{text}.{value.microsecond:06d}" if value.microsecond else text
 
 
 class UtcTimestamp(sa.types.TypeDecorator):
@@ -28,22 +35,21 @@ class UtcTimestamp(sa.types.TypeDecorator):
 
     def load_dialect_impl(self, dialect):
         if dialect.name == "sqlite":
-            return dialect.type_descriptor(
-                sqlite.DATETIME(storage_format=SQLITE_TIMESTAMP_FORMAT, regexp=SQLITE_TIMESTAMP_REGEXP)
-            )
+            return dialect.type_descriptor(sa.String())
         return dialect.type_descriptor(sa.DateTime(timezone=True))
 
     def process_bind_param(self, value, dialect):
         if value is None:
             return None
-        if value.tzinfo is None:
-            value = value.replace(tzinfo=dt.UTC)
-        value = value.astimezone(dt.UTC)
-        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+        if dialect.name == "sqlite":
+            return sqlite_timestamp_text(value)
+        return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
 
     def process_result_value(self, value, dialect):
         if value is None:
             return None
+        if isinstance(value, str):
+            value = dt.datetime.fromisoformat(value)
         if value.tzinfo is None:
             return value.replace(tzinfo=dt.UTC)
         return value.astimezone(dt.UTC)
@@ -61,9 +67,14 @@ class JsonDocument(sa.types.TypeDecorator):
         return dialect.type_descriptor(sa.Text())
 
     def process_bind_param(self, value, dialect):
+        # JSONB serializes what it is given: hand it the document, not its text, or it stores a string.
+        if dialect.name == "postgresql" and isinstance(value, str):
+            return json.loads(value)
         return value
 
     def process_result_value(self, value, dialect):
+        if value is not None and not isinstance(value, str):
+            return json.dumps(value)
         return value
 
 

@@ -91,6 +91,7 @@ Connection = Annotated[
     SftpConnection | FtpConnection | S3Connection | SmtpConnection, Field(discriminator="type")
 ]
 DELIVERY_TYPES: frozenset[str] = frozenset({"sftp", "ftp", "ftps", "s3"})
+CONNECTION_TYPES: frozenset[str] = DELIVERY_TYPES | {"smtp"}
 
 
 class ConnectionsFile(BaseModel):

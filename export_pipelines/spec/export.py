@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from typing import Annotated, Any, Literal
 
@@ -27,7 +28,8 @@ FilterOperator = Literal[
     "$contains",
 ]
 FILTER_OPERATORS: tuple[str, ...] = FilterOperator.__args__
-Scalar = str | int | float | bool
+# YAML reads unquoted 2024-01-01 and 2024-01-01T00:00:00Z as dates and datetimes.
+Scalar = str | int | float | bool | dt.datetime | dt.date
 
 
 def _scalar_text(value: Any) -> Any:
@@ -89,16 +91,8 @@ class Filters(BaseModel):
     model_config = ConfigDict(extra="allow", frozen=True)
 
     junction: Literal["and", "or", "AND", "OR"] = "and"
-
-    @model_validator(mode="before")
-    @classmethod
-    def _fields_are_conditions(cls, data: Any) -> Any:
-        if not isinstance(data, dict):
-            return data
-        return {
-            key: (value if key == "junction" else FieldCondition.model_validate(value))
-            for key, value in data.items()
-        }
+    # Every other key is a field name; typing the extras makes pydantic report `filters.<field>...`.
+    __pydantic_extra__: dict[str, FieldCondition] = Field(init=False)
 
     @property
     def by_field(self) -> dict[str, FieldCondition]:

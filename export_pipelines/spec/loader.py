@@ -15,7 +15,7 @@ import yaml
 from pydantic import ValidationError
 
 from export_pipelines.catalog.models import Catalog, ModelsFile, load_builtin_catalog
-from export_pipelines.spec.connections import DELIVERY_TYPES, ConnectionsFile
+from export_pipelines.spec.connections import CONNECTION_TYPES, DELIVERY_TYPES, ConnectionsFile
 from export_pipelines.spec.export import ExportSpec, FieldSpec
 from export_pipelines.spec.plan import ExportPlan, PlanError, build_plan, closest
 from export_pipelines.targets.registry import DELIVERABLE_TYPES
@@ -121,10 +121,8 @@ def _target_problem(spec: ExportSpec, connections: ConnectionsFile) -> str | Non
     if connection.type not in DELIVERY_TYPES:
         return f"connection {name!r} is a {connection.type} connection, which cannot receive files"
     if connection.type not in DELIVERABLE_TYPES:
-        return (
-            f"connection {name!r} is {connection.type}, and this build delivers only to "
-            f"{', '.join(sorted(DELIVERABLE_TYPES))}"
-        )
+        kinds = ", ".join(["download", *sorted(DELIVERABLE_TYPES)])
+        return f"connection {name!r} is {connection.type}; this build delivers only to: {kinds}"
     return None
 
 
@@ -159,6 +157,8 @@ def _pydantic_problems(relative: str, error: ValidationError) -> list[SpecProble
     problems = []
     for item in error.errors():
         loc = [part for part in item["loc"] if not (isinstance(part, str) and ("[" in part or part.startswith("function-")))]
+        if len(loc) > 2 and loc[0] == "connections" and loc[2] in CONNECTION_TYPES:
+            del loc[2]  # pydantic names the union member chosen by `type`; the file has no such key
         key_path = _key_path(loc)
         message = item["msg"]
         if item["type"] == "extra_forbidden" and loc:

@@ -22,6 +22,7 @@ SINGLE_VALUE_OPERATORS = frozenset({"$is", "$is_not", "$gt", "$gte", "$lt", "$lt
 TEXT_OPERATORS = frozenset({"$starts_with", "$ends_with", "$contains"})
 ORDERING_OPERATORS = frozenset({"$gt", "$gte", "$lt", "$lte", "$after", "$before"})
 TIME_OPERATORS = frozenset({"$after", "$before"})
+BIGINT_MIN, BIGINT_MAX = -(2**63), 2**63 - 1
 
 
 class PlanError(ValueError):
@@ -123,6 +124,9 @@ def build_plan(spec: ExportSpec, catalog: Catalog) -> ExportPlan:
     headers = [output.header for output in fields]
     for duplicate in sorted({h for h in headers if headers.count(h) > 1}):
         problems.append(PlanError("fields", f"header {duplicate!r} appears more than once; give each field a distinct `to`"))
+
+    if spec.aggregates:
+        problems.append(PlanError("fields", "aggregation is not supported by this build yet; remove `aggregation` from the fields"))
 
     conditions = []
     if spec.filters:
@@ -236,11 +240,17 @@ def _coerce(source: SourceRef, value, key_path: str):
         if kind == "integer":
             if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
                 raise ValueError("not an integer")
-            return int(str(value))
+            number = int(value) if isinstance(value, float) else int(str(value))
+            if not BIGINT_MIN <= number <= BIGINT_MAX:
+                raise ValueError("outside the 64-bit integer range")
+            return number
         if kind == "decimal":
             if isinstance(value, bool):
                 raise ValueError("not a number")
-            return decimal.Decimal(str(value))
+            number = decimal.Decimal(str(value))
+            if not number.is_finite():
+                raise ValueError("not a finite number")
+            return number
         if kind == "boolean":
             if isinstance(value, bool):
                 return value

@@ -1,0 +1,100 @@
+"""Shared fixtures: the PostgreSQL server on this machine, sample databases, and a way to run one export."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+import dagster as dg
+import pytest
+import sqlalchemy as sa
+import yaml
+
+from export_pipelines.factory import build_export_asset
+from export_pipelines.source import SourceDatabase
+from export_pipelines.spec.loader import load_config
+from export_pipelines_tests.sample_data import create_sample_tables
+
+POSTGRES_URL = os.environ.get("EXPORT_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+def require_service(reason: str) -> None:
+    """Under CI a missing service fails the test; on a laptop it skips, saying why."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"required service unavailable under CI: {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    try:
+        engine = sa.create_engine(POSTGRES_URL)
+        with engine.connect() as connection:
+            connection.execute(sa.text("select 1"))
+        engine.dispose()
+    except sa.exc.OperationalError as error:
+        require_service(f"PostgreSQL at {POSTGRES_URL} is unreachable: {error}")
+    return POSTGRES_URL
+
+
+@pytest.fixture
+def postgres_schema_url(postgres_url: str):
+    """A PostgreSQL URL whose search_path is a fresh schema, dropped afterwards."""
+    schema = f"test_{uuid.uuid4().hex[:12]}"
+    engine = sa.create_engine(postgres_url)
+    with engine.begin() as connection:
+        connection.execute(sa.text(f'CREATE SCHEMA "{schema}"'))
+    url = sa.make_url(postgres_url).update_query_dict({"options": f"-csearch_path={schema}"})
+    yield url.render_as_string(hide_password=False)
+    with engine.begin() as connection:
+        connection.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+    engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def sample_source_url(request, tmp_path: Path) -> str:
+    """The sample rows in SQLite and in PostgreSQL: every end-to-end test runs on both."""
+    if request.param == "sqlite":
+        url = f"sqlite:///{tmp_path / 'source.sqlite'}"
+    else:
+        url = request.getfixturevalue("postgres_schema_url")
+    create_sample_tables(url)
+    return url
+
+
+@dataclass
+class ExportRun:
+    result: dg.ExecuteInProcessResult
+    metadata: dict
+    folder: Path
+
+    @property
+    def files(self) -> dict[str, bytes]:
+        return {name: (self.folder / name).read_bytes() for name in self.metadata["file_names"]}
+
+
+def write_config(folder: Path, specs: list[dict], connections: dict | None = None, models: dict | None = None) -> Path:
+    (folder / "exports").mkdir(parents=True, exist_ok=True)
+    for spec in specs:
+        (folder / "exports" / f"{spec.get('name', 'unnamed')}.yaml").write_text(yaml.safe_dump(spec, allow_unicode=True))
+    if connections is not None:
+        (folder / "connections.yaml").write_text(yaml.safe_dump(connections))
+    if models is not None:
+        (folder / "models.yaml").write_text(yaml.safe_dump(models))
+    return folder
+
+
+def run_export(spec: dict, source_url: str, tmp_path: Path, *, models: dict | None = None) -> ExportRun:
+    """Load one spec through the real config loader and materialize its asset on a throwaway instance."""
+    config = load_config(write_config(tmp_path / "config", [spec], models=models))
+    assert not config.problems, [str(p) for p in config.problems]
+    asset = build_export_asset(config.plans[spec["name"]])
+    instance_dir = tmp_path / "instance"
+    instance_dir.mkdir(exist_ok=True)
+    with dg.instance_for_test(temp_dir=str(instance_dir)) as instance:
+        result = dg.materialize([asset], resources={"source_database": SourceDatabase(url=source_url)}, instance=instance)
+    materialization = result.get_asset_materialization_events()[0].materialization
+    metadata = {key: value.value for key, value in materialization.metadata.items()}
+    return ExportRun(result=result, metadata=metadata, folder=Path(metadata["location"]))
