@@ -45,7 +45,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from export_pipelines.definitions import defs
 
     instance = DagsterInstance.get()
-    result = defs.get_job_def(ALL_EXPORTS_JOB).execute_in_process(instance=instance, raise_on_error=False)
+    result = defs.resolve_job_def(ALL_EXPORTS_JOB).execute_in_process(instance=instance, raise_on_error=False)
     for event in result.get_asset_materialization_events():
         materialization = event.materialization
         metadata = materialization.metadata
@@ -56,12 +56,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
             print(f"    {name}")
     print(f"Run {result.run_id} {'succeeded' if result.success else 'FAILED'}; history in {home} (see `make ui`)")
     return 0 if result.success else 1
-
-
-def cmd_demo_db(args: argparse.Namespace) -> int:
-    from export_pipelines.demo.generator import main as generator_main
-
-    return generator_main(args.generator_args) or 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -78,13 +72,17 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--rebuild", action="store_true", help="rebuild the demo database even if it exists")
     demo.set_defaults(handler=cmd_demo)
 
-    demo_db = commands.add_parser("demo-db", help="build a demo source database (SQLite or PostgreSQL)", add_help=False)
-    demo_db.add_argument("generator_args", nargs=argparse.REMAINDER)
-    demo_db.set_defaults(handler=cmd_demo_db)
+    # demo-db hands every argument to the generator's own parser (see main).
+    commands.add_parser("demo-db", help="build a demo source database: export-pipelines demo-db --help")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["demo-db"]:
+        from export_pipelines.demo.generator import main as generator_main
+
+        return generator_main(argv[1:]) or 0
     args = build_parser().parse_args(argv)
     return args.handler(args)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 
 class MissingSecretError(RuntimeError):
@@ -22,6 +22,14 @@ class EnvSecret(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     env: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _never_literal(cls, value):
+        if not isinstance(value, dict):
+            # The message must not echo the value: it may be the secret itself.
+            raise ValueError("secrets are never written in connections.yaml; write {env: VARIABLE_NAME} and set that variable")
+        return value
 
     def resolve(self, owner: str) -> str:
         value = os.environ.get(self.env)

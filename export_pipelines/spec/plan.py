@@ -260,6 +260,8 @@ def _coerce(source: SourceRef, value, key_path: str):
         if kind == "timestamp":
             return parse_timestamp(value)
         if kind == "date":
+            if isinstance(value, dt.datetime):
+                raise ValueError("a date field takes a date (YYYY-MM-DD), not a timestamp")
             return value if isinstance(value, dt.date) else dt.date.fromisoformat(str(value))
     except (ValueError, decimal.InvalidOperation) as error:
         raise PlanError(key_path, f"{value!r} is not a valid {kind} for {source.label} ({error})") from None
