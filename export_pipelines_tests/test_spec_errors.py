@@ -166,8 +166,15 @@ def test_unknown_operator_names_the_valid_ones(tmp_path):
     problem = only_problem(tmp_path, with_base(filters={"email": {"conditions": {"$foo": "x"}}}))
     assert problem.file == "exports/probe.yaml"
     assert problem.key_path == "filters.email.conditions.$foo"
+    assert "'$foo'" in problem.message
     for operator in ("$in", "$not_in", "$is_unknown", "$contains"):
-        assert f"'{operator}'" in problem.message
+        assert operator in problem.message
+
+
+def test_misspelt_operator_suggests_the_closest(tmp_path):
+    problem = only_problem(tmp_path, with_base(filters={"email": {"conditions": {"$contians": "x"}}}))
+    assert problem.key_path == "filters.email.conditions.$contians"
+    assert "did you mean $contains" in problem.message
 
 
 @pytest.mark.parametrize(

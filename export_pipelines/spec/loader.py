@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from export_pipelines.catalog.models import Catalog, ModelsFile, load_builtin_catalog
 from export_pipelines.spec.connections import CONNECTION_TYPES, DELIVERY_TYPES, ConnectionsFile
-from export_pipelines.spec.export import ExportSpec, FieldSpec
+from export_pipelines.spec.export import FILTER_OPERATORS, ExportSpec, FieldSpec
 from export_pipelines.spec.plan import ExportPlan, PlanError, build_plan, closest
 from export_pipelines.targets.registry import DELIVERABLE_TYPES
 
@@ -165,6 +165,9 @@ def _pydantic_problems(relative: str, error: ValidationError) -> list[SpecProble
             scope = "field" if len(loc) >= 3 and loc[0] == "fields" else "spec" if len(loc) == 1 else None
             hint = closest(str(loc[-1]), _KNOWN_KEYS[scope]) if scope else ""
             message = f"unknown key {loc[-1]!r}{hint}"
+        elif item["type"] == "literal_error" and "conditions" in loc and str(loc[-1]).startswith("$"):
+            operator = str(loc[-1])
+            message = f"unknown operator {operator!r}{closest(operator, FILTER_OPERATORS)} (operators: {', '.join(FILTER_OPERATORS)})"
         elif item["type"] == "missing":
             message = "required key is missing"
         problems.append(SpecProblem(relative, key_path, message))
