@@ -15,7 +15,8 @@ from pathlib import Path
 import dagster as dg
 
 from export_pipelines.naming import asset_key_for, op_name_for
-from export_pipelines.source import SourceDatabase, safe_url
+from export_pipelines.database_urls import safe_url
+from export_pipelines.source import SourceDatabase
 from export_pipelines.spec.plan import ExportPlan
 from export_pipelines.stages.extract import extract_to_parquet
 from export_pipelines.stages.file_naming import NameValues, render_file_name
@@ -29,33 +30,38 @@ ROWS_CHECK = "rows_written_match_expected"
 
 
 @dataclass(frozen=True)
-class StageFile:
-    """What one op hands the next: where its rows are, how many, and the run's facts so far."""
+class RunFacts:
+    """Set once by extract and handed on unchanged: what every later op reports against."""
 
-    path: str
-    rows: int
     expected_rows: int
     extracted_at: dt.datetime
     work_dir: str
 
 
 @dataclass(frozen=True)
+class StageFile:
+    """What one op hands the next: where its rows are and how many."""
+
+    path: str
+    rows: int
+    facts: RunFacts
+
+
+@dataclass(frozen=True)
 class FileSet:
     files: tuple[LocalFile, ...]
     rows: int
-    expected_rows: int
-    extracted_at: dt.datetime
-    work_dir: str
+    facts: RunFacts
+
+
+def storage_dir(context: dg.OpExecutionContext) -> Path:
+    return Path(context.instance.storage_directory())
 
 
 def work_dir(context: dg.OpExecutionContext, export_name: str) -> Path:
-    folder = Path(context.instance.storage_directory()) / "export_work" / context.run_id / export_name
+    folder = storage_dir(context) / "export_work" / context.run_id / export_name
     folder.mkdir(parents=True, exist_ok=True)
     return folder
-
-
-def _instance_root(context: dg.OpExecutionContext) -> Path:
-    return Path(context.instance.storage_directory()).parent
 
 
 def build_export_asset(plan: ExportPlan) -> dg.AssetsDefinition:
@@ -65,21 +71,22 @@ def build_export_asset(plan: ExportPlan) -> dg.AssetsDefinition:
 
     @dg.op(name=op_name_for(name, "extract"), description=f"Query {plan.model_name} into Parquet, filters pushed into SQL.")
     def extract(context: dg.OpExecutionContext, source_database: SourceDatabase) -> dg.Output[StageFile]:
-        engine = source_database.create_engine(_instance_root(context))
+        engine = source_database.create_engine(storage_dir(context).parent)
         folder = work_dir(context, name)
         try:
             result = extract_to_parquet(engine, plan, folder / "extract.parquet", batch_size=spec.batch_size)
         finally:
             engine.dispose()
         context.log.info(f"Extracted {result.rows} rows of {plan.model_name} from {safe_url(engine.url)}")
-        stage = StageFile(str(result.path), result.rows, result.expected_rows, result.extracted_at, str(folder))
+        facts = RunFacts(result.expected_rows, result.extracted_at, str(folder))
+        stage = StageFile(str(result.path), result.rows, facts)
         return dg.Output(stage, metadata={"rows_out": result.rows, "rows_expected": result.expected_rows})
 
     @dg.op(name=op_name_for(name, "map"), description="Rename, Default and Replace values, column at a time.")
     def map_fields(context: dg.OpExecutionContext, extracted: StageFile) -> dg.Output[StageFile]:
         destination = work_dir(context, name) / "mapped.parquet"
         rows = map_parquet(plan, Path(extracted.path), destination, batch_size=spec.batch_size)
-        stage = StageFile(str(destination), rows, extracted.expected_rows, extracted.extracted_at, extracted.work_dir)
+        stage = StageFile(str(destination), rows, extracted.facts)
         return dg.Output(stage, metadata={"rows_in": extracted.rows, "rows_out": rows})
 
     @dg.op(name=op_name_for(name, "serialize"), description=f"Write {spec.format.upper()} files ({spec.compression}).")
@@ -89,11 +96,11 @@ def build_export_asset(plan: ExportPlan) -> dg.AssetsDefinition:
             dialect=CsvDialect(DELIMITERS[spec.format], LINE_ENDINGS[spec.line_ending]),
             compression=spec.compression,
             max_rows_per_file=spec.max_rows_per_file,
-            archive_time=mapped.extracted_at,
+            archive_time=mapped.facts.extracted_at,
         )
 
         def name_for_part(part: int) -> str:
-            values = NameValues(export=name, model=plan.model_name, run_time=mapped.extracted_at, ext=plan.ext, part=part)
+            values = NameValues(export=name, model=plan.model_name, run_time=mapped.facts.extracted_at, ext=plan.ext, part=part)
             return render_file_name(plan.file_template, values)
 
         files = write_files(
@@ -103,7 +110,7 @@ def build_export_asset(plan: ExportPlan) -> dg.AssetsDefinition:
             name_for_part,
             settings,
         )
-        file_set = FileSet(tuple(files), mapped.rows, mapped.expected_rows, mapped.extracted_at, mapped.work_dir)
+        file_set = FileSet(tuple(files), mapped.rows, mapped.facts)
         return dg.Output(
             file_set,
             metadata={"rows_in": mapped.rows, "rows_out": sum(f.rows for f in files), "files": len(files)},
@@ -115,18 +122,20 @@ def build_export_asset(plan: ExportPlan) -> dg.AssetsDefinition:
         out={"result": dg.Out(dg.Nothing), ROWS_CHECK: dg.Out(is_required=False)},
     )
     def upload(context: dg.OpExecutionContext, file_set: FileSet):
-        target = target_for(spec, Path(context.instance.storage_directory()))
+        target = target_for(spec, storage_dir(context))
         delivered = target.deliver(file_set.files)
         rows_written = sum(file.rows for file in delivered)
         for file in delivered:
             context.log.info(f"Delivered {file.name} ({file.bytes} bytes, {file.rows} rows) to {file.location}")
         finished = dt.datetime.now(dt.UTC)
-        yield dg.Output(None, "result", metadata=materialization_metadata(plan, file_set, delivered, target.location, finished))
+        metadata = materialization_metadata(plan, file_set, delivered, rows_written, target.location, finished)
+        yield dg.Output(None, "result", metadata=metadata)
+        expected_rows = file_set.facts.expected_rows
         yield dg.AssetCheckResult(
             check_name=ROWS_CHECK,
             asset_key=key,
-            passed=rows_written == file_set.expected_rows,
-            metadata={"rows_written": rows_written, "rows_expected": file_set.expected_rows},
+            passed=rows_written == expected_rows,
+            metadata={"rows_written": rows_written, "rows_expected": expected_rows},
             description="Rows in the delivered files against a COUNT(*) of the same query in the same snapshot.",
         )
         _remove_work_dirs(file_set)
@@ -156,7 +165,7 @@ def build_export_asset(plan: ExportPlan) -> dg.AssetsDefinition:
 
 def _remove_work_dirs(file_set: FileSet) -> None:
     """Delivered: the run's intermediate files are no longer needed for a re-execution."""
-    folders = {Path(file_set.work_dir), *(file.path.parent.parent for file in file_set.files)}
+    folders = {Path(file_set.facts.work_dir), *(file.path.parent.parent for file in file_set.files)}
     for folder in folders:
         shutil.rmtree(folder, ignore_errors=True)
 
@@ -175,7 +184,12 @@ def definition_metadata(plan: ExportPlan) -> dict:
 
 
 def materialization_metadata(
-    plan: ExportPlan, file_set: FileSet, delivered: list[DeliveredFile], location: str, finished: dt.datetime
+    plan: ExportPlan,
+    file_set: FileSet,
+    delivered: list[DeliveredFile],
+    rows_written: int,
+    location: str,
+    finished: dt.datetime,
 ) -> dict:
     table = dg.MetadataValue.table(
         records=[dg.TableRecord({"name": f.name, "rows": f.rows, "bytes": f.bytes, "sha256": f.sha256}) for f in delivered],
@@ -190,14 +204,14 @@ def materialization_metadata(
     )
     return {
         "rows_extracted": file_set.rows,
-        "rows_written": sum(f.rows for f in delivered),
-        "rows_expected": file_set.expected_rows,
+        "rows_written": rows_written,
+        "rows_expected": file_set.facts.expected_rows,
         "files": table,
         "file_names": dg.MetadataValue.json([f.name for f in delivered]),
         "file_size_bytes": sum(f.bytes for f in delivered),
         "window": "snapshot",
-        "snapshot_at": file_set.extracted_at.isoformat(),
+        "snapshot_at": file_set.facts.extracted_at.isoformat(),
         "target": plan.spec.target_label,
         "location": dg.MetadataValue.path(location),
-        "duration_seconds": round((finished - file_set.extracted_at).total_seconds(), 3),
+        "duration_seconds": round((finished - file_set.facts.extracted_at).total_seconds(), 3),
     }

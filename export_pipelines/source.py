@@ -9,23 +9,13 @@ import sqlalchemy as sa
 from dagster import ConfigurableResource
 from pydantic import Field
 
+from export_pipelines.database_urls import normalize_url
+
 SOURCE_URL_ENV_VAR = "EXPORT_SOURCE_URL"
 
 
 def demo_database_path(instance_root: Path) -> Path:
     return instance_root / "demo" / "loyalty.sqlite"
-
-
-def normalize_url(url: str) -> sa.URL:
-    """Plain postgresql:// means psycopg 3, the driver this project installs."""
-    parsed = sa.make_url(url)
-    if parsed.drivername == "postgresql":
-        parsed = parsed.set(drivername="postgresql+psycopg")
-    return parsed
-
-
-def safe_url(url: sa.URL) -> str:
-    return url.render_as_string(hide_password=True)
 
 
 class SourceDatabase(ConfigurableResource):

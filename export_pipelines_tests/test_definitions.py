@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import dagster as dg
-import pytest
 import yaml
 
 from export_pipelines.definitions import build_definitions

@@ -16,7 +16,6 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 FieldType = Literal["string", "integer", "decimal", "boolean", "timestamp", "date", "json"]
-NUMERIC_TYPES: frozenset[str] = frozenset({"integer", "decimal"})
 
 # A json field's single property, as in Voucherify's "metadata.X".
 JSON_PROPERTY_PATTERN = re.compile(r"^[A-Za-z0-9_\-]{1,64}$")

@@ -62,6 +62,7 @@ from sqlalchemy.schema import CreateIndex
 
 from export_pipelines.catalog.models import load_builtin_catalog
 from export_pipelines.catalog.sql_types import model_table
+from export_pipelines.database_urls import normalize_url
 
 START = int(dt.datetime(2024, 1, 1, tzinfo=dt.UTC).timestamp())
 END = int(dt.datetime(2026, 10, 31, 23, 59, 59, tzinfo=dt.UTC).timestamp())
@@ -501,7 +502,7 @@ class _Customers:
         form = rng.random(n)
         cjk = rng.integers(0, len(CJK_NAMES), n)
         names, locals_ = [], []
-        for i, (f, la, fm, cj) in enumerate(zip(first.tolist(), last.tolist(), form.tolist(), cjk.tolist())):
+        for f, la, fm, cj in zip(first.tolist(), last.tolist(), form.tolist(), cjk.tolist(), strict=True):
             if fm < 0.02:
                 names.append(CJK_NAMES[cj][0])
                 locals_.append(CJK_NAMES[cj][1])
@@ -1078,9 +1079,10 @@ def _chunk(
 
 
 def _normalise_url(url: str | sa.URL) -> sa.URL:
-    parsed = sa.make_url(url)
+    parsed = normalize_url(url)
     backend = parsed.get_backend_name()
-    if backend in ("postgresql", "postgres"):
+    if backend == "postgresql":
+        # The loader below uses psycopg 3's COPY, whatever driver the URL named.
         return parsed.set(drivername="postgresql+psycopg")
     if backend != "sqlite":
         raise ValueError(f"the demo database needs SQLite or PostgreSQL, not {parsed.drivername!r}")

@@ -1,19 +1,14 @@
 """connections.yaml: named delivery targets and mail servers.
 
-Secrets are never literal in the file: a secret key holds `{env: VARIABLE}` and is read
+Secrets are never literal in the file: a secret key holds `{env: VARIABLE}`, to be read
 from the environment when a run needs it, so neither files nor logs carry the value.
 """
 
 from __future__ import annotations
 
-import os
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
-
-
-class MissingSecretError(RuntimeError):
-    pass
 
 
 class EnvSecret(BaseModel):
@@ -30,18 +25,6 @@ class EnvSecret(BaseModel):
             # The message must not echo the value: it may be the secret itself.
             raise ValueError("secrets are never written in connections.yaml; write {env: VARIABLE_NAME} and set that variable")
         return value
-
-    def resolve(self, owner: str) -> str:
-        value = os.environ.get(self.env)
-        if not value:
-            raise MissingSecretError(
-                f"{owner} needs the environment variable {self.env}, which is not set; "
-                f"set it in the environment of the Dagster code location and the run workers"
-            )
-        return value
-
-    def __repr__(self) -> str:
-        return f"EnvSecret(env={self.env!r})"
 
 
 class _Connection(BaseModel):
@@ -99,7 +82,6 @@ Connection = Annotated[
     SftpConnection | FtpConnection | S3Connection | SmtpConnection, Field(discriminator="type")
 ]
 DELIVERY_TYPES: frozenset[str] = frozenset({"sftp", "ftp", "ftps", "s3"})
-CONNECTION_TYPES: frozenset[str] = DELIVERY_TYPES | {"smtp"}
 
 
 class ConnectionsFile(BaseModel):

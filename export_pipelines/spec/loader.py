@@ -15,7 +15,7 @@ import yaml
 from pydantic import ValidationError
 
 from export_pipelines.catalog.models import Catalog, ModelsFile, load_builtin_catalog
-from export_pipelines.spec.connections import CONNECTION_TYPES, DELIVERY_TYPES, ConnectionsFile
+from export_pipelines.spec.connections import DELIVERY_TYPES, ConnectionsFile
 from export_pipelines.spec.export import FILTER_OPERATORS, ExportSpec, FieldSpec
 from export_pipelines.spec.plan import ExportPlan, PlanError, build_plan, closest
 from export_pipelines.targets.registry import DELIVERABLE_TYPES
@@ -65,7 +65,7 @@ def load_config(root: Path) -> ExportConfig:
         try:
             catalog = catalog.with_overrides(ModelsFile.model_validate(models_raw))
         except ValidationError as error:
-            problems.extend(_pydantic_problems("models.yaml", error))
+            problems.extend(_pydantic_problems("models.yaml", models_raw, error))
         except ValueError as error:
             problems.append(SpecProblem("models.yaml", "models", str(error)))
 
@@ -75,7 +75,7 @@ def load_config(root: Path) -> ExportConfig:
         try:
             connections = ConnectionsFile.model_validate(connections_raw)
         except ValidationError as error:
-            problems.extend(_pydantic_problems("connections.yaml", error))
+            problems.extend(_pydantic_problems("connections.yaml", connections_raw, error))
 
     config = ExportConfig(root=root, catalog=catalog, connections=connections, problems=problems)
     exports_dir = root / "exports"
@@ -97,7 +97,7 @@ def _load_export(path: Path, relative: str, config: ExportConfig) -> list[SpecPr
     try:
         spec = ExportSpec.model_validate(raw)
     except ValidationError as error:
-        return _pydantic_problems(relative, error)
+        return _pydantic_problems(relative, raw, error)
     if spec.name in config.plans:
         return [SpecProblem(relative, "name", f"export name {spec.name!r} is already used by another file; names must be unique")]
     try:
@@ -153,12 +153,10 @@ _KNOWN_KEYS = {
 }
 
 
-def _pydantic_problems(relative: str, error: ValidationError) -> list[SpecProblem]:
+def _pydantic_problems(relative: str, raw: dict, error: ValidationError) -> list[SpecProblem]:
     problems = []
     for item in error.errors():
-        loc = [part for part in item["loc"] if not (isinstance(part, str) and ("[" in part or part.startswith("function-")))]
-        if len(loc) > 2 and loc[0] == "connections" and loc[2] in CONNECTION_TYPES:
-            del loc[2]  # pydantic names the union member chosen by `type`; the file has no such key
+        loc = _file_loc(raw, item["loc"], keep_last=item["type"] == "missing")
         key_path = _key_path(loc)
         message = item["msg"]
         if item["type"] == "extra_forbidden" and loc:
@@ -172,6 +170,25 @@ def _pydantic_problems(relative: str, error: ValidationError) -> list[SpecProble
             message = "required key is missing"
         problems.append(SpecProblem(relative, key_path, message))
     return problems
+
+
+def _file_loc(raw, loc: tuple, *, keep_last: bool) -> list:
+    """pydantic's error location reduced to the keys that exist in the file.
+
+    pydantic inserts labels of its own (the union member tried, `function-after[...]`,
+    `[key]`); walking the parsed YAML alongside drops every part the file does not have.
+    A missing key is, by definition, not in the file, so it is kept when asked.
+    """
+    path, node = [], raw
+    for index, part in enumerate(loc):
+        in_dict = isinstance(node, dict) and part in node
+        in_list = isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
+        if in_dict or in_list:
+            node = node[part]
+        elif not (keep_last and index == len(loc) - 1):
+            continue
+        path.append(part)
+    return path
 
 
 def _key_path(loc: list) -> str:

@@ -11,7 +11,7 @@ import datetime as dt
 import decimal
 import difflib
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from export_pipelines.catalog.models import JSON_PROPERTY_PATTERN, Catalog, FieldDef, FieldType, ModelDef
 from export_pipelines.spec.export import ExportSpec, FieldSpec
@@ -84,7 +84,6 @@ class ExportPlan:
     order: tuple[OrderKey, ...]
     file_template: str
     ext: str
-    problems: tuple[PlanError, ...] = field(default=())
 
     @property
     def name(self) -> str:
@@ -285,14 +284,7 @@ def _check_template(spec: ExportSpec, template: str, ext: str) -> None:
         raise file_naming.FileNameError("max_rows_per_file splits the export into parts, so file_name needs {part}")
     if "ext" not in tokens and not template.endswith(ext):
         raise file_naming.FileNameError(f"file_name should end with {{ext}} or .{ext} so the name says what the file is")
-    sample = file_naming.NameValues(
-        export=spec.name,
-        model=spec.model,
-        run_time=dt.datetime(2000, 1, 1, tzinfo=dt.UTC),
-        ext=ext,
-        window_start=None,
-        window_end=None,
-    )
     if tokens & {"window_start", "window_end"}:
         raise file_naming.FileNameError("{window_start}/{window_end} need an incremental export; this one is a snapshot")
+    sample = file_naming.NameValues(export=spec.name, model=spec.model, run_time=dt.datetime(2000, 1, 1, tzinfo=dt.UTC), ext=ext)
     file_naming.render_file_name(template, sample)

@@ -147,10 +147,10 @@ def build_query(plan: ExportPlan, dialect: str, window: TimeWindow | None = None
     if window is not None:
         column = source_expression(table, window.source, dialect)
         query = query.where(column >= window.start, column < window.end)
-    order = [
-        source_expression(table, key.source, dialect).desc() if key.descending else source_expression(table, key.source, dialect).asc()
-        for key in plan.order
-    ]
+    order = []
+    for key in plan.order:
+        expression = source_expression(table, key.source, dialect)
+        order.append(expression.desc() if key.descending else expression.asc())
     # The primary key last makes the row order, and so the file bytes, repeatable.
     if plan.primary_key not in [key.source for key in plan.order]:
         order.append(table.c[plan.primary_key.column].asc())

@@ -1,0 +1,17 @@
+"""SQLAlchemy URLs as this project reads them and shows them (no Dagster imports: the generator uses it too)."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+
+def normalize_url(url: str | sa.URL) -> sa.URL:
+    """A bare postgresql:// (or postgres://) means psycopg 3, the driver this project installs."""
+    parsed = sa.make_url(url)
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    return parsed
+
+
+def safe_url(url: sa.URL) -> str:
+    return url.render_as_string(hide_password=True)
