@@ -45,7 +45,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from export_pipelines.definitions import defs
 
     instance = DagsterInstance.get()
-    result = defs.resolve_job_def(ALL_EXPORTS_JOB).execute_in_process(instance=instance, raise_on_error=False)
+    # The demo keeps every file local, whatever target a spec names: no partner server is involved.
+    run_config = {"resources": {"delivery_settings": {"config": {"redirect_to_download": True}}}}
+    result = defs.resolve_job_def(ALL_EXPORTS_JOB).execute_in_process(
+        run_config=run_config, instance=instance, raise_on_error=False
+    )
     for event in result.get_asset_materialization_events():
         materialization = event.materialization
         metadata = materialization.metadata

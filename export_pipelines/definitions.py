@@ -6,6 +6,7 @@ import logging
 
 import dagster as dg
 
+from export_pipelines.delivery_settings import DeliverySettings
 from export_pipelines.factory import build_export_asset
 from export_pipelines.naming import ALL_EXPORTS_JOB, INVALID_GROUP, asset_key_for, invalid_asset_name
 from export_pipelines.source import SourceDatabase
@@ -33,7 +34,7 @@ def invalid_export_asset(file_stem: str, problems: list[SpecProblem]) -> dg.Asse
 def build_definitions(config: ExportConfig) -> dg.Definitions:
     for problem in config.problems:
         logger.warning("export config problem: %s", problem)
-    export_assets = [build_export_asset(plan) for plan in config.plans.values()]
+    export_assets = [build_export_asset(plan, config.connections.connections) for plan in config.plans.values()]
     invalid_assets = [
         invalid_export_asset(stem, problems)
         for stem, problems in config.invalid_files.items()
@@ -51,7 +52,7 @@ def build_definitions(config: ExportConfig) -> dg.Definitions:
     return dg.Definitions(
         assets=[*export_assets, *invalid_assets],
         jobs=jobs,
-        resources={"source_database": SourceDatabase()},
+        resources={"source_database": SourceDatabase(), "delivery_settings": DeliverySettings()},
     )
 
 

@@ -9,6 +9,7 @@ Dagster reads the op signatures' annotations as real types.)
 
 import datetime as dt
 import shutil
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,14 +17,17 @@ import dagster as dg
 
 from export_pipelines.naming import asset_key_for, op_name_for
 from export_pipelines.database_urls import safe_url
+from export_pipelines.delivery_settings import DeliverySettings
 from export_pipelines.source import SourceDatabase
+from export_pipelines.spec.export import ConnectionTarget
 from export_pipelines.spec.plan import ExportPlan
 from export_pipelines.stages.extract import extract_to_parquet
 from export_pipelines.stages.file_naming import NameValues, render_file_name
 from export_pipelines.stages.mapping import map_parquet
 from export_pipelines.stages.serialization import LINE_ENDINGS, CsvDialect, OutputSettings, DELIMITERS, write_files
 from export_pipelines.stages.stage_files import read_batches
-from export_pipelines.targets.base import DeliveredFile, LocalFile
+from export_pipelines.spec.connections import DeliveryConnection, MissingSecretError
+from export_pipelines.targets.base import Delivery, DeliveredFile, DeliveryError, LocalFile
 from export_pipelines.targets.registry import target_for
 
 ROWS_CHECK = "rows_written_match_expected"
@@ -64,7 +68,8 @@ def work_dir(context: dg.OpExecutionContext, export_name: str) -> Path:
     return folder
 
 
-def build_export_asset(plan: ExportPlan) -> dg.AssetsDefinition:
+def build_export_asset(plan: ExportPlan, connections: Mapping[str, DeliveryConnection] | None = None) -> dg.AssetsDefinition:
+    connections = dict(connections or {})
     spec = plan.spec
     name = spec.name
     key = asset_key_for(name)
@@ -118,17 +123,22 @@ def build_export_asset(plan: ExportPlan) -> dg.AssetsDefinition:
 
     @dg.op(
         name=op_name_for(name, "upload"),
-        description=f"Deliver to {spec.target_label}: temporary name, size check, rename.",
+        description=f"Deliver to {spec.target_label}: temporary name, verify, rename; then retention.",
         out={"result": dg.Out(dg.Nothing), ROWS_CHECK: dg.Out(is_required=False)},
     )
-    def upload(context: dg.OpExecutionContext, file_set: FileSet):
-        target = target_for(spec, storage_dir(context))
-        delivered = target.deliver(file_set.files)
-        rows_written = sum(file.rows for file in delivered)
-        for file in delivered:
-            context.log.info(f"Delivered {file.name} ({file.bytes} bytes, {file.rows} rows) to {file.location}")
+    def upload(context: dg.OpExecutionContext, delivery_settings: DeliverySettings, file_set: FileSet):
+        redirected = delivery_settings.redirect_to_download and spec.target != "download"
+        if redirected:
+            context.log.warning(f"redirect_to_download is on: {name}'s files stay in its download folder, not {spec.target_label}")
+        target = target_for(plan, connections, storage_dir(context), file_set.facts.extracted_at, redirected)
+        try:
+            delivery = target.deliver(file_set.files, context.log.info)
+        except (DeliveryError, MissingSecretError) as error:
+            # The work files stay, so a re-execution from this step delivers without extracting again.
+            raise dg.Failure(description=str(error)) from error
+        rows_written = sum(file.rows for file in delivery.files)
         finished = dt.datetime.now(dt.UTC)
-        metadata = materialization_metadata(plan, file_set, delivered, rows_written, target.location, finished)
+        metadata = materialization_metadata(plan, file_set, delivery, rows_written, target.location, finished, redirected)
         yield dg.Output(None, "result", metadata=metadata)
         expected_rows = file_set.facts.expected_rows
         yield dg.AssetCheckResult(
@@ -186,32 +196,44 @@ def definition_metadata(plan: ExportPlan) -> dict:
 def materialization_metadata(
     plan: ExportPlan,
     file_set: FileSet,
-    delivered: list[DeliveredFile],
+    delivery: Delivery,
     rows_written: int,
     location: str,
     finished: dt.datetime,
+    redirected: bool,
 ) -> dict:
-    table = dg.MetadataValue.table(
-        records=[dg.TableRecord({"name": f.name, "rows": f.rows, "bytes": f.bytes, "sha256": f.sha256}) for f in delivered],
-        schema=dg.TableSchema(
-            columns=[
-                dg.TableColumn("name", "string"),
-                dg.TableColumn("rows", "int"),
-                dg.TableColumn("bytes", "int"),
-                dg.TableColumn("sha256", "string"),
-            ]
-        ),
-    )
-    return {
+    delivered = delivery.files
+    metadata = {
         "rows_extracted": file_set.rows,
         "rows_written": rows_written,
         "rows_expected": file_set.facts.expected_rows,
-        "files": table,
+        "files": _files_table(delivered),
         "file_names": dg.MetadataValue.json([f.name for f in delivered]),
         "file_size_bytes": sum(f.bytes for f in delivered),
         "window": "snapshot",
         "snapshot_at": file_set.facts.extracted_at.isoformat(),
-        "target": plan.spec.target_label,
-        "location": dg.MetadataValue.path(location),
+        "target": f"download (redirected from {plan.spec.target_label})" if redirected else plan.spec.target_label,
+        "location": dg.MetadataValue.url(location) if "://" in location else dg.MetadataValue.path(location),
         "duration_seconds": round((finished - file_set.facts.extracted_at).total_seconds(), 3),
+        "upload_seconds": round(sum(f.seconds for f in delivered), 3),
     }
+    if isinstance(plan.spec.target, ConnectionTarget) and not redirected:
+        metadata["connection"] = plan.spec.target.connection
+    if delivery.completion_file is not None:
+        metadata["completion_file"] = delivery.completion_file.location
+    if delivery.swept:
+        metadata["swept_temporary_files"] = dg.MetadataValue.json(delivery.swept)
+    if delivery.retired:
+        metadata["retention_deleted"] = dg.MetadataValue.json(delivery.retired)
+    urls = [f.url for f in delivered if f.url]
+    if urls:
+        metadata["download_urls"] = dg.MetadataValue.json(urls)
+    return metadata
+
+
+def _files_table(delivered: list[DeliveredFile]) -> dg.MetadataValue:
+    columns = {"name": "string", "rows": "int", "bytes": "int", "sha256": "string", "location": "string", "seconds": "float", "verified_by": "string"}
+    return dg.MetadataValue.table(
+        records=[dg.TableRecord({column: getattr(f, column) for column in columns}) for f in delivered],
+        schema=dg.TableSchema(columns=[dg.TableColumn(column, kind) for column, kind in columns.items()]),
+    )

@@ -12,6 +12,7 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
+from export_pipelines.delivery_settings import DeliverySettings
 from export_pipelines.factory import build_export_asset
 from export_pipelines.source import SourceDatabase
 from export_pipelines.spec.loader import load_config
@@ -86,15 +87,25 @@ def write_config(folder: Path, specs: list[dict], connections: dict | None = Non
     return folder
 
 
-def run_export(spec: dict, source_url: str, tmp_path: Path, *, models: dict | None = None) -> ExportRun:
+def run_export(
+    spec: dict,
+    source_url: str,
+    tmp_path: Path,
+    *,
+    models: dict | None = None,
+    connections: dict | None = None,
+    raise_on_error: bool = True,
+) -> ExportRun:
     """Load one spec through the real config loader and materialize its asset on a throwaway instance."""
-    config = load_config(write_config(tmp_path / "config", [spec], models=models))
+    config = load_config(write_config(tmp_path / "config", [spec], connections=connections, models=models))
     assert not config.problems, [str(p) for p in config.problems]
-    asset = build_export_asset(config.plans[spec["name"]])
+    asset = build_export_asset(config.plans[spec["name"]], config.connections.connections)
     instance_dir = tmp_path / "instance"
     instance_dir.mkdir(exist_ok=True)
     with dg.instance_for_test(temp_dir=str(instance_dir)) as instance:
-        result = dg.materialize([asset], resources={"source_database": SourceDatabase(url=source_url)}, instance=instance)
-    materialization = result.get_asset_materialization_events()[0].materialization
-    metadata = {key: value.value for key, value in materialization.metadata.items()}
-    return ExportRun(result=result, metadata=metadata, folder=Path(metadata["location"]))
+        resources = {"source_database": SourceDatabase(url=source_url), "delivery_settings": DeliverySettings()}
+        result = dg.materialize([asset], resources=resources, instance=instance, raise_on_error=raise_on_error)
+    events = result.get_asset_materialization_events()
+    metadata = {key: value.value for key, value in events[0].materialization.metadata.items()} if events else {}
+    location = metadata.get("location", "")
+    return ExportRun(result=result, metadata=metadata, folder=Path(location) if "://" not in location else Path())

@@ -16,7 +16,8 @@ from export_pipelines_tests.conftest import write_config
 CLI = str(Path(sys.prefix) / "bin" / "export-pipelines")
 
 BASE = {"name": "probe", "model": "customers", "fields": ["id", "email"]}
-CONNECTIONS = {"connections": {"partner_sftp": {"type": "sftp", "host": "sftp.example", "username": "u"}}}
+SFTP_BASE = {"type": "sftp", "host": "sftp.example", "username": "u", "known_hosts_path": "~/.ssh/known_hosts"}
+CONNECTIONS = {"connections": {"partner_sftp": {**SFTP_BASE, "password": {"env": "PARTNER_SFTP_PASSWORD"}}}}
 
 
 def with_base(**changes) -> dict:
@@ -295,18 +296,42 @@ def test_target_unknown_word(tmp_path):
     assert any("'download'" in p.message for p in config.problems)
 
 
-def test_target_connection_this_build_cannot_deliver_to(tmp_path):
-    config = load_one(tmp_path, with_base(target={"connection": "partner_sftp", "path": "/outbox"}), CONNECTIONS)
-    if "sftp" in DELIVERABLE_TYPES:
-        assert not config.problems, [str(p) for p in config.problems]
-        assert config.plans["probe"].spec.target_label == "partner_sftp:/outbox"
-        return
-    [problem] = config.problems
-    assert (problem.file, problem.key_path) == ("exports/probe.yaml", "target")
-    assert "'partner_sftp'" in problem.message and "sftp" in problem.message
-    # the message lists what this build can deliver to (it once ended in an empty list)
-    assert not problem.message.rstrip().rstrip(":").endswith("only to")
-    assert "download" in problem.message
+@pytest.mark.parametrize("kind", sorted(DELIVERABLE_TYPES))
+def test_target_connection_of_every_delivery_kind_loads(tmp_path, kind):
+    connection = {
+        "sftp": CONNECTIONS["connections"]["partner_sftp"],
+        "ftp": {"type": "ftp", "host": "ftp.example", "username": "u"},
+        "ftps": {"type": "ftps", "host": "ftp.example", "username": "u", "ca_file": "/etc/ssl/partner-ca.pem"},
+        "s3": {"type": "s3", "bucket": "exports"},
+    }[kind]
+    config = load_one(tmp_path, with_base(target={"connection": "partner", "path": "/outbox"}), {"connections": {"partner": connection}})
+    assert not config.problems, [str(p) for p in config.problems]
+    assert config.plans["probe"].spec.target_label == "partner:/outbox"
+
+
+# (case id, connection entry, substrings of the message)
+BAD_CONNECTIONS = [
+    ("sftp_without_credentials", dict(SFTP_BASE), ["needs password", "private_key_path"]),
+    ("sftp_without_host_key_check", {**{k: v for k, v in SFTP_BASE.items() if k != "known_hosts_path"}, "password": {"env": "P"}},
+     ["must verify the server", "known_hosts_path or host_key_fingerprint"]),
+    ("sftp_insecure_and_pinned", {**SFTP_BASE, "password": {"env": "P"}, "insecure_accept_any_host_key": True},
+     ["contradicts"]),
+    ("sftp_bad_fingerprint", {**SFTP_BASE, "password": {"env": "P"}, "host_key_fingerprint": "MD5:aa:bb"},
+     ["SHA256:"]),
+    ("ftp_with_ca_file", {"type": "ftp", "host": "h", "username": "u", "ca_file": "/ca.pem"}, ["ftps only"]),
+    ("s3_half_credentials", {"type": "s3", "bucket": "b", "access_key_id": {"env": "K"}}, ["both access_key_id and secret_access_key"]),
+    ("s3_kms_key_without_kms", {"type": "s3", "bucket": "b", "kms_key_id": "k"}, ["aws:kms"]),
+]
+
+
+@pytest.mark.parametrize(("connection", "substrings"), [pytest.param(c, s, id=i) for i, c, s in BAD_CONNECTIONS])
+def test_bad_connection_is_reported_with_its_key(tmp_path, connection, substrings):
+    config = load_config(write_config(tmp_path / "config", [GOOD_A], connections={"connections": {"partner": connection}}))
+    problems = [p for p in config.problems if p.file == "connections.yaml"]
+    assert problems and all(p.key_path.startswith("connections.partner") for p in problems), [str(p) for p in problems]
+    message = " ".join(p.message for p in problems)
+    for substring in substrings:
+        assert substring in message, message
 
 
 @pytest.mark.parametrize("value", ["99999999999999999999999", 2**63, -(2**63) - 1])
@@ -459,7 +484,7 @@ def test_secret_with_wrong_key_is_rejected_without_echoing_it(tmp_path):
 
 
 def test_env_secret_is_accepted(tmp_path):
-    connections = {"connections": {"vault": {"type": "sftp", "host": "h", "username": "u", "password": {"env": "VAULT_PW"}}}}
+    connections = {"connections": {"vault": {**SFTP_BASE, "password": {"env": "VAULT_PW"}}}}
     config = load_config(write_config(tmp_path / "config", [GOOD_A], connections=connections))
     assert config.problems == []
     assert config.connections.connections["vault"].password.env == "VAULT_PW"

@@ -6,6 +6,7 @@ from the environment when a run needs it, so neither files nor logs carry the va
 
 from __future__ import annotations
 
+import os
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -26,6 +27,20 @@ class EnvSecret(BaseModel):
             raise ValueError("secrets are never written in connections.yaml; write {env: VARIABLE_NAME} and set that variable")
         return value
 
+    def read(self, connection: str, key: str) -> str:
+        """The secret's value, read at the moment a run needs it."""
+        value = os.environ.get(self.env)
+        if not value:
+            raise MissingSecretError(
+                f"connection {connection!r} reads {key} from the environment variable {self.env}, which is not set "
+                f"in the run's environment; set it where the code location runs (e.g. in the deployment's secrets)"
+            )
+        return value
+
+
+class MissingSecretError(RuntimeError):
+    """The message names the connection and the variable, never a value."""
+
 
 class _Connection(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -39,11 +54,31 @@ class SftpConnection(_Connection):
     port: int = Field(default=22, gt=0, lt=65536)
     username: str
     password: EnvSecret | None = None
-    private_key_path: str | None = None
+    private_key_path: str | None = Field(default=None, description="Ed25519, ECDSA or RSA key in OpenSSH or PEM format.")
     private_key_passphrase: EnvSecret | None = None
-    known_hosts_path: str | None = None
-    host_key_fingerprint: str | None = None
-    insecure_accept_any_host_key: bool = False
+    known_hosts_path: str | None = Field(default=None, description="OpenSSH known_hosts; [host]:port entries for other ports.")
+    host_key_fingerprint: str | None = Field(
+        default=None, pattern=r"^SHA256:[A-Za-z0-9+/]{43}=?$", description="As `ssh-keygen -lf` prints it: SHA256:..."
+    )
+    insecure_accept_any_host_key: bool = Field(
+        default=False, description="Skip host key verification: anyone on the path can read the files. Tests only."
+    )
+
+    @model_validator(mode="after")
+    def _authenticates_and_verifies(self) -> SftpConnection:
+        if self.password is None and self.private_key_path is None:
+            raise ValueError("an sftp connection needs password: {env: VAR} or private_key_path")
+        if self.private_key_passphrase is not None and self.private_key_path is None:
+            raise ValueError("private_key_passphrase is set but private_key_path is not")
+        pinned = self.known_hosts_path is not None or self.host_key_fingerprint is not None
+        if not pinned and not self.insecure_accept_any_host_key:
+            raise ValueError(
+                "an sftp connection must verify the server: set known_hosts_path or host_key_fingerprint "
+                "(`ssh-keyscan -p PORT HOST | ssh-keygen -lf -` prints it)"
+            )
+        if pinned and self.insecure_accept_any_host_key:
+            raise ValueError("insecure_accept_any_host_key contradicts known_hosts_path/host_key_fingerprint; drop one")
+        return self
 
 
 class FtpConnection(_Connection):
@@ -53,19 +88,35 @@ class FtpConnection(_Connection):
     username: str
     password: EnvSecret | None = None
     passive: bool = True
-    ca_file: str | None = None
+    ca_file: str | None = Field(default=None, description="CA bundle that signs the FTPS server's certificate.")
+
+    @model_validator(mode="after")
+    def _ca_only_for_tls(self) -> FtpConnection:
+        if self.ca_file is not None and self.type != "ftps":
+            raise ValueError("ca_file applies to ftps only; plain ftp has no certificate")
+        return self
 
 
 class S3Connection(_Connection):
     type: Literal["s3"]
     bucket: str
     region_name: str | None = None
-    endpoint_url: str | None = None
+    endpoint_url: str | None = Field(default=None, description="For S3-compatible stores (MinIO, Ceph, moto).")
     access_key_id: EnvSecret | None = None
     secret_access_key: EnvSecret | None = None
-    prefix: str = ""
+    prefix: str = Field(default="", description="Key prefix in front of every target path.")
     server_side_encryption: Literal["AES256", "aws:kms"] | None = None
-    presigned_url_seconds: int | None = Field(default=None, gt=0)
+    kms_key_id: str | None = None
+    multipart_threshold_mb: int = Field(default=64, ge=5, le=5_000)
+    presigned_url_seconds: int | None = Field(default=None, gt=0, le=604_800)
+
+    @model_validator(mode="after")
+    def _credentials_in_pairs(self) -> S3Connection:
+        if (self.access_key_id is None) != (self.secret_access_key is None):
+            raise ValueError("set both access_key_id and secret_access_key, or neither to use the default AWS chain")
+        if self.kms_key_id is not None and self.server_side_encryption != "aws:kms":
+            raise ValueError("kms_key_id needs server_side_encryption: aws:kms")
+        return self
 
 
 class SmtpConnection(_Connection):
@@ -78,6 +129,7 @@ class SmtpConnection(_Connection):
     sender: str
 
 
+DeliveryConnection = SftpConnection | FtpConnection | S3Connection
 Connection = Annotated[
     SftpConnection | FtpConnection | S3Connection | SmtpConnection, Field(discriminator="type")
 ]

@@ -103,7 +103,20 @@ class ConnectionTarget(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     connection: str
-    path: str = "/"
+    path: str = Field(default="", description="Folder on the server (or key prefix on S3); missing folders are created.")
+    keep_last: int | None = Field(
+        default=None, ge=1, description="Retention: keep this many of this export's newest files there, delete older ones."
+    )
+    finish_with: Literal["manifest", "done_marker"] | None = Field(
+        default=None, description="Written after every file of a run is in place, so a receiver knows the set is complete."
+    )
+
+    @field_validator("path")
+    @classmethod
+    def _stays_in_place(cls, value: str) -> str:
+        if any(part == ".." for part in value.replace("\\", "/").split("/")) or re.search(r"[\x00-\x1f]", value):
+            raise ValueError("path must not contain '..' segments or control characters")
+        return value
 
 
 class ExportSpec(BaseModel):

@@ -1,10 +1,10 @@
-"""The one interface every delivery target implements."""
+"""The one interface every delivery target implements, and what a delivery reports."""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 
@@ -29,6 +29,26 @@ class DeliveredFile:
     bytes: int
     sha256: str
     location: str
+    seconds: float = 0.0
+    verified_by: str = "size"
+    url: str | None = None
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """Everything one run put on, and took off, a target."""
+
+    files: list[DeliveredFile]
+    completion_file: DeliveredFile | None = None
+    swept: list[str] = field(default_factory=list)
+    retired: list[str] = field(default_factory=list)
+
+
+class DeliveryError(RuntimeError):
+    """A delivery that did not complete; the message says where and what to check, never a secret."""
+
+
+Log = Callable[[str], None]
 
 
 class Target(ABC):
@@ -40,5 +60,5 @@ class Target(ABC):
         """Where files go, without credentials: shown in metadata and logs."""
 
     @abstractmethod
-    def deliver(self, files: Sequence[LocalFile]) -> list[DeliveredFile]:
+    def deliver(self, files: Sequence[LocalFile], log: Log) -> Delivery:
         """Deliver every file; a re-run with the same names replaces them."""

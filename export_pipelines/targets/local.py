@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
-from export_pipelines.targets.base import DeliveredFile, LocalFile, Target
+from export_pipelines.targets.base import DeliveredFile, Delivery, LocalFile, Log, Target
 
 
 class DownloadTarget(Target):
@@ -19,9 +19,12 @@ class DownloadTarget(Target):
     def location(self) -> str:
         return str(self.folder)
 
-    def deliver(self, files: Sequence[LocalFile]) -> list[DeliveredFile]:
+    def deliver(self, files: Sequence[LocalFile], log: Log) -> Delivery:
         self.folder.mkdir(parents=True, exist_ok=True)
-        return [self._deliver_one(file) for file in files]
+        delivered = [self._deliver_one(file) for file in files]
+        for file in delivered:
+            log(f"Delivered {file.name} ({file.bytes} bytes, {file.rows} rows) to {file.location}")
+        return Delivery(delivered)
 
     def _deliver_one(self, file: LocalFile) -> DeliveredFile:
         final = self.folder / file.name

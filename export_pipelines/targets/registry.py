@@ -1,22 +1,85 @@
-"""Which connection types this build can deliver to, and the target for an export."""
+"""Which connection types this build can deliver to, and the target for an export.
+
+Each server kind is one row of a small table, its client library imported only when an
+export actually delivers there (dlt's filesystem destination does the same).
+"""
 
 from __future__ import annotations
 
+import datetime as dt
+from collections.abc import Callable
 from pathlib import Path
 
-from export_pipelines.spec.export import ExportSpec
+from export_pipelines.spec.connections import DeliveryConnection
+from export_pipelines.spec.export import ConnectionTarget
+from export_pipelines.spec.plan import ExportPlan
+from export_pipelines.stages.file_naming import template_pattern
 from export_pipelines.targets.base import Target
 from export_pipelines.targets.local import DownloadTarget
+from export_pipelines.targets.remote import DeliveryOptions, RemoteSession, RemoteTarget
 
+
+def _sftp(name: str, connection, options: DeliveryOptions, folder: str) -> RemoteSession:
+    from export_pipelines.targets.sftp import SftpSession
+
+    return SftpSession(name, connection, folder)
+
+
+def _ftp(name: str, connection, options: DeliveryOptions, folder: str) -> RemoteSession:
+    from export_pipelines.targets.ftp import FtpSession
+
+    return FtpSession(name, connection, folder)
+
+
+def _s3(name: str, connection, options: DeliveryOptions, folder: str) -> RemoteSession:
+    from export_pipelines.targets.s3 import S3Session
+
+    return S3Session(name, connection, folder, options.own_files)
+
+
+SESSIONS: dict[str, Callable[[str, DeliveryConnection, DeliveryOptions, str], RemoteSession]] = {
+    "sftp": _sftp,
+    "ftp": _ftp,
+    "ftps": _ftp,
+    "s3": _s3,
+}
 # Connection types with a Target implementation; connections.yaml may declare others.
-DELIVERABLE_TYPES: frozenset[str] = frozenset()
+DELIVERABLE_TYPES: frozenset[str] = frozenset(SESSIONS)
 
 
 def downloads_folder(storage_dir: Path, export_name: str) -> Path:
     return storage_dir / "downloads" / export_name
 
 
-def target_for(spec: ExportSpec, storage_dir: Path) -> Target:
-    if spec.target == "download":
+def target_address(connection: DeliveryConnection, path: str) -> str:
+    """Where an export delivers, for people: no user names' secrets, no keys."""
+    folder = path.strip("/")
+    if connection.type == "s3":
+        key = "/".join(part.strip("/") for part in (connection.prefix, folder) if part.strip("/"))
+        return f"s3://{connection.bucket}/{key}"
+    return f"{connection.type}://{connection.username}@{connection.host}:{connection.port}/{folder}"
+
+
+def target_for(
+    plan: ExportPlan,
+    connections: dict[str, DeliveryConnection],
+    storage_dir: Path,
+    run_time: dt.datetime,
+    redirect_to_download: bool = False,
+) -> Target:
+    spec = plan.spec
+    if redirect_to_download or not isinstance(spec.target, ConnectionTarget):
         return DownloadTarget(downloads_folder(storage_dir, spec.name))
-    raise ValueError(f"For export {spec.name}, connection targets cannot be delivered by this build")
+    target = spec.target
+    connection = connections[target.connection]
+    options = DeliveryOptions(
+        export=spec.name,
+        connection=target.connection,
+        keep_last=target.keep_last,
+        finish_with=target.finish_with,
+        own_files=template_pattern(plan.file_template, spec.name, plan.model_name, plan.ext),
+        ext=plan.ext,
+        run_time=run_time,
+    )
+    open_session = SESSIONS[connection.type]
+    return RemoteTarget(options, target_address(connection, target.path), lambda: open_session(target.connection, connection, options, target.path))

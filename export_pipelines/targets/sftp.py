@@ -1,0 +1,200 @@
+"""SFTP through paramiko, with the server's host key verified before any secret is sent."""
+
+from __future__ import annotations
+
+import base64
+import errno
+import hashlib
+import os
+import posixpath
+import socket
+from pathlib import Path
+
+import paramiko
+
+from export_pipelines.spec.connections import SftpConnection
+from export_pipelines.targets.base import DeliveryError, LocalFile
+from export_pipelines.targets.remote import RemoteEntry, RemoteSession
+
+
+def fingerprint(key: paramiko.PKey) -> str:
+    """The SHA256 fingerprint exactly as `ssh-keygen -lf` prints it."""
+    digest = hashlib.sha256(key.asbytes()).digest()
+    return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
+
+
+def known_hosts_name(host: str, port: int) -> str:
+    return host if port == 22 else f"[{host}]:{port}"
+
+
+class HostKeyPolicy:
+    """Decides whether the key a server presented is the one this connection expects."""
+
+    def __init__(self, name: str, connection: SftpConnection):
+        self.name = name
+        self.connection = connection
+        self.entry_name = known_hosts_name(connection.host, connection.port)
+        self.known: dict[str, paramiko.PKey] = {}
+        if connection.known_hosts_path:
+            path = Path(connection.known_hosts_path).expanduser()
+            try:
+                host_keys = paramiko.HostKeys(str(path))
+            except OSError as error:
+                raise DeliveryError(f"cannot read known_hosts_path {path}: {error.strerror or error}") from error
+            self.known = dict(host_keys.lookup(self.entry_name) or {})
+
+    @property
+    def preferred_key_types(self) -> list[str]:
+        """Ask the server for a key type we can check, as OpenSSH's client does."""
+        return list(self.known)
+
+    def check(self, key: paramiko.PKey) -> None:
+        c = self.connection
+        presented = f"{key.get_name()} {fingerprint(key)}"
+        how_to_pin = (
+            f"If you have confirmed with the server's operator that {presented} is its key, pin it: add "
+            f"`host_key_fingerprint: {fingerprint(key)}` to connection {self.name!r}, or append the output of "
+            f"`ssh-keyscan -p {c.port} {c.host}` to the known_hosts file."
+        )
+        if c.insecure_accept_any_host_key:
+            return
+        if c.host_key_fingerprint is not None:
+            if fingerprint(key) != c.host_key_fingerprint.rstrip("="):
+                raise DeliveryError(
+                    f"the server {self.entry_name} presented {presented}, not the pinned "
+                    f"{c.host_key_fingerprint}; refusing to connect (the key changed, or someone is in between). {how_to_pin}"
+                )
+            return
+        expected = self.known.get(key.get_name())
+        if expected is None:
+            raise DeliveryError(
+                f"the server {self.entry_name} is not in {c.known_hosts_path} "
+                f"(it presented {presented}); refusing to connect to an unknown host. {how_to_pin}"
+            )
+        if expected.asbytes() != key.asbytes():
+            raise DeliveryError(
+                f"HOST KEY CHANGED for {self.entry_name}: known_hosts has "
+                f"{expected.get_name()} {fingerprint(expected)}, the server presented {presented}; refusing to connect "
+                f"(someone may be intercepting the connection). {how_to_pin}"
+            )
+
+
+class SftpSession(RemoteSession):
+    def __init__(self, name: str, connection: SftpConnection, folder: str):
+        self.connection = connection
+        self.folder = folder
+        self._hash_offered = True
+        policy = HostKeyPolicy(name, connection)
+        timeout = connection.timeout_seconds
+        sock = socket.create_connection((connection.host, connection.port), timeout=timeout)
+        self.transport = paramiko.Transport(sock)
+        try:
+            self.transport.banner_timeout = timeout
+            self.transport.handshake_timeout = timeout
+            self.transport.auth_timeout = timeout
+            if policy.preferred_key_types:
+                self.transport.get_security_options().key_types = policy.preferred_key_types
+            self.transport.start_client(timeout=timeout)
+            policy.check(self.transport.get_remote_server_key())
+            self._authenticate(name)
+            self.sftp = paramiko.SFTPClient.from_transport(self.transport)
+            self.sftp.get_channel().settimeout(timeout)
+        except BaseException:
+            self.transport.close()
+            raise
+
+    def _authenticate(self, name: str) -> None:
+        c = self.connection
+        if c.private_key_path is not None:
+            passphrase = c.private_key_passphrase.read(name, "private_key_passphrase") if c.private_key_passphrase else None
+            path = Path(c.private_key_path).expanduser()
+            try:
+                key = paramiko.PKey.from_path(path, passphrase=passphrase)
+            except (OSError, paramiko.SSHException) as error:
+                raise DeliveryError(
+                    f"cannot load private_key_path {path} "
+                    f"({'wrong passphrase or ' if passphrase else ''}{type(error).__name__}: {error})"
+                ) from error
+            try:
+                self.transport.auth_publickey(c.username, key)
+                return
+            except paramiko.AuthenticationException:
+                if c.password is None:
+                    raise DeliveryError(
+                        f"the server refused user {c.username!r} with the key {path} "
+                        f"({key.get_name()} {fingerprint(key)}); add its public key to the user's authorized_keys"
+                    ) from None
+        password = c.password.read(name, "password")
+        try:
+            self.transport.auth_password(c.username, password)
+        except paramiko.AuthenticationException:
+            raise DeliveryError(
+                f"the server refused user {c.username!r} with the password from ${c.password.env}"
+            ) from None
+
+    def _path(self, name: str) -> str:
+        return posixpath.join(self.folder, name) if self.folder else name
+
+    def location_of(self, name: str) -> str:
+        c = self.connection
+        return f"sftp://{c.username}@{c.host}:{c.port}/{self._path(name).lstrip('/')}"
+
+    def ensure_folder(self) -> None:
+        if not self.folder:
+            return
+        current = "/" if self.folder.startswith("/") else ""
+        for part in [p for p in self.folder.split("/") if p]:
+            current = posixpath.join(current, part) if current else part
+            try:
+                self.sftp.stat(current)
+            except FileNotFoundError:
+                self.sftp.mkdir(current)
+
+    def list_entries(self) -> list[RemoteEntry]:
+        return [RemoteEntry(a.filename, float(a.st_mtime or 0)) for a in self.sftp.listdir_attr(self.folder or ".")]
+
+    def put(self, local: Path, name: str) -> None:
+        with local.open("rb") as source:
+            # putfo streams in 32 KiB pipelined writes; confirm is our own verify step.
+            self.sftp.putfo(source, self._path(name), file_size=os.path.getsize(local), confirm=False)
+
+    def verify(self, name: str, file: LocalFile) -> str:
+        size = self.sftp.stat(self._path(name)).st_size
+        if size != file.bytes:
+            raise DeliveryError(f"the server holds {size} bytes of {file.name}, {file.bytes} were sent")
+        remote_hash = self._remote_sha256(name)
+        if remote_hash is None:
+            return "size"
+        if remote_hash != file.sha256:
+            raise DeliveryError(f"the server's sha256 of {file.name} is {remote_hash}, the file's is {file.sha256}")
+        return "size+sha256"
+
+    def _remote_sha256(self, name: str) -> str | None:
+        """The check-file extension where the server has it; OpenSSH does not."""
+        if not self._hash_offered:
+            return None
+        try:
+            with self.sftp.open(self._path(name), "rb") as remote:
+                return remote.check("sha256", block_size=0).hex()
+        except OSError:
+            self._hash_offered = False
+            return None
+
+    def replace(self, temporary: str, final: str) -> None:
+        try:
+            self.sftp.posix_rename(self._path(temporary), self._path(final))
+        except OSError as error:
+            if error.errno not in (None, errno.EOPNOTSUPP) and "unsupported" not in str(error).lower():
+                raise
+            # Without the posix-rename extension a plain rename refuses to overwrite.
+            try:
+                self.sftp.remove(self._path(final))
+            except FileNotFoundError:
+                pass
+            self.sftp.rename(self._path(temporary), self._path(final))
+
+    def delete(self, name: str) -> None:
+        self.sftp.remove(self._path(name))
+
+    def close(self) -> None:
+        self.transport.close()
