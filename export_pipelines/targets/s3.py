@@ -106,12 +106,14 @@ class S3Session(RemoteSession):
         stored = head.get("ChecksumSHA256")
         if stored is None:
             return "size"
-        if "-" in stored:
-            digest, parts = composite_sha256(file.path, self.part_size)
-            expected = f"{digest}-{parts}"
+        stored_digest, _, stored_parts = stored.partition("-")
+        if file.bytes >= self.part_size:  # uploaded in parts: S3 keeps a checksum of the parts' checksums
+            expected, parts = composite_sha256(file.path, self.part_size)
+            matches = stored_digest == expected and stored_parts in ("", str(parts))
         else:
             expected = base64.b64encode(bytes.fromhex(file.sha256)).decode()
-        if stored != expected:
+            matches = stored == expected
+        if not matches:
             raise DeliveryError(f"S3's sha256 checksum of {file.name} is {stored}, the file's is {expected}")
         return "size+sha256"
 

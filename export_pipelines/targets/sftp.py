@@ -109,8 +109,8 @@ class SftpSession(RemoteSession):
             passphrase = c.private_key_passphrase.read(name, "private_key_passphrase") if c.private_key_passphrase else None
             path = Path(c.private_key_path).expanduser()
             try:
-                key = paramiko.PKey.from_path(path, passphrase=passphrase)
-            except (OSError, paramiko.SSHException) as error:
+                key = paramiko.PKey.from_path(path, password=passphrase.encode() if passphrase else None)
+            except (OSError, ValueError, paramiko.SSHException) as error:
                 raise DeliveryError(
                     f"cannot load private_key_path {path} "
                     f"({'wrong passphrase or ' if passphrase else ''}{type(error).__name__}: {error})"

@@ -1,0 +1,69 @@
+"""A TCP forwarder that can cut a connection mid-stream or refuse new ones, as a failing
+network or a stopped server does, in front of a real server."""
+
+from __future__ import annotations
+
+import socket
+import threading
+
+from export_pipelines_tests.servers.network import HOST, free_port
+
+
+class CuttingProxy:
+    def __init__(self, upstream_port: int):
+        self.upstream_port = upstream_port
+        self.port = free_port()
+        self.cut_after_bytes: int | None = None
+        self.down = False
+        self.cuts = 0
+        self._listener = socket.create_server((HOST, self.port))
+        self._listener.settimeout(0.2)
+        self._closing = False
+        self._thread = threading.Thread(target=self._accept, daemon=True)
+        self._thread.start()
+
+    def cut_after(self, client_bytes: int) -> None:
+        """Cut the next connection once the client has sent this many bytes, then refuse new ones."""
+        self.cut_after_bytes = client_bytes
+
+    def restore(self) -> None:
+        self.cut_after_bytes = None
+        self.down = False
+
+    def close(self) -> None:
+        self._closing = True
+        self._thread.join(timeout=5)
+        self._listener.close()
+
+    def _accept(self) -> None:
+        while not self._closing:
+            try:
+                client, _ = self._listener.accept()
+            except TimeoutError:
+                continue
+            if self.down:
+                client.close()
+                continue
+            upstream = socket.create_connection((HOST, self.upstream_port))
+            threading.Thread(target=self._pump, args=(client, upstream, True), daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, client, False), daemon=True).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket, from_client: bool) -> None:
+        sent = 0
+        try:
+            while data := source.recv(65536):
+                if from_client and self.cut_after_bytes is not None and sent + len(data) >= self.cut_after_bytes:
+                    self.cut_after_bytes = None
+                    self.down = True
+                    self.cuts += 1
+                    break
+                sink.sendall(data)
+                sent += len(data)
+        except OSError:
+            pass
+        for end in (source, sink):
+            try:
+                end.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            end.close()

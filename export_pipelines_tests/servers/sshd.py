@@ -1,0 +1,91 @@
+"""A private OpenSSH sshd on a loopback port, with its own host key and authorized keys."""
+
+from __future__ import annotations
+
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from export_pipelines_tests.servers.system_user import owned_folder
+from export_pipelines_tests.servers.network import HOST, free_port, stop, wait_for_port
+
+SSHD = "/usr/sbin/sshd"
+
+
+@dataclass
+class SshServer:
+    port: int
+    user: str
+    password: str
+    home: Path
+    host_key_fingerprint: str  # as `ssh-keygen -lf` prints it
+    known_hosts: Path
+    ed25519_key: Path
+    rsa_key: Path  # encrypted with rsa_passphrase
+    rsa_passphrase: str
+    unauthorized_key: Path
+    process: subprocess.Popen
+
+    host = HOST
+
+
+def _keygen(path: Path, kind: str, passphrase: str = "") -> Path:
+    args = ["ssh-keygen", "-q", "-t", kind, "-N", passphrase, "-f", str(path), "-C", path.name]
+    if kind == "rsa":
+        args[4:4] = ["-b", "2048"]
+    subprocess.run(args, check=True)
+    return path
+
+
+def _fingerprint(public_key: Path) -> str:
+    output = subprocess.run(["ssh-keygen", "-lf", str(public_key)], check=True, capture_output=True, text=True).stdout
+    return output.split()[1]
+
+
+def start_sshd(folder: Path, user: str, password: str, home: Path) -> SshServer:
+    Path("/run/sshd").mkdir(parents=True, exist_ok=True)
+    folder.mkdir(parents=True, exist_ok=True)
+    host_key = _keygen(folder / "ssh_host_ed25519_key", "ed25519")
+    ed25519 = _keygen(folder / "client_ed25519", "ed25519")
+    passphrase = "correct horse battery staple"
+    rsa = _keygen(folder / "client_rsa", "rsa", passphrase)
+    unauthorized = _keygen(folder / "stranger_ed25519", "ed25519")
+    # sshd reads authorized keys with the user's privileges, so they live in the user's home.
+    ssh_folder = owned_folder(home, ".ssh")
+    authorized = ssh_folder / "authorized_keys_export_pipelines_tests"
+    authorized.write_text(Path(f"{ed25519}.pub").read_text() + Path(f"{rsa}.pub").read_text())
+    authorized.chmod(0o644)
+    port = free_port()
+    known_hosts = folder / "known_hosts"
+    host_public = Path(f"{host_key}.pub").read_text().split()
+    known_hosts.write_text(f"[{HOST}]:{port} {host_public[0]} {host_public[1]}\n")
+    config = folder / "sshd_config"
+    config.write_text(
+        "\n".join(
+            [
+                f"Port {port}",
+                f"ListenAddress {HOST}",
+                f"HostKey {host_key}",
+                f"PidFile {folder / 'sshd.pid'}",
+                f"AuthorizedKeysFile {authorized}",
+                "UsePAM no",
+                "StrictModes no",
+                "PasswordAuthentication yes",
+                "KbdInteractiveAuthentication no",
+                "PubkeyAuthentication yes",
+                f"AllowUsers {user}",
+                "Subsystem sftp internal-sftp",
+                "",
+            ]
+        )
+    )
+    subprocess.run([SSHD, "-t", "-f", str(config)], check=True, capture_output=True)
+    process = subprocess.Popen([SSHD, "-D", "-e", "-f", str(config)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_for_port(port, process)
+    except RuntimeError:
+        stop(process)
+        raise
+    return SshServer(
+        port, user, password, home, _fingerprint(Path(f"{host_key}.pub")), known_hosts, ed25519, rsa, passphrase, unauthorized, process
+    )

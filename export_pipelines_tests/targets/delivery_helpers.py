@@ -1,0 +1,50 @@
+"""Building a target the way the factory does, from a connections.yaml entry, for tests that
+deliver hand-written bytes and then read them back from the server's own storage."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from pathlib import Path
+
+from export_pipelines.spec.connections import ConnectionsFile
+from export_pipelines.stages.file_naming import DEFAULT_TEMPLATE, template_pattern
+from export_pipelines.targets.base import LocalFile
+from export_pipelines.targets.registry import SESSIONS, target_address
+from export_pipelines.targets.remote import DeliveryOptions, RemoteTarget
+
+RUN_TIME = dt.datetime(2026, 11, 23, 2, 0, tzinfo=dt.UTC)
+
+
+def make_target(
+    connection: dict, folder: str, *, export: str = "probe", keep_last: int | None = None, finish_with: str | None = None
+) -> RemoteTarget:
+    parsed = ConnectionsFile.model_validate({"connections": {"partner": connection}}).connections["partner"]
+    options = DeliveryOptions(
+        export=export,
+        connection="partner",
+        keep_last=keep_last,
+        finish_with=finish_with,
+        own_files=template_pattern(DEFAULT_TEMPLATE, export, "customers", "csv"),
+        ext="csv",
+        run_time=RUN_TIME,
+    )
+    open_session = SESSIONS[parsed.type]
+    return RemoteTarget(options, target_address(parsed, folder), lambda: open_session("partner", parsed, options, folder))
+
+
+def local_file(folder: Path, name: str, content: bytes, rows: int = 1) -> LocalFile:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    path.write_bytes(content)
+    return LocalFile(path, rows, len(content), hashlib.sha256(content).hexdigest())
+
+
+def export_file_name(export: str, when: dt.datetime) -> str:
+    """The default template written out by hand: {export}_{run_time:%Y%m%dT%H%M%SZ}.{ext}."""
+    return f"{export}_{when:%Y%m%dT%H%M%S}Z.csv"
+
+
+class Log(list):
+    def __call__(self, message: str) -> None:
+        self.append(message)

@@ -1,0 +1,227 @@
+"""SFTP delivery against a real OpenSSH sshd: auth, host keys, overwrite, sweep, retention, manifest."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import socket
+import time
+
+import pytest
+
+from export_pipelines.targets.base import DeliveryError
+from export_pipelines_tests.servers.network import HOST
+from export_pipelines_tests.targets.delivery_helpers import Log, export_file_name, local_file, make_target
+
+
+def sftp_connection(sshd, **changes) -> dict:
+    connection = {
+        "type": "sftp",
+        "host": sshd.host,
+        "port": sshd.port,
+        "username": sshd.user,
+        "private_key_path": str(sshd.ed25519_key),
+        "known_hosts_path": str(sshd.known_hosts),
+        "timeout_seconds": 10,
+    }
+    connection.update(changes)
+    return {key: value for key, value in connection.items() if value is not None}
+
+
+def test_key_auth_delivers_exact_bytes_under_the_final_name_only(sshd, remote_folder, tmp_path):
+    folder, path = remote_folder
+    content = "id,email\r\n1,ada@example.com\r\n2,\"Grace, Hopper\"\r\n".encode()
+    file = local_file(tmp_path, "probe_20261123T020000Z.csv", content, rows=2)
+    log = Log()
+    delivery = make_target(sftp_connection(sshd), folder).deliver([file], log)
+    assert (path / file.name).read_bytes() == content
+    assert sorted(p.name for p in path.iterdir()) == [file.name]  # no temporary left behind
+    [delivered] = delivery.files
+    assert delivered.location == f"sftp://{sshd.user}@{HOST}:{sshd.port}/{folder}/{file.name}"
+    assert delivered.sha256 == hashlib.sha256(content).hexdigest()
+    assert (delivered.bytes, delivered.rows, delivered.verified_by) == (len(content), 2, "size")
+    assert any(file.name in line and "verified by size" in line for line in log)
+
+
+def test_rerun_replaces_the_same_name(sshd, remote_folder, tmp_path):
+    folder, path = remote_folder
+    target = make_target(sftp_connection(sshd), folder)
+    target.deliver([local_file(tmp_path / "first", "probe.csv", b"old,old\r\n")], Log())
+    target.deliver([local_file(tmp_path / "second", "probe.csv", b"new\r\n")], Log())
+    assert (path / "probe.csv").read_bytes() == b"new\r\n"
+    assert sorted(p.name for p in path.iterdir()) == ["probe.csv"]
+
+
+def test_password_auth(sshd, remote_folder, tmp_path, monkeypatch):
+    monkeypatch.setenv("PARTNER_SFTP_PASSWORD", sshd.password)
+    folder, path = remote_folder
+    connection = sftp_connection(sshd, private_key_path=None, password={"env": "PARTNER_SFTP_PASSWORD"})
+    make_target(connection, folder).deliver([local_file(tmp_path, "a.csv", b"x\r\n")], Log())
+    assert (path / "a.csv").read_bytes() == b"x\r\n"
+
+
+def test_rsa_key_with_passphrase_from_the_environment(sshd, remote_folder, tmp_path, monkeypatch):
+    monkeypatch.setenv("PARTNER_KEY_PASSPHRASE", sshd.rsa_passphrase)
+    folder, path = remote_folder
+    connection = sftp_connection(sshd, private_key_path=str(sshd.rsa_key), private_key_passphrase={"env": "PARTNER_KEY_PASSPHRASE"})
+    make_target(connection, folder).deliver([local_file(tmp_path, "a.csv", b"rsa\r\n")], Log())
+    assert (path / "a.csv").read_bytes() == b"rsa\r\n"
+
+
+def test_wrong_passphrase_names_the_key_file_not_the_passphrase(sshd, remote_folder, tmp_path, monkeypatch):
+    monkeypatch.setenv("PARTNER_KEY_PASSPHRASE", "not the passphrase at all")
+    connection = sftp_connection(sshd, private_key_path=str(sshd.rsa_key), private_key_passphrase={"env": "PARTNER_KEY_PASSPHRASE"})
+    with pytest.raises(DeliveryError) as failure:
+        make_target(connection, remote_folder[0]).deliver([local_file(tmp_path, "a.csv", b"x")], Log())
+    assert str(sshd.rsa_key) in str(failure.value) and "wrong passphrase" in str(failure.value)
+    assert "not the passphrase at all" not in str(failure.value)
+
+
+def test_wrong_password_is_refused_without_echoing_it(sshd, remote_folder, tmp_path, monkeypatch):
+    monkeypatch.setenv("PARTNER_SFTP_PASSWORD", "Wr0ng-Secret-Value")
+    connection = sftp_connection(sshd, private_key_path=None, password={"env": "PARTNER_SFTP_PASSWORD"})
+    with pytest.raises(DeliveryError) as failure:
+        make_target(connection, remote_folder[0]).deliver([local_file(tmp_path, "a.csv", b"x")], Log())
+    message = str(failure.value)
+    assert "For export probe" in message and "connection partner" in message and "$PARTNER_SFTP_PASSWORD" in message
+    assert "Wr0ng-Secret-Value" not in message
+    assert not remote_folder[1].exists()
+
+
+def test_key_not_in_authorized_keys_is_refused(sshd, remote_folder, tmp_path):
+    connection = sftp_connection(sshd, private_key_path=str(sshd.unauthorized_key))
+    with pytest.raises(DeliveryError, match="refused user 'exporttest' with the key"):
+        make_target(connection, remote_folder[0]).deliver([local_file(tmp_path, "a.csv", b"x")], Log())
+
+
+def test_missing_secret_variable_names_connection_and_variable(sshd, remote_folder, tmp_path, monkeypatch):
+    monkeypatch.delenv("PARTNER_SFTP_PASSWORD", raising=False)
+    connection = sftp_connection(sshd, private_key_path=None, password={"env": "PARTNER_SFTP_PASSWORD"})
+    with pytest.raises(DeliveryError) as failure:
+        make_target(connection, remote_folder[0]).deliver([local_file(tmp_path, "a.csv", b"x")], Log())
+    message = str(failure.value)
+    assert "connection 'partner'" in message and "PARTNER_SFTP_PASSWORD" in message and "not set" in message
+
+
+def test_changed_host_key_is_refused_with_how_to_pin(sshd, remote_folder, tmp_path):
+    other_key = (sshd.unauthorized_key.parent / "stranger_ed25519.pub").read_text().split()
+    known_hosts = tmp_path / "known_hosts"
+    known_hosts.write_text(f"[{HOST}]:{sshd.port} {other_key[0]} {other_key[1]}\n")
+    with pytest.raises(DeliveryError) as failure:
+        make_target(sftp_connection(sshd, known_hosts_path=str(known_hosts)), remote_folder[0]).deliver(
+            [local_file(tmp_path, "a.csv", b"x")], Log()
+        )
+    message = str(failure.value)
+    assert "HOST KEY CHANGED" in message
+    assert f"host_key_fingerprint: {sshd.host_key_fingerprint}" in message  # the real key, as ssh-keygen prints it
+    assert not remote_folder[1].exists()
+
+
+def test_unknown_host_is_refused_with_how_to_pin(sshd, remote_folder, tmp_path):
+    known_hosts = tmp_path / "known_hosts"
+    known_hosts.write_text(f"{HOST} ssh-ed25519 {'A' * 68}\n")  # the same host on port 22 does not count
+    with pytest.raises(DeliveryError) as failure:
+        make_target(sftp_connection(sshd, known_hosts_path=str(known_hosts)), remote_folder[0]).deliver(
+            [local_file(tmp_path, "a.csv", b"x")], Log()
+        )
+    message = str(failure.value)
+    assert f"[{HOST}]:{sshd.port} is not in {known_hosts}" in message
+    assert f"ssh-keyscan -p {sshd.port} {HOST}" in message and sshd.host_key_fingerprint in message
+
+
+def test_pinned_fingerprint_accepts_the_right_key_and_refuses_another(sshd, remote_folder, tmp_path):
+    folder, path = remote_folder
+    right = sftp_connection(sshd, known_hosts_path=None, host_key_fingerprint=sshd.host_key_fingerprint)
+    make_target(right, folder).deliver([local_file(tmp_path, "a.csv", b"pinned\r\n")], Log())
+    assert (path / "a.csv").read_bytes() == b"pinned\r\n"
+    wrong_fingerprint = "SHA256:" + "B" * 43
+    wrong = sftp_connection(sshd, known_hosts_path=None, host_key_fingerprint=wrong_fingerprint)
+    with pytest.raises(DeliveryError, match="not the pinned"):
+        make_target(wrong, folder).deliver([local_file(tmp_path, "b.csv", b"x")], Log())
+    assert not (path / "b.csv").exists()
+
+
+def test_insecure_option_skips_host_key_checks(sshd, remote_folder, tmp_path):
+    folder, path = remote_folder
+    connection = sftp_connection(sshd, known_hosts_path=None, insecure_accept_any_host_key=True)
+    make_target(connection, folder).deliver([local_file(tmp_path, "a.csv", b"x\r\n")], Log())
+    assert (path / "a.csv").read_bytes() == b"x\r\n"
+
+
+def test_missing_nested_folders_are_created(sshd, remote_folder, tmp_path):
+    folder, path = remote_folder
+    make_target(sftp_connection(sshd), f"{folder}/outbox/daily").deliver([local_file(tmp_path, "a.csv", b"x\r\n")], Log())
+    assert (path / "outbox" / "daily" / "a.csv").read_bytes() == b"x\r\n"
+
+
+def test_a_server_that_never_answers_times_out(tmp_path):
+    with socket.create_server((HOST, 0)) as silent:  # accepts TCP, never sends an SSH banner
+        port = silent.getsockname()[1]
+        connection = {
+            "type": "sftp", "host": HOST, "port": port, "username": "u", "password": {"env": "UNUSED"},
+            "insecure_accept_any_host_key": True, "timeout_seconds": 1,
+        }
+        started = time.monotonic()
+        with pytest.raises(DeliveryError, match="failed while connecting"):
+            make_target(connection, "x").deliver([local_file(tmp_path, "a.csv", b"x")], Log())
+        assert time.monotonic() - started < 15
+
+
+def test_sweep_removes_this_exports_stale_temporaries_only(sshd, remote_folder, tmp_path):
+    folder, path = remote_folder
+    target = make_target(sftp_connection(sshd), folder)
+    target.deliver([local_file(tmp_path / "a", "first.csv", b"1\r\n")], Log())  # creates the folder as the user
+    stale = path / ".probe.0123456789ab.probe_20261122T020000Z.csv.part"
+    someone_elses = path / ".other.0123456789ab.other_20261122T020000Z.csv.part"
+    stale.write_bytes(b"half a fi")
+    someone_elses.write_bytes(b"half")
+    log = Log()
+    delivery = target.deliver([local_file(tmp_path / "b", "second.csv", b"2\r\n")], log)
+    assert not stale.exists() and someone_elses.exists()
+    assert delivery.swept == [stale.name]
+    assert any(stale.name in line and "Swept" in line for line in log)
+
+
+def test_retention_keeps_the_newest_files_of_this_export_only(sshd, remote_folder, tmp_path):
+    folder, path = remote_folder
+    target = make_target(sftp_connection(sshd), folder, keep_last=2)
+    days = [dt.datetime(2026, 11, day, 2, 0, tzinfo=dt.UTC) for day in (20, 21, 22, 23)]
+    target.deliver([local_file(tmp_path / "0", export_file_name("probe", days[0]), b"0\r\n")], Log())
+    unrelated = ["notes.txt", export_file_name("other", days[0]), "probe_manual_copy.txt"]
+    for name in unrelated:
+        (path / name).write_bytes(b"keep me")
+    for index, day in enumerate(days[1:], start=1):
+        delivery = target.deliver([local_file(tmp_path / str(index), export_file_name("probe", day), b"%d\r\n" % index)], Log())
+    expected = sorted([export_file_name("probe", days[2]), export_file_name("probe", days[3]), *unrelated])
+    assert sorted(p.name for p in path.iterdir()) == expected
+    assert delivery.retired == [export_file_name("probe", days[1])]
+
+
+def test_manifest_is_written_last_and_describes_the_set(sshd, remote_folder, tmp_path):
+    folder, path = remote_folder
+    contents = {"probe_20261123T020000Z_part001.csv": b"a\r\n1\r\n", "probe_20261123T020000Z_part002.csv": b"a\r\n2\r\n3\r\n"}
+    files = [local_file(tmp_path, name, content, rows=content.count(b"\r\n") - 1) for name, content in contents.items()]
+    delivery = make_target(sftp_connection(sshd), folder, finish_with="manifest").deliver(files, Log())
+    manifest_name = "probe_20261123T020000Z_part001.manifest.json"
+    manifest = json.loads((path / manifest_name).read_bytes())
+    assert manifest == {
+        "export": "probe",
+        "run_time": "2026-11-23T02:00:00Z",
+        "rows": 3,
+        "files": [
+            {"name": name, "rows": content.count(b"\r\n") - 1, "bytes": len(content), "sha256": hashlib.sha256((path / name).read_bytes()).hexdigest()}
+            for name, content in contents.items()
+        ],
+    }
+    assert delivery.completion_file.name == manifest_name
+    data_mtimes = [os.stat(path / name).st_mtime_ns for name in contents]
+    assert os.stat(path / manifest_name).st_mtime_ns >= max(data_mtimes)
+
+
+def test_done_marker_is_an_empty_file(sshd, remote_folder, tmp_path):
+    folder, path = remote_folder
+    file = local_file(tmp_path, "probe_20261123T020000Z.csv", b"a\r\n1\r\n")
+    make_target(sftp_connection(sshd), folder, finish_with="done_marker").deliver([file], Log())
+    assert (path / "probe_20261123T020000Z.done").read_bytes() == b""
