@@ -108,6 +108,7 @@ class S3Connection(_Connection):
     server_side_encryption: Literal["AES256", "aws:kms"] | None = None
     kms_key_id: str | None = None
     multipart_threshold_mb: int = Field(default=64, ge=5, le=5_000)
+    max_attempts: int = Field(default=5, ge=1, le=20, description="Attempts per request, retries included (botocore).")
     presigned_url_seconds: int | None = Field(default=None, gt=0, le=604_800)
 
     @model_validator(mode="after")

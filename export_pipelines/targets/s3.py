@@ -49,7 +49,12 @@ class S3Session(RemoteSession):
                 "aws_access_key_id": connection.access_key_id.read(name, "access_key_id"),
                 "aws_secret_access_key": connection.secret_access_key.read(name, "secret_access_key"),
             }
-        resource = S3Resource(region_name=connection.region_name, endpoint_url=connection.endpoint_url, **credentials)
+        resource = S3Resource(
+            region_name=connection.region_name,
+            endpoint_url=connection.endpoint_url,
+            max_attempts=connection.max_attempts,
+            **credentials,
+        )
         self.client = resource.get_client()
         self.part_size = connection.multipart_threshold_mb * MIB
         self.transfer = TransferConfig(

@@ -56,6 +56,8 @@ class PyFtpServer:
                     faults.fired.append("stop_server")
                     server_ref._server.close_all()
 
+            handle_read_event = handle_read  # the base class aliases its own handle_read under this name
+
         class Handler(FTPHandler):
             pass
 
