@@ -51,10 +51,11 @@ def test_upload_failure_then_success_through_dagster(sshd, proxy_to, remote_fold
     proxy.restore()
     delivered = run_export(spec, sample_source_url, tmp_path / "second", connections=connections)
     rows = list(csv.reader(io.StringIO((path / "customers.csv").read_text(), newline="")))
-    expected = pd.read_sql_query("SELECT id, email, country FROM customers ORDER BY id", sa.create_engine(sample_source_url))
+    expected = pd.read_sql_query("SELECT id, email, address_country FROM customers ORDER BY id", sa.create_engine(sample_source_url))
     assert rows[0] == ["id", "email", "country"]
     assert [row[0] for row in rows[1:]] == [str(i) for i in expected["id"]]
-    assert [row[1] for row in rows[1:]] == [e or "" for e in expected["email"]]
+    text = expected.astype(object).where(expected.notna(), "")  # NULL is written as an empty cell
+    assert [row[1:] for row in rows[1:]] == [[str(e), str(c)] for e, c in zip(text["email"], text["address_country"], strict=True)]
     assert delivered.metadata["connection"] == "partner"
     assert delivered.metadata["location"].startswith(f"sftp://{sshd.user}@127.0.0.1:{proxy.port}/{folder}")
     assert [r.data["verified_by"] for r in delivered.metadata["files"].records] == ["size"]
