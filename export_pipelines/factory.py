@@ -70,6 +70,8 @@ def work_dir(context: dg.OpExecutionContext, export_name: str) -> Path:
 
 def build_export_asset(plan: ExportPlan, connections: Mapping[str, DeliveryConnection] | None = None) -> dg.AssetsDefinition:
     connections = dict(connections or {})
+    if isinstance(plan.spec.target, ConnectionTarget) and plan.spec.target.connection not in connections:
+        raise ValueError(f"For export {plan.spec.name}, connection {plan.spec.target.connection!r} was not passed to the factory")
     spec = plan.spec
     name = spec.name
     key = asset_key_for(name)
@@ -150,6 +152,8 @@ def build_export_asset(plan: ExportPlan, connections: Mapping[str, DeliveryConne
         )
         _remove_work_dirs(file_set)
 
+    # The server kind shows next to the format in the asset catalog (sftp, ftps, s3).
+    target_kinds = {connections[spec.target.connection].type} if isinstance(spec.target, ConnectionTarget) else set()
     check = dg.AssetCheckSpec(
         ROWS_CHECK,
         asset=key,
@@ -161,7 +165,7 @@ def build_export_asset(plan: ExportPlan, connections: Mapping[str, DeliveryConne
         group_name=plan.model_name,
         description=spec.description or f"Export of {plan.model_name} to {spec.target_label} as {plan.ext}.",
         metadata=definition_metadata(plan),
-        kinds={spec.format},
+        kinds={spec.format, *target_kinds},
         owners=[spec.owner] if spec.owner else None,
         tags={"export": name, "model": plan.model_name},
         check_specs=[check],

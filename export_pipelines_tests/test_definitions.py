@@ -32,7 +32,8 @@ def test_every_demo_spec_is_an_asset_with_its_stages():
     assert op_names == ["sana_orders__extract", "sana_orders__map", "sana_orders__serialize", "sana_orders__upload"]
     metadata = asset.specs_by_key[dg.AssetKey(["exports", "sana_orders"])].metadata
     assert metadata["model"] == "transactions"
-    assert metadata["target"] == "download"
+    assert metadata["target"] == "sana_ftp:sana/orders"
+    assert asset.specs_by_key[dg.AssetKey(["exports", "sana_orders"])].kinds == {"csv", "ftp"}
     assert metadata["format"] == "csv"
     assert "schedule" in metadata
     assert [check.name for check in asset.check_specs] == ["rows_written_match_expected"]
