@@ -53,6 +53,15 @@ def windows_between(
     return dg.PartitionKeyRange(first, last)
 
 
+def latest_windows(partitions: dg.TimeWindowPartitionsDefinition, at: dt.datetime, count: int) -> dg.PartitionKeyRange:
+    """The last `count` windows complete at `at`, as one range."""
+    with dg.partition_loading_context(at):
+        keys = partitions.get_partition_keys()
+    if not keys:
+        raise ValueError(f"no window is complete at {at.isoformat()}")
+    return dg.PartitionKeyRange(keys[-min(count, len(keys))], keys[-1])
+
+
 def range_tags(key_range: dg.PartitionKeyRange) -> dict[str, str]:
     """A single run over the range: Dagster's range tags (RunRequest has no range argument)."""
     return {ASSET_PARTITION_RANGE_START_TAG: key_range.start, ASSET_PARTITION_RANGE_END_TAG: key_range.end}
