@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dagster as dg
 
-from export_pipelines.automation.windows import partitions_for
 from export_pipelines.naming import asset_key_for, export_job_name
 from export_pipelines.spec.plan import ExportPlan
 
@@ -13,7 +12,6 @@ def build_export_job(plan: ExportPlan) -> dg.UnresolvedAssetJobDefinition:
     return dg.define_asset_job(
         export_job_name(plan.name),
         selection=dg.AssetSelection.assets(asset_key_for(plan.name)),
-        partitions_def=partitions_for(plan.spec.incremental),
         # The stages run one after the other and pass files on disk: one process is enough.
         executor_def=dg.in_process_executor,
         description=f"Materializes exports/{plan.name} (one run per window range for incremental exports).",
