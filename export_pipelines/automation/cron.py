@@ -72,3 +72,8 @@ def _fires_on(schedule: DailySchedule | WeeklySchedule | MonthlySchedule, day: d
             last = (day + dt.timedelta(days=1)).month != day.month
             return day.day in days or (last and "last" in days)
     return False
+
+
+def minutes(duration: dt.timedelta) -> str:
+    """A duration as the spec writes it: 30m."""
+    return f"{int(duration.total_seconds() // 60)}m"

@@ -12,6 +12,7 @@ import datetime as dt
 
 import dagster as dg
 
+from export_pipelines.automation.cron import minutes
 from export_pipelines.automation.windows import range_from_tags, range_tags
 from export_pipelines.naming import after_sensor_name_for, asset_key_for
 from export_pipelines.spec.plan import ExportPlan
@@ -29,7 +30,7 @@ def build_dependency_sensor(plan: ExportPlan, job: dg.UnresolvedAssetJobDefiniti
         job=job,
         minimum_interval_seconds=60,
         default_status=dg.DefaultSensorStatus.RUNNING,
-        description=f"Runs exports/{plan.name} once exports/{after.export} succeeded, at least {after.delay} later.",
+        description=f"Runs exports/{plan.name} once exports/{after.export} succeeded, at least {minutes(after.delay)} later.",
     )
     def after_upstream(context: dg.SensorEvaluationContext):
         return follow_upstream(context.instance, plan, dt.datetime.now(dt.UTC))
@@ -59,10 +60,11 @@ def follow_upstream(instance: dg.DagsterInstance, plan: ExportPlan, now: dt.date
     if now < due:
         return dg.SkipReason(
             f"{what} succeeded at {finished:%H:%M:%S} UTC; {downstream} starts at {due:%H:%M:%S} UTC "
-            f"(delay {after.delay})"
+            f"(delay {minutes(after.delay)})"
         )
     tags = {UPSTREAM_RUN_TAG: run.run_id}
     if plan.spec.incremental is not None and window is not None:
         tags |= range_tags(window)
     # One downstream run per upstream run: the sensor's next evaluations see the same key and skip it.
     return dg.RunRequest(run_key=f"{plan.name}:after:{run.run_id}", tags=tags)
+

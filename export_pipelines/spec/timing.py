@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import zoneinfo
 
-from export_pipelines.automation.cron import longest_tick_gap
+from export_pipelines.automation.cron import longest_tick_gap, minutes
 from export_pipelines.catalog.models import ModelDef
 from export_pipelines.spec.export import EverySchedule, ExportSpec, OnDateSchedule
 
@@ -64,7 +64,7 @@ def timing_problems(spec: ExportSpec, model_name: str, model: ModelDef, now: dt.
         grain = GRAIN_LENGTH[incremental.grain]
         if schedule.every < grain:
             problems.append(
-                ("schedule.every", f"every {_minutes(schedule.every)} is shorter than the {incremental.grain} windows of this "
+                ("schedule.every", f"every {minutes(schedule.every)} is shorter than the {incremental.grain} windows of this "
                  "incremental export, so most ticks would find no complete window; schedule it at least once per window")
             )
     gap = longest_tick_gap(schedule)
@@ -75,6 +75,3 @@ def timing_problems(spec: ExportSpec, model_name: str, model: ModelDef, now: dt.
         )
     return problems
 
-
-def _minutes(duration: dt.timedelta) -> str:
-    return f"{int(duration.total_seconds() // 60)}m"
