@@ -174,7 +174,8 @@ class Incremental(BaseModel):
     @field_validator("start", mode="before")
     @classmethod
     def _date_only(cls, value: Any) -> Any:
-        if isinstance(value, dt.datetime):
+        is_date_text = isinstance(value, str) and re.fullmatch(r"\d{4}-\d{2}-\d{2}", value.strip())
+        if isinstance(value, dt.datetime) or (isinstance(value, str) and not is_date_text):
             raise ValueError("start is a date (YYYY-MM-DD); windows begin at midnight in the export's timezone")
         return value
 
