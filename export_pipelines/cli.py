@@ -51,9 +51,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
     instance = DagsterInstance.get()
     # A job cannot mix partitioned and unpartitioned assets: snapshots run together, each
     # incremental export runs once over its latest week of complete windows.
-    results = [defs.resolve_job_def(ALL_EXPORTS_JOB).execute_in_process(instance=instance, raise_on_error=False)]
+    plans = load_config(config_dir()).plans
+    results = []
+    if any(plan.spec.incremental is None for plan in plans.values()):
+        results.append(defs.resolve_job_def(ALL_EXPORTS_JOB).execute_in_process(instance=instance, raise_on_error=False))
     as_of = demo_data_end() if not os.environ.get(SOURCE_URL_ENV_VAR) else dt.datetime.now(dt.UTC)
-    for name, plan in load_config(config_dir()).plans.items():
+    for name, plan in plans.items():
         partitions = partitions_for(plan.spec.incremental)
         if partitions is not None:
             key_range = latest_windows(partitions, as_of, count=DEMO_WINDOWS)

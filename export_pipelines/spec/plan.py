@@ -106,7 +106,7 @@ def closest(name: str, candidates: Iterable[str]) -> str:
     return f"; did you mean {', '.join(matches)}?" if matches else ""
 
 
-def build_plan(spec: ExportSpec, catalog: Catalog, now: dt.datetime | None = None) -> ExportPlan:
+def build_plan(spec: ExportSpec, catalog: Catalog) -> ExportPlan:
     """Resolve a spec against the catalog; raises ExceptionGroup of PlanError listing every problem."""
     problems: list[PlanError] = []
     model_name = catalog.canonical_name(spec.model)
@@ -158,8 +158,8 @@ def build_plan(spec: ExportSpec, catalog: Catalog, now: dt.datetime | None = Non
     except file_naming.FileNameError as error:
         problems.append(PlanError("file_name", str(error)))
 
-    now = now or dt.datetime.now(dt.UTC)
-    problems.extend(PlanError(key_path, message) for key_path, message in timing_problems(spec, model_name, model, now))
+    timing = timing_problems(spec, model_name, model, dt.datetime.now(dt.UTC))
+    problems.extend(PlanError(key_path, message) for key_path, message in timing)
     window_field = window_field_name(spec, model)
 
     if problems:
