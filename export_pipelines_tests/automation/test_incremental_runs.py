@@ -16,26 +16,14 @@ from export_pipelines.naming import asset_key_for, export_job_name
 from export_pipelines.source import SourceDatabase
 from export_pipelines.spec.loader import load_config
 from export_pipelines_tests.automation.window_data import (
+    RANGE,
     WINDOW_END,
     WINDOW_START,
     create_window_transactions,
     ids_in_window,
+    incremental_spec,
 )
 from export_pipelines_tests.conftest import write_config
-
-RANGE = dg.PartitionKeyRange("2026-03-27", "2026-03-30")
-
-
-def incremental_spec(name: str, by: str, **changes) -> dict:
-    return {
-        "name": name,
-        "model": "transactions",
-        "fields": ["id", "number", "created_at", "updated_at"],
-        "incremental": {"by": by, "grain": "daily", "start": "2026-01-01", "timezone": "Europe/Budapest"},
-        "file_name": "tx_{window_start:%Y%m%d}_{window_end:%Y%m%d}.{ext}",
-        **changes,
-    }
-
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def window_source_url(request, tmp_path: Path) -> str:

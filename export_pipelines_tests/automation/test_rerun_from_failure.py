@@ -14,8 +14,14 @@ from export_pipelines.spec.loader import CONFIG_ENV_VAR
 from export_pipelines.source import SOURCE_URL_ENV_VAR
 from export_pipelines.targets.registry import downloads_folder
 from export_pipelines_tests.automation.reexecution_target import JOB_EXPORT_ENV_VAR, export_job
-from export_pipelines_tests.automation.test_incremental_runs import RANGE, incremental_spec
-from export_pipelines_tests.automation.window_data import WINDOW_END, WINDOW_START, create_window_transactions, ids_in_window
+from export_pipelines_tests.automation.window_data import (
+    RANGE,
+    WINDOW_END,
+    WINDOW_START,
+    create_window_transactions,
+    ids_in_window,
+    incremental_spec,
+)
 from export_pipelines_tests.conftest import write_config
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from zoneinfo import ZoneInfo
 
+import dagster as dg
 import pandas as pd
 import sqlalchemy as sa
 
@@ -21,6 +22,20 @@ from export_pipelines_tests.sample_data import utc
 BUDAPEST = ZoneInfo("Europe/Budapest")
 WINDOW_START = dt.datetime(2026, 3, 27, tzinfo=BUDAPEST)
 WINDOW_END = dt.datetime(2026, 3, 31, tzinfo=BUDAPEST)
+# The same window as partition keys of a daily Europe/Budapest export.
+RANGE = dg.PartitionKeyRange("2026-03-27", "2026-03-30")
+
+
+def incremental_spec(name: str, by: str, **changes) -> dict:
+    return {
+        "name": name,
+        "model": "transactions",
+        "fields": ["id", "number", "created_at", "updated_at"],
+        "incremental": {"by": by, "grain": "daily", "start": "2026-01-01", "timezone": "Europe/Budapest"},
+        "file_name": "tx_{window_start:%Y%m%d}_{window_end:%Y%m%d}.{ext}",
+        **changes,
+    }
+
 
 # (id, created_at, updated_at)
 ROWS = [
