@@ -45,6 +45,8 @@ def follow_upstream(instance: dg.DagsterInstance, plan: ExportPlan, now: dt.date
     if planned is None:
         return dg.SkipReason(f"{upstream} has not run yet; {downstream} waits for its first successful run")
     record = instance.get_run_record_by_id(planned.run_id)
+    if record is None:
+        return dg.SkipReason(f"the latest run of {upstream} ({planned.run_id[:8]}) was deleted; {downstream} waits for a new one")
     run = record.dagster_run
     window = range_from_tags(run.tags)
     what = f"{upstream} run {run.run_id[:8]}" + (f" for {window.start}...{window.end}" if window else "")

@@ -119,3 +119,16 @@ def test_a_failed_upstream_run_stops_the_downstream_and_says_why(config, instanc
     request = follow_upstream(instance, plan, finished_at(instance, rerun.run_id) + dt.timedelta(minutes=31))
     assert isinstance(request, dg.RunRequest)
     assert (request.tags[ASSET_PARTITION_RANGE_START_TAG], request.tags[ASSET_PARTITION_RANGE_END_TAG]) == ("2026-03-29", "2026-03-29")
+
+
+def test_a_snapshot_export_follows_a_snapshot_export_once_per_upstream_run(tmp_path, instance, source_url):
+    first = {"name": "first", "model": "transactions", "fields": ["id"], "schedule": {"repeated": "every", "every": "30m"}}
+    second = {"name": "second", "model": "transactions", "fields": ["id"], "after": {"export": "first"}}
+    config = load_config(write_config(tmp_path / "snapshots", [first, second]))
+    asset = build_export_asset(config.plans["first"])
+    upstream = dg.materialize([asset], instance=instance, resources={"source_database": SourceDatabase(url=source_url)})
+
+    sensor = build_definitions(config).get_sensor_def(after_sensor_name_for("second", "first"))
+    [request] = sensor.evaluate_tick(dg.build_sensor_context(instance=instance)).run_requests
+    assert request.run_key == f"second:after:{upstream.run_id}"
+    assert ASSET_PARTITION_RANGE_START_TAG not in request.tags
