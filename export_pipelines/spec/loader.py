@@ -228,14 +228,22 @@ def _file_loc(raw, loc: tuple, *, keep_last: bool) -> list:
     """
     path, node = [], raw
     for index, part in enumerate(loc):
-        in_dict = isinstance(node, dict) and part in node
+        key = _yaml_key(node, part)
+        in_dict = isinstance(node, dict) and key in node
         in_list = isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
         if in_dict or in_list:
-            node = node[part]
+            node = node[key]
         elif not (keep_last and index == len(loc) - 1):
             continue
         path.append(part)
     return path
+
+
+def _yaml_key(node, part):
+    """YAML 1.1 reads an unquoted key `on` (schedule.on) as the boolean true."""
+    if part == "on" and isinstance(node, dict) and "on" not in node and True in node:
+        return True
+    return part
 
 
 def _key_path(loc: list) -> str:

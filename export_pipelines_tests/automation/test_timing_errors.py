@@ -76,6 +76,16 @@ def test_an_unquoted_on_key_is_read_as_on_not_as_yaml_true(tmp_path):
     assert "2020-06-01T06:00 UTC is in the past" in problem.message
 
 
+def test_an_error_under_an_unquoted_on_key_names_schedule_on(tmp_path):
+    (tmp_path / "exports").mkdir()
+    (tmp_path / "exports" / "probe.yaml").write_text(
+        "name: probe\nmodel: customers\nfields: [id]\nschedule: {on: 2099-06-01 06:00:00+01:00}\n"
+    )
+    [problem] = load_config(tmp_path).problems
+    assert problem.key_path == "schedule.on"
+    assert "without an offset" in problem.message
+
+
 def problems_by_file(folder: Path, specs: list[dict]) -> dict[str, list[str]]:
     config = load_config(write_config(folder, specs))
     return {problem.file: f"{problem.key_path}: {problem.message}" for problem in config.problems} | {"valid": sorted(config.plans)}
