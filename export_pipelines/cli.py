@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import os
 import sys
 from pathlib import Path
 
 DEFAULT_DAGSTER_HOME = ".dagster_home"
+DEMO_WINDOWS = 7
 
 
 def _ensure_dagster_home() -> Path:
@@ -32,8 +34,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     home = _ensure_dagster_home()
     from dagster import DagsterInstance
 
-    from export_pipelines.demo.generator import generate_demo_database
-    from export_pipelines.naming import ALL_EXPORTS_JOB
+    from export_pipelines.automation.windows import latest_windows, partitions_for, range_tags
+    from export_pipelines.demo.generator import demo_data_end, generate_demo_database
+    from export_pipelines.naming import ALL_EXPORTS_JOB, export_job_name
+    from export_pipelines.spec.loader import config_dir, load_config
     from export_pipelines.source import SOURCE_URL_ENV_VAR, demo_database_path
 
     if not os.environ.get(SOURCE_URL_ENV_VAR):
@@ -45,21 +49,37 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from export_pipelines.definitions import defs
 
     instance = DagsterInstance.get()
+    # A job cannot mix partitioned and unpartitioned assets: snapshots run together, each
+    # incremental export runs once over its latest week of complete windows.
     # The demo keeps every file local, whatever target a spec names: no partner server is involved.
     run_config = {"resources": {"delivery_settings": {"config": {"redirect_to_download": True}}}}
-    result = defs.resolve_job_def(ALL_EXPORTS_JOB).execute_in_process(
-        run_config=run_config, instance=instance, raise_on_error=False
-    )
-    for event in result.get_asset_materialization_events():
-        materialization = event.materialization
-        metadata = materialization.metadata
-        location = metadata["location"].value
-        names = metadata["file_names"].value
-        print(f"{materialization.asset_key.to_user_string()}: {metadata['rows_written'].value} rows -> {location}")
-        for name in names:
-            print(f"    {name}")
-    print(f"Run {result.run_id} {'succeeded' if result.success else 'FAILED'}; history in {home} (see `make ui`)")
-    return 0 if result.success else 1
+    plans = load_config(config_dir()).plans
+    results = []
+    if any(plan.spec.incremental is None for plan in plans.values()):
+        job = defs.resolve_job_def(ALL_EXPORTS_JOB)
+        results.append(job.execute_in_process(run_config=run_config, instance=instance, raise_on_error=False))
+    as_of = demo_data_end() if not os.environ.get(SOURCE_URL_ENV_VAR) else dt.datetime.now(dt.UTC)
+    for name, plan in plans.items():
+        partitions = partitions_for(plan.spec.incremental)
+        if partitions is not None:
+            key_range = latest_windows(partitions, as_of, count=DEMO_WINDOWS)
+            job = defs.resolve_job_def(export_job_name(name))
+            results.append(
+                job.execute_in_process(run_config=run_config, instance=instance, tags=range_tags(key_range), raise_on_error=False)
+            )
+    for result in results:
+        # A range run records one materialization per window, all with the same files: print one.
+        latest_by_asset = {event.asset_key: event.materialization for event in result.get_asset_materialization_events()}
+        for asset_key, materialization in latest_by_asset.items():
+            metadata = materialization.metadata
+            print(f"{asset_key.to_user_string()}: {metadata['rows_written'].value} rows -> {metadata['location'].value}")
+            print(f"    window: {metadata['window'].value}")
+            for file_name in metadata["file_names"].value:
+                print(f"    {file_name}")
+    success = all(result.success for result in results)
+    run_ids = ", ".join(result.run_id for result in results)
+    print(f"Runs {run_ids} {'succeeded' if success else 'FAILED'}; history in {home} (see `make ui`)")
+    return 0 if success else 1
 
 
 def build_parser() -> argparse.ArgumentParser:

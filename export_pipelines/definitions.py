@@ -6,6 +6,9 @@ import logging
 
 import dagster as dg
 
+from export_pipelines.automation.dependencies import build_dependency_sensor
+from export_pipelines.automation.jobs import build_export_job
+from export_pipelines.automation.schedules import build_export_schedule
 from export_pipelines.delivery_settings import DeliverySettings
 from export_pipelines.factory import build_export_asset
 from export_pipelines.naming import ALL_EXPORTS_JOB, INVALID_GROUP, asset_key_for, invalid_asset_name
@@ -40,18 +43,27 @@ def build_definitions(config: ExportConfig) -> dg.Definitions:
         for stem, problems in config.invalid_files.items()
         if invalid_asset_name(stem) not in config.plans
     ]
+    # One job cannot mix time-partitioned and unpartitioned assets: incremental exports run by their own jobs.
+    snapshot_names = [name for name, plan in config.plans.items() if plan.spec.incremental is None]
     jobs = []
-    if export_assets:
+    if snapshot_names:
         jobs.append(
             dg.define_asset_job(
                 ALL_EXPORTS_JOB,
-                selection=dg.AssetSelection.assets(*[asset_key_for(name) for name in config.plans]),
-                description="Every valid export once, as a snapshot.",
+                selection=dg.AssetSelection.assets(*[asset_key_for(name) for name in snapshot_names]),
+                description="Every valid snapshot export once (incremental exports run by window, from their own jobs).",
             )
         )
+    export_jobs = {name: build_export_job(plan) for name, plan in config.plans.items()}
+    schedules = [
+        build_export_schedule(plan, export_jobs[name]) for name, plan in config.plans.items() if plan.spec.schedule
+    ]
+    sensors = [build_dependency_sensor(plan, export_jobs[name]) for name, plan in config.plans.items() if plan.spec.after]
     return dg.Definitions(
         assets=[*export_assets, *invalid_assets],
-        jobs=jobs,
+        jobs=[*jobs, *export_jobs.values()],
+        schedules=schedules,
+        sensors=sensors,
         resources={"source_database": SourceDatabase(), "delivery_settings": DeliverySettings()},
     )
 

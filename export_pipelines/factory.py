@@ -15,13 +15,15 @@ from pathlib import Path
 
 import dagster as dg
 
+from export_pipelines.automation.schedules import describe_schedule
+from export_pipelines.automation.windows import partitions_for, wall_clock_days
 from export_pipelines.naming import asset_key_for, op_name_for
 from export_pipelines.database_urls import safe_url
 from export_pipelines.delivery_settings import DeliverySettings
 from export_pipelines.source import SourceDatabase
 from export_pipelines.spec.export import ConnectionTarget
 from export_pipelines.spec.plan import ExportPlan
-from export_pipelines.stages.extract import extract_to_parquet
+from export_pipelines.stages.extract import TimeWindow, extract_to_parquet
 from export_pipelines.stages.file_naming import NameValues, render_file_name
 from export_pipelines.stages.mapping import map_parquet
 from export_pipelines.stages.serialization import LINE_ENDINGS, CsvDialect, OutputSettings, DELIMITERS, write_files
@@ -68,6 +70,27 @@ def work_dir(context: dg.OpExecutionContext, export_name: str) -> Path:
     return folder
 
 
+def export_window(context: dg.OpExecutionContext, plan: ExportPlan) -> TimeWindow | None:
+    """The run's partition or partition range as a half-open window in the export's timezone."""
+    if plan.window_field is None:
+        return None
+    window = context.partition_time_window
+    return TimeWindow(plan.window_field, window.start, window.end)
+
+
+def check_window_length(plan: ExportPlan, window: TimeWindow) -> None:
+    """Capillary's one-year limit: a longer range is refused before the source is queried."""
+    days = wall_clock_days(window.start, window.end)
+    if days > plan.spec.max_window_days:
+        raise dg.Failure(
+            description=(
+                f"For export {plan.name}, the window {window.start.isoformat()} .. {window.end.isoformat()} spans "
+                f"{days:g} days, more than max_window_days {plan.spec.max_window_days}; backfill it as several "
+                f"shorter ranges or raise max_window_days in the spec"
+            )
+        )
+
+
 def build_export_asset(plan: ExportPlan, connections: Mapping[str, DeliveryConnection] | None = None) -> dg.AssetsDefinition:
     connections = dict(connections or {})
     if isinstance(plan.spec.target, ConnectionTarget) and plan.spec.target.connection not in connections:
@@ -78,10 +101,14 @@ def build_export_asset(plan: ExportPlan, connections: Mapping[str, DeliveryConne
 
     @dg.op(name=op_name_for(name, "extract"), description=f"Query {plan.model_name} into Parquet, filters pushed into SQL.")
     def extract(context: dg.OpExecutionContext, source_database: SourceDatabase) -> dg.Output[StageFile]:
+        window = export_window(context, plan)
+        if window is not None:
+            check_window_length(plan, window)
+            context.log.info(f"Window [{window.start.isoformat()}, {window.end.isoformat()}) on {window.source.label}")
         engine = source_database.create_engine(storage_dir(context).parent)
         folder = work_dir(context, name)
         try:
-            result = extract_to_parquet(engine, plan, folder / "extract.parquet", batch_size=spec.batch_size)
+            result = extract_to_parquet(engine, plan, folder / "extract.parquet", batch_size=spec.batch_size, window=window)
         finally:
             engine.dispose()
         context.log.info(f"Extracted {result.rows} rows of {plan.model_name} from {safe_url(engine.url)}")
@@ -106,8 +133,18 @@ def build_export_asset(plan: ExportPlan, connections: Mapping[str, DeliveryConne
             archive_time=mapped.facts.extracted_at,
         )
 
+        window = export_window(context, plan)
+
         def name_for_part(part: int) -> str:
-            values = NameValues(export=name, model=plan.model_name, run_time=mapped.facts.extracted_at, ext=plan.ext, part=part)
+            values = NameValues(
+                export=name,
+                model=plan.model_name,
+                run_time=mapped.facts.extracted_at,
+                ext=plan.ext,
+                part=part,
+                window_start=window.start if window else None,
+                window_end=window.end if window else None,
+            )
             return render_file_name(plan.file_template, values)
 
         files = write_files(
@@ -140,7 +177,9 @@ def build_export_asset(plan: ExportPlan, connections: Mapping[str, DeliveryConne
             raise dg.Failure(description=str(error)) from error
         rows_written = sum(file.rows for file in delivery.files)
         finished = dt.datetime.now(dt.UTC)
-        metadata = materialization_metadata(plan, file_set, delivery, rows_written, target.location, finished, redirected)
+        metadata = materialization_metadata(
+            plan, file_set, delivery, rows_written, target.location, finished, redirected, export_window(context, plan)
+        )
         yield dg.Output(None, "result", metadata=metadata)
         expected_rows = file_set.facts.expected_rows
         yield dg.AssetCheckResult(
@@ -169,6 +208,8 @@ def build_export_asset(plan: ExportPlan, connections: Mapping[str, DeliveryConne
         owners=[spec.owner] if spec.owner else None,
         tags={"export": name, "model": plan.model_name},
         check_specs=[check],
+        partitions_def=partitions_for(spec.incremental),
+        backfill_policy=dg.BackfillPolicy.single_run() if spec.incremental else None,
     )
     def export_asset():
         result, check_result = upload(serialize(map_fields(extract())))
@@ -191,10 +232,16 @@ def definition_metadata(plan: ExportPlan) -> dict:
         "target": spec.target_label,
         "format": spec.format,
         "compression": spec.compression,
-        "schedule": "none (run on demand)",
+        "schedule": describe_schedule(plan),
         "file_name": plan.file_template,
         "fields": dg.MetadataValue.json([{"from": f.source.label, "to": f.header} for f in plan.fields]),
     }
+
+
+def window_label(window: TimeWindow | None) -> str:
+    if window is None:
+        return "snapshot"
+    return f"{window.source.label} in [{window.start.isoformat()}, {window.end.isoformat()})"
 
 
 def materialization_metadata(
@@ -205,6 +252,7 @@ def materialization_metadata(
     location: str,
     finished: dt.datetime,
     redirected: bool,
+    window: TimeWindow | None = None,
 ) -> dict:
     delivered = delivery.files
     metadata = {
@@ -214,7 +262,7 @@ def materialization_metadata(
         "files": _files_table(delivered),
         "file_names": dg.MetadataValue.json([f.name for f in delivered]),
         "file_size_bytes": sum(f.bytes for f in delivered),
-        "window": "snapshot",
+        "window": window_label(window),
         "snapshot_at": file_set.facts.extracted_at.isoformat(),
         "target": f"download (redirected from {plan.spec.target_label})" if redirected else plan.spec.target_label,
         "location": dg.MetadataValue.url(location) if "://" in location else dg.MetadataValue.path(location),

@@ -22,3 +22,15 @@ def op_name_for(export_name: str, stage: str) -> str:
 def invalid_asset_name(file_stem: str) -> str:
     """A Dagster-safe name for a spec file that failed to load."""
     return re.sub(r"[^a-z0-9_]", "_", file_stem.lower()) or "unnamed"
+
+
+def export_job_name(export_name: str) -> str:
+    return f"{export_name}_job"
+
+
+def schedule_name_for(export_name: str) -> str:
+    return f"{export_name}_schedule"
+
+
+def after_sensor_name_for(export_name: str, upstream_name: str) -> str:
+    return f"{export_name}_after_{upstream_name}"

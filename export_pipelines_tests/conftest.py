@@ -76,6 +76,11 @@ class ExportRun:
         return {name: (self.folder / name).read_bytes() for name in self.metadata["file_names"]}
 
 
+def export_resources(source_url: str) -> dict:
+    """The resources an export asset needs, reading from `source_url` and delivering as specified."""
+    return {"source_database": SourceDatabase(url=source_url), "delivery_settings": DeliverySettings()}
+
+
 def write_config(folder: Path, specs: list[dict], connections: dict | None = None, models: dict | None = None) -> Path:
     (folder / "exports").mkdir(parents=True, exist_ok=True)
     for spec in specs:
@@ -103,8 +108,7 @@ def run_export(
     instance_dir = tmp_path / "instance"
     instance_dir.mkdir(exist_ok=True)
     with dg.instance_for_test(temp_dir=str(instance_dir)) as instance:
-        resources = {"source_database": SourceDatabase(url=source_url), "delivery_settings": DeliverySettings()}
-        result = dg.materialize([asset], resources=resources, instance=instance, raise_on_error=raise_on_error)
+        result = dg.materialize([asset], resources=export_resources(source_url), instance=instance, raise_on_error=raise_on_error)
     events = result.get_asset_materialization_events()
     metadata = {key: value.value for key, value in events[0].materialization.metadata.items()} if events else {}
     location = metadata.get("location", "")

@@ -45,3 +45,15 @@ def test_demo_builds_the_database_runs_every_export_and_says_where_the_files_are
     assert list(written["OrderNumber"]) == list(expected["number"])
     assert [float(value) for value in written["Total"]] == [round(float(v), 2) for v in expected["amount"]]
     assert all(len(value.split(".")[1]) == 2 for value in written["Total"])
+
+    # Incremental: the latest week of complete Asia/Kolkata days of the demo data, one run, one file.
+    [transactions_file] = (downloads / "capillary_transactions").iterdir()
+    assert transactions_file.name == "transactions_20261025_20261101_001.csv.gz"
+    with sqlite3.connect(database) as connection:
+        rows = pd.read_sql_query("SELECT id, created_at, amount FROM transactions", connection)
+    created = pd.to_datetime(rows["created_at"], utc=True, format="ISO8601")
+    window = (created >= pd.Timestamp("2026-10-25T00:00+05:30")) & (created < pd.Timestamp("2026-11-01T00:00+05:30"))
+    expected_ids = sorted(rows.loc[window & (rows["amount"] > 0), "id"].astype(int))
+    written_transactions = pd.read_csv(io.BytesIO(gzip.decompress(transactions_file.read_bytes())))
+    assert sorted(written_transactions["bill_id"]) == expected_ids
+    assert len(expected_ids) > 0

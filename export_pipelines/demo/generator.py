@@ -67,6 +67,13 @@ from export_pipelines.database_urls import normalize_url
 START = int(dt.datetime(2024, 1, 1, tzinfo=dt.UTC).timestamp())
 END = int(dt.datetime(2026, 10, 31, 23, 59, 59, tzinfo=dt.UTC).timestamp())
 MINUTE, HOUR, DAY = 60, 3600, 86400
+
+
+def demo_data_end() -> dt.datetime:
+    """Just after the newest generated timestamp: the demo's "now" when it picks incremental windows."""
+    return dt.datetime.fromtimestamp(END + 1, dt.UTC)
+
+
 # Activity is generated up to here, leaving room to make a customer's order times distinct.
 ACTIVITY_END = END - 2 * HOUR
 CHUNK_CUSTOMERS = 10_000

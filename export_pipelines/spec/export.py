@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import difflib
 import re
+import zoneinfo
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, PlainValidator, Tag, field_validator
 
 EXPORT_NAME_PATTERN = r"^[a-z0-9_]{1,64}$"
 
@@ -119,6 +121,174 @@ class ConnectionTarget(BaseModel):
         return value
 
 
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+WEEKDAYS: tuple[str, ...] = Weekday.__args__
+DURATION_PATTERN = re.compile(r"^(\d+)\s*(m|min|h)$")
+
+
+def _timezone_name(value: str) -> str:
+    """An IANA name zoneinfo knows; a typo is reported with the closest names."""
+    try:
+        zoneinfo.ZoneInfo(value)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        matches = difflib.get_close_matches(value, sorted(zoneinfo.available_timezones()), n=3, cutoff=0.6)
+        hint = f"; did you mean {', '.join(matches)}?" if matches else " (use an IANA name such as Europe/Budapest)"
+        raise ValueError(f"unknown timezone {value!r}{hint}") from None
+    return value
+
+
+def _duration(value: Any) -> dt.timedelta:
+    """`30m`, `90 min`, `2h`: minutes or hours, as the seeds state their intervals."""
+    if isinstance(value, dt.timedelta):
+        return value
+    match = DURATION_PATTERN.match(str(value).strip())
+    if not match:
+        raise ValueError(f"{value!r} is not a duration; write minutes or hours such as 30m or 2h")
+    amount, unit = int(match[1]), match[2]
+    return dt.timedelta(hours=amount) if unit == "h" else dt.timedelta(minutes=amount)
+
+
+def _clock_time(value: Any) -> dt.time:
+    """`"02:00"`; YAML 1.1 reads an unquoted 02:00 as the number 120 (sexagesimal), so say so."""
+    if isinstance(value, dt.time):
+        return value
+    if isinstance(value, int):
+        raise ValueError(f"{value!r} is not a time of day; quote it, e.g. at: \"02:00\"")
+    match = re.fullmatch(r"([01]?\d|2[0-3]):([0-5]\d)", str(value).strip())
+    if not match:
+        raise ValueError(f"{value!r} is not a time of day HH:MM (00:00 to 23:59)")
+    return dt.time(int(match[1]), int(match[2]))
+
+
+TimezoneName = Annotated[str, AfterValidator(_timezone_name)]
+Duration = Annotated[dt.timedelta, BeforeValidator(_duration)]
+ClockTime = Annotated[dt.time, BeforeValidator(_clock_time)]
+
+
+def _month_day(value: Any) -> int | str:
+    if value == "last" or (isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 31):
+        return value
+    raise ValueError(f"{value!r} is not a day of the month; use 1..31 or last")
+
+
+MonthDay = Annotated[int | Literal["last"], PlainValidator(_month_day)]
+
+
+class Incremental(BaseModel):
+    """Capillary's event date / last updated date: the export is partitioned into complete windows."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    by: Literal["event_date", "updated_at"]
+    grain: Literal["daily", "hourly"] = "daily"
+    start: dt.date = Field(description="The first window; backfills cannot reach before it.")
+    timezone: TimezoneName = "UTC"
+
+    @field_validator("start", mode="before")
+    @classmethod
+    def _date_only(cls, value: Any) -> Any:
+        is_date_text = isinstance(value, str) and re.fullmatch(r"\d{4}-\d{2}-\d{2}", value.strip())
+        if isinstance(value, dt.datetime) or (isinstance(value, str) and not is_date_text):
+            raise ValueError("start is a date (YYYY-MM-DD); windows begin at midnight in the export's timezone")
+        return value
+
+
+class _Repeated(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    timezone: TimezoneName = "UTC"
+    active: bool = Field(default=True, description="Antavo's Active/Inactive: the schedule's default status.")
+
+
+class DailySchedule(_Repeated):
+    repeated: Literal["daily"]
+    at: ClockTime = dt.time(0, 0)
+
+
+class WeeklySchedule(_Repeated):
+    repeated: Literal["weekly"]
+    days: list[Weekday] = Field(min_length=1)
+    at: ClockTime = dt.time(0, 0)
+
+
+class MonthlySchedule(_Repeated):
+    repeated: Literal["monthly"]
+    days: list[MonthDay] = Field(min_length=1, description="Days of the month 1..31, and 'last' for the last day.")
+    at: ClockTime = dt.time(0, 0)
+
+
+class EverySchedule(_Repeated):
+    """Sana's run interval / Apparel21's 'as often as every 30 minutes'."""
+
+    repeated: Literal["every"]
+    every: Duration
+
+    @field_validator("every")
+    @classmethod
+    def _fits_a_cron(cls, value: dt.timedelta) -> dt.timedelta:
+        minutes = int(value.total_seconds() // 60)
+        fits_an_hour = minutes < 60 and 60 % minutes == 0
+        fits_a_day = minutes % 60 == 0 and 24 % (minutes // 60) == 0 if minutes >= 60 else False
+        if minutes <= 0 or not (fits_an_hour or fits_a_day):
+            raise ValueError("every must divide an hour (1m..30m) or a day (1h..12h, 24h), e.g. 15m, 30m, 2h")
+        return value
+
+
+class OnDateSchedule(BaseModel):
+    """Antavo's On-date: one run at a date and time, never again."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    on: dt.datetime = Field(description="Local date and time in `timezone`, e.g. 2026-12-01T06:00.")
+    timezone: TimezoneName = "UTC"
+    active: bool = True
+
+    @field_validator("on")
+    @classmethod
+    def _local_time(cls, value: dt.datetime) -> dt.datetime:
+        if value.tzinfo is not None:
+            raise ValueError("write the local time without an offset and name its zone in `timezone`")
+        if value.second or value.microsecond:
+            raise ValueError("schedules run on whole minutes; drop the seconds")
+        return value
+
+
+def _yaml_on_key(value: Any) -> Any:
+    """YAML 1.1 reads the key `on` as the boolean true; give it its name back."""
+    if isinstance(value, dict) and True in value:
+        return {("on" if key is True else key): item for key, item in value.items()}
+    return value
+
+
+def _schedule_variant(value: Any) -> str | None:
+    if isinstance(value, dict):
+        return "on" if "on" in value else value.get("repeated")
+    return getattr(value, "repeated", "on")
+
+
+Schedule = Annotated[
+    Annotated[DailySchedule, Tag("daily")]
+    | Annotated[WeeklySchedule, Tag("weekly")]
+    | Annotated[MonthlySchedule, Tag("monthly")]
+    | Annotated[EverySchedule, Tag("every")]
+    | Annotated[OnDateSchedule, Tag("on")],
+    Discriminator(
+        _schedule_variant,
+        custom_error_type="schedule_variant",
+        custom_error_message="a schedule needs `repeated: daily | weekly | monthly | every`, or `on: DATE-TIME` for one run",
+    ),
+]
+
+
+class After(BaseModel):
+    """Apparel21: orders follow customers, at least `delay` after the customers run succeeded."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    export: str
+    delay: Duration = dt.timedelta(0)
+
+
 class ExportSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -136,6 +306,10 @@ class ExportSpec(BaseModel):
     max_rows_per_file: int | None = Field(default=None, gt=0)
     batch_size: int = Field(default=50_000, gt=0, le=5_000_000)
     target: Literal["download"] | ConnectionTarget = "download"
+    incremental: Incremental | None = None
+    schedule: Annotated[Schedule, BeforeValidator(_yaml_on_key)] | None = None
+    after: After | None = None
+    max_window_days: int = Field(default=366, gt=0, description="Capillary: one year's data at most per run.")
 
     @field_validator("order", mode="before")
     @classmethod

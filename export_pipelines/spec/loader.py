@@ -80,13 +80,60 @@ def load_config(root: Path) -> ExportConfig:
     config = ExportConfig(root=root, catalog=catalog, connections=connections, problems=problems)
     exports_dir = root / "exports"
     paths = sorted([*exports_dir.glob("*.yaml"), *exports_dir.glob("*.yml")]) if exports_dir.is_dir() else []
+    files_by_name: dict[str, Path] = {}
     for path in paths:
         relative = f"exports/{path.name}"
+        loaded_before = set(config.plans)
         file_problems = _load_export(path, relative, config)
         if file_problems:
             config.invalid_files[path.stem] = file_problems
             problems.extend(file_problems)
+        files_by_name.update(dict.fromkeys(set(config.plans) - loaded_before, path))
+    _drop_broken_dependencies(config, files_by_name)
     return config
+
+
+def _drop_broken_dependencies(config: ExportConfig, files_by_name: dict[str, Path]) -> None:
+    """`after` across specs: the named export must load, fit this one's windows and not lead back here.
+
+    Repeated until stable, because dropping an export breaks the exports that follow it.
+    """
+    while True:
+        broken = {name: message for name, plan in config.plans.items() if (message := _dependency_problem(plan, config.plans))}
+        if not broken:
+            return
+        for name, message in broken.items():
+            path = files_by_name[name]
+            problem = SpecProblem(f"exports/{path.name}", "after.export", message)
+            del config.plans[name]
+            config.invalid_files.setdefault(path.stem, []).append(problem)
+            config.problems.append(problem)
+
+
+def _dependency_problem(plan: ExportPlan, plans: dict[str, ExportPlan]) -> str | None:
+    after = plan.spec.after
+    if after is None:
+        return None
+    upstream = plans.get(after.export)
+    if upstream is None:
+        return f"no valid export named {after.export!r}{closest(after.export, plans)}"
+    chain = [plan.name]
+    while upstream is not None:
+        seen = upstream.name in chain
+        chain.append(upstream.name)
+        if seen:
+            return f"`after` forms a cycle: {' -> '.join(chain)}; one of them must run on its own schedule"
+        upstream = plans.get(upstream.spec.after.export) if upstream.spec.after else None
+    downstream_window, upstream_window = plan.spec.incremental, plans[after.export].spec.incremental
+    if downstream_window is not None and (
+        upstream_window is None
+        or (downstream_window.grain, downstream_window.timezone) != (upstream_window.grain, upstream_window.timezone)
+    ):
+        return (
+            f"export {plan.name} is incremental, so it follows {after.export}'s runs window by window; "
+            f"{after.export} needs the same incremental grain and timezone"
+        )
+    return None
 
 
 def _load_export(path: Path, relative: str, config: ExportConfig) -> list[SpecProblem]:
@@ -181,14 +228,22 @@ def _file_loc(raw, loc: tuple, *, keep_last: bool) -> list:
     """
     path, node = [], raw
     for index, part in enumerate(loc):
-        in_dict = isinstance(node, dict) and part in node
+        key = _yaml_key(node, part)
+        in_dict = isinstance(node, dict) and key in node
         in_list = isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
         if in_dict or in_list:
-            node = node[part]
+            node = node[key]
         elif not (keep_last and index == len(loc) - 1):
             continue
         path.append(part)
     return path
+
+
+def _yaml_key(node, part):
+    """YAML 1.1 reads an unquoted key `on` (schedule.on) as the boolean true."""
+    if part == "on" and isinstance(node, dict) and "on" not in node and True in node:
+        return True
+    return part
 
 
 def _key_path(loc: list) -> str:

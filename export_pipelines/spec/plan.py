@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from export_pipelines.catalog.models import JSON_PROPERTY_PATTERN, Catalog, FieldDef, FieldType, ModelDef
 from export_pipelines.spec.export import ExportSpec, FieldSpec
+from export_pipelines.spec.timing import timing_problems, window_field_name
 from export_pipelines.stages import file_naming
 
 VALUELESS_OPERATORS = frozenset({"$is_unknown", "$has_value"})
@@ -84,6 +85,7 @@ class ExportPlan:
     order: tuple[OrderKey, ...]
     file_template: str
     ext: str
+    window_field: SourceRef | None = None
 
     @property
     def name(self) -> str:
@@ -156,6 +158,10 @@ def build_plan(spec: ExportSpec, catalog: Catalog) -> ExportPlan:
     except file_naming.FileNameError as error:
         problems.append(PlanError("file_name", str(error)))
 
+    timing = timing_problems(spec, model_name, model, dt.datetime.now(dt.UTC))
+    problems.extend(PlanError(key_path, message) for key_path, message in timing)
+    window_field = window_field_name(spec, model)
+
     if problems:
         raise ExceptionGroup("invalid export", problems)
     return ExportPlan(
@@ -168,6 +174,7 @@ def build_plan(spec: ExportSpec, catalog: Catalog) -> ExportPlan:
         order=tuple(order),
         file_template=template,
         ext=ext,
+        window_field=_field_source(model, window_field) if window_field else None,
     )
 
 
@@ -284,7 +291,10 @@ def _check_template(spec: ExportSpec, template: str, ext: str) -> None:
         raise file_naming.FileNameError("max_rows_per_file splits the export into parts, so file_name needs {part}")
     if "ext" not in tokens and not template.endswith(ext):
         raise file_naming.FileNameError(f"file_name should end with {{ext}} or .{ext} so the name says what the file is")
-    if tokens & {"window_start", "window_end"}:
+    if tokens & {"window_start", "window_end"} and spec.incremental is None:
         raise file_naming.FileNameError("{window_start}/{window_end} need an incremental export; this one is a snapshot")
-    sample = file_naming.NameValues(export=spec.name, model=spec.model, run_time=dt.datetime(2000, 1, 1, tzinfo=dt.UTC), ext=ext)
+    sample_time = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
+    sample = file_naming.NameValues(
+        export=spec.name, model=spec.model, run_time=sample_time, ext=ext, window_start=sample_time, window_end=sample_time
+    )
     file_naming.render_file_name(template, sample)

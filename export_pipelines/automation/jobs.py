@@ -1,0 +1,18 @@
+"""One job per export: what its schedule or dependency sensor launches."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from export_pipelines.naming import asset_key_for, export_job_name
+from export_pipelines.spec.plan import ExportPlan
+
+
+def build_export_job(plan: ExportPlan) -> dg.UnresolvedAssetJobDefinition:
+    return dg.define_asset_job(
+        export_job_name(plan.name),
+        selection=dg.AssetSelection.assets(asset_key_for(plan.name)),
+        # The stages run one after the other and pass files on disk: one process is enough.
+        executor_def=dg.in_process_executor,
+        description=f"Materializes exports/{plan.name} (one run per window range for incremental exports).",
+    )

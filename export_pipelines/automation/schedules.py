@@ -1,0 +1,85 @@
+"""A schedule per export with a `schedule` key: repeated (daily, weekly, monthly, every) or on-date.
+
+For an incremental export a tick requests ONE run over every window completed since the
+previous tick, so a weekly run delivers one file set for the last 7 days and a monthly
+run one for the previous month; the run key names the range, so a tick evaluated twice
+launches one run.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import zoneinfo
+
+import dagster as dg
+from dagster._utils.schedules import reverse_cron_string_iterator
+
+from export_pipelines.automation.cron import cron_string
+from export_pipelines.automation.windows import partitions_for, range_tags, windows_between
+from export_pipelines.naming import schedule_name_for
+from export_pipelines.spec.export import OnDateSchedule
+from export_pipelines.spec.plan import ExportPlan
+
+
+def build_export_schedule(plan: ExportPlan, job: dg.UnresolvedAssetJobDefinition) -> dg.ScheduleDefinition:
+    schedule = plan.spec.schedule
+    assert schedule is not None, "only exports with a schedule get one"
+    cron = cron_string(schedule)
+
+    @dg.schedule(
+        name=schedule_name_for(plan.name),
+        cron_schedule=cron,
+        execution_timezone=schedule.timezone,
+        job=job,
+        default_status=dg.DefaultScheduleStatus.RUNNING if schedule.active else dg.DefaultScheduleStatus.STOPPED,
+        description=describe_schedule(plan),
+    )
+    def export_schedule(context: dg.ScheduleEvaluationContext):
+        tick = context.scheduled_execution_time or dt.datetime.now(dt.UTC)
+        return request_for_tick(plan, cron, tick)
+
+    return export_schedule
+
+
+def request_for_tick(plan: ExportPlan, cron: str, tick: dt.datetime) -> dg.RunRequest | dg.SkipReason:
+    schedule = plan.spec.schedule
+    previous: dt.datetime | None
+    if isinstance(schedule, OnDateSchedule):
+        local_tick = tick.astimezone(zoneinfo.ZoneInfo(schedule.timezone)).replace(tzinfo=None)
+        if local_tick != schedule.on:
+            # The cron names a day of a month, so it comes back every year: only the on-date counts.
+            return dg.SkipReason(
+                f"exports/{plan.name} runs once, on {schedule.on:%Y-%m-%dT%H:%M} {schedule.timezone}; "
+                f"this tick ({local_tick:%Y-%m-%dT%H:%M}) is not that date"
+            )
+        previous = None
+    else:
+        previous = previous_tick(cron, schedule.timezone, tick)
+
+    partitions = partitions_for(plan.spec.incremental)
+    if partitions is None:
+        return dg.RunRequest(run_key=f"{plan.name}@{tick.astimezone(dt.UTC):%Y-%m-%dT%H:%MZ}")
+    key_range = windows_between(partitions, previous, tick)
+    if key_range is None:
+        since = f"since {previous.isoformat()}" if previous else f"since {plan.spec.incremental.start}"
+        return dg.SkipReason(f"no window of exports/{plan.name} was completed {since} (until {tick.isoformat()})")
+    return dg.RunRequest(run_key=f"{plan.name}:{key_range.start}...{key_range.end}", tags=range_tags(key_range))
+
+
+def previous_tick(cron: str, timezone: str, tick: dt.datetime) -> dt.datetime:
+    """The scheduled tick before `tick`, in the schedule's own timezone (DST-shifted ticks included)."""
+    return next(earlier for earlier in reverse_cron_string_iterator(tick.timestamp(), cron, timezone) if earlier < tick)
+
+
+def describe_schedule(plan: ExportPlan) -> str:
+    spec = plan.spec
+    schedule = spec.schedule
+    if schedule is None:
+        return f"after exports/{spec.after.export}" if spec.after else "none (run on demand)"
+    if isinstance(schedule, OnDateSchedule):
+        when = f"once on {schedule.on:%Y-%m-%dT%H:%M} {schedule.timezone}"
+    else:
+        when = f"{schedule.repeated} ({cron_string(schedule)} {schedule.timezone})"
+    covers = "every window completed since the previous tick" if spec.incremental else "a snapshot"
+    status = "" if schedule.active else ", inactive"
+    return f"{when}{status}: {covers}"
