@@ -164,6 +164,15 @@ class RemoteTarget(Target):
     def _discard(self, session: RemoteSession, staging: str, log: Log) -> None:
         try:
             session.delete(staging)
+            return
+        except Exception:
+            pass  # a broken transfer can leave the connection dead or out of step: try a fresh one
+        try:
+            fresh = self.open_session()
+            try:
+                fresh.delete(staging)
+            finally:
+                fresh.close()
         except Exception as error:
             log(f"Could not delete the temporary {staging} ({error}); the next run of this export sweeps it")
 
