@@ -99,6 +99,28 @@ class Filters(BaseModel):
         return dict(self.model_extra or {})
 
 
+class CustomersFileAudience(BaseModel):
+    """Capillary's customer list: a file of customer ids, one per line, relative to the config folder."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    customers_file: str
+    field: str | None = Field(default=None, description="The exported model's customer id field; customer_id by default.")
+
+
+class QueryAudience(BaseModel):
+    """The customers of another model's filtered rows, e.g. every customer of the DE market."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    query_model: str
+    filters: Filters | None = None
+    field: str | None = Field(default=None, description="The exported model's customer id field; customer_id by default.")
+
+
+Audience = CustomersFileAudience | QueryAudience
+
+
 class ConnectionTarget(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -123,6 +145,10 @@ class ExportSpec(BaseModel):
     max_rows_per_file: int | None = Field(default=None, gt=0)
     batch_size: int = Field(default=50_000, gt=0, le=5_000_000)
     target: Literal["download"] | ConnectionTarget = "download"
+    audience: Audience | None = Field(default=None, description="Only rows of these customers.")
+    aggregation_path: Literal["auto", "arrow"] = Field(
+        default="auto", description="auto: GROUP BY in the database where it can; arrow: always over Arrow batches."
+    )
 
     @field_validator("order", mode="before")
     @classmethod

@@ -6,6 +6,7 @@ never hides the others: the good exports load, the bad ones are reported.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, field
 from importlib import resources
@@ -15,6 +16,7 @@ import yaml
 from pydantic import ValidationError
 
 from export_pipelines.catalog.models import Catalog, ModelsFile, load_builtin_catalog
+from export_pipelines.spec.audience import resolve_audience
 from export_pipelines.spec.connections import DELIVERY_TYPES, ConnectionsFile
 from export_pipelines.spec.export import FILTER_OPERATORS, ExportSpec, FieldSpec
 from export_pipelines.spec.plan import ExportPlan, PlanError, build_plan, closest
@@ -100,15 +102,27 @@ def _load_export(path: Path, relative: str, config: ExportConfig) -> list[SpecPr
         return _pydantic_problems(relative, raw, error)
     if spec.name in config.plans:
         return [SpecProblem(relative, "name", f"export name {spec.name!r} is already used by another file; names must be unique")]
+    plan_problems: list[SpecProblem] = []
     try:
         plan = build_plan(spec, config.catalog)
     except ExceptionGroup as group:
-        return [SpecProblem(relative, e.key_path, e.message) for e in group.exceptions if isinstance(e, PlanError)]
+        plan_problems.extend(_plan_problems(relative, group))
+    try:
+        audience = resolve_audience(spec, config.catalog, config.root)
+    except ExceptionGroup as group:
+        plan_problems.extend(_plan_problems(relative, group))
+    if plan_problems:
+        return plan_problems
+    plan = dataclasses.replace(plan, audience=audience)
     target_problem = _target_problem(spec, config.connections)
     if target_problem:
         return [SpecProblem(relative, "target", target_problem)]
     config.plans[spec.name] = plan
     return []
+
+
+def _plan_problems(relative: str, group: ExceptionGroup) -> list[SpecProblem]:
+    return [SpecProblem(relative, e.key_path, e.message) for e in group.exceptions if isinstance(e, PlanError)]
 
 
 def _target_problem(spec: ExportSpec, connections: ConnectionsFile) -> str | None:
