@@ -6,7 +6,7 @@ import datetime as dt
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, Tag, field_validator
 
 EXPORT_NAME_PATTERN = r"^[a-z0-9_]{1,64}$"
 
@@ -118,7 +118,17 @@ class QueryAudience(BaseModel):
     field: str | None = Field(default=None, description="The exported model's customer id field; customer_id by default.")
 
 
-Audience = CustomersFileAudience | QueryAudience
+def _audience_kind(value: Any) -> str:
+    """Which audience a mapping describes, so an error speaks of that kind only."""
+    if isinstance(value, BaseModel):
+        return "customers_file" if isinstance(value, CustomersFileAudience) else "query_model"
+    return "customers_file" if isinstance(value, dict) and "customers_file" in value else "query_model"
+
+
+Audience = Annotated[
+    Annotated[CustomersFileAudience, Tag("customers_file")] | Annotated[QueryAudience, Tag("query_model")],
+    Discriminator(_audience_kind),
+]
 
 
 class ConnectionTarget(BaseModel):

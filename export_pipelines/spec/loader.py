@@ -216,7 +216,7 @@ def _read_yaml(path: Path, relative: str, problems: list[SpecProblem], *, requir
 
 
 _KNOWN_KEYS = {
-    "spec": [name for name in ExportSpec.model_fields],
+    "spec": [*ExportSpec.model_fields, *KPI_EXPORT_KEYS],
     "field": [info.alias or name for name, info in FieldSpec.model_fields.items()],
 }
 
