@@ -204,3 +204,41 @@ def test_pushdown_and_arrow_write_identical_bytes(sales_source_url, tmp_path):
     if "postgresql" in sales_source_url:
         assert table.loc[("Precise", "pg"), "amount_sum"] == "12345678901234.5681"
         assert table.loc[("Precise", "pg"), "amount_avg"] == "6172839450617.284050"
+
+
+def test_replace_and_default_on_groups_run_before_grouping_over_arrow(sales_source_url, tmp_path):
+    spec = {
+        "name": "regions",
+        "model": "sales",
+        "fields": [
+            {"from": "region", "to": "Region", "aggregation": "group", "default": "n/a", "replace": {"zurich": "Zürich"}},
+            {"from": "id", "to": "Sales", "aggregation": "count"},
+            {"from": "amount", "to": "Amount", "aggregation": "sum", "default": "0"},
+            {"from": "note", "to": "LastNote", "aggregation": "max", "replace": {"y": "why"}},
+        ],
+    }
+    run = run_export(spec, sales_source_url, tmp_path, models=SALES_MODELS)
+    assert run.metadata["aggregation"] == "arrow"
+
+    loaded = SALES + (PRECISE_SALES if "postgresql" in sales_source_url else [])
+    groups = defaultdict(list)
+    for row in loaded:
+        region = row["region"] or "n/a"
+        groups["Zürich" if region == "zurich" else region].append(row)
+    lines = ["Region,Sales,Amount,LastNote"]
+    for region, rows in sorted(groups.items()):
+        amounts = [r["amount"] for r in rows if r["amount"] is not None]
+        last_note = max(r["note"] or "" for r in rows)
+        lines.append(f"{region},{len(rows)},{sum(amounts) if amounts else '0'},{'why' if last_note == 'y' else last_note}")
+    assert only_file(run) == "\r\n".join(lines) + "\r\n"
+    assert "n/a,3,0.0000,why" in lines
+    assert run.metadata["rows_written"] == run.metadata["rows_expected"] == len(groups)
+
+
+def test_no_matching_rows_gives_a_header_only_file_on_both_paths(sales_source_url, tmp_path):
+    nothing = {"region": {"conditions": {"$is": "Atlantis"}}}
+    for path in ("auto", "arrow"):
+        run = run_export(sales_spec("nothing", filters=nothing, aggregation_path=path), sales_source_url, tmp_path / path,
+                         models=SALES_MODELS)
+        assert only_file(run) == ",".join(f.get("to", f["from"]) for f in sales_spec("x")["fields"]) + "\r\n"
+        assert run.metadata["rows_written"] == 0

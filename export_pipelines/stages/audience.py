@@ -39,13 +39,16 @@ def read_customer_ids(path: Path, customer: SourceRef) -> pa.Array:
     values = values.filter(pc.not_equal(values, ""))
     if customer.field_type != "integer":
         return pc.unique(values)
-    if len(values) and not values[0].as_py().lstrip("+-").isdigit():
-        values = values.slice(1)
+    is_integer = pc.match_substring_regex(values, r"^[+-]?[0-9]+$")
+    if len(values) and not is_integer[0].as_py():
+        values, is_integer = values.slice(1), is_integer.slice(1)
+    not_integers = values.filter(pc.invert(is_integer))
+    if len(not_integers):
+        raise AudienceFileError(f"audience file {path}: {not_integers[0].as_py()!r} is not an integer customer id")
     try:
-        return pc.unique(values.cast(pa.int64()))
-    except pa.ArrowInvalid:
-        bad = next(v for v in values.to_pylist() if not v.lstrip("+-").isdigit())
-        raise AudienceFileError(f"audience file {path}: {bad!r} is not an integer customer id") from None
+        return pc.unique(pc.replace_substring_regex(values, r"^\+", "").cast(pa.int64()))
+    except pa.ArrowInvalid as error:
+        raise AudienceFileError(f"audience file {path}: a customer id is outside the 64-bit integer range ({error})") from None
 
 
 def load_audience_table(connection: sa.Connection, path: Path, customer: SourceRef) -> sa.Table:

@@ -278,17 +278,19 @@ def extract_to_parquet(
         schema = aggregation.partial_schema(plan, value_types)
     else:
         schema = source_schema(plan.sources)
-    options: dict = {"stream_results": True, "yield_per": batch_size}
+    snapshot: dict = {}
     if dialect == "postgresql":
         # One snapshot for the count and the rows, so "rows expected" means the same data.
-        options["isolation_level"] = "REPEATABLE READ"
+        snapshot["isolation_level"] = "REPEATABLE READ"
     extracted_at = dt.datetime.now(dt.UTC)
     rows = 0
     with engine.connect() as connection:
-        connection = connection.execution_options(**options)
+        connection = connection.execution_options(**snapshot)
         audience_table = None
         if plan.audience is not None and plan.audience.customers_file is not None:
+            # Filled before streaming is switched on: PostgreSQL cannot run DDL through a server-side cursor.
             audience_table = load_audience_table(connection, plan.audience.customers_file, plan.audience.customer)
+        connection = connection.execution_options(stream_results=True, yield_per=batch_size)
         query = (build_group_query if pushdown else build_query)(plan, dialect, window, audience_table)
         expected = connection.execute(sa.select(sa.func.count()).select_from(query.order_by(None).subquery())).scalar_one()
         result = connection.execute(query)
