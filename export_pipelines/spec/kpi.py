@@ -16,7 +16,7 @@ from export_pipelines.spec.export import EXPORT_NAME_PATTERN, ExportSpec, FieldS
 from export_pipelines.spec.plan import PlanError, build_plan
 
 KPI_EXPORT_KEYS = ("kpi", "dimensions", "measures")
-TEMPLATE_OWNED_KEYS = ("model", "fields", "order")
+TEMPLATE_OWNED_KEYS = ("model", "fields")
 
 FieldEntry = Annotated[FieldSpec, BeforeValidator(_field_shorthand)]
 
