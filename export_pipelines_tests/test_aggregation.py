@@ -6,7 +6,6 @@ import datetime as dt
 import io
 from collections import defaultdict
 from decimal import ROUND_HALF_UP, Decimal
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -244,3 +243,26 @@ def test_no_matching_rows_gives_a_header_only_file_on_both_paths(sales_source_ur
                          models=SALES_MODELS)
         assert only_file(run) == ",".join(f.get("to", f["from"]) for f in sales_spec("x")["fields"]) + "\r\n"
         assert run.metadata["rows_written"] == 0
+
+
+def test_group_by_json_property_pushed_down_and_over_arrow(sample_source_url, tmp_path):
+    def spec(path: str) -> dict:
+        return {
+            "name": "by_source",
+            "model": "transactions",
+            "fields": [
+                {"from": "metadata.channel", "to": "source", "aggregation": "group"},
+                {"from": "id", "to": "bills", "aggregation": "count"},
+                {"from": "points_earned", "to": "points", "aggregation": "sum"},
+            ],
+            "aggregation_path": path,
+        }
+
+    pushed = run_export(spec("auto"), sample_source_url, tmp_path / "auto")
+    arrow = run_export(spec("arrow"), sample_source_url, tmp_path / "arrow")
+    points: dict[str, list[int]] = defaultdict(list)
+    for t in TRANSACTIONS:
+        points["app" if (t["id"] - 100) % 2 else "pos"].append(t["points_earned"])
+    expected = "source,bills,points\r\n" + "".join(f"{k},{len(v)},{sum(v)}\r\n" for k, v in sorted(points.items()))
+    assert only_file(pushed) == only_file(arrow) == expected
+    assert (pushed.metadata["aggregation"], arrow.metadata["aggregation"]) == ("pushdown", "arrow")
