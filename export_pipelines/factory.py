@@ -7,6 +7,7 @@ Dagster reads the op signatures' annotations as real types.)
 """
 
 
+import dataclasses
 import datetime as dt
 import shutil
 from collections.abc import Mapping
@@ -23,6 +24,7 @@ from export_pipelines.delivery_settings import DeliverySettings
 from export_pipelines.source import SourceDatabase
 from export_pipelines.spec.export import ConnectionTarget
 from export_pipelines.spec.plan import ExportPlan
+from export_pipelines.stages.aggregation import aggregate_parquet
 from export_pipelines.stages.extract import TimeWindow, extract_to_parquet
 from export_pipelines.stages.file_naming import NameValues, render_file_name
 from export_pipelines.stages.mapping import map_parquet
@@ -42,6 +44,8 @@ class RunFacts:
     expected_rows: int
     extracted_at: dt.datetime
     work_dir: str
+    # Where an aggregating export's GROUP BY ran: "pushdown" (the database) or "arrow".
+    aggregation: str | None = None
 
 
 @dataclass(frozen=True)
@@ -122,6 +126,20 @@ def build_export_asset(plan: ExportPlan, connections: Mapping[str, DeliveryConne
         rows = map_parquet(plan, Path(extracted.path), destination, batch_size=spec.batch_size)
         stage = StageFile(str(destination), rows, extracted.facts)
         return dg.Output(stage, metadata={"rows_in": extracted.rows, "rows_out": rows})
+
+    @dg.op(name=op_name_for(name, "aggregate"), description="One row per group; partials from the database's GROUP BY or from Arrow batches.")
+    def aggregate(context: dg.OpExecutionContext, mapped: StageFile) -> dg.Output[StageFile]:
+        destination = work_dir(context, name) / "aggregated.parquet"
+        result = aggregate_parquet(plan, Path(mapped.path), destination, batch_size=spec.batch_size)
+        expected_groups = mapped.facts.expected_rows
+        if result.execution == "arrow":
+            # The extract counted rows, not groups: every counted row must be in a group, and the files hold the groups.
+            if result.rows_in != mapped.facts.expected_rows:
+                raise dg.Failure(f"Aggregated {result.rows_in} rows but the extract counted {mapped.facts.expected_rows}")
+            expected_groups = result.groups
+        facts = dataclasses.replace(mapped.facts, expected_rows=expected_groups, aggregation=result.execution)
+        metadata = {"rows_in": result.rows_in, "rows_out": result.groups, "aggregation": result.execution}
+        return dg.Output(StageFile(str(destination), result.groups, facts), metadata=metadata)
 
     @dg.op(name=op_name_for(name, "serialize"), description=f"Write {spec.format.upper()} files ({spec.compression}).")
     def serialize(context: dg.OpExecutionContext, mapped: StageFile) -> dg.Output[FileSet]:
@@ -212,7 +230,8 @@ def build_export_asset(plan: ExportPlan, connections: Mapping[str, DeliveryConne
         backfill_policy=dg.BackfillPolicy.single_run() if spec.incremental else None,
     )
     def export_asset():
-        result, check_result = upload(serialize(map_fields(extract())))
+        mapped = map_fields(extract())
+        result, check_result = upload(serialize(aggregate(mapped) if plan.aggregates else mapped))
         return {"result": result, check.get_python_identifier(): check_result}
 
     return export_asset
@@ -268,6 +287,7 @@ def materialization_metadata(
         "location": dg.MetadataValue.url(location) if "://" in location else dg.MetadataValue.path(location),
         "duration_seconds": round((finished - file_set.facts.extracted_at).total_seconds(), 3),
         "upload_seconds": round(sum(f.seconds for f in delivered), 3),
+        **({"aggregation": file_set.facts.aggregation} if file_set.facts.aggregation else {}),
     }
     if isinstance(plan.spec.target, ConnectionTarget) and not redirected:
         metadata["connection"] = plan.spec.target.connection

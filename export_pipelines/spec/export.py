@@ -101,6 +101,38 @@ class Filters(BaseModel):
         return dict(self.model_extra or {})
 
 
+class CustomersFileAudience(BaseModel):
+    """Capillary's customer list: a file of customer ids, one per line, relative to the config folder."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    customers_file: str
+    field: str | None = Field(default=None, description="The exported model's customer id field; customer_id by default.")
+
+
+class QueryAudience(BaseModel):
+    """The customers of another model's filtered rows, e.g. every customer of the DE market."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    query_model: str
+    filters: Filters | None = None
+    field: str | None = Field(default=None, description="The exported model's customer id field; customer_id by default.")
+
+
+def _audience_kind(value: Any) -> str:
+    """Which audience a mapping describes, so an error speaks of that kind only."""
+    if isinstance(value, BaseModel):
+        return "customers_file" if isinstance(value, CustomersFileAudience) else "query_model"
+    return "customers_file" if isinstance(value, dict) and "customers_file" in value else "query_model"
+
+
+Audience = Annotated[
+    Annotated[CustomersFileAudience, Tag("customers_file")] | Annotated[QueryAudience, Tag("query_model")],
+    Discriminator(_audience_kind),
+]
+
+
 class ConnectionTarget(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -310,6 +342,10 @@ class ExportSpec(BaseModel):
     schedule: Annotated[Schedule, BeforeValidator(_yaml_on_key)] | None = None
     after: After | None = None
     max_window_days: int = Field(default=366, gt=0, description="Capillary: one year's data at most per run.")
+    audience: Audience | None = Field(default=None, description="Only rows of these customers.")
+    aggregation_path: Literal["auto", "arrow"] = Field(
+        default="auto", description="auto: GROUP BY in the database where it can; arrow: always over Arrow batches."
+    )
 
     @field_validator("order", mode="before")
     @classmethod

@@ -1,4 +1,4 @@
-"""Loading a config folder: exports/*.yaml, connections.yaml and models.yaml.
+"""Loading a config folder: exports/*.yaml, kpis/*.yaml, connections.yaml and models.yaml.
 
 Every problem is collected with the file and key path that holds it, and one bad spec
 never hides the others: the good exports load, the bad ones are reported.
@@ -6,6 +6,7 @@ never hides the others: the good exports load, the bad ones are reported.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass, field
 from importlib import resources
@@ -15,8 +16,10 @@ import yaml
 from pydantic import ValidationError
 
 from export_pipelines.catalog.models import Catalog, ModelsFile, load_builtin_catalog
+from export_pipelines.spec.audience import resolve_audience
 from export_pipelines.spec.connections import DELIVERY_TYPES, ConnectionsFile
 from export_pipelines.spec.export import FILTER_OPERATORS, ExportSpec, FieldSpec
+from export_pipelines.spec.kpi import KPI_EXPORT_KEYS, KpiSelection, KpiTemplate, expand_export, template_problems
 from export_pipelines.spec.plan import ExportPlan, PlanError, build_plan, closest
 from export_pipelines.targets.registry import DELIVERABLE_TYPES
 
@@ -40,6 +43,9 @@ class ExportConfig:
     catalog: Catalog
     connections: ConnectionsFile
     plans: dict[str, ExportPlan] = field(default_factory=dict)
+    kpis: dict[str, KpiTemplate] = field(default_factory=dict)
+    # Templates whose file does not load: an export naming one is reported once, pointing at the file.
+    invalid_kpis: dict[str, str] = field(default_factory=dict)
     invalid_files: dict[str, list[SpecProblem]] = field(default_factory=dict)
     problems: list[SpecProblem] = field(default_factory=list)
 
@@ -78,6 +84,9 @@ def load_config(root: Path) -> ExportConfig:
             problems.extend(_pydantic_problems("connections.yaml", connections_raw, error))
 
     config = ExportConfig(root=root, catalog=catalog, connections=connections, problems=problems)
+    kpis_dir = root / "kpis"
+    for path in sorted([*kpis_dir.glob("*.yaml"), *kpis_dir.glob("*.yml")]) if kpis_dir.is_dir() else []:
+        problems.extend(_load_kpi(path, f"kpis/{path.name}", config))
     exports_dir = root / "exports"
     paths = sorted([*exports_dir.glob("*.yaml"), *exports_dir.glob("*.yml")]) if exports_dir.is_dir() else []
     files_by_name: dict[str, Path] = {}
@@ -141,21 +150,80 @@ def _load_export(path: Path, relative: str, config: ExportConfig) -> list[SpecPr
     raw = _read_yaml(path, relative, problems, required=True)
     if raw is None:
         return problems
+    template = None
+    if "kpi" in raw:
+        try:
+            template, raw = _expand_kpi_export(raw, config)
+        except ValidationError as error:
+            return _pydantic_problems(relative, raw, error)
+        except ExceptionGroup as group:
+            return _plan_problems(relative, group)
     try:
         spec = ExportSpec.model_validate(raw)
     except ValidationError as error:
         return _pydantic_problems(relative, raw, error)
     if spec.name in config.plans:
         return [SpecProblem(relative, "name", f"export name {spec.name!r} is already used by another file; names must be unique")]
+    plan_problems: list[SpecProblem] = []
     try:
-        plan = build_plan(spec, config.catalog)
+        plan = build_plan(
+            spec,
+            config.catalog,
+            template_filters=template.filters if template else None,
+            kpi=template.name if template else None,
+        )
     except ExceptionGroup as group:
-        return [SpecProblem(relative, e.key_path, e.message) for e in group.exceptions if isinstance(e, PlanError)]
+        plan_problems.extend(_plan_problems(relative, group))
+    try:
+        audience = resolve_audience(spec, config.catalog, config.root)
+    except ExceptionGroup as group:
+        plan_problems.extend(_plan_problems(relative, group))
+    if plan_problems:
+        return plan_problems
+    plan = dataclasses.replace(plan, audience=audience)
     target_problem = _target_problem(spec, config.connections)
     if target_problem:
         return [SpecProblem(relative, "target", target_problem)]
     config.plans[spec.name] = plan
     return []
+
+
+def _load_kpi(path: Path, relative: str, config: ExportConfig) -> list[SpecProblem]:
+    problems: list[SpecProblem] = []
+    raw = _read_yaml(path, relative, problems, required=True)
+    if raw is None:
+        config.invalid_kpis[path.stem] = relative
+        return problems
+    try:
+        template = KpiTemplate.model_validate(raw)
+    except ValidationError as error:
+        config.invalid_kpis[str(raw.get("name", path.stem))] = relative
+        return _pydantic_problems(relative, raw, error)
+    if template.name in config.kpis:
+        return [SpecProblem(relative, "name", f"KPI template name {template.name!r} is already used by another file")]
+    problems = [SpecProblem(relative, e.key_path, e.message) for e in template_problems(template, config.catalog)]
+    if problems:
+        config.invalid_kpis[template.name] = relative
+    else:
+        config.kpis[template.name] = template
+    return problems
+
+
+def _expand_kpi_export(raw: dict, config: ExportConfig) -> tuple[KpiTemplate, dict]:
+    """The template an export names, and the export's keys with the template's model and fields filled in."""
+    selection = KpiSelection.model_validate({key: raw[key] for key in KPI_EXPORT_KEYS if key in raw})
+    template = config.kpis.get(selection.kpi)
+    if template is None:
+        if selection.kpi in config.invalid_kpis:
+            message = f"KPI template {selection.kpi!r} does not load; fix {config.invalid_kpis[selection.kpi]}"
+        else:
+            message = f"no KPI template {selection.kpi!r} in kpis/{closest(selection.kpi, config.kpis)}"
+        raise ExceptionGroup("invalid KPI export", [PlanError("kpi", message)])
+    return template, expand_export(raw, selection, template)
+
+
+def _plan_problems(relative: str, group: ExceptionGroup) -> list[SpecProblem]:
+    return [SpecProblem(relative, e.key_path, e.message) for e in group.exceptions if isinstance(e, PlanError)]
 
 
 def _target_problem(spec: ExportSpec, connections: ConnectionsFile) -> str | None:
@@ -195,7 +263,7 @@ def _read_yaml(path: Path, relative: str, problems: list[SpecProblem], *, requir
 
 
 _KNOWN_KEYS = {
-    "spec": [name for name in ExportSpec.model_fields],
+    "spec": [*ExportSpec.model_fields, *KPI_EXPORT_KEYS],
     "field": [info.alias or name for name, info in FieldSpec.model_fields.items()],
 }
 

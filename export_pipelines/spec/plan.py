@@ -12,11 +12,16 @@ import decimal
 import difflib
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from export_pipelines.catalog.models import JSON_PROPERTY_PATTERN, Catalog, FieldDef, FieldType, ModelDef
-from export_pipelines.spec.export import ExportSpec, FieldSpec
+from export_pipelines.spec.aggregation_rules import aggregation_problems
+from export_pipelines.spec.export import ExportSpec, FieldSpec, Filters
 from export_pipelines.spec.timing import timing_problems, window_field_name
 from export_pipelines.stages import file_naming
+
+if TYPE_CHECKING:
+    from export_pipelines.spec.audience import AudiencePlan
 
 VALUELESS_OPERATORS = frozenset({"$is_unknown", "$has_value"})
 SINGLE_VALUE_OPERATORS = frozenset({"$is", "$is_not", "$gt", "$gte", "$lt", "$lte", "$after", "$before"})
@@ -69,6 +74,14 @@ class Condition:
 
 
 @dataclass(frozen=True)
+class ConditionGroup:
+    """Conditions joined by one junction, e.g. a KPI template's default filters."""
+
+    conditions: tuple[Condition, ...]
+    junction: str
+
+
+@dataclass(frozen=True)
 class OrderKey:
     source: SourceRef
     descending: bool
@@ -86,10 +99,22 @@ class ExportPlan:
     file_template: str
     ext: str
     window_field: SourceRef | None = None
+    # A KPI template's default filters, ANDed with the export's own.
+    template_conditions: ConditionGroup | None = None
+    kpi: str | None = None
+    audience: AudiencePlan | None = None
 
     @property
     def name(self) -> str:
         return self.spec.name
+
+    @property
+    def aggregates(self) -> bool:
+        return any(output.aggregation for output in self.fields)
+
+    @property
+    def group_fields(self) -> tuple[OutputField, ...]:
+        return tuple(output for output in self.fields if output.aggregation == "group")
 
     @property
     def sources(self) -> tuple[SourceRef, ...]:
@@ -106,8 +131,13 @@ def closest(name: str, candidates: Iterable[str]) -> str:
     return f"; did you mean {', '.join(matches)}?" if matches else ""
 
 
-def build_plan(spec: ExportSpec, catalog: Catalog) -> ExportPlan:
-    """Resolve a spec against the catalog; raises ExceptionGroup of PlanError listing every problem."""
+def build_plan(
+    spec: ExportSpec, catalog: Catalog, *, template_filters: Filters | None = None, kpi: str | None = None
+) -> ExportPlan:
+    """Resolve a spec against the catalog; raises ExceptionGroup of PlanError listing every problem.
+
+    template_filters are a KPI template's default filters, which the export narrows but cannot drop.
+    """
     problems: list[PlanError] = []
     model_name = catalog.canonical_name(spec.model)
     if model_name is None:
@@ -117,28 +147,25 @@ def build_plan(spec: ExportSpec, catalog: Catalog) -> ExportPlan:
     model = catalog.get(model_name)
 
     fields = []
+    indexed_fields = []
     for index, field_spec in enumerate(spec.fields):
         try:
             fields.append(_output_field(model_name, model, field_spec, f"fields[{index}]"))
+            indexed_fields.append((index, fields[-1]))
         except PlanError as error:
             problems.append(error)
     headers = [output.header for output in fields]
     for duplicate in sorted({h for h in headers if headers.count(h) > 1}):
         problems.append(PlanError("fields", f"header {duplicate!r} appears more than once; give each field a distinct `to`"))
 
-    if spec.aggregates:
-        problems.append(PlanError("fields", "aggregation is not supported by this build yet; remove `aggregation` from the fields"))
+    problems.extend(PlanError(key_path, message) for key_path, message in aggregation_problems(spec, indexed_fields))
 
-    conditions = []
-    if spec.filters:
-        for field_name, field_condition in spec.filters.by_field.items():
-            for operator, raw in field_condition.conditions.items():
-                key_path = f"filters.{field_name}.conditions.{operator}"
-                try:
-                    source = resolve_source(model_name, model, field_name, f"filters.{field_name}")
-                    conditions.append(Condition(source, operator, coerce_values(source, operator, raw, key_path)))
-                except PlanError as error:
-                    problems.append(error)
+    conditions = resolve_conditions(model_name, model, spec.filters, "filters", problems)
+    template_conditions = None
+    if template_filters is not None:
+        template_conditions = ConditionGroup(
+            resolve_conditions(model_name, model, template_filters, "filters", problems), template_filters.junction.lower()
+        )
 
     order = []
     for index, item in enumerate(spec.order):
@@ -169,13 +196,31 @@ def build_plan(spec: ExportSpec, catalog: Catalog) -> ExportPlan:
         model_name=model_name,
         model=model,
         fields=tuple(fields),
-        conditions=tuple(conditions),
+        conditions=conditions,
         junction=(spec.filters.junction.lower() if spec.filters else "and"),
         order=tuple(order),
         file_template=template,
         ext=ext,
         window_field=_field_source(model, window_field) if window_field else None,
+        template_conditions=template_conditions,
+        kpi=kpi,
     )
+
+
+def resolve_conditions(
+    model_name: str, model: ModelDef, filters: Filters | None, key_prefix: str, problems: list[PlanError]
+) -> tuple[Condition, ...]:
+    """The filters' conditions, typed; each bad one is added to problems at its key path."""
+    conditions = []
+    for field_name, field_condition in (filters.by_field.items() if filters else []):
+        for operator, raw in field_condition.conditions.items():
+            key_path = f"{key_prefix}.{field_name}.conditions.{operator}"
+            try:
+                source = resolve_source(model_name, model, field_name, f"{key_prefix}.{field_name}")
+                conditions.append(Condition(source, operator, coerce_values(source, operator, raw, key_path)))
+            except PlanError as error:
+                problems.append(error)
+    return tuple(conditions)
 
 
 def _field_source(model: ModelDef, field_name: str) -> SourceRef:

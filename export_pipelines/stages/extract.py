@@ -1,12 +1,15 @@
 """Extract: the spec's query run in the source database, streamed into a Parquet file.
 
 Filters, ordering and JSON property lookups are pushed into SQL built with SQLAlchemy
-Core from the resolved plan; every value from a spec is a bound parameter.
+Core from the resolved plan; every value from a spec is a bound parameter. An
+aggregating export's GROUP BY is pushed down too where the database can give the
+exact partial aggregates the Arrow path would (see stages/aggregation.py).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import decimal
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,10 +18,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import sqlalchemy as sa
 
-from export_pipelines.catalog.sql_types import model_table
-from export_pipelines.spec.plan import Condition, ExportPlan, SourceRef
+from export_pipelines.catalog.sql_types import DECIMAL_PRECISION, model_table
+from export_pipelines.spec.plan import Condition, ConditionGroup, ExportPlan, SourceRef
+from export_pipelines.stages import aggregation
+from export_pipelines.stages.audience import AUDIENCE_COLUMN, load_audience_table
 
 ARROW_DECIMAL_PRECISION = 38
+PUSHDOWN_DIALECTS = frozenset({"sqlite", "postgresql"})
 
 
 class ExtractError(RuntimeError):
@@ -137,7 +143,9 @@ def _text_match(column, operator: str, values: tuple, dialect: str) -> sa.Column
     return sa.or_(*clauses)
 
 
-def build_query(plan: ExportPlan, dialect: str, window: TimeWindow | None = None) -> sa.Select:
+def build_query(
+    plan: ExportPlan, dialect: str, window: TimeWindow | None = None, audience_table: sa.Table | None = None
+) -> sa.Select:
     table = model_table(plan.model)
     columns = [source_expression(table, source, dialect).label(f"c{i}") for i, source in enumerate(plan.sources)]
     query = sa.select(*columns).select_from(table)
@@ -147,6 +155,7 @@ def build_query(plan: ExportPlan, dialect: str, window: TimeWindow | None = None
     if window is not None:
         column = source_expression(table, window.source, dialect)
         query = query.where(column >= window.start, column < window.end)
+    query = query.where(*narrowing_clauses(plan, table, dialect, audience_table))
     order = []
     for key in plan.order:
         expression = source_expression(table, key.source, dialect)
@@ -157,6 +166,102 @@ def build_query(plan: ExportPlan, dialect: str, window: TimeWindow | None = None
     return query.order_by(*order)
 
 
+def narrowing_clauses(plan: ExportPlan, table: sa.Table, dialect: str, audience_table: sa.Table | None) -> list:
+    """A KPI template's default filters and the audience, ANDed with the export's own filters."""
+    clauses = []
+    if plan.template_conditions is not None and plan.template_conditions.conditions:
+        clauses.append(group_clause(table, plan.template_conditions, dialect))
+    audience = plan.audience
+    if audience is not None:
+        customer = source_expression(table, audience.customer, dialect)
+        if audience_table is not None:
+            clauses.append(customer.in_(sa.select(audience_table.c[AUDIENCE_COLUMN])))
+        else:
+            # An alias, so the subquery's table never reads as the outer one when both are the same model.
+            members = model_table(audience.query_model).alias("audience_source")
+            subquery = sa.select(source_expression(members, audience.query_key, dialect))
+            if audience.query_conditions.conditions:
+                subquery = subquery.where(group_clause(members, audience.query_conditions, dialect))
+            clauses.append(customer.in_(subquery))
+    return clauses
+
+
+def group_clause(table: sa.Table | sa.Alias, group: ConditionGroup, dialect: str) -> sa.ColumnElement[bool]:
+    clauses = [condition_clause(table, condition, dialect) for condition in group.conditions]
+    return sa.and_(*clauses) if group.junction == "and" else sa.or_(*clauses)
+
+
+def pushes_down_aggregation(plan: ExportPlan, dialect: str) -> bool:
+    """GROUP BY in the database, unless group values need default/replace first (that runs on written text)."""
+    return (
+        plan.spec.aggregation_path == "auto"
+        and dialect in PUSHDOWN_DIALECTS
+        and not any(field.default is not None or field.replace for field in plan.group_fields)
+    )
+
+
+def build_group_query(
+    plan: ExportPlan, dialect: str, window: TimeWindow | None = None, audience_table: sa.Table | None = None
+) -> sa.Select:
+    """One row of partial aggregates per group, in aggregation.partial_schema's columns.
+
+    The rows' values are selected once in a subquery and grouped by its columns, so a
+    value that carries a bound parameter (a JSON property) is the same expression in
+    SELECT and GROUP BY, as PostgreSQL requires.
+    """
+    rows = build_query(plan, dialect, window, audience_table).order_by(None).subquery("matching_rows")
+    by_label = {source.label: rows.c[f"c{i}"] for i, source in enumerate(plan.sources)}
+    columns = [sa.func.count().label(aggregation.ROWS_COLUMN)]
+    groups = []
+    for index, field in enumerate(plan.fields):
+        name = aggregation.value_column(index)
+        value = by_label[field.source.label]
+        if field.source.field_type == "string" and field.aggregation in {"group", "min", "max"}:
+            # NULL and "" are one empty value; code point order as in Arrow, whatever the database's collation.
+            value = sa.func.coalesce(value, sa.literal_column("''", sa.Text))
+            if dialect == "postgresql" and field.aggregation != "group":
+                value = sa.collate(value, "C")
+        match field.aggregation:
+            case "group":
+                groups.append(value)
+                columns.append(value.label(name))
+            case "count":
+                columns.append(sa.func.count().label(name))
+            case "sum" | "avg":
+                columns.append(_exact_sum(value, field.source, dialect).label(name))
+                if field.aggregation == "avg":
+                    columns.append(sa.func.count(value).label(aggregation.value_count_column(index)))
+            case "min":
+                columns.append(sa.func.min(value).label(name))
+            case "max":
+                columns.append(sa.func.max(value).label(name))
+    return sa.select(*columns).group_by(*groups)
+
+
+class _MinorUnits(sa.types.TypeDecorator):
+    """An integer count of 10^-scale units read back as the exact Decimal."""
+
+    impl = sa.BigInteger
+    cache_ok = True
+
+    def __init__(self, scale: int):
+        super().__init__()
+        self.scale = scale
+
+    def process_result_value(self, value, dialect):
+        return None if value is None else decimal.Decimal(value).scaleb(-self.scale)
+
+
+def _exact_sum(value: sa.ColumnElement, source: SourceRef, dialect: str) -> sa.ColumnElement:
+    if source.field_type == "decimal" and dialect == "sqlite":
+        # SQLite keeps decimals as 8-byte floats, and a float SUM drifts (0.1 + 0.2); each value rounded to
+        # its minor units is exact (scale digits are all it has), and SQLite's integer SUM is exact or raises.
+        minor_units = sa.cast(sa.func.round(value * 10**source.scale), sa.BigInteger)
+        return sa.type_coerce(sa.func.sum(minor_units), _MinorUnits(source.scale))
+    # PostgreSQL sums numeric and bigint exactly as numeric; SQLite's integer SUM raises on overflow.
+    return sa.type_coerce(sa.func.sum(value), sa.Numeric(DECIMAL_PRECISION * 2, source.scale or 0, asdecimal=True))
+
+
 def extract_to_parquet(
     engine: sa.Engine,
     plan: ExportPlan,
@@ -165,18 +270,28 @@ def extract_to_parquet(
     batch_size: int,
     window: TimeWindow | None = None,
 ) -> ExtractResult:
-    """Stream the query's rows into `path`; memory is bounded by batch_size."""
+    """Stream the query's rows (or, pushed down, its groups' partial aggregates) into `path`; memory is bounded by batch_size."""
     dialect = engine.dialect.name
-    query = build_query(plan, dialect, window)
-    schema = source_schema(plan.sources)
-    options: dict = {"stream_results": True, "yield_per": batch_size}
+    pushdown = plan.aggregates and pushes_down_aggregation(plan, dialect)
+    if pushdown:
+        value_types = [arrow_type(field.source) for field in plan.fields]
+        schema = aggregation.partial_schema(plan, value_types)
+    else:
+        schema = source_schema(plan.sources)
+    snapshot: dict = {}
     if dialect == "postgresql":
         # One snapshot for the count and the rows, so "rows expected" means the same data.
-        options["isolation_level"] = "REPEATABLE READ"
+        snapshot["isolation_level"] = "REPEATABLE READ"
     extracted_at = dt.datetime.now(dt.UTC)
     rows = 0
     with engine.connect() as connection:
-        connection = connection.execution_options(**options)
+        connection = connection.execution_options(**snapshot)
+        audience_table = None
+        if plan.audience is not None and plan.audience.customers_file is not None:
+            # Filled before streaming is switched on: PostgreSQL cannot run DDL through a server-side cursor.
+            audience_table = load_audience_table(connection, plan.audience.customers_file, plan.audience.customer)
+        connection = connection.execution_options(stream_results=True, yield_per=batch_size)
+        query = (build_group_query if pushdown else build_query)(plan, dialect, window, audience_table)
         expected = connection.execute(sa.select(sa.func.count()).select_from(query.order_by(None).subquery())).scalar_one()
         result = connection.execute(query)
         with pq.ParquetWriter(path, schema) as writer:

@@ -2,10 +2,13 @@
 
 Columns without default/replace keep their type so aggregation can still sum them;
 columns with either become text, since Replace works on the value as it is written.
+In an aggregating export only group values are mapped here (before grouping, so a
+Replace can merge groups); measures are mapped after aggregation.
 """
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pyarrow as pa
@@ -13,13 +16,16 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from export_pipelines.spec.plan import ExportPlan, OutputField
-from export_pipelines.stages.stage_files import read_batches
+from export_pipelines.stages.stage_files import holds_group_partials, read_batches
 from export_pipelines.stages.text_format import to_text
 
 
 def map_batch(plan: ExportPlan, batch: pa.RecordBatch) -> pa.RecordBatch:
     columns = {source.label: batch.column(index) for index, source in enumerate(plan.sources)}
-    arrays = [map_column(field, columns[field.source.label]) for field in plan.fields]
+    arrays = [
+        columns[field.source.label] if plan.aggregates and field.aggregation != "group" else map_column(field, columns[field.source.label])
+        for field in plan.fields
+    ]
     return pa.RecordBatch.from_arrays(arrays, names=[field.header for field in plan.fields])
 
 
@@ -43,6 +49,10 @@ def _replace(text: pa.Array, replacements: dict[str, str]) -> pa.Array:
 
 
 def map_parquet(plan: ExportPlan, source: Path, destination: Path, *, batch_size: int) -> int:
+    if holds_group_partials(source):
+        # Pushed down: the database grouped raw values, so there is nothing to map before aggregating.
+        shutil.copyfile(source, destination)
+        return pq.ParquetFile(destination).metadata.num_rows
     rows = 0
     writer = None
     try:

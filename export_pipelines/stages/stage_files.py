@@ -18,3 +18,12 @@ def read_batches(path: Path, batch_size: int) -> Iterator[pa.RecordBatch]:
         yield batch
     if not produced:
         yield pa.RecordBatch.from_pylist([], schema=parquet.schema_arrow)
+
+
+# Schema metadata of a stage file that holds the database's partial aggregates per group, not rows.
+GROUP_PARTIALS_METADATA = {b"export_pipelines.content": b"group_partials"}
+
+
+def holds_group_partials(path: Path) -> bool:
+    metadata = pq.read_schema(path).metadata or {}
+    return all(metadata.get(key) == value for key, value in GROUP_PARTIALS_METADATA.items())

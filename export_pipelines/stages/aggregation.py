@@ -1,0 +1,190 @@
+"""Aggregation: one row per group, from partial aggregates combined batch by batch.
+
+Both execution paths meet here. Pushed down, the database's GROUP BY hands over one
+row of partial aggregates per group; over Arrow, each mapped batch is reduced to its
+own partials. Either way the partials are combined and finished by the same code,
+so the two paths write the same bytes and memory is bounded by the number of groups.
+
+Semantics, as an analyst checking the totals against the database expects them:
+- count counts rows; sum and avg ignore NULLs (an all-NULL group sums to empty);
+  integer sums are exact beyond 64 bits, decimal sums exact to the field's scale.
+- avg is sum / count of values, rounded half away from zero (like PostgreSQL's round())
+  to the field's scale + 2 decimal places (an integer field's average has 2).
+- min/max of text compare by code point (byte order of UTF-8); NULL and the empty
+  string are one "empty" value, which is always the min, as Antavo documents.
+  min/max of numbers and dates ignore NULLs.
+- An empty text group value (NULL or "") is one group; groups sort ascending by the
+  group fields in order, empty values first.
+"""
+
+from __future__ import annotations
+
+import decimal
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from export_pipelines.spec.plan import ExportPlan, OutputField
+from export_pipelines.stages.mapping import map_column
+from export_pipelines.stages.stage_files import GROUP_PARTIALS_METADATA, holds_group_partials, read_batches
+
+ROWS_COLUMN = "__rows"
+SUM_PRECISION = 38
+AVERAGE_EXTRA_PLACES = 2
+
+_COMBINE = {"group": None, "count": "sum", "sum": "sum", "avg": "sum", "min": "min", "max": "max"}
+
+
+@dataclass(frozen=True)
+class AggregateResult:
+    path: Path
+    rows_in: int
+    groups: int
+    execution: str
+
+
+def value_column(index: int) -> str:
+    return f"f{index}"
+
+
+def value_count_column(index: int) -> str:
+    """How many non-NULL values an average's sum has."""
+    return f"f{index}_n"
+
+
+def sum_type(field: OutputField) -> pa.DataType:
+    return pa.decimal128(SUM_PRECISION, field.source.scale or 0)
+
+
+def average_scale(field: OutputField) -> int:
+    return (field.source.scale or 0) + AVERAGE_EXTRA_PLACES
+
+
+def partial_schema(plan: ExportPlan, value_types: list[pa.DataType]) -> pa.Schema:
+    """value_types[i] is the type of field i's values as they are grouped or compared."""
+    fields = [pa.field(ROWS_COLUMN, pa.int64())]
+    for index, (output, kind) in enumerate(zip(plan.fields, value_types, strict=True)):
+        match output.aggregation:
+            case "group" | "min" | "max":
+                fields.append(pa.field(value_column(index), kind))
+            case "count":
+                fields.append(pa.field(value_column(index), pa.int64()))
+            case "sum":
+                fields.append(pa.field(value_column(index), sum_type(output)))
+            case "avg":
+                fields.append(pa.field(value_column(index), sum_type(output)))
+                fields.append(pa.field(value_count_column(index), pa.int64()))
+    return pa.schema(fields, metadata=GROUP_PARTIALS_METADATA)
+
+
+def _group_keys(plan: ExportPlan) -> list[str]:
+    return [value_column(index) for index, field in enumerate(plan.fields) if field.aggregation == "group"]
+
+
+def batch_partials(plan: ExportPlan, batch: pa.RecordBatch, schema: pa.Schema) -> pa.Table:
+    """One mapped batch reduced to one row of partial aggregates per group in it."""
+    inputs: dict[str, pa.Array] = {}
+    aggregations: list[tuple] = [([], "count_all")]
+    renames = {"count_all": ROWS_COLUMN}
+    for index, field in enumerate(plan.fields):
+        name = value_column(index)
+        values = batch.column(index)
+        if pa.types.is_string(values.type) and field.aggregation in {"group", "min", "max"}:
+            values = pc.fill_null(values, "")
+        match field.aggregation:
+            case "group":
+                inputs[name] = values
+            case "sum" | "avg":
+                inputs[name] = values.cast(sum_type(field))
+                aggregations.append((name, "sum"))
+                renames[f"{name}_sum"] = name
+                if field.aggregation == "avg":
+                    aggregations.append((name, "count"))
+                    renames[f"{name}_count"] = value_count_column(index)
+            case "min" | "max":
+                inputs[name] = values
+                aggregations.append((name, field.aggregation))
+                renames[f"{name}_{field.aggregation}"] = name
+    grouped = pa.table(inputs).group_by(_group_keys(plan), use_threads=False).aggregate(aggregations)
+    grouped = grouped.rename_columns([renames.get(name, name) for name in grouped.column_names])
+    return _conform(plan, grouped, schema)
+
+
+def _conform(plan: ExportPlan, table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """Partials in the schema's column order and types; a count field is the row count (Antavo counts entries)."""
+    columns = []
+    for field in schema:
+        if field.name in table.column_names:
+            columns.append(table[field.name].cast(field.type))
+        else:
+            columns.append(table[ROWS_COLUMN].cast(field.type))
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
+def combine(plan: ExportPlan, partials: pa.Table) -> pa.Table:
+    """Partials of the same group merged into one row; associative, so it can run after every batch."""
+    aggregations: list[tuple] = [(ROWS_COLUMN, "sum")]
+    for index, field in enumerate(plan.fields):
+        function = _COMBINE[field.aggregation]
+        if function is not None:
+            aggregations.append((value_column(index), function))
+        if field.aggregation == "avg":
+            aggregations.append((value_count_column(index), "sum"))
+    grouped = partials.group_by(_group_keys(plan), use_threads=False).aggregate(aggregations)
+    suffixes = ("_sum", "_min", "_max")
+    names = [next((name.removesuffix(s) for s in suffixes if name.endswith(s)), name) for name in grouped.column_names]
+    return _conform(plan, grouped.rename_columns(names), partials.schema)
+
+
+def combine_batches(plan: ExportPlan, partial_tables: Iterable[pa.Table], schema: pa.Schema) -> pa.Table:
+    """Fold partial tables into one row per group; holds at most the groups plus one batch's partials."""
+    accumulated = schema.empty_table()
+    for partials in partial_tables:
+        accumulated = combine(plan, pa.concat_tables([accumulated, _conform(plan, partials, schema)]))
+    return accumulated
+
+
+def finish(plan: ExportPlan, combined: pa.Table) -> pa.Table:
+    """Combined partials -> the output rows: sorted, averages divided, measures' default/replace applied."""
+    keys = [(value_column(index), "ascending", "at_start") for index, f in enumerate(plan.fields) if f.aggregation == "group"]
+    ordered = combined.sort_by(keys)
+    columns = []
+    for index, field in enumerate(plan.fields):
+        values = ordered[value_column(index)].combine_chunks()
+        if field.aggregation == "avg":
+            values = average(values, ordered[value_count_column(index)].combine_chunks(), average_scale(field))
+        if field.aggregation != "group":
+            values = map_column(field, values)
+        columns.append(values)
+    return pa.Table.from_arrays(columns, names=[field.header for field in plan.fields])
+
+
+def average(sums: pa.Array, counts: pa.Array, scale: int) -> pa.Array:
+    """sum / count rounded half away from zero; one Python division per group, never per row."""
+    quantum = decimal.Decimal(1).scaleb(-scale)
+    with decimal.localcontext(prec=2 * SUM_PRECISION + scale):
+        values = [
+            None if total is None or count == 0 else (total / count).quantize(quantum, rounding=decimal.ROUND_HALF_UP)
+            for total, count in zip(sums.to_pylist(), counts.to_pylist(), strict=True)
+        ]
+    return pa.array(values, pa.decimal128(SUM_PRECISION, scale))
+
+
+def aggregate_parquet(plan: ExportPlan, source: Path, destination: Path, *, batch_size: int) -> AggregateResult:
+    """Aggregate a stage file of mapped rows (Arrow path) or of the database's group partials (pushdown)."""
+    pushed_down = holds_group_partials(source)
+    if pushed_down:
+        schema = pq.read_schema(source)
+        partial_tables = (pa.Table.from_batches([batch]) for batch in read_batches(source, batch_size))
+    else:
+        schema = partial_schema(plan, list(pq.read_schema(source).types))
+        partial_tables = (batch_partials(plan, batch, schema) for batch in read_batches(source, batch_size))
+    combined = combine_batches(plan, partial_tables, schema)
+    output = finish(plan, combined)
+    pq.write_table(output, destination)
+    rows_in = pc.sum(combined[ROWS_COLUMN]).as_py() or 0
+    return AggregateResult(destination, rows_in, output.num_rows, "pushdown" if pushed_down else "arrow")
