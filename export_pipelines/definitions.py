@@ -8,6 +8,7 @@ import dagster as dg
 
 from export_pipelines.automation.dependencies import build_dependency_sensor
 from export_pipelines.automation.jobs import build_export_job
+from export_pipelines.automation.notifications import NotificationSettings, build_notification_sensors
 from export_pipelines.automation.schedules import build_export_schedule
 from export_pipelines.delivery_settings import DeliverySettings
 from export_pipelines.factory import build_export_asset
@@ -59,12 +60,17 @@ def build_definitions(config: ExportConfig) -> dg.Definitions:
         build_export_schedule(plan, export_jobs[name]) for name, plan in config.plans.items() if plan.spec.schedule
     ]
     sensors = [build_dependency_sensor(plan, export_jobs[name]) for name, plan in config.plans.items() if plan.spec.after]
+    sensors += build_notification_sensors(config.plans, config.connections.connections)
     return dg.Definitions(
         assets=[*export_assets, *invalid_assets],
         jobs=[*jobs, *export_jobs.values()],
         schedules=schedules,
         sensors=sensors,
-        resources={"source_database": SourceDatabase(), "delivery_settings": DeliverySettings()},
+        resources={
+            "source_database": SourceDatabase(),
+            "delivery_settings": DeliverySettings(),
+            "notification_settings": NotificationSettings(),
+        },
     )
 
 

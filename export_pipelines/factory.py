@@ -21,18 +21,20 @@ from export_pipelines.automation.windows import partitions_for, wall_clock_days
 from export_pipelines.naming import asset_key_for, op_name_for
 from export_pipelines.database_urls import safe_url
 from export_pipelines.delivery_settings import DeliverySettings
+from export_pipelines.retries import retry_policy_for
 from export_pipelines.source import SourceDatabase
 from export_pipelines.spec.export import ConnectionTarget
 from export_pipelines.spec.plan import ExportPlan
 from export_pipelines.stages.aggregation import aggregate_parquet
-from export_pipelines.stages.extract import TimeWindow, extract_to_parquet
+from export_pipelines.stages.bad_rows import TooManyBadRows, write_rejected_csv
+from export_pipelines.stages.extract import ExtractError, TimeWindow, extract_to_parquet
 from export_pipelines.stages.file_naming import NameValues, render_file_name
 from export_pipelines.stages.mapping import map_parquet
 from export_pipelines.stages.serialization import LINE_ENDINGS, CsvDialect, OutputSettings, DELIMITERS, write_files
 from export_pipelines.stages.stage_files import read_batches
 from export_pipelines.spec.connections import DeliveryConnection, MissingSecretError
 from export_pipelines.targets.base import Delivery, DeliveredFile, DeliveryError, LocalFile
-from export_pipelines.targets.registry import target_for
+from export_pipelines.targets.registry import downloads_folder, target_for
 
 ROWS_CHECK = "rows_written_match_expected"
 
@@ -46,6 +48,9 @@ class RunFacts:
     work_dir: str
     # Where an aggregating export's GROUP BY ran: "pushdown" (the database) or "arrow".
     aggregation: str | None = None
+    # Source rows skipped because a value could not be converted (max_bad_rows), and their list.
+    rejected_rows: int = 0
+    rejected_file: str | None = None
 
 
 @dataclass(frozen=True)
@@ -103,7 +108,9 @@ def build_export_asset(plan: ExportPlan, connections: Mapping[str, DeliveryConne
     name = spec.name
     key = asset_key_for(name)
 
-    @dg.op(name=op_name_for(name, "extract"), description=f"Query {plan.model_name} into Parquet, filters pushed into SQL.")
+    retry_policy = retry_policy_for(spec.retries)
+
+    @dg.op(name=op_name_for(name, "extract"), retry_policy=retry_policy, description=f"Query {plan.model_name} into Parquet, filters pushed into SQL.")
     def extract(context: dg.OpExecutionContext, source_database: SourceDatabase) -> dg.Output[StageFile]:
         window = export_window(context, plan)
         if window is not None:
@@ -112,13 +119,24 @@ def build_export_asset(plan: ExportPlan, connections: Mapping[str, DeliveryConne
         engine = source_database.create_engine(storage_dir(context).parent)
         folder = work_dir(context, name)
         try:
-            result = extract_to_parquet(engine, plan, folder / "extract.parquet", batch_size=spec.batch_size, window=window)
+            result = extract_to_parquet(
+                engine, plan, folder / "extract.parquet", batch_size=spec.batch_size, window=window, max_bad_rows=spec.max_bad_rows
+            )
+        except (TooManyBadRows, ExtractError) as error:
+            # Bad data does not heal by retrying: fail at once, with the rows named.
+            raise dg.Failure(description=str(error), allow_retries=False) from error
         finally:
             engine.dispose()
         context.log.info(f"Extracted {result.rows} rows of {plan.model_name} from {safe_url(engine.url)}")
-        facts = RunFacts(result.expected_rows, result.extracted_at, str(folder))
+        rejected_file = None
+        if result.rejected:
+            for row in result.rejected:
+                context.log.warning(f"Skipped {row.describe()}")
+            rejected_file = str(write_rejected_csv(list(result.rejected), folder / "rejected.csv"))
+        facts = RunFacts(result.expected_rows, result.extracted_at, str(folder), None, len(result.rejected), rejected_file)
         stage = StageFile(str(result.path), result.rows, facts)
-        return dg.Output(stage, metadata={"rows_out": result.rows, "rows_expected": result.expected_rows})
+        metadata = {"rows_out": result.rows, "rows_expected": result.expected_rows, "rows_rejected": len(result.rejected)}
+        return dg.Output(stage, metadata=metadata)
 
     @dg.op(name=op_name_for(name, "map"), description="Rename, Default and Replace values, column at a time.")
     def map_fields(context: dg.OpExecutionContext, extracted: StageFile) -> dg.Output[StageFile]:
@@ -180,6 +198,7 @@ def build_export_asset(plan: ExportPlan, connections: Mapping[str, DeliveryConne
 
     @dg.op(
         name=op_name_for(name, "upload"),
+        retry_policy=retry_policy,
         description=f"Deliver to {spec.target_label}: temporary name, verify, rename; then retention.",
         out={"result": dg.Out(dg.Nothing), ROWS_CHECK: dg.Out(is_required=False)},
     )
@@ -198,13 +217,19 @@ def build_export_asset(plan: ExportPlan, connections: Mapping[str, DeliveryConne
         metadata = materialization_metadata(
             plan, file_set, delivery, rows_written, target.location, finished, redirected, export_window(context, plan)
         )
+        facts = file_set.facts
+        if facts.rejected_file is not None:
+            kept = keep_rejected_rows(Path(facts.rejected_file), storage_dir(context), name, file_set.files)
+            context.log.warning(f"{facts.rejected_rows} row(s) were skipped; they are listed in {kept}")
+            metadata["rejected_file"] = dg.MetadataValue.path(str(kept))
         yield dg.Output(None, "result", metadata=metadata)
-        expected_rows = file_set.facts.expected_rows
+        # Skipped rows are accounted for: they were counted by the source, and listed, not lost.
+        expected_rows = facts.expected_rows - (0 if plan.aggregates else facts.rejected_rows)
         yield dg.AssetCheckResult(
             check_name=ROWS_CHECK,
             asset_key=key,
             passed=rows_written == expected_rows,
-            metadata={"rows_written": rows_written, "rows_expected": expected_rows},
+            metadata={"rows_written": rows_written, "rows_expected": expected_rows, "rows_rejected": facts.rejected_rows},
             description="Rows in the delivered files against a COUNT(*) of the same query in the same snapshot.",
         )
         _remove_work_dirs(file_set)
@@ -235,6 +260,17 @@ def build_export_asset(plan: ExportPlan, connections: Mapping[str, DeliveryConne
         return {"result": result, check.get_python_identifier(): check_result}
 
     return export_asset
+
+
+def keep_rejected_rows(rejected: Path, storage: Path, export: str, files: tuple[LocalFile, ...]) -> Path:
+    """The rejected-rows list stays with the run's files in the export's download folder; it is
+    never sent to the partner, whatever the target."""
+    folder = downloads_folder(storage, export)
+    folder.mkdir(parents=True, exist_ok=True)
+    stem = files[0].name.split(".")[0] if files else "no_files"
+    destination = folder / f"{stem}.rejected.csv"
+    shutil.copyfile(rejected, destination)
+    return destination
 
 
 def _remove_work_dirs(file_set: FileSet) -> None:
@@ -278,6 +314,7 @@ def materialization_metadata(
         "rows_extracted": file_set.rows,
         "rows_written": rows_written,
         "rows_expected": file_set.facts.expected_rows,
+        "rows_rejected": file_set.facts.rejected_rows,
         "files": _files_table(delivered),
         "file_names": dg.MetadataValue.json([f.name for f in delivered]),
         "file_size_bytes": sum(f.bytes for f in delivered),

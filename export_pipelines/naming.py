@@ -34,3 +34,12 @@ def schedule_name_for(export_name: str) -> str:
 
 def after_sensor_name_for(export_name: str, upstream_name: str) -> str:
     return f"{export_name}_after_{upstream_name}"
+
+
+FAILURE_MAIL_SENSOR = "export_failure_mail"
+SUCCESS_MAIL_SENSOR = "export_success_mail"
+
+
+def export_names_of_assets(asset_keys) -> list[str]:
+    """The exports a run materialized, from its asset selection (exports/<name>)."""
+    return sorted(key.path[1] for key in asset_keys or () if len(key.path) == 2 and key.path[0] == "exports")

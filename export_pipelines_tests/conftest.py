@@ -113,3 +113,7 @@ def run_export(
     metadata = {key: value.value for key, value in events[0].materialization.metadata.items()} if events else {}
     location = metadata.get("location", "")
     return ExportRun(result=result, metadata=metadata, folder=Path(location) if "://" not in location else Path())
+
+
+# The real servers (sshd, vsftpd, pyftpdlib, moto, aiosmtpd) as fixtures for every test folder.
+from export_pipelines_tests.servers.fixtures import *  # noqa: E402,F403

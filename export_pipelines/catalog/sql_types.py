@@ -49,7 +49,10 @@ class UtcTimestamp(sa.types.TypeDecorator):
         if value is None:
             return None
         if isinstance(value, str):
-            value = dt.datetime.fromisoformat(value)
+            try:
+                value = dt.datetime.fromisoformat(value)
+            except ValueError:
+                return value  # left as text: the extract step rejects the row and names it
         if value.tzinfo is None:
             return value.replace(tzinfo=dt.UTC)
         return value.astimezone(dt.UTC)

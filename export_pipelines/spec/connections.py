@@ -128,6 +128,7 @@ class SmtpConnection(_Connection):
     username: str | None = None
     password: EnvSecret | None = None
     sender: str
+    ca_file: str | None = Field(default=None, description="CA bundle for the server's certificate (starttls, ssl).")
 
 
 DeliveryConnection = SftpConnection | FtpConnection | S3Connection

@@ -155,7 +155,7 @@ class ConnectionTarget(BaseModel):
 
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 WEEKDAYS: tuple[str, ...] = Weekday.__args__
-DURATION_PATTERN = re.compile(r"^(\d+)\s*(m|min|h)$")
+DURATION_PATTERN = re.compile(r"^(\d+)\s*(s|sec|m|min|h)$")
 
 
 def _timezone_name(value: str) -> str:
@@ -170,14 +170,16 @@ def _timezone_name(value: str) -> str:
 
 
 def _duration(value: Any) -> dt.timedelta:
-    """`30m`, `90 min`, `2h`: minutes or hours, as the seeds state their intervals."""
+    """`60s`, `30m`, `90 min`, `2h`: seconds, minutes or hours, as the seeds state their intervals."""
     if isinstance(value, dt.timedelta):
         return value
     match = DURATION_PATTERN.match(str(value).strip())
     if not match:
-        raise ValueError(f"{value!r} is not a duration; write minutes or hours such as 30m or 2h")
+        raise ValueError(f"{value!r} is not a duration; write seconds, minutes or hours such as 60s, 30m or 2h")
     amount, unit = int(match[1]), match[2]
-    return dt.timedelta(hours=amount) if unit == "h" else dt.timedelta(minutes=amount)
+    if unit == "h":
+        return dt.timedelta(hours=amount)
+    return dt.timedelta(seconds=amount) if unit in ("s", "sec") else dt.timedelta(minutes=amount)
 
 
 def _clock_time(value: Any) -> dt.time:
@@ -321,6 +323,36 @@ class After(BaseModel):
     delay: Duration = dt.timedelta(0)
 
 
+EMAIL_PATTERN = r"^[^@\s,;<>]+@[^@\s,;<>]+\.[^@\s,;<>]+$"
+EmailAddress = Annotated[str, Field(pattern=EMAIL_PATTERN)]
+
+
+class Retries(BaseModel):
+    """Sana's 'maximum retries within a maximum interval', for the steps that touch a database or a server."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_retries: int = Field(default=3, ge=0, le=10)
+    within: Duration = Field(default=dt.timedelta(seconds=60), description="All retries' waits together, e.g. 60s.")
+
+    @field_validator("within")
+    @classmethod
+    def _positive(cls, value: dt.timedelta) -> dt.timedelta:
+        if value.total_seconds() <= 0:
+            raise ValueError("within must be longer than 0s")
+        return value
+
+
+class Notify(BaseModel):
+    """Who hears about runs, through an smtp connection of connections.yaml."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    on_failure: list[EmailAddress] = Field(default_factory=list)
+    on_success: list[EmailAddress] = Field(default_factory=list)
+    via: str | None = Field(default=None, description="The smtp connection; the only one in connections.yaml by default.")
+
+
 class ExportSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -342,6 +374,9 @@ class ExportSpec(BaseModel):
     schedule: Annotated[Schedule, BeforeValidator(_yaml_on_key)] | None = None
     after: After | None = None
     max_window_days: int = Field(default=366, gt=0, description="Capillary: one year's data at most per run.")
+    retries: Retries | None = None
+    max_bad_rows: int = Field(default=0, ge=0, description="Rows that cannot be converted are skipped, up to this many.")
+    notify: Notify | None = None
     audience: Audience | None = Field(default=None, description="Only rows of these customers.")
     aggregation_path: Literal["auto", "arrow"] = Field(
         default="auto", description="auto: GROUP BY in the database where it can; arrow: always over Arrow batches."

@@ -184,6 +184,9 @@ def _load_export(path: Path, relative: str, config: ExportConfig) -> list[SpecPr
     target_problem = _target_problem(spec, config.connections)
     if target_problem:
         return [SpecProblem(relative, "target", target_problem)]
+    mail_problem = _mail_problem(spec, config.connections)
+    if mail_problem:
+        return [SpecProblem(relative, *mail_problem)]
     config.plans[spec.name] = plan
     return []
 
@@ -238,6 +241,25 @@ def _target_problem(spec: ExportSpec, connections: ConnectionsFile) -> str | Non
     if connection.type not in DELIVERABLE_TYPES:
         kinds = ", ".join(["download", *sorted(DELIVERABLE_TYPES)])
         return f"connection {name!r} is {connection.type}; this build delivers only to: {kinds}"
+    return None
+
+
+def _mail_problem(spec: ExportSpec, connections: ConnectionsFile) -> tuple[str, str] | None:
+    if spec.notify is None or not (spec.notify.on_failure or spec.notify.on_success):
+        return None
+    smtp = sorted(name for name, c in connections.connections.items() if c.type == "smtp")
+    via = spec.notify.via
+    if via is None:
+        if len(smtp) == 1:
+            return None
+        if not smtp:
+            return "notify", "notify needs an smtp connection in connections.yaml to send mail through"
+        return "notify.via", f"several smtp connections exist ({', '.join(smtp)}); name one with notify.via"
+    connection = connections.connections.get(via)
+    if connection is None:
+        return "notify.via", f"connection {via!r} is not in connections.yaml{closest(via, smtp)}"
+    if connection.type != "smtp":
+        return "notify.via", f"connection {via!r} is a {connection.type} connection; notify.via needs an smtp connection"
     return None
 
 

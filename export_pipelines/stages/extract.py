@@ -21,6 +21,7 @@ import sqlalchemy as sa
 from export_pipelines.catalog.sql_types import DECIMAL_PRECISION, model_table
 from export_pipelines.spec.plan import Condition, ConditionGroup, ExportPlan, SourceRef
 from export_pipelines.stages import aggregation
+from export_pipelines.stages.bad_rows import BadRows, RejectedRow, value_preview
 from export_pipelines.stages.audience import AUDIENCE_COLUMN, load_audience_table
 
 ARROW_DECIMAL_PRECISION = 38
@@ -46,6 +47,7 @@ class ExtractResult:
     rows: int
     expected_rows: int
     extracted_at: dt.datetime
+    rejected: tuple[RejectedRow, ...] = ()
 
 
 def arrow_type(source: SourceRef) -> pa.DataType:
@@ -269,6 +271,7 @@ def extract_to_parquet(
     *,
     batch_size: int,
     window: TimeWindow | None = None,
+    max_bad_rows: int = 0,
 ) -> ExtractResult:
     """Stream the query's rows (or, pushed down, its groups' partial aggregates) into `path`; memory is bounded by batch_size."""
     dialect = engine.dialect.name
@@ -284,6 +287,7 @@ def extract_to_parquet(
         snapshot["isolation_level"] = "REPEATABLE READ"
     extracted_at = dt.datetime.now(dt.UTC)
     rows = 0
+    bad_rows = BadRows(plan.name, max_bad_rows)
     with engine.connect() as connection:
         connection = connection.execution_options(**snapshot)
         audience_table = None
@@ -295,23 +299,52 @@ def extract_to_parquet(
         expected = connection.execute(sa.select(sa.func.count()).select_from(query.order_by(None).subquery())).scalar_one()
         result = connection.execute(query)
         with pq.ParquetWriter(path, schema) as writer:
+            seen = 0
             for chunk in result.partitions(batch_size):
-                writer.write_table(rows_to_table(chunk, schema, plan, rows))
-                rows += len(chunk)
+                table = rows_to_table(chunk, schema, plan, seen, bad_rows)
+                writer.write_table(table)
+                rows += table.num_rows
+                seen += len(chunk)
             if rows == 0:
                 writer.write_table(schema.empty_table())
-    return ExtractResult(path=path, rows=rows, expected_rows=expected, extracted_at=extracted_at)
+    return ExtractResult(path, rows, expected, extracted_at, tuple(bad_rows.rows))
 
 
-def rows_to_table(rows: Sequence[sa.Row], schema: pa.Schema, plan: ExportPlan, offset: int) -> pa.Table:
+def rows_to_table(
+    rows: Sequence[sa.Row], schema: pa.Schema, plan: ExportPlan, offset: int, bad_rows: BadRows | None = None
+) -> pa.Table:
     columns = list(zip(*rows, strict=True))
     arrays = []
+    rejected: set[int] = set()
     for index, field in enumerate(schema):
         try:
             arrays.append(pa.array(columns[index], type=field.type))
         except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, OverflowError) as error:
-            raise ExtractError(_bad_value_message(plan, field, columns[index], offset, error)) from error
+            if bad_rows is None:
+                raise ExtractError(_bad_value_message(plan, field, columns[index], offset, error)) from error
+            rejected |= _reject_unconvertible(plan, schema, columns, index, offset, bad_rows)
+    if rejected:
+        # Rare: only a batch holding a bad row is converted a second time, without those rows.
+        kept = [position for position in range(len(rows)) if position not in rejected]
+        arrays = [pa.array([column[p] for p in kept], type=field.type) for column, field in zip(columns, schema, strict=True)]
     return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def _reject_unconvertible(
+    plan: ExportPlan, schema: pa.Schema, columns: list, index: int, offset: int, bad_rows: BadRows
+) -> set[int]:
+    field = schema.field(index)
+    key_index = next((i for i, source in enumerate(plan.sources) if source == plan.primary_key), None)
+    positions = set()
+    for position, value in enumerate(columns[index]):
+        try:
+            pa.array([value], type=field.type)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, OverflowError):
+            row_number = offset + position + 1
+            key = f"{plan.primary_key.label}={columns[key_index][position]}" if key_index is not None else f"row {row_number}"
+            bad_rows.reject(RejectedRow(row_number, key, field.name, value_preview(value), f"not a valid {field.type}"))
+            positions.add(position)
+    return positions
 
 
 def _bad_value_message(plan: ExportPlan, field: pa.Field, values: Sequence, offset: int, error: Exception) -> str:

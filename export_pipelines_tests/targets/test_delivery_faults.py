@@ -10,7 +10,7 @@ import pytest
 from export_pipelines.targets.base import DeliveryError
 from export_pipelines.targets.remote import is_temporary_of
 from export_pipelines_tests.servers.pyftpd import PyFtpServer
-from export_pipelines_tests.targets.conftest import s3_client
+from export_pipelines_tests.servers.fixtures import s3_client
 from export_pipelines_tests.targets.delivery_helpers import Log, local_file, make_target
 from export_pipelines_tests.targets.test_s3 import s3_connection
 from export_pipelines_tests.targets.test_sftp import sftp_connection

@@ -27,7 +27,7 @@ from export_pipelines.source import SourceDatabase
 from export_pipelines.spec.export import ConnectionTarget
 from export_pipelines.spec.loader import bundled_demo_config, load_config
 from export_pipelines.targets.registry import DELIVERABLE_TYPES
-from export_pipelines_tests.targets.conftest import s3_client
+from export_pipelines_tests.servers.fixtures import s3_client
 
 SECRETS = {
     "PARTNER_SFTP_KEY_PASSPHRASE": None,  # the test RSA key's passphrase, set below

@@ -10,7 +10,7 @@ import urllib.request
 import pytest
 
 from export_pipelines.targets.base import DeliveryError
-from export_pipelines_tests.targets.conftest import s3_client
+from export_pipelines_tests.servers.fixtures import s3_client
 from export_pipelines_tests.targets.delivery_helpers import Log, export_file_name, local_file, make_target
 
 

@@ -1,9 +1,11 @@
-"""Real servers for the delivery tests, started once per session on loopback ports."""
+"""Real servers for the tests (delivery, mail), started on loopback ports once per session, and only
+when a test asks for them. The suite's conftest imports these fixtures."""
 
 from __future__ import annotations
 
 import os
 import shutil
+import ssl
 from pathlib import Path
 
 import boto3
@@ -14,6 +16,7 @@ from export_pipelines_tests.servers.cutting_proxy import CuttingProxy
 from export_pipelines_tests.servers.moto_s3 import start_moto
 from export_pipelines_tests.servers.network import stop
 from export_pipelines_tests.servers.pyftpd import PyFtpServer
+from export_pipelines_tests.servers.smtp import SmtpServer
 from export_pipelines_tests.servers.sshd import SSHD, SshServer, start_sshd
 from export_pipelines_tests.servers.system_user import ensure_test_user
 from export_pipelines_tests.servers.tls import TestCertificates, make_certificates
@@ -116,3 +119,19 @@ def remote_folder(test_user, request) -> tuple[str, Path]:
     shutil.rmtree(path, ignore_errors=True)
     yield name, path
     shutil.rmtree(path, ignore_errors=True)
+
+
+@pytest.fixture
+def smtp_server() -> SmtpServer:
+    server = SmtpServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def smtp_server_with_starttls(certificates) -> SmtpServer:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(str(certificates.cert_file), str(certificates.key_file))
+    server = SmtpServer(context, credentials=("exports@example.com", "smtp-test-password")).start()
+    yield server
+    server.stop()
