@@ -57,7 +57,7 @@ def failure_recipients(spec: ExportSpec) -> tuple[str, ...]:
 def window_text(tags: Mapping[str, str]) -> str:
     key_range = range_from_tags(tags)
     if key_range is None:
-        return "snapshot (the data as it was at run time)"
+        return "snapshot"
     return key_range.start if key_range.start == key_range.end else f"{key_range.start} .. {key_range.end}"
 
 
@@ -71,11 +71,18 @@ def _when(timestamp: float | None) -> str:
     return dt.datetime.fromtimestamp(timestamp, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
+def root_cause(error) -> str:
+    """Dagster wraps an op's exception ("Error occurred while executing op ..."); the mail says what went wrong."""
+    while error.cause is not None and error.cls_name == "DagsterExecutionStepExecutionError":
+        error = error.cause
+    return error.message.strip()
+
+
 def failure_mail(plan: ExportPlan, instance: dg.DagsterInstance, run: dg.DagsterRun, settings: NotificationSettings) -> Mail:
     record = instance.get_run_record_by_id(run.run_id)
     failures = instance.all_logs(run.run_id, of_type=dg.DagsterEventType.STEP_FAILURE)
     steps = [
-        f"- step {entry.step_key}: {entry.dagster_event.step_failure_data.error.message.strip()}"
+        f"- step {entry.step_key}: {root_cause(entry.dagster_event.step_failure_data.error)}"
         for entry in failures
         if entry.dagster_event and entry.dagster_event.step_failure_data and entry.dagster_event.step_failure_data.error
     ]
@@ -134,6 +141,14 @@ def success_mail(plan: ExportPlan, instance: dg.DagsterInstance, run: dg.Dagster
     return Mail(subject, success_recipients(plan.spec), "\n".join(lines))
 
 
+def exports_of_run(instance: dg.DagsterInstance, run: dg.DagsterRun) -> list[str]:
+    """The exports a run was to materialize: its planned materializations, which every run
+    records (an in-process run leaves its asset selection empty)."""
+    planned = instance.get_records_for_run(run.run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION_PLANNED).records
+    keys = {record.event_log_entry.dagster_event.asset_key for record in planned} | set(run.asset_selection or ())
+    return export_names_of_assets(keys)
+
+
 def _send_all(
     context,
     kind: str,
@@ -143,7 +158,7 @@ def _send_all(
     compose,
 ) -> None:
     run = context.dagster_run
-    for name in export_names_of_assets(run.asset_selection):
+    for name in exports_of_run(context.instance, run):
         plan = plans.get(name)
         if plan is None:
             continue

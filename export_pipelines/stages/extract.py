@@ -334,6 +334,7 @@ def _reject_unconvertible(
     plan: ExportPlan, schema: pa.Schema, columns: list, index: int, offset: int, bad_rows: BadRows
 ) -> set[int]:
     field = schema.field(index)
+    label = plan.sources[index].label if index < len(plan.sources) else field.name
     key_index = next((i for i, source in enumerate(plan.sources) if source == plan.primary_key), None)
     positions = set()
     for position, value in enumerate(columns[index]):
@@ -342,7 +343,7 @@ def _reject_unconvertible(
         except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, OverflowError):
             row_number = offset + position + 1
             key = f"{plan.primary_key.label}={columns[key_index][position]}" if key_index is not None else f"row {row_number}"
-            bad_rows.reject(RejectedRow(row_number, key, field.name, value_preview(value), f"not a valid {field.type}"))
+            bad_rows.reject(RejectedRow(row_number, key, label, value_preview(value), f"not a valid {field.type}"))
             positions.add(position)
     return positions
 

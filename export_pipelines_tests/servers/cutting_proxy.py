@@ -16,6 +16,7 @@ class CuttingProxy:
         self.cut_after_bytes: int | None = None
         self.down = False
         self.cuts = 0
+        self.refusals_left = 0
         self._listener = socket.create_server((HOST, self.port))
         self._listener.settimeout(0.2)
         self._closing = False
@@ -25,6 +26,10 @@ class CuttingProxy:
     def cut_after(self, client_bytes: int) -> None:
         """Cut the next connection once the client has sent this many bytes, then refuse new ones."""
         self.cut_after_bytes = client_bytes
+
+    def refuse_next(self, connections: int) -> None:
+        """Drop the next connections at once, as a server that is briefly unreachable does."""
+        self.refusals_left = connections
 
     def restore(self) -> None:
         self.cut_after_bytes = None
@@ -41,7 +46,8 @@ class CuttingProxy:
                 client, _ = self._listener.accept()
             except TimeoutError:
                 continue
-            if self.down:
+            if self.down or self.refusals_left > 0:
+                self.refusals_left = max(0, self.refusals_left - 1)
                 client.close()
                 continue
             upstream = socket.create_connection((HOST, self.upstream_port))

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import ssl
 from dataclasses import dataclass, field
-from email import message_from_bytes
-from email.message import Message
+from email import message_from_bytes, policy
+from email.message import EmailMessage
 
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
@@ -17,7 +17,7 @@ from export_pipelines_tests.servers.network import HOST, free_port
 class ReceivedMail:
     mail_from: str
     recipients: list[str]
-    message: Message
+    message: EmailMessage
 
     @property
     def subject(self) -> str:
@@ -25,7 +25,7 @@ class ReceivedMail:
 
     @property
     def body(self) -> str:
-        return self.message.get_payload(decode=True).decode()
+        return self.message.get_content()
 
 
 @dataclass
@@ -33,7 +33,7 @@ class Inbox:
     received: list[ReceivedMail] = field(default_factory=list)
 
     async def handle_DATA(self, server, session, envelope):
-        self.received.append(ReceivedMail(envelope.mail_from, list(envelope.rcpt_tos), message_from_bytes(envelope.content)))
+        self.received.append(ReceivedMail(envelope.mail_from, list(envelope.rcpt_tos), message_from_bytes(envelope.content, policy=policy.default)))
         return "250 OK"
 
 
