@@ -82,6 +82,78 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0 if success else 1
 
 
+def cmd_log(args: argparse.Namespace) -> int:
+    home = _ensure_dagster_home()
+    from dagster import DagsterInstance
+
+    from export_pipelines.run_history import format_log_line, runs_of_export
+
+    summaries = list(runs_of_export(DagsterInstance.get(), args.name, limit=args.limit))
+    if not summaries:
+        print(f"No runs of export {args.name} in {home}")
+        return 1
+    print("created at            status      trigger   window  rows  file size  files  run")
+    for summary in summaries:
+        print(format_log_line(summary))
+    return 0
+
+
+def cmd_rerun(args: argparse.Namespace) -> int:
+    home = _ensure_dagster_home()
+    import dagster as dg
+    from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG, PARTITION_NAME_TAG
+
+    from export_pipelines.run_history import RERUN_JOB_ENV_VAR, rerun_job, runs_of_export, runs_to_rerun
+
+    instance = dg.DagsterInstance.get()
+    summaries = list(runs_of_export(instance, args.name, limit=200))
+    if not summaries:
+        print(f"No runs of export {args.name} in {home}")
+        return 1
+    chosen = runs_to_rerun(summaries, args.failed_only)
+    if not chosen:
+        print(f"Nothing to rerun: the latest run of every window of {args.name} succeeded")
+        return 0
+    succeeded = True
+    for summary in chosen:
+        if summary.job_name.startswith("__ephemeral"):
+            print(f"Run {summary.run_id} was started in-process by a script; re-execute it from the UI")
+            succeeded = False
+            continue
+        os.environ[RERUN_JOB_ENV_VAR] = summary.job_name
+        # Dagster wants the parent's partition (range) tags on a re-execution of a partitioned run.
+        partition_keys = (PARTITION_NAME_TAG, ASSET_PARTITION_RANGE_START_TAG, ASSET_PARTITION_RANGE_END_TAG)
+        tags = {key: value for key, value in summary.tags.items() if key in partition_keys}
+        options = (
+            dg.ReexecutionOptions.from_failure(summary.run_id, instance)
+            if summary.failed
+            else dg.ReexecutionOptions(parent_run_id=summary.run_id)
+        )
+        how = "from the failed step" if summary.failed else "in full"
+        print(f"Re-executing run {summary.run_id} ({summary.window}) {how}")
+        with dg.execute_job(
+            dg.reconstructable(rerun_job), instance=instance, reexecution_options=options, tags=tags, raise_on_error=False
+        ) as result:
+            print(f"  -> run {result.run_id} {'succeeded' if result.success else 'FAILED'}")
+            succeeded = succeeded and result.success
+    return 0 if succeeded else 1
+
+
+def cmd_purge_runs(args: argparse.Namespace) -> int:
+    """Run history retention (Sana's 'maximum archived log files'); tick history is bounded in dagster.yaml."""
+    home = _ensure_dagster_home()
+    import dagster as dg
+
+    instance = dg.DagsterInstance.get()
+    cutoff = dt.datetime.now(dt.UTC) - dt.timedelta(days=args.older_than_days)
+    records = instance.get_run_records(filters=dg.RunsFilter(created_before=cutoff))
+    finished = [r.dagster_run for r in records if r.dagster_run.is_finished]
+    for run in finished:
+        instance.delete_run(run.run_id)
+    print(f"Deleted {len(finished)} finished run(s) created before {cutoff:%Y-%m-%d %H:%M}Z from {home}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="export-pipelines", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -95,6 +167,20 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=42)
     demo.add_argument("--rebuild", action="store_true", help="rebuild the demo database even if it exists")
     demo.set_defaults(handler=cmd_demo)
+
+    log = commands.add_parser("log", help="an export's runs, newest first: status, window, rows, size, files, error")
+    log.add_argument("name")
+    log.add_argument("--limit", type=int, default=20)
+    log.set_defaults(handler=cmd_log)
+
+    rerun = commands.add_parser("rerun", help="re-execute an export's latest run, or with --failed-only its failed windows")
+    rerun.add_argument("name")
+    rerun.add_argument("--failed-only", action="store_true", help="each failed window not succeeded since, from its failed step")
+    rerun.set_defaults(handler=cmd_rerun)
+
+    purge = commands.add_parser("purge-runs", help="delete finished runs (and their logs) older than N days")
+    purge.add_argument("--older-than-days", type=int, required=True)
+    purge.set_defaults(handler=cmd_purge_runs)
 
     # demo-db hands every argument to the generator's own parser (see main).
     commands.add_parser("demo-db", help="build a demo source database: export-pipelines demo-db --help")

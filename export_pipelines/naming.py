@@ -43,3 +43,22 @@ SUCCESS_MAIL_SENSOR = "export_success_mail"
 def export_names_of_assets(asset_keys) -> list[str]:
     """The exports a run materialized, from its asset selection (exports/<name>)."""
     return sorted(key.path[1] for key in asset_keys or () if len(key.path) == 2 and key.path[0] == "exports")
+
+
+# dagster.yaml limits runs per unique value of this tag to one: no two runs of the same export
+# window write at once. A window run's value adds its range (see window_tag).
+WINDOW_TAG = "export_pipelines/window"
+
+
+def window_tag(export_name: str, start: str | None = None, end: str | None = None) -> dict[str, str]:
+    return {WINDOW_TAG: export_name if start is None else f"{export_name}@{start}..{end}"}
+
+
+def export_run_tags(plan) -> dict[str, str]:
+    """Run tags that let the UI's run list filter by export."""
+    return {
+        "export_pipelines/export": plan.name,
+        "export_pipelines/model": plan.model_name,
+        "export_pipelines/target": plan.spec.target_label.replace("/", "_")[:63] or "download",
+        **window_tag(plan.name),
+    }

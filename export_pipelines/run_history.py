@@ -1,0 +1,147 @@
+"""The execution log of an export, read from the Dagster instance: the run history is the log.
+
+What `export-pipelines log` prints and what `rerun` picks from, in the terms of the seeds'
+execution logs (Antavo: created at, status, file size, error; Capillary: rerun).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import dagster as dg
+
+from export_pipelines.automation.notifications import exports_of_run, root_cause, window_text
+from export_pipelines.naming import asset_key_for
+
+RERUN_JOB_ENV_VAR = "EXPORT_PIPELINES_RERUN_JOB"
+RUNS_SCANNED = 500
+
+STATUS_WORDS = {
+    dg.DagsterRunStatus.QUEUED: "queued",
+    dg.DagsterRunStatus.NOT_STARTED: "queued",
+    dg.DagsterRunStatus.STARTING: "processing",
+    dg.DagsterRunStatus.STARTED: "processing",
+    dg.DagsterRunStatus.CANCELING: "processing",
+    dg.DagsterRunStatus.SUCCESS: "success",
+    dg.DagsterRunStatus.FAILURE: "failed",
+    dg.DagsterRunStatus.CANCELED: "failed",
+}
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    run_id: str
+    job_name: str
+    created_at: dt.datetime
+    status: str
+    trigger: str
+    window: str
+    rows: int | None
+    file_size: int | None
+    files: tuple[str, ...]
+    error: str | None
+    tags: dict[str, str]
+
+    @property
+    def failed(self) -> bool:
+        return self.status == "failed"
+
+
+def trigger_of(tags: dict[str, str]) -> str:
+    """How the run came about, from the tags Dagster and this code location set."""
+    if "dagster/backfill" in tags:
+        return "backfill"
+    if "dagster/schedule_name" in tags:
+        return "schedule"
+    if "dagster/sensor_name" in tags:
+        return "sensor"
+    if tags.get("channel") == "API":
+        return "api"
+    return "manual"
+
+
+def runs_of_export(instance: dg.DagsterInstance, export: str, limit: int = 50) -> Iterator[RunSummary]:
+    """Newest first: every run that was to materialize exports/<export>."""
+    found = 0
+    for record in instance.get_run_records(limit=RUNS_SCANNED, ascending=False):
+        run = record.dagster_run
+        if export not in exports_of_run(instance, run):
+            continue
+        yield summarize(instance, record, export)
+        found += 1
+        if found >= limit:
+            return
+
+
+def summarize(instance: dg.DagsterInstance, record, export: str) -> RunSummary:
+    run = record.dagster_run
+    metadata = _materialization_metadata(instance, run.run_id, export)
+    error = None
+    if run.status in (dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED):
+        failures = instance.all_logs(run.run_id, of_type=dg.DagsterEventType.STEP_FAILURE)
+        errors = [
+            f"{entry.step_key}: {root_cause(entry.dagster_event.step_failure_data.error)}"
+            for entry in failures
+            if entry.dagster_event and entry.dagster_event.step_failure_data and entry.dagster_event.step_failure_data.error
+        ]
+        error = "; ".join(errors) or "the run failed before any step did (see the run in the UI)"
+    return RunSummary(
+        run_id=run.run_id,
+        job_name=run.job_name,
+        created_at=record.create_timestamp.astimezone(dt.UTC),
+        status=STATUS_WORDS.get(run.status, run.status.value.lower()),
+        trigger=trigger_of(dict(run.tags)),
+        window=window_text(run.tags),
+        rows=metadata.get("rows_written"),
+        file_size=metadata.get("file_size_bytes"),
+        files=tuple(metadata.get("file_names") or ()),
+        error=error,
+        tags=dict(run.tags),
+    )
+
+
+def _materialization_metadata(instance: dg.DagsterInstance, run_id: str, export: str) -> dict:
+    records = instance.get_records_for_run(run_id, of_type=dg.DagsterEventType.ASSET_MATERIALIZATION).records
+    for record in reversed(records):
+        materialization = record.event_log_entry.asset_materialization
+        if materialization and materialization.asset_key == asset_key_for(export):
+            return {key: value.value for key, value in materialization.metadata.items()}
+    return {}
+
+
+def format_log_line(summary: RunSummary) -> str:
+    size = f"{summary.file_size} bytes" if summary.file_size is not None else "-"
+    rows = f"{summary.rows} rows" if summary.rows is not None else "-"
+    files = ", ".join(summary.files) or "-"
+    line = (
+        f"{summary.created_at:%Y-%m-%d %H:%M:%S}Z  {summary.status:<10}  {summary.trigger:<8}  {summary.window}  "
+        f"{rows}  {size}  {files}  run {summary.run_id}"
+    )
+    return f"{line}\n    error: {summary.error}" if summary.error else line
+
+
+def runs_to_rerun(summaries: list[RunSummary], failed_only: bool) -> list[RunSummary]:
+    """Without --failed-only: the latest run. With it: each failed run whose window has not
+    succeeded since (newest first, so a window is re-executed once)."""
+    if not failed_only:
+        return summaries[:1]
+    settled: set[str] = set()
+    chosen = []
+    for summary in summaries:
+        if summary.window in settled:
+            continue
+        settled.add(summary.window)
+        if summary.failed:
+            chosen.append(summary)
+    return chosen
+
+
+def rerun_job() -> dg.JobDefinition:
+    """The job of the run being re-executed, rebuilt from the code location (Dagster needs a
+    reconstructable job to re-execute steps in their own process)."""
+    from export_pipelines.definitions import defs
+
+    return defs.resolve_job_def(os.environ[RERUN_JOB_ENV_VAR])
