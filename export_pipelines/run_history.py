@@ -142,6 +142,7 @@ def runs_to_rerun(summaries: list[RunSummary], failed_only: bool) -> list[RunSum
 def rerun_job() -> dg.JobDefinition:
     """The job of the run being re-executed, rebuilt from the code location (Dagster needs a
     reconstructable job to re-execute steps in their own process)."""
-    from export_pipelines.definitions import defs
+    from export_pipelines.definitions import build_definitions
+    from export_pipelines.spec.loader import config_dir, load_config
 
-    return defs.resolve_job_def(os.environ[RERUN_JOB_ENV_VAR])
+    return build_definitions(load_config(config_dir())).resolve_job_def(os.environ[RERUN_JOB_ENV_VAR])

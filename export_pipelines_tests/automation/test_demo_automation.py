@@ -22,7 +22,9 @@ def test_demo_schedules_sensors_and_partitions():
         "voucherify_redemptions_schedule": ("0 3 * * *", "UTC", stopped),  # Inactive
         "voucherify_vouchers_schedule": ("0 6 1 12 *", "Europe/Budapest", running),  # On-date
     }
-    [sensor] = defs.sensors
+    sensors = {sensor.name: sensor for sensor in defs.sensors}
+    assert set(sensors) == {"apparel21_orders_after_apparel21_customers", "export_failure_mail", "export_success_mail"}
+    sensor = sensors["apparel21_orders_after_apparel21_customers"]
     assert sensor.name == "apparel21_orders_after_apparel21_customers"
     assert sensor.job_name == "apparel21_orders_job"
     assert "at least 30m later" in sensor.description
