@@ -34,3 +34,16 @@ def schedule_name_for(export_name: str) -> str:
 
 def after_sensor_name_for(export_name: str, upstream_name: str) -> str:
     return f"{export_name}_after_{upstream_name}"
+
+
+ADHOC_JOB = "adhoc_export"
+ADHOC_PLAN_OP = "adhoc_plan"
+# Run tags of an ad-hoc export: how it was requested and by whom (Voucherify's channel and user_id).
+ADHOC_CHANNEL_TAG = "export_pipelines/channel"
+ADHOC_USER_TAG = "export_pipelines/user_id"
+ADHOC_OBJECT_TAG = "export_pipelines/exported_object"
+
+
+def adhoc_export_name(run_id: str) -> str:
+    """An ad-hoc export's name, and so its download folder: one per run, a valid export name."""
+    return "adhoc_" + run_id.replace("-", "")
