@@ -6,6 +6,7 @@ import logging
 
 import dagster as dg
 
+from export_pipelines.adhoc.job import build_adhoc_job
 from export_pipelines.automation.dependencies import build_dependency_sensor
 from export_pipelines.automation.jobs import build_export_job
 from export_pipelines.automation.schedules import build_export_schedule
@@ -61,7 +62,7 @@ def build_definitions(config: ExportConfig) -> dg.Definitions:
     sensors = [build_dependency_sensor(plan, export_jobs[name]) for name, plan in config.plans.items() if plan.spec.after]
     return dg.Definitions(
         assets=[*export_assets, *invalid_assets],
-        jobs=[*jobs, *export_jobs.values()],
+        jobs=[*jobs, *export_jobs.values(), build_adhoc_job(config)],
         schedules=schedules,
         sensors=sensors,
         resources={"source_database": SourceDatabase(), "delivery_settings": DeliverySettings()},
