@@ -96,6 +96,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--rebuild", action="store_true", help="rebuild the demo database even if it exists")
     demo.set_defaults(handler=cmd_demo)
 
+    from export_pipelines.exports_cli import add_export_commands
+
+    add_export_commands(commands)
+
     # demo-db hands every argument to the generator's own parser (see main).
     commands.add_parser("demo-db", help="build a demo source database: export-pipelines demo-db --help")
     return parser

@@ -26,6 +26,8 @@ from export_pipelines.naming import ADHOC_CHANNEL_TAG, ADHOC_JOB, ADHOC_OBJECT_T
 DEFAULT_URL = "http://127.0.0.1:3000"
 RESULT_OP = "deliver"
 
+_STEP_ERROR_PREFIX = "dagster._core.errors.DagsterExecutionStepExecutionError:"
+
 RUN_QUERY = """
 query ExportRun($runId: ID!, $cursor: String) {
   runOrError(runId: $runId) {
@@ -38,7 +40,7 @@ query ExportRun($runId: ID!, $cursor: String) {
         events {
           __typename
           ... on ExecutionStepOutputEvent { stepKey metadataEntries { label ... on JsonMetadataEntry { jsonString } } }
-          ... on ExecutionStepFailureEvent { stepKey error { message } }
+          ... on ExecutionStepFailureEvent { stepKey error { message causes { message } } }
           ... on RunFailureEvent { message }
         }
       }
@@ -190,11 +192,20 @@ def _result_urls(events: list[dict]) -> list[str]:
 
 
 def _error_message(events: list[dict]) -> str | None:
-    step_failures = [e["error"]["message"] for e in events if e["__typename"] == "ExecutionStepFailureEvent" and e.get("error")]
+    step_failures = [e["error"] for e in events if e["__typename"] == "ExecutionStepFailureEvent" and e.get("error")]
     if step_failures:
-        return step_failures[-1]
+        return _error_text(step_failures[-1])
     run_failures = [e["message"] for e in events if e["__typename"] == "RunFailureEvent"]
     return run_failures[-1] if run_failures else None
+
+
+def _error_text(error: dict) -> str:
+    """An op's exception arrives wrapped ("Error occurred while executing op"): the cause is the news."""
+    message = error["message"].strip()
+    if message.startswith(_STEP_ERROR_PREFIX) and error.get("causes"):
+        cause = error["causes"][0]["message"].strip()
+        return message.removeprefix(_STEP_ERROR_PREFIX).strip() + " " + cause
+    return message
 
 
 def _client_error_text(error: DagsterGraphQLClientError) -> str:
