@@ -142,7 +142,7 @@ def add_export_commands(commands) -> None:
     create.add_argument("--fields", required=True, help="comma-separated fields, e.g. code,voucher_type")
     create.add_argument("--filter", action="append", default=[], help="'FIELD OPERATOR VALUE[,VALUE]', repeatable")
     create.add_argument("--junction", choices=["and", "or"], default="and", help="how several filters combine")
-    create.add_argument("--order", help="comma-separated fields; a leading - sorts descending")
+    create.add_argument("--order", help="comma-separated fields; a leading - sorts descending (write --order=-created_at)")
     create.add_argument("--format", choices=["csv", "psv"], default="csv")
     create.add_argument("--compression", choices=["none", "gzip", "zip"], default="none")
     create.add_argument("--max-rows-per-file", type=int, help="split the result into chunks of this many rows")

@@ -67,7 +67,7 @@ def _listing(plan: ExportPlan, instance: dg.DagsterInstance, schedule_states: di
         schedule=describe_schedule(plan),
         schedule_status=schedule_status,
         last_run_status=run.dagster_run.status.value if run else NEVER,
-        last_run_at=run.create_timestamp.strftime("%Y-%m-%d %H:%M") if run else NEVER,
+        last_run_at=run.create_timestamp.strftime("%Y-%m-%dT%H:%MZ") if run else NEVER,
         last_file_bytes=size,
     )
 
