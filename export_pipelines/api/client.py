@@ -28,6 +28,16 @@ RESULT_OP = "deliver"
 
 _STEP_ERROR_PREFIX = "dagster._core.errors.DagsterExecutionStepExecutionError:"
 
+RUNS_QUERY = """
+query ExportRuns($filter: RunsFilter, $limit: Int) {
+  runsOrError(filter: $filter, limit: $limit) {
+    __typename
+    ... on Runs { results { runId } }
+    ... on PythonError { message }
+  }
+}
+"""
+
 RUN_QUERY = """
 query ExportRun($runId: ID!, $cursor: String) {
   runOrError(runId: $runId) {
@@ -114,6 +124,15 @@ class ExportsClient:
             _result_urls(events),
             _error_message(events),
         )
+
+    def list(self, limit: int = 20, channel: str | None = None) -> dict[str, Any]:
+        """The newest exports first, as Voucherify's list: {object, data_ref, exports, total}."""
+        tags = [{"key": ADHOC_CHANNEL_TAG, "value": channel}] if channel else None
+        found = self._query(RUNS_QUERY, {"filter": {"pipelineName": ADHOC_JOB, "tags": tags}, "limit": limit})["runsOrError"]
+        if found["__typename"] != "Runs":
+            raise ExportApiError(f"cannot list exports: {found.get('message', found['__typename'])}")
+        exports = [self.get(export_id_for(run["runId"])) for run in found["results"]]
+        return {"object": "list", "data_ref": "exports", "exports": exports, "total": len(exports)}
 
     def wait(self, export_id: str, timeout: float = 300, interval: float = 0.5) -> dict[str, Any]:
         """Poll until the export is DONE or ERROR; raises TimeoutError if it is still SCHEDULED."""

@@ -11,7 +11,8 @@ import pytest
 import sqlalchemy as sa
 
 from export_pipelines.adhoc.job import build_adhoc_job
-from export_pipelines.naming import ADHOC_PLAN_OP, adhoc_export_name
+from export_pipelines.definitions import build_definitions
+from export_pipelines.naming import ADHOC_JOB, ADHOC_PLAN_OP, adhoc_export_name
 from export_pipelines.spec.loader import load_config
 from export_pipelines_tests.conftest import export_resources, write_config
 
@@ -95,3 +96,9 @@ def test_run_config_is_typed_for_the_launchpad(adhoc_job, tmp_path: Path):
     request = {"exported_object": "customer", "fields": ["id"], "format": "xlsx"}
     with pytest.raises(dg.DagsterInvalidConfigError, match="format"):
         run_adhoc(adhoc_job, request, f"sqlite:///{tmp_path / 'none.sqlite'}", tmp_path)
+
+
+def test_code_location_offers_the_job(tmp_path: Path):
+    defs = build_definitions(load_config(write_config(tmp_path / "config", [])))
+
+    assert defs.resolve_job_def(ADHOC_JOB).name == ADHOC_JOB

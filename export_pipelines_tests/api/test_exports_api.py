@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from dagster import DagsterRunStatus
 from dagster_graphql import DagsterGraphQLClient
-from dagster import DagsterInstance, DagsterRunStatus
 
 from export_pipelines.api.client import ExportApiError, ExportsClient
 from export_pipelines.cli import main
@@ -117,7 +117,7 @@ def test_cli_create_status_download(exports_server, tmp_path: Path, capsys):
 
 def test_list_shows_instance_history(exports_server, monkeypatch, capsys):
     """A spec's job run through the webserver appears in the exports list with its status and file size."""
-    server, source_url = exports_server
+    server, _ = exports_server
     launcher = DagsterGraphQLClient("127.0.0.1", port_number=int(server.url.rsplit(":", 1)[1]))
     run_id = launcher.submit_job_execution(f"{CUSTOMERS_SPEC['name']}_job")
     deadline = time.monotonic() + 120
@@ -137,3 +137,19 @@ def test_list_shows_instance_history(exports_server, monkeypatch, capsys):
     assert lines[CUSTOMERS_SPEC["name"]][-4:] == ["-", "SUCCESS", *lines[CUSTOMERS_SPEC["name"]][-2:-1], str(expected_bytes)]
     assert lines[VOUCHERS_SPEC["name"]][-4:] == ["stopped", "-", "-", "-"]
     assert [line.split()[0] for line in searched] == [VOUCHERS_SPEC["name"]]
+
+
+def test_list_of_exports_newest_first(exports_server):
+    server, _ = exports_server
+    client = ExportsClient(server.url)
+    first = client.create("customer", {"fields": ["id"]}, channel="API")
+    second = client.create("customer", {"fields": ["email"]}, channel="API")
+
+    listed = client.list(limit=2, channel="API")
+
+    assert listed["object"] == "list" and listed["data_ref"] == "exports" and listed["total"] == 2
+    assert [export["id"] for export in listed["exports"]] == [second, first]
+    assert all(set(export) <= EXPORT_KEYS | {"error"} for export in listed["exports"])
+    # Finished before the session's webserver stops.
+    for export_id in (first, second):
+        client.wait(export_id, timeout=120)
