@@ -181,6 +181,9 @@ def build_parser() -> argparse.ArgumentParser:
     purge = commands.add_parser("purge-runs", help="delete finished runs (and their logs) older than N days")
     purge.add_argument("--older-than-days", type=int, required=True)
     purge.set_defaults(handler=cmd_purge_runs)
+    from export_pipelines.exports_cli import add_export_commands
+
+    add_export_commands(commands)
 
     # demo-db hands every argument to the generator's own parser (see main).
     commands.add_parser("demo-db", help="build a demo source database: export-pipelines demo-db --help")

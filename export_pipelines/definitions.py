@@ -6,6 +6,7 @@ import logging
 
 import dagster as dg
 
+from export_pipelines.adhoc.job import build_adhoc_job
 from export_pipelines.automation.dependencies import build_dependency_sensor
 from export_pipelines.automation.jobs import build_export_job
 from export_pipelines.automation.notifications import NotificationSettings, build_notification_sensors
@@ -63,7 +64,7 @@ def build_definitions(config: ExportConfig) -> dg.Definitions:
     sensors += build_notification_sensors(config.plans, config.connections.connections)
     return dg.Definitions(
         assets=[*export_assets, *invalid_assets],
-        jobs=[*jobs, *export_jobs.values()],
+        jobs=[*jobs, *export_jobs.values(), build_adhoc_job(config)],
         schedules=schedules,
         sensors=sensors,
         resources={

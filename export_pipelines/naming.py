@@ -62,3 +62,14 @@ def export_run_tags(plan) -> dict[str, str]:
         "export_pipelines/target": plan.spec.target_label.replace("/", "_")[:63] or "download",
         **window_tag(plan.name),
     }
+ADHOC_JOB = "adhoc_export"
+ADHOC_PLAN_OP = "adhoc_plan"
+# Run tags of an ad-hoc export: how it was requested and by whom (Voucherify's channel and user_id).
+ADHOC_CHANNEL_TAG = "export_pipelines/channel"
+ADHOC_USER_TAG = "export_pipelines/user_id"
+ADHOC_OBJECT_TAG = "export_pipelines/exported_object"
+
+
+def adhoc_export_name(run_id: str) -> str:
+    """An ad-hoc export's name, and so its download folder: one per run, a valid export name."""
+    return "adhoc_" + run_id.replace("-", "")

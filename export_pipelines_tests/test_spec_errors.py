@@ -49,6 +49,7 @@ def write_raw(folder: Path, files: dict[str, str]) -> Path:
 SPEC_CASES = [
     ("unknown_model", with_base(model="custmers"), "model",
      ["unknown model", "'custmers'", "did you mean", "customers"]),
+    ("owner_neither_address_nor_team", with_base(owner="crm-team"), "owner", ["email address", "team:NAME"]),
     ("unknown_model_far_from_everything", with_base(model="zzqqxx"), "model", ["unknown model", "'zzqqxx'"]),
     ("unknown_field_in_fields", with_base(fields=["id", {"from": "emial", "to": "Email"}]), "fields[1].from",
      ["no field 'emial'", "did you mean email"]),

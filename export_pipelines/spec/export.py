@@ -382,6 +382,15 @@ class ExportSpec(BaseModel):
         default="auto", description="auto: GROUP BY in the database where it can; arrow: always over Arrow batches."
     )
 
+    @field_validator("owner")
+    @classmethod
+    def _owner_dagster_accepts(cls, value: str | None) -> str | None:
+        """Dagster takes an asset owner only as an address or `team:NAME`; anything else would stop
+        the whole code location from loading, so it is refused here, for this export alone."""
+        if value is not None and not (re.match(EMAIL_PATTERN, value) or re.match(r"^team:[^\s]+$", value)):
+            raise ValueError("owner must be an email address (jane@example.com) or a team written team:NAME")
+        return value
+
     @field_validator("order", mode="before")
     @classmethod
     def _order_as_list(cls, value: Any) -> Any:

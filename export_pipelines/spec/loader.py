@@ -150,20 +150,32 @@ def _load_export(path: Path, relative: str, config: ExportConfig) -> list[SpecPr
     raw = _read_yaml(path, relative, problems, required=True)
     if raw is None:
         return problems
+    plan, problems = check_export(raw, relative, config)
+    if plan is None:
+        return problems
+    if plan.name in config.plans:
+        return [SpecProblem(relative, "name", f"export name {plan.name!r} is already used by another file; names must be unique")]
+    config.plans[plan.name] = plan
+    return []
+
+
+def check_export(raw: dict, relative: str, config: ExportConfig) -> tuple[ExportPlan | None, list[SpecProblem]]:
+    """One export's keys checked against a loaded config: its plan, or every problem found.
+
+    Spec files and ad-hoc export requests both pass here, so their errors read the same.
+    """
     template = None
     if "kpi" in raw:
         try:
             template, raw = _expand_kpi_export(raw, config)
         except ValidationError as error:
-            return _pydantic_problems(relative, raw, error)
+            return None, _pydantic_problems(relative, raw, error)
         except ExceptionGroup as group:
-            return _plan_problems(relative, group)
+            return None, _plan_problems(relative, group)
     try:
         spec = ExportSpec.model_validate(raw)
     except ValidationError as error:
-        return _pydantic_problems(relative, raw, error)
-    if spec.name in config.plans:
-        return [SpecProblem(relative, "name", f"export name {spec.name!r} is already used by another file; names must be unique")]
+        return None, _pydantic_problems(relative, raw, error)
     plan_problems: list[SpecProblem] = []
     try:
         plan = build_plan(
@@ -179,16 +191,14 @@ def _load_export(path: Path, relative: str, config: ExportConfig) -> list[SpecPr
     except ExceptionGroup as group:
         plan_problems.extend(_plan_problems(relative, group))
     if plan_problems:
-        return plan_problems
-    plan = dataclasses.replace(plan, audience=audience)
+        return None, plan_problems
     target_problem = _target_problem(spec, config.connections)
     if target_problem:
-        return [SpecProblem(relative, "target", target_problem)]
+        return None, [SpecProblem(relative, "target", target_problem)]
     mail_problem = _mail_problem(spec, config.connections)
     if mail_problem:
-        return [SpecProblem(relative, *mail_problem)]
-    config.plans[spec.name] = plan
-    return []
+        return None, [SpecProblem(relative, *mail_problem)]
+    return dataclasses.replace(plan, audience=audience), []
 
 
 def _load_kpi(path: Path, relative: str, config: ExportConfig) -> list[SpecProblem]:

@@ -1,0 +1,130 @@
+"""The adhoc_export job: one export run on demand, from typed run config instead of a spec file.
+
+Its ops call the same stage functions and targets as the spec-built assets. The request is
+checked by the spec loader's own check before any query runs. (No `from __future__ import
+annotations`: Dagster reads the op signatures' annotations as real types.)
+"""
+
+import datetime as dt
+import os
+import shutil
+from pathlib import Path
+
+import dagster as dg
+
+from export_pipelines.adhoc.request import DEFAULT_CHANNEL, AdhocExportConfig
+from export_pipelines.adhoc.urls import DOWNLOADS_URL_ENV_VAR, file_urls
+from export_pipelines.database_urls import safe_url
+from export_pipelines.delivery_settings import DeliverySettings
+from export_pipelines.factory import FileSet, RunFacts, StageFile, materialization_metadata, storage_dir, work_dir
+from export_pipelines.naming import ADHOC_CHANNEL_TAG, ADHOC_JOB, ADHOC_PLAN_OP, adhoc_export_name
+from export_pipelines.source import SourceDatabase
+from export_pipelines.spec.connections import MissingSecretError
+from export_pipelines.spec.loader import ExportConfig, check_export
+from export_pipelines.spec.plan import ExportPlan
+from export_pipelines.stages.aggregation import aggregate_parquet
+from export_pipelines.stages.extract import extract_to_parquet
+from export_pipelines.stages.file_naming import NameValues, render_file_name
+from export_pipelines.stages.mapping import map_parquet
+from export_pipelines.stages.serialization import DELIMITERS, LINE_ENDINGS, CsvDialect, OutputSettings, write_files
+from export_pipelines.stages.stage_files import read_batches
+from export_pipelines.targets.base import DeliveryError
+from export_pipelines.targets.registry import target_for
+
+REQUEST_LABEL = "request"
+
+
+def build_adhoc_job(loaded: ExportConfig) -> dg.JobDefinition:
+    """The job over the loaded config's catalog and connections (the same ones the specs use)."""
+    connections = dict(loaded.connections.connections)
+
+    @dg.op(name=ADHOC_PLAN_OP, description="Check the request like a spec file: model, fields, filters, order, target.")
+    def plan_request(context: dg.OpExecutionContext, config: AdhocExportConfig) -> ExportPlan:
+        plan, problems = check_export(config.spec_keys(adhoc_export_name(context.run_id)), REQUEST_LABEL, loaded)
+        if problems:
+            listing = "\n".join(f"- {problem}" for problem in problems)
+            raise dg.Failure(description=f"The export request is invalid:\n{listing}", allow_retries=False)
+        return plan
+
+    @dg.op(description="Query the model into Parquet, filters pushed into SQL.")
+    def extract(context: dg.OpExecutionContext, source_database: SourceDatabase, plan: ExportPlan) -> StageFile:
+        engine = source_database.create_engine(storage_dir(context).parent)
+        folder = work_dir(context, plan.name)
+        try:
+            result = extract_to_parquet(engine, plan, folder / "extract.parquet", batch_size=plan.spec.batch_size)
+        finally:
+            engine.dispose()
+        context.log.info(f"Extracted {result.rows} rows of {plan.model_name} from {safe_url(engine.url)}")
+        context.add_output_metadata({"rows_out": result.rows, "rows_expected": result.expected_rows})
+        return StageFile(str(result.path), result.rows, RunFacts(result.expected_rows, result.extracted_at, str(folder)))
+
+    @dg.op(name="map", description="Rename, Default and Replace values, column at a time.")
+    def map_fields(context: dg.OpExecutionContext, plan: ExportPlan, extracted: StageFile) -> StageFile:
+        destination = work_dir(context, plan.name) / "mapped.parquet"
+        rows = map_parquet(plan, Path(extracted.path), destination, batch_size=plan.spec.batch_size)
+        context.add_output_metadata({"rows_in": extracted.rows, "rows_out": rows})
+        return StageFile(str(destination), rows, extracted.facts)
+
+    @dg.op(description="One row per group when a field aggregates; otherwise the rows pass through.")
+    def aggregate(context: dg.OpExecutionContext, plan: ExportPlan, mapped: StageFile) -> StageFile:
+        if not plan.aggregates:
+            return mapped
+        destination = work_dir(context, plan.name) / "aggregated.parquet"
+        result = aggregate_parquet(plan, Path(mapped.path), destination, batch_size=plan.spec.batch_size)
+        # The extract counted rows, not groups, unless the database grouped them.
+        expected = result.groups if result.execution == "arrow" else mapped.facts.expected_rows
+        facts = RunFacts(expected, mapped.facts.extracted_at, mapped.facts.work_dir, result.execution)
+        context.add_output_metadata({"rows_in": result.rows_in, "rows_out": result.groups, "aggregation": result.execution})
+        return StageFile(str(destination), result.groups, facts)
+
+    @dg.op(description="Write CSV/PSV files, split into chunks by max_rows_per_file.")
+    def serialize(context: dg.OpExecutionContext, plan: ExportPlan, rows: StageFile) -> FileSet:
+        spec = plan.spec
+        settings = OutputSettings(
+            dialect=CsvDialect(DELIMITERS[spec.format], LINE_ENDINGS[spec.line_ending]),
+            compression=spec.compression,
+            max_rows_per_file=spec.max_rows_per_file,
+            archive_time=rows.facts.extracted_at,
+        )
+
+        def name_for_part(part: int) -> str:
+            values = NameValues(export=plan.name, model=plan.model_name, run_time=rows.facts.extracted_at, ext=plan.ext, part=part)
+            return render_file_name(plan.file_template, values)
+
+        headers = [field.header for field in plan.fields]
+        folder = work_dir(context, plan.name) / "files"
+        files = write_files(read_batches(Path(rows.path), spec.batch_size), headers, folder, name_for_part, settings)
+        context.add_output_metadata({"rows_in": rows.rows, "rows_out": sum(f.rows for f in files), "files": len(files)})
+        return FileSet(tuple(files), rows.rows, rows.facts)
+
+    @dg.op(description="Deliver to the download folder or the named connection; report every chunk's URL.")
+    def deliver(context: dg.OpExecutionContext, delivery_settings: DeliverySettings, plan: ExportPlan, file_set: FileSet) -> None:
+        redirected = delivery_settings.redirect_to_download and plan.spec.target != "download"
+        target = target_for(plan, connections, storage_dir(context), file_set.facts.extracted_at, redirected)
+        try:
+            delivery = target.deliver(file_set.files, context.log.info)
+        except (DeliveryError, MissingSecretError) as error:
+            raise dg.Failure(description=str(error)) from error
+        rows_written = sum(file.rows for file in delivery.files)
+        if rows_written != file_set.facts.expected_rows:
+            raise dg.Failure(f"Wrote {rows_written} rows but the source query counted {file_set.facts.expected_rows}")
+        finished = dt.datetime.now(dt.UTC)
+        metadata = materialization_metadata(plan, file_set, delivery, rows_written, target.location, finished, redirected)
+        metadata["urls"] = dg.MetadataValue.json(file_urls(delivery.files, os.environ.get(DOWNLOADS_URL_ENV_VAR)))
+        context.add_output_metadata(metadata)
+        # Delivered: the run's intermediate files are no longer needed for a re-execution.
+        shutil.rmtree(Path(file_set.facts.work_dir).parent, ignore_errors=True)
+
+    @dg.job(
+        name=ADHOC_JOB,
+        description="One export on demand (the Voucherify /exports API): model, fields, filters and order as run config.",
+        tags={ADHOC_CHANNEL_TAG: DEFAULT_CHANNEL},
+        # The stages run one after the other and pass files on disk: one process is enough.
+        executor_def=dg.in_process_executor,
+    )
+    def adhoc_export():
+        plan = plan_request()
+        files = serialize(plan, aggregate(plan, map_fields(plan, extract(plan))))
+        deliver(plan, files)
+
+    return adhoc_export

@@ -1,0 +1,48 @@
+"""What an ad-hoc export asks for: Voucherify's exported_object and parameters, as typed run config."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import dagster as dg
+from pydantic import Field
+
+Channel = Literal["API", "WEBSITE", "CLI"]
+CHANNELS: tuple[str, ...] = Channel.__args__
+# Launchpad runs carry no channel tag of their own: the job's default tag says they came from the UI.
+DEFAULT_CHANNEL = "WEBSITE"
+
+
+class AdhocExportConfig(dg.Config):
+    """One export run on demand; checked like a spec file before anything is extracted."""
+
+    exported_object: str = Field(description="Model name or alias from the catalog: voucher, redemption, customer, ...")
+    fields: list[str] = Field(description="Catalog fields (or metadata.X) in column order.")
+    filters: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Voucherify filter syntax, as in specs: {junction: and, FIELD: {conditions: {$in: [A, B]}}}.",
+    )
+    order: list[str] = Field(default_factory=list, description="Field names; a leading - sorts descending.")
+    format: Literal["csv", "psv"] = "csv"
+    compression: Literal["none", "gzip", "zip"] = "none"
+    max_rows_per_file: int | None = Field(default=None, description="Split the result into chunks of this many rows.")
+    target: str = Field(default="download", description="download, or a connection name from connections.yaml.")
+    path: str = Field(default="", description="Folder on the connection's server; ignored for download.")
+
+    def spec_keys(self, export_name: str) -> dict[str, Any]:
+        """The request as the keys of an export spec, so ExportSpec and the planner check it."""
+        keys: dict[str, Any] = {
+            "name": export_name,
+            "model": self.exported_object,
+            "fields": list(self.fields),
+            "order": list(self.order),
+            "format": self.format,
+            "compression": self.compression,
+            "target": "download" if self.target == "download" else {"connection": self.target, "path": self.path},
+        }
+        if self.filters:
+            keys["filters"] = dict(self.filters)
+        if self.max_rows_per_file is not None:
+            keys["max_rows_per_file"] = self.max_rows_per_file
+        return keys
+

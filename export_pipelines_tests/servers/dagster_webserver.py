@@ -1,0 +1,105 @@
+"""A real dagster-webserver over this code location, on a free loopback port with its own DAGSTER_HOME.
+
+The instance uses Dagster's DefaultRunCoordinator: a run launched through GraphQL starts at
+once in its own process, so no dagster-daemon (and no queue polling) is needed; the daemon
+would only add a process and a poll interval to every test run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from export_pipelines_tests.servers.network import HOST, free_port
+
+INSTANCE_YAML = """\
+telemetry:
+  enabled: false
+run_coordinator:
+  module: dagster._core.run_coordinator
+  class: DefaultRunCoordinator
+"""
+
+
+@dataclass
+class Webserver:
+    url: str
+    home: Path
+    process: subprocess.Popen
+
+    def stop(self) -> None:
+        # The run processes the webserver launched share its session: end them with it.
+        try:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+        except ProcessLookupError:
+            pass
+
+
+LOCATIONS_QUERY = """
+{ workspaceOrError { ... on Workspace { locationEntries { locationOrLoadError {
+  __typename ... on PythonError { message } } } } } }
+"""
+
+
+def _code_location_error(url: str) -> str | None:
+    """A webserver answers even when its code location failed to import; say why it failed."""
+    body = json.dumps({"query": LOCATIONS_QUERY}).encode()
+    request = urllib.request.Request(f"{url}/graphql", body, {"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=30) as response:
+        entries = json.load(response)["data"]["workspaceOrError"]["locationEntries"]
+    errors = [entry["locationOrLoadError"].get("message", "") for entry in entries if entry["locationOrLoadError"]["__typename"] == "PythonError"]
+    return "; ".join(errors) or None
+
+
+def webserver_executable() -> str | None:
+    beside_python = Path(sys.executable).parent / "dagster-webserver"
+    return str(beside_python) if beside_python.exists() else shutil.which("dagster-webserver")
+
+
+def start_webserver(folder: Path, environment: dict[str, str], seconds: float = 90.0) -> Webserver:
+    executable = webserver_executable()
+    if executable is None:
+        raise FileNotFoundError("dagster-webserver is not installed")
+    home = folder / "dagster_home"
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "dagster.yaml").write_text(INSTANCE_YAML)
+    port = free_port()
+    env = {**os.environ, **environment, "DAGSTER_HOME": str(home)}
+    log = (folder / "webserver.log").open("w")
+    process = subprocess.Popen(
+        [executable, "-h", HOST, "-p", str(port), "-m", "export_pipelines.definitions"],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    server = Webserver(f"http://{HOST}:{port}", home, process)
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"dagster-webserver exited with {process.returncode}: {(folder / 'webserver.log').read_text()}")
+        try:
+            with urllib.request.urlopen(f"{server.url}/server_info", timeout=2):
+                pass
+        except OSError:
+            time.sleep(0.3)
+            continue
+        load_error = _code_location_error(server.url)
+        if load_error:
+            server.stop()
+            raise RuntimeError(f"the code location did not load: {load_error}")
+        return server
+    server.stop()
+    raise RuntimeError(f"dagster-webserver did not answer within {seconds} s: {(folder / 'webserver.log').read_text()}")

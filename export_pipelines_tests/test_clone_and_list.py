@@ -1,0 +1,78 @@
+"""export-pipelines clone and list over a config folder (list history: see api/test_exports_api.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from export_pipelines.cli import main
+from export_pipelines.spec.loader import load_config
+from export_pipelines_tests.conftest import write_config
+
+ORDERS = {
+    "name": "orders_nightly",
+    "model": "transactions",
+    "owner": "team:crm",
+    "fields": ["number", "amount"],
+    "target": "download",
+    "schedule": {"on": "2099-12-01T06:00", "timezone": "Europe/Budapest"},
+}
+CUSTOMERS = {"name": "customers_weekly", "model": "customers", "fields": ["email"], "schedule": {"repeated": "weekly", "days": ["mon"], "active": False}}
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    return write_config(tmp_path / "config", [ORDERS, CUSTOMERS])
+
+
+def test_clone_writes_a_valid_spec_with_changes(config: Path, capsys):
+    assert main(["clone", "orders_nightly", "orders_weekly_psv", "--config", str(config), "--set", "format=psv", "--set", "schedule.active=false"]) == 0
+
+    written = yaml.safe_load((config / "exports" / "orders_weekly_psv.yaml").read_text())
+    loaded = load_config(config)
+    assert not loaded.problems
+    assert written == {**ORDERS, "name": "orders_weekly_psv", "format": "psv", "schedule": {**ORDERS["schedule"], "active": False}}
+    assert loaded.plans["orders_weekly_psv"].spec.format == "psv"
+    assert "orders_weekly_psv.yaml" in capsys.readouterr().out
+
+
+def test_clone_refuses_to_overwrite(config: Path, capsys):
+    before = (config / "exports" / "customers_weekly.yaml").read_text()
+
+    assert main(["clone", "orders_nightly", "customers_weekly", "--config", str(config)]) == 1
+
+    assert "already exists" in capsys.readouterr().out
+    assert (config / "exports" / "customers_weekly.yaml").read_text() == before
+
+
+def test_invalid_clone_is_removed_and_its_problems_printed(config: Path, capsys):
+    assert main(["clone", "orders_nightly", "orders_bad", "--config", str(config), "--set", "fields=[number, amonut]"]) == 1
+
+    out = capsys.readouterr().out
+    assert "exports/orders_bad.yaml: fields[1].from: model transactions has no field 'amonut'" in out
+    assert not (config / "exports" / "orders_bad.yaml").exists()
+
+
+def test_clone_of_an_unknown_export_suggests_names(config: Path, capsys):
+    assert main(["clone", "orders_nighty", "x", "--config", str(config)]) == 1
+    assert "did you mean orders_nightly" in capsys.readouterr().out
+
+
+def test_list_without_history_and_search(config: Path, tmp_path: Path, monkeypatch, capsys):
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+
+    assert main(["list", "--config", str(config)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert main(["list", "--config", str(config), "--search", "TRANSACTIONS"]) == 0
+    searched = capsys.readouterr().out.splitlines()
+
+    assert out[0].split()[:3] == ["NAME", "MODEL", "TARGET"]
+    rows = {line.split()[0]: line.split() for line in out[1:]}
+    assert rows.keys() == {"orders_nightly", "customers_weekly"}
+    assert rows["orders_nightly"][-4:] == ["running", "-", "-", "-"]
+    assert rows["customers_weekly"][-4:] == ["stopped", "-", "-", "-"]
+    assert [line.split()[0] for line in searched[1:]] == ["orders_nightly"]
