@@ -82,4 +82,12 @@ def target_for(
         run_time=run_time,
     )
     open_session = SESSIONS[connection.type]
-    return RemoteTarget(options, target_address(connection, target.path), lambda: open_session(target.connection, connection, options, target.path))
+    warning = None
+    if getattr(connection, "insecure_accept_any_host_key", False):
+        warning = f"connection {target.connection} does not verify the server's host key (insecure_accept_any_host_key)"
+    return RemoteTarget(
+        options,
+        target_address(connection, target.path),
+        lambda: open_session(target.connection, connection, options, target.path),
+        warning,
+    )

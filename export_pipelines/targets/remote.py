@@ -99,10 +99,13 @@ class DeliveryOptions:
 
 
 class RemoteTarget(Target):
-    def __init__(self, options: DeliveryOptions, address: str, open_session: Callable[[], RemoteSession]):
+    def __init__(
+        self, options: DeliveryOptions, address: str, open_session: Callable[[], RemoteSession], warning: str | None = None
+    ):
         self.options = options
         self.address = address
         self.open_session = open_session
+        self.warning = warning
 
     @property
     def location(self) -> str:
@@ -116,6 +119,8 @@ class RemoteTarget(Target):
         )
 
     def deliver(self, files: Sequence[LocalFile], log: Log) -> Delivery:
+        if self.warning:
+            log(f"WARNING: {self.warning}")
         try:
             session = self.open_session()
         except Exception as error:

@@ -11,9 +11,12 @@ import time
 
 import pytest
 
+from export_pipelines.spec.loader import load_config
 from export_pipelines.targets.base import DeliveryError
+from export_pipelines.targets.registry import target_for
+from export_pipelines_tests.conftest import write_config
 from export_pipelines_tests.servers.network import HOST
-from export_pipelines_tests.targets.delivery_helpers import Log, export_file_name, local_file, make_target
+from export_pipelines_tests.targets.delivery_helpers import RUN_TIME, Log, export_file_name, local_file, make_target
 
 
 def sftp_connection(sshd, **changes) -> dict:
@@ -143,11 +146,21 @@ def test_pinned_fingerprint_accepts_the_right_key_and_refuses_another(sshd, remo
     assert not (path / "b.csv").exists()
 
 
-def test_insecure_option_skips_host_key_checks(sshd, remote_folder, tmp_path):
+def loaded(tmp_path, connection: dict, folder: str):
+    """The export's plan and connections as the loader makes them, for registry.target_for."""
+    spec = {"name": "probe", "model": "customers", "fields": ["id"], "target": {"connection": "partner", "path": folder}}
+    config = load_config(write_config(tmp_path / "config", [spec], connections={"connections": {"partner": connection}}))
+    return config.plans["probe"], config.connections.connections
+
+
+def test_insecure_option_skips_host_key_checks_and_says_so(sshd, remote_folder, tmp_path):
     folder, path = remote_folder
     connection = sftp_connection(sshd, known_hosts_path=None, insecure_accept_any_host_key=True)
-    make_target(connection, folder).deliver([local_file(tmp_path, "a.csv", b"x\r\n")], Log())
+    plan, connections = loaded(tmp_path, connection, folder)
+    log = Log()
+    target_for(plan, connections, tmp_path, RUN_TIME).deliver([local_file(tmp_path, "a.csv", b"x\r\n")], log)
     assert (path / "a.csv").read_bytes() == b"x\r\n"
+    assert log[0] == "WARNING: connection partner does not verify the server's host key (insecure_accept_any_host_key)"
 
 
 def test_missing_nested_folders_are_created(sshd, remote_folder, tmp_path):
