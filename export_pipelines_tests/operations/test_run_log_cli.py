@@ -4,7 +4,6 @@ with SQLite storage and with PostgreSQL storage (dagster-postgres)."""
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import uuid
@@ -17,7 +16,7 @@ import yaml
 
 from export_pipelines.run_history import RERUN_JOB_ENV_VAR, rerun_job
 from export_pipelines.targets.registry import downloads_folder
-from export_pipelines_tests.conftest import POSTGRES_URL, write_config
+from export_pipelines_tests.conftest import write_config
 from export_pipelines_tests.sample_data import CUSTOMERS, create_sample_tables
 
 CLI = str(Path(sys.executable).parent / "export-pipelines")

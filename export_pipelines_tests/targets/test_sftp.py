@@ -35,7 +35,7 @@ def sftp_connection(sshd, **changes) -> dict:
 
 def test_key_auth_delivers_exact_bytes_under_the_final_name_only(sshd, remote_folder, tmp_path):
     folder, path = remote_folder
-    content = "id,email\r\n1,ada@example.com\r\n2,\"Grace, Hopper\"\r\n".encode()
+    content = b"id,email\r\n1,ada@example.com\r\n2,\"Grace, Hopper\"\r\n"
     file = local_file(tmp_path, "probe_20261123T020000Z.csv", content, rows=2)
     log = Log()
     delivery = make_target(sftp_connection(sshd), folder).deliver([file], log)
