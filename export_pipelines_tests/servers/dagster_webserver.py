@@ -68,13 +68,15 @@ def webserver_executable() -> str | None:
     return str(beside_python) if beside_python.exists() else shutil.which("dagster-webserver")
 
 
-def start_webserver(folder: Path, environment: dict[str, str], seconds: float = 90.0) -> Webserver:
+def start_webserver(
+    folder: Path, environment: dict[str, str], seconds: float = 90.0, instance_yaml: str = INSTANCE_YAML
+) -> Webserver:
     executable = webserver_executable()
     if executable is None:
         raise FileNotFoundError("dagster-webserver is not installed")
     home = folder / "dagster_home"
     home.mkdir(parents=True, exist_ok=True)
-    (home / "dagster.yaml").write_text(INSTANCE_YAML)
+    (home / "dagster.yaml").write_text(instance_yaml)
     port = free_port()
     env = {**os.environ, **environment, "DAGSTER_HOME": str(home)}
     log = (folder / "webserver.log").open("w")
@@ -103,3 +105,14 @@ def start_webserver(folder: Path, environment: dict[str, str], seconds: float = 
         return server
     server.stop()
     raise RuntimeError(f"dagster-webserver did not answer within {seconds} s: {(folder / 'webserver.log').read_text()}")
+
+
+def start_daemon(server: Webserver, folder: Path, environment: dict[str, str]) -> subprocess.Popen:
+    """dagster-daemon over the same instance: it dequeues queued runs (and ticks sensors)."""
+    executable = Path(sys.executable).parent / "dagster-daemon"
+    env = {**os.environ, **environment, "DAGSTER_HOME": str(server.home)}
+    log = (folder / "daemon.log").open("w")
+    return subprocess.Popen(
+        [str(executable), "run", "-m", "export_pipelines.definitions"], env=env, stdout=log, stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
