@@ -33,6 +33,11 @@ CASES = [
      ["repeated: daily | weekly | monthly | every", "on: DATE-TIME"]),
     ("every_not_dividing_an_hour", with_base(schedule={"repeated": "every", "every": "7m"}), "schedule.every",
      ["must divide an hour"]),
+    ("every_zero_minutes", with_base(schedule={"repeated": "every", "every": "0m"}), "schedule.every",
+     ["at least 1m"]),
+    ("every_zero_hours", with_base(schedule={"repeated": "every", "every": "0h"}), "schedule.every", ["at least 1m"]),
+    ("every_in_seconds", with_base(schedule={"repeated": "every", "every": "90s"}), "schedule.every",
+     ["whole number of minutes"]),
     ("every_not_a_duration", with_base(schedule={"repeated": "every", "every": "half an hour"}), "schedule.every",
      ["not a duration", "30m"]),
     ("on_date_in_the_past", with_base(schedule={"on": "2020-01-01T06:00", "timezone": "Europe/Budapest"}), "schedule.on",
@@ -131,3 +136,10 @@ def test_an_incremental_export_follows_only_an_export_with_the_same_windows(tmp_
     assert found["valid"] == ["customers", "hourly"]
     assert "needs the same incremental grain and timezone" in found["exports/orders.yaml"]
     assert "needs the same incremental grain and timezone" in found["exports/orders_hourly.yaml"]
+
+
+def test_a_zero_interval_is_reported_and_the_other_exports_still_load(tmp_path):
+    specs = [with_base(schedule={"repeated": "every", "every": "0m"}), {**BASE, "name": "other"}]
+    found = problems_by_file(tmp_path, specs)
+    assert found["valid"] == ["other"]
+    assert found["exports/probe.yaml"].startswith("schedule.every: every must be a whole number of minutes, at least 1m")
