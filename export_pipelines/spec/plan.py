@@ -185,7 +185,7 @@ def build_plan(
     except file_naming.FileNameError as error:
         problems.append(PlanError("file_name", str(error)))
 
-    timing = timing_problems(spec, model_name, model, dt.datetime.now(dt.UTC))
+    timing = timing_problems(spec, model_name, model)
     problems.extend(PlanError(key_path, message) for key_path, message in timing)
     window_field = window_field_name(spec, model)
 

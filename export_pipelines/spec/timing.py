@@ -7,7 +7,6 @@ reported when the config loads, not at 3 a.m. when the tick comes.
 from __future__ import annotations
 
 import datetime as dt
-import zoneinfo
 
 from export_pipelines.automation.cron import longest_tick_gap, minutes
 from export_pipelines.catalog.models import ModelDef
@@ -23,7 +22,7 @@ def window_field_name(spec: ExportSpec, model: ModelDef) -> str | None:
     return model.event_date if spec.incremental.by == "event_date" else model.updated_at
 
 
-def timing_problems(spec: ExportSpec, model_name: str, model: ModelDef, now: dt.datetime) -> list[tuple[str, str]]:
+def timing_problems(spec: ExportSpec, model_name: str, model: ModelDef) -> list[tuple[str, str]]:
     """(key path, message) for every time key that cannot work as written."""
     problems: list[tuple[str, str]] = []
     incremental, schedule = spec.incremental, spec.schedule
@@ -43,17 +42,18 @@ def timing_problems(spec: ExportSpec, model_name: str, model: ModelDef, now: dt.
         return problems
 
     if isinstance(schedule, OnDateSchedule):
-        fires_at = schedule.on.replace(tzinfo=zoneinfo.ZoneInfo(schedule.timezone))
-        if fires_at <= now:
-            problems.append(
-                ("schedule.on", f"{schedule.on:%Y-%m-%dT%H:%M} {schedule.timezone} is in the past; an on-date schedule "
-                 "fires once, so give a future date and time")
-            )
+        # A past on-date is no error: a one-off that has fired stays loaded and never fires again.
         if incremental is not None:
             # A one-off incremental run exports every complete window from `start` until the on-date.
             start = dt.datetime.combine(incremental.start, dt.time())
             span = schedule.on.replace(tzinfo=None) - start
-            if span > dt.timedelta(days=spec.max_window_days):
+            if span < GRAIN_LENGTH[incremental.grain]:
+                problems.append(
+                    ("schedule.on", f"{schedule.on:%Y-%m-%dT%H:%M} is before the end of the first {incremental.grain} "
+                     f"window (incremental.start {incremental.start}), so the one run would have no complete window "
+                     "to export; give a later date or an earlier start")
+                )
+            elif span > dt.timedelta(days=spec.max_window_days):
                 problems.append(
                     ("schedule.on", f"the one run would export {span.days} days ({incremental.start} until {schedule.on:%Y-%m-%d}), "
                      f"more than max_window_days {spec.max_window_days}; move incremental.start later")
