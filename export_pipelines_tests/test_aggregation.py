@@ -279,3 +279,25 @@ def test_group_by_json_property_pushed_down_and_over_arrow(sample_source_url, tm
     expected = "source,bills,points\r\n" + "".join(f"{k},{len(v)},{sum(v)}\r\n" for k, v in sorted(points.items()))
     assert only_file(pushed) == only_file(arrow) == expected
     assert (pushed.metadata["aggregation"], arrow.metadata["aggregation"]) == ("pushdown", "arrow")
+
+
+def test_a_numeric_group_with_a_default_sorts_by_number_with_the_defaulted_group_first(sales_source_url, tmp_path):
+    # quantity in SALES: NULL, negatives and positives, which sort differently as text and as numbers.
+    def spec(name: str, path: str, default: str | None = None) -> dict:
+        group = {"from": "quantity", "to": "q", "aggregation": "group", **({"default": default} if default else {})}
+        return {"name": name, "model": "sales", "fields": [group, {"from": "id", "to": "n", "aggregation": "count"}],
+                "aggregation_path": path, "batch_size": 4}
+
+    pushed = run_export(spec("by_quantity", "auto"), sales_source_url, tmp_path / "pushdown", models=SALES_MODELS)
+    arrow = run_export(spec("by_quantity", "arrow"), sales_source_url, tmp_path / "arrow", models=SALES_MODELS)
+    defaulted = run_export(spec("by_quantity", "auto", "none"), sales_source_url, tmp_path / "default", models=SALES_MODELS)
+    assert (pushed.metadata["aggregation"], defaulted.metadata["aggregation"]) == ("pushdown", "arrow")
+
+    counts: dict[int | None, int] = defaultdict(int)
+    for row in SALES + (PRECISE_SALES if "postgresql" in sales_source_url else []):
+        counts[row["quantity"]] += 1
+    numbers = sorted(q for q in counts if q is not None)
+    expected = ["q,n", f",{counts[None]}", *(f"{q},{counts[q]}" for q in numbers)]
+    assert numbers[:3] == [-3, -2, -1]  # as text they would sort -1, -2, -3
+    assert only_file(pushed) == only_file(arrow) == "\r\n".join(expected) + "\r\n"
+    assert only_file(defaulted) == "\r\n".join(["q,n", f"none,{counts[None]}", *expected[2:]]) + "\r\n"
