@@ -177,9 +177,8 @@ def build_plan(
             problems.append(error)
 
     ext = file_naming.extension(spec.format, spec.compression)
-    template = spec.file_name or (
-        file_naming.DEFAULT_SPLIT_TEMPLATE if spec.max_rows_per_file else file_naming.DEFAULT_TEMPLATE
-    )
+    grain = spec.incremental.grain if spec.incremental else None
+    template = spec.file_name or file_naming.default_template(grain, split=spec.max_rows_per_file is not None)
     try:
         _check_template(spec, template, ext)
     except file_naming.FileNameError as error:
