@@ -16,10 +16,10 @@ from dataclasses import dataclass, field
 
 import dagster as dg
 
-from export_pipelines.automation.cron import minutes
 from export_pipelines.automation.windows import partitions_for, range_from_tags, range_tags
 from export_pipelines.naming import after_sensor_name_for, asset_key_for
 from export_pipelines.spec.plan import ExportPlan
+from export_pipelines.spec.timing import minutes
 
 FAILED_STATUSES = {dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
 UPSTREAM_RUN_TAG = "export_pipelines/after_run"

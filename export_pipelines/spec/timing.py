@@ -8,11 +8,23 @@ from __future__ import annotations
 
 import datetime as dt
 
-from export_pipelines.automation.cron import longest_tick_gap, minutes
 from export_pipelines.catalog.models import ModelDef
-from export_pipelines.spec.export import EverySchedule, ExportSpec, OnDateSchedule
+from export_pipelines.spec.export import (
+    WEEKDAYS,
+    DailySchedule,
+    EverySchedule,
+    ExportSpec,
+    MonthlySchedule,
+    OnDateSchedule,
+    WeeklySchedule,
+)
+
+SpecSchedule = DailySchedule | WeeklySchedule | MonthlySchedule | EverySchedule | OnDateSchedule
 
 GRAIN_LENGTH = {"daily": dt.timedelta(days=1), "hourly": dt.timedelta(hours=1)}
+# Four years hold every month length, a leap day and every weekday pattern.
+_CALENDAR_CYCLE_START = dt.date(2024, 1, 1)
+_CALENDAR_CYCLE_DAYS = 4 * 366
 
 
 def window_field_name(spec: ExportSpec, model: ModelDef) -> str | None:
@@ -75,3 +87,35 @@ def timing_problems(spec: ExportSpec, model_name: str, model: ModelDef) -> list[
         )
     return problems
 
+
+def longest_tick_gap(schedule: SpecSchedule) -> dt.timedelta | None:
+    """The longest time between two consecutive ticks (wall clock); None for a one-off."""
+    match schedule:
+        case EverySchedule(every=every):
+            return every
+        case OnDateSchedule():
+            return None
+    dates = [day for day in _cycle_days() if _fires_on(schedule, day)]
+    gaps = [later - earlier for earlier, later in zip(dates, dates[1:], strict=False)]
+    return max(gaps)
+
+
+def _cycle_days() -> list[dt.date]:
+    return [_CALENDAR_CYCLE_START + dt.timedelta(days=offset) for offset in range(_CALENDAR_CYCLE_DAYS)]
+
+
+def _fires_on(schedule: DailySchedule | WeeklySchedule | MonthlySchedule, day: dt.date) -> bool:
+    match schedule:
+        case DailySchedule():
+            return True
+        case WeeklySchedule(days=days):
+            return WEEKDAYS[day.weekday()] in days
+        case MonthlySchedule(days=days):
+            last = (day + dt.timedelta(days=1)).month != day.month
+            return day.day in days or (last and "last" in days)
+    return False
+
+
+def minutes(duration: dt.timedelta) -> str:
+    """A duration as the spec writes it: 30m."""
+    return f"{int(duration.total_seconds() // 60)}m"
