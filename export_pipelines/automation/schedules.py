@@ -98,7 +98,8 @@ def describe_schedule(plan: ExportPlan, now: dt.datetime | None = None) -> str:
         if fires.replace(tzinfo=None) != schedule.on:
             on_text += f" (that local time does not exist then; the tick comes at {fires:%H:%M})"
         if fires <= (now or dt.datetime.now(dt.UTC)):
-            return f"fired once on {on_text}, will not run again"
+            fired = "fired once" if schedule.active else "was due once (inactive)"
+            return f"{fired} on {on_text}, will not run again"
         when = f"once on {on_text}"
     else:
         when = f"{schedule.repeated} ({cron_string(schedule)} {schedule.timezone})"
