@@ -35,7 +35,7 @@ def typed_order_groups(plan: ExportPlan) -> list[int]:
 
 
 def group_order_column(index: int) -> str:
-    return f"f{index}_order"
+    return f"__order{index}"
 
 
 def map_batch(plan: ExportPlan, batch: pa.RecordBatch) -> pa.RecordBatch:
