@@ -76,7 +76,7 @@ def follow_upstream(instance: dg.DagsterInstance, plan: ExportPlan, now: dt.date
             continue
         if _materializes(instance, record, upstream_key):
             if _due(record, after.delay) > now:
-                # Runs finish in update order, so the ones after this one are not due either.
+                # Later runs finished no earlier, so none of them is due yet: the cursor waits here.
                 waiting = record
                 break
             request = _request_for(plan, record.dagster_run)
@@ -93,10 +93,10 @@ def follow_upstream(instance: dg.DagsterInstance, plan: ExportPlan, now: dt.date
 
 def _starting_point(instance: dg.DagsterInstance, key: dg.AssetKey) -> dt.datetime:
     """Where a sensor without a cursor (new, or reset) starts: at the upstream's latest successful run, not all history."""
-    successful = dg.RunsFilter(statuses=[dg.DagsterRunStatus.SUCCESS])
-    for record in instance.get_run_records(successful, order_by="update_timestamp"):
-        if _materializes(instance, record, key):
-            return _updated(record) - dt.timedelta(microseconds=1)
+    materialized = instance.get_latest_materialization_event(key)
+    record = instance.get_run_record_by_id(materialized.run_id) if materialized else None
+    if record is not None:
+        return _updated(record) - dt.timedelta(microseconds=1)
     latest = instance.get_run_records(limit=1, order_by="update_timestamp")
     return _updated(latest[0]) if latest else dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
