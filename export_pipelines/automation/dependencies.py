@@ -23,6 +23,8 @@ from export_pipelines.spec.timing import minutes
 
 FAILED_STATUSES = {dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED}
 UPSTREAM_RUN_TAG = "export_pipelines/after_run"
+# Finished runs read per evaluation; the cursor takes the next ones a minute later.
+RUNS_PER_EVALUATION = 500
 
 
 @dataclass
@@ -71,7 +73,7 @@ def follow_upstream(instance: dg.DagsterInstance, plan: ExportPlan, now: dt.date
     requests: list[dg.RunRequest] = []
     skipped: list[str] = []
     waiting: dg.RunRecord | None = None
-    for record in instance.get_run_records(filters, order_by="update_timestamp", ascending=True):
+    for record in instance.get_run_records(filters, limit=RUNS_PER_EVALUATION, order_by="update_timestamp", ascending=True):
         if record.dagster_run.run_id in state.handled:
             continue
         if _materializes(instance, record, upstream_key):
