@@ -141,6 +141,11 @@ SALES = [
     *[sale("Half", "down", "-0.0001", q, "h", 11 + i) for i, q in enumerate([-1, -1, -1, -1, -1, -1, -1, -2])],
     # 1 / 3 of a ten-thousandth: a repeating average
     *[sale("Third", "x", amount, 0, "t", 20 + i) for i, amount in enumerate(["0.0001", "0.0000", "0.0000"])],
+    # 1/32 and -1/32 are exact binary floats halfway between two ten-thousandths: both paths must round them
+    # the same way (half away from zero, as PostgreSQL does when it stores them): 0.0313 and -0.0313.
+    sale("Tie", "x", "0.03125", 1, "t", 25),
+    sale("Tie", "x", "0.03125", 1, "t", 26),
+    sale("Tie", "y", "-0.03125", 1, "t", 27),
 ]
 # Beyond a float's 15-16 digits: PostgreSQL only (SQLite stores decimals as floats, a documented limitation).
 PRECISE_SALES = [sale("Precise", "pg", "12345678901234.5678", 1, "p", 23), sale("Precise", "pg", "0.0003", 1, "p", 24)]
@@ -202,6 +207,14 @@ def test_pushdown_and_arrow_write_identical_bytes(sales_source_url, tmp_path):
     assert table.loc[("Zürich", "Ost"), "sold_on_max"] == "2025-03-02"
     assert table.loc[("東京", "渋谷"), "amount_sum"] == "0.0000"
     assert table.loc[("東京", "渋谷"), "sold_at_min"] == "2025-03-06T12:00:00.999999Z"
+    assert (table.loc[("Tie", "x"), "amount_sum"], table.loc[("Tie", "x"), "amount_max"]) == ("0.0626", "0.0313")
+    assert table.loc[("Tie", "y"), "amount_sum"] == "-0.0313"
+
+    # A plain export of the same rows writes the values that add up to the pushed-down sums.
+    ties = {"region": {"conditions": {"$is": "Tie"}}}
+    plain = run_export({"name": "tie_rows", "model": "sales", "fields": ["store", "amount"], "filters": ties, "order": ["id"]},
+                       sales_source_url, tmp_path / "plain", models=SALES_MODELS)
+    assert only_file(plain) == "store,amount\r\nx,0.0313\r\nx,0.0313\r\ny,-0.0313\r\n"
     if "postgresql" in sales_source_url:
         assert table.loc[("Precise", "pg"), "amount_sum"] == "12345678901234.5681"
         assert table.loc[("Precise", "pg"), "amount_avg"] == "6172839450617.284050"
@@ -228,7 +241,8 @@ def test_replace_and_default_on_groups_run_before_grouping_over_arrow(sales_sour
         groups["Zürich" if region == "zurich" else region].append(row)
     lines = ["Region,Sales,Amount,LastNote"]
     for region, rows in sorted(groups.items()):
-        amounts = [r["amount"] for r in rows if r["amount"] is not None]
+        # Stored at the field's scale 4, rounded half away from zero (the Tie rows' 0.03125 is 0.0313).
+        amounts = [r["amount"].quantize(Decimal("0.0001"), ROUND_HALF_UP) for r in rows if r["amount"] is not None]
         last_note = max(r["note"] or "" for r in rows)
         lines.append(f"{region},{len(rows)},{sum(amounts) if amounts else '0'},{'why' if last_note == 'y' else last_note}")
     assert only_file(run) == "\r\n".join(lines) + "\r\n"
@@ -266,3 +280,25 @@ def test_group_by_json_property_pushed_down_and_over_arrow(sample_source_url, tm
     expected = "source,bills,points\r\n" + "".join(f"{k},{len(v)},{sum(v)}\r\n" for k, v in sorted(points.items()))
     assert only_file(pushed) == only_file(arrow) == expected
     assert (pushed.metadata["aggregation"], arrow.metadata["aggregation"]) == ("pushdown", "arrow")
+
+
+def test_a_numeric_group_with_a_default_sorts_by_number_with_the_defaulted_group_first(sales_source_url, tmp_path):
+    # quantity in SALES: NULL, negatives and positives, which sort differently as text and as numbers.
+    def spec(name: str, path: str, default: str | None = None) -> dict:
+        group = {"from": "quantity", "to": "q", "aggregation": "group", **({"default": default} if default else {})}
+        return {"name": name, "model": "sales", "fields": [group, {"from": "id", "to": "n", "aggregation": "count"}],
+                "aggregation_path": path, "batch_size": 4}
+
+    pushed = run_export(spec("by_quantity", "auto"), sales_source_url, tmp_path / "pushdown", models=SALES_MODELS)
+    arrow = run_export(spec("by_quantity", "arrow"), sales_source_url, tmp_path / "arrow", models=SALES_MODELS)
+    defaulted = run_export(spec("by_quantity", "auto", "none"), sales_source_url, tmp_path / "default", models=SALES_MODELS)
+    assert (pushed.metadata["aggregation"], defaulted.metadata["aggregation"]) == ("pushdown", "arrow")
+
+    counts: dict[int | None, int] = defaultdict(int)
+    for row in SALES + (PRECISE_SALES if "postgresql" in sales_source_url else []):
+        counts[row["quantity"]] += 1
+    numbers = sorted(q for q in counts if q is not None)
+    expected = ["q,n", f",{counts[None]}", *(f"{q},{counts[q]}" for q in numbers)]
+    assert numbers[:3] == [-3, -2, -1]  # as text they would sort -1, -2, -3
+    assert only_file(pushed) == only_file(arrow) == "\r\n".join(expected) + "\r\n"
+    assert only_file(defaulted) == "\r\n".join(["q,n", f"none,{counts[None]}", *expected[2:]]) + "\r\n"

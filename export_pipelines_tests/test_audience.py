@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -33,14 +32,12 @@ def test_audience_file_of_100000_ids_filters_an_aggregated_export(sample_source_
         "fields": [{"from": "status", "aggregation": "group"}, {"from": "id", "to": "bills", "aggregation": "count"}],
         "audience": {"customers_file": "audiences/vip.csv"},
     }
-    started = time.monotonic()
     run = run_export(spec, sample_source_url, tmp_path)
     counts = Counter(t["status"] for t in TRANSACTIONS if t["customer_id"] in members)
     expected = "status,bills\r\n" + "".join(f"{status},{n}\r\n" for status, n in sorted(counts.items()))
     [content] = run.files.values()
     assert content.decode() == expected
     assert run.metadata["aggregation"] == "pushdown"
-    assert time.monotonic() - started < 30
 
 
 def test_audience_file_filters_rows_of_a_plain_export(sample_source_url, tmp_path):

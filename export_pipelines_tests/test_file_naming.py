@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -12,6 +14,7 @@ from export_pipelines.stages.file_naming import (
     FileNameError,
     NameValues,
     check_safe_file_name,
+    default_template,
     extension,
     render_file_name,
     template_tokens,
@@ -79,6 +82,30 @@ def test_default_templates():
     assert render_file_name(DEFAULT_TEMPLATE, values(run_time=run_time.astimezone(PLUS_ONE))) == (
         render_file_name(DEFAULT_TEMPLATE, values(run_time=run_time))
     )
+
+
+def test_incremental_default_templates_name_the_window_so_a_rerun_replaces_its_file():
+    budapest = ZoneInfo("Europe/Budapest")
+    day = values(window_start=dt.datetime(2026, 3, 27, tzinfo=budapest), window_end=dt.datetime(2026, 3, 28, tzinfo=budapest))
+    assert render_file_name(default_template("daily", split=False), day) == "daily_customers_20260327_20260328.csv"
+    assert render_file_name(default_template("daily", split=True), dataclasses.replace(day, part=2)) == (
+        "daily_customers_20260327_20260328_part002.csv"
+    )
+    later_rerun = dataclasses.replace(day, run_time=day.run_time + dt.timedelta(days=3))
+    assert render_file_name(default_template("daily", split=False), later_rerun) == "daily_customers_20260327_20260328.csv"
+    # The autumn night's repeated 02:00 hour: two windows, two names.
+    first = dt.datetime(2026, 10, 25, 0, 0, tzinfo=dt.UTC)
+    hours = [
+        values(window_start=(first + dt.timedelta(hours=h)).astimezone(budapest),
+               window_end=(first + dt.timedelta(hours=h + 1)).astimezone(budapest))
+        for h in (0, 1)
+    ]
+    assert [render_file_name(default_template("hourly", split=False), v) for v in hours] == [
+        "daily_customers_20261025T0200+0200_20261025T0200+0100.csv",
+        "daily_customers_20261025T0200+0100_20261025T0300+0100.csv",
+    ]
+    assert default_template(None, split=False) == DEFAULT_TEMPLATE
+    assert default_template(None, split=True) == DEFAULT_SPLIT_TEMPLATE
 
 
 def test_render_does_not_change_the_given_values():

@@ -12,7 +12,7 @@ import datetime as dt
 import zoneinfo
 
 import dagster as dg
-from dagster._utils.schedules import reverse_cron_string_iterator
+from dagster._utils.schedules import reverse_cron_string_iterator, schedule_execution_time_iterator
 
 from export_pipelines.automation.cron import cron_string
 from export_pipelines.automation.windows import partitions_for, range_tags, windows_between
@@ -21,18 +21,23 @@ from export_pipelines.spec.export import OnDateSchedule
 from export_pipelines.spec.plan import ExportPlan
 
 
-def build_export_schedule(plan: ExportPlan, job: dg.UnresolvedAssetJobDefinition) -> dg.ScheduleDefinition:
+def build_export_schedule(
+    plan: ExportPlan, job: dg.UnresolvedAssetJobDefinition, now: dt.datetime | None = None
+) -> dg.ScheduleDefinition:
+    """An on-date schedule whose date has passed stays visible, stopped, and skips every tick."""
     schedule = plan.spec.schedule
     assert schedule is not None, "only exports with a schedule get one"
     cron = cron_string(schedule)
+    now = now or dt.datetime.now(dt.UTC)
+    running = schedule.active and not (isinstance(schedule, OnDateSchedule) and on_date_fire_time(schedule) <= now)
 
     @dg.schedule(
         name=schedule_name_for(plan.name),
         cron_schedule=cron,
         execution_timezone=schedule.timezone,
         job=job,
-        default_status=dg.DefaultScheduleStatus.RUNNING if schedule.active else dg.DefaultScheduleStatus.STOPPED,
-        description=describe_schedule(plan),
+        default_status=dg.DefaultScheduleStatus.RUNNING if running else dg.DefaultScheduleStatus.STOPPED,
+        description=describe_schedule(plan, now),
     )
     def export_schedule(context: dg.ScheduleEvaluationContext):
         tick = context.scheduled_execution_time or dt.datetime.now(dt.UTC)
@@ -45,9 +50,9 @@ def request_for_tick(plan: ExportPlan, cron: str, tick: dt.datetime) -> dg.RunRe
     schedule = plan.spec.schedule
     previous: dt.datetime | None
     if isinstance(schedule, OnDateSchedule):
-        local_tick = tick.astimezone(zoneinfo.ZoneInfo(schedule.timezone)).replace(tzinfo=None)
-        if local_tick != schedule.on:
-            # The cron names a day of a month, so it comes back every year: only the on-date counts.
+        if tick.timestamp() != on_date_fire_time(schedule).timestamp():
+            # The cron names a day of a month, so it comes back every year: only the on-date's own tick counts.
+            local_tick = tick.astimezone(zoneinfo.ZoneInfo(schedule.timezone))
             return dg.SkipReason(
                 f"exports/{plan.name} runs once, on {schedule.on:%Y-%m-%dT%H:%M} {schedule.timezone}; "
                 f"this tick ({local_tick:%Y-%m-%dT%H:%M}) is not that date"
@@ -66,18 +71,36 @@ def request_for_tick(plan: ExportPlan, cron: str, tick: dt.datetime) -> dg.RunRe
     return dg.RunRequest(run_key=f"{plan.name}:{key_range.start}...{key_range.end}", tags=range_tags(key_range))
 
 
+def on_date_fire_time(schedule: OnDateSchedule) -> dt.datetime:
+    """The instant the on-date's tick comes, as Dagster's scheduler computes it.
+
+    Not simply the local time made aware: a time in the DST gap (02:30 on the spring night)
+    ticks when the clocks jump (03:00), and one that occurs twice ticks once; the cron
+    names the day, so its first tick after the day before is the on-date's.
+    """
+    day_before = (schedule.on - dt.timedelta(days=1)).replace(tzinfo=zoneinfo.ZoneInfo(schedule.timezone))
+    return next(schedule_execution_time_iterator(day_before.timestamp(), cron_string(schedule), schedule.timezone))
+
+
 def previous_tick(cron: str, timezone: str, tick: dt.datetime) -> dt.datetime:
     """The scheduled tick before `tick`, in the schedule's own timezone (DST-shifted ticks included)."""
     return next(earlier for earlier in reverse_cron_string_iterator(tick.timestamp(), cron, timezone) if earlier < tick)
 
 
-def describe_schedule(plan: ExportPlan) -> str:
+def describe_schedule(plan: ExportPlan, now: dt.datetime | None = None) -> str:
     spec = plan.spec
     schedule = spec.schedule
     if schedule is None:
         return f"after exports/{spec.after.export}" if spec.after else "none (run on demand)"
     if isinstance(schedule, OnDateSchedule):
-        when = f"once on {schedule.on:%Y-%m-%dT%H:%M} {schedule.timezone}"
+        fires = on_date_fire_time(schedule).astimezone(zoneinfo.ZoneInfo(schedule.timezone))
+        on_text = f"{schedule.on:%Y-%m-%dT%H:%M} {schedule.timezone}"
+        if fires.replace(tzinfo=None) != schedule.on:
+            on_text += f" (that local time does not exist then; the tick comes at {fires:%H:%M})"
+        if fires <= (now or dt.datetime.now(dt.UTC)):
+            fired = "fired once" if schedule.active else "was due once (inactive)"
+            return f"{fired} on {on_text}, will not run again"
+        when = f"once on {on_text}"
     else:
         when = f"{schedule.repeated} ({cron_string(schedule)} {schedule.timezone})"
     covers = "every window completed since the previous tick" if spec.incremental else "a snapshot"

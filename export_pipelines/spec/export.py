@@ -261,9 +261,11 @@ class EverySchedule(_Repeated):
     @classmethod
     def _fits_a_cron(cls, value: dt.timedelta) -> dt.timedelta:
         minutes = int(value.total_seconds() // 60)
+        if minutes <= 0 or value.total_seconds() % 60:
+            raise ValueError(f"every must be a whole number of minutes, at least 1m (got {value.total_seconds():g}s), e.g. 15m, 30m, 2h")
         fits_an_hour = minutes < 60 and 60 % minutes == 0
         fits_a_day = minutes % 60 == 0 and 24 % (minutes // 60) == 0 if minutes >= 60 else False
-        if minutes <= 0 or not (fits_an_hour or fits_a_day):
+        if not (fits_an_hour or fits_a_day):
             raise ValueError("every must divide an hour (1m..30m) or a day (1h..12h, 24h), e.g. 15m, 30m, 2h")
         return value
 

@@ -315,6 +315,9 @@ def _pydantic_problems(relative: str, raw: dict, error: ValidationError) -> list
             message = f"unknown operator {operator!r}{closest(operator, FILTER_OPERATORS)} (operators: {', '.join(FILTER_OPERATORS)})"
         elif item["type"] == "missing":
             message = "required key is missing"
+        elif item["type"] == "value_error":
+            # Our validators' own words; pydantic's "Value error, " prefix only adds noise.
+            message = message.removeprefix("Value error, ")
         problems.append(SpecProblem(relative, key_path, message))
     return problems
 

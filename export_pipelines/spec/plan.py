@@ -177,15 +177,14 @@ def build_plan(
             problems.append(error)
 
     ext = file_naming.extension(spec.format, spec.compression)
-    template = spec.file_name or (
-        file_naming.DEFAULT_SPLIT_TEMPLATE if spec.max_rows_per_file else file_naming.DEFAULT_TEMPLATE
-    )
+    grain = spec.incremental.grain if spec.incremental else None
+    template = spec.file_name or file_naming.default_template(grain, split=spec.max_rows_per_file is not None)
     try:
         _check_template(spec, template, ext)
     except file_naming.FileNameError as error:
         problems.append(PlanError("file_name", str(error)))
 
-    timing = timing_problems(spec, model_name, model, dt.datetime.now(dt.UTC))
+    timing = timing_problems(spec, model_name, model)
     problems.extend(PlanError(key_path, message) for key_path, message in timing)
     window_field = window_field_name(spec, model)
 

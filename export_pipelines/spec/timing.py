@@ -7,13 +7,24 @@ reported when the config loads, not at 3 a.m. when the tick comes.
 from __future__ import annotations
 
 import datetime as dt
-import zoneinfo
 
-from export_pipelines.automation.cron import longest_tick_gap, minutes
 from export_pipelines.catalog.models import ModelDef
-from export_pipelines.spec.export import EverySchedule, ExportSpec, OnDateSchedule
+from export_pipelines.spec.export import (
+    WEEKDAYS,
+    DailySchedule,
+    EverySchedule,
+    ExportSpec,
+    MonthlySchedule,
+    OnDateSchedule,
+    WeeklySchedule,
+)
+
+SpecSchedule = DailySchedule | WeeklySchedule | MonthlySchedule | EverySchedule | OnDateSchedule
 
 GRAIN_LENGTH = {"daily": dt.timedelta(days=1), "hourly": dt.timedelta(hours=1)}
+# Four years hold every month length, a leap day and every weekday pattern.
+_CALENDAR_CYCLE_START = dt.date(2024, 1, 1)
+_CALENDAR_CYCLE_DAYS = 4 * 366
 
 
 def window_field_name(spec: ExportSpec, model: ModelDef) -> str | None:
@@ -23,7 +34,7 @@ def window_field_name(spec: ExportSpec, model: ModelDef) -> str | None:
     return model.event_date if spec.incremental.by == "event_date" else model.updated_at
 
 
-def timing_problems(spec: ExportSpec, model_name: str, model: ModelDef, now: dt.datetime) -> list[tuple[str, str]]:
+def timing_problems(spec: ExportSpec, model_name: str, model: ModelDef) -> list[tuple[str, str]]:
     """(key path, message) for every time key that cannot work as written."""
     problems: list[tuple[str, str]] = []
     incremental, schedule = spec.incremental, spec.schedule
@@ -43,17 +54,18 @@ def timing_problems(spec: ExportSpec, model_name: str, model: ModelDef, now: dt.
         return problems
 
     if isinstance(schedule, OnDateSchedule):
-        fires_at = schedule.on.replace(tzinfo=zoneinfo.ZoneInfo(schedule.timezone))
-        if fires_at <= now:
-            problems.append(
-                ("schedule.on", f"{schedule.on:%Y-%m-%dT%H:%M} {schedule.timezone} is in the past; an on-date schedule "
-                 "fires once, so give a future date and time")
-            )
+        # A past on-date is no error: a one-off that has fired stays loaded and never fires again.
         if incremental is not None:
             # A one-off incremental run exports every complete window from `start` until the on-date.
             start = dt.datetime.combine(incremental.start, dt.time())
             span = schedule.on.replace(tzinfo=None) - start
-            if span > dt.timedelta(days=spec.max_window_days):
+            if span < GRAIN_LENGTH[incremental.grain]:
+                problems.append(
+                    ("schedule.on", f"{schedule.on:%Y-%m-%dT%H:%M} is before the end of the first {incremental.grain} "
+                     f"window (incremental.start {incremental.start}), so the one run would have no complete window "
+                     "to export; give a later date or an earlier start")
+                )
+            elif span > dt.timedelta(days=spec.max_window_days):
                 problems.append(
                     ("schedule.on", f"the one run would export {span.days} days ({incremental.start} until {schedule.on:%Y-%m-%d}), "
                      f"more than max_window_days {spec.max_window_days}; move incremental.start later")
@@ -75,3 +87,35 @@ def timing_problems(spec: ExportSpec, model_name: str, model: ModelDef, now: dt.
         )
     return problems
 
+
+def longest_tick_gap(schedule: SpecSchedule) -> dt.timedelta | None:
+    """The longest time between two consecutive ticks (wall clock); None for a one-off."""
+    match schedule:
+        case EverySchedule(every=every):
+            return every
+        case OnDateSchedule():
+            return None
+    dates = [day for day in _cycle_days() if _fires_on(schedule, day)]
+    gaps = [later - earlier for earlier, later in zip(dates, dates[1:], strict=False)]
+    return max(gaps)
+
+
+def _cycle_days() -> list[dt.date]:
+    return [_CALENDAR_CYCLE_START + dt.timedelta(days=offset) for offset in range(_CALENDAR_CYCLE_DAYS)]
+
+
+def _fires_on(schedule: DailySchedule | WeeklySchedule | MonthlySchedule, day: dt.date) -> bool:
+    match schedule:
+        case DailySchedule():
+            return True
+        case WeeklySchedule(days=days):
+            return WEEKDAYS[day.weekday()] in days
+        case MonthlySchedule(days=days):
+            last = (day + dt.timedelta(days=1)).month != day.month
+            return day.day in days or (last and "last" in days)
+    return False
+
+
+def minutes(duration: dt.timedelta) -> str:
+    """A duration as the spec writes it: 30m."""
+    return f"{int(duration.total_seconds() // 60)}m"

@@ -14,7 +14,9 @@ Semantics, as an analyst checking the totals against the database expects them:
   string are one "empty" value, which is always the min, as Antavo documents.
   min/max of numbers and dates ignore NULLs.
 - An empty text group value (NULL or "") is one group; groups sort ascending by the
-  group fields in order, empty values first.
+  group fields in order, empty values first. A number, date or timestamp group field
+  sorts by its typed value (2 before 10) even when default/replace made it text, and
+  its NULL (defaulted) group comes first, where the pushed-down path puts it.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from export_pipelines.spec.plan import ExportPlan, OutputField
-from export_pipelines.stages.mapping import map_column
+from export_pipelines.stages.mapping import group_order_column, map_column, typed_order_groups
 from export_pipelines.stages.stage_files import GROUP_PARTIALS_METADATA, holds_group_partials, read_batches
 
 ROWS_COLUMN = "__rows"
@@ -64,8 +66,11 @@ def average_scale(field: OutputField) -> int:
     return (field.source.scale or 0) + AVERAGE_EXTRA_PLACES
 
 
-def partial_schema(plan: ExportPlan, value_types: list[pa.DataType]) -> pa.Schema:
-    """value_types[i] is the type of field i's values as they are grouped or compared."""
+def partial_schema(plan: ExportPlan, value_types: list[pa.DataType], order_types: list[pa.DataType] = ()) -> pa.Schema:
+    """value_types[i] is the type of field i's values as they are grouped or compared.
+
+    order_types are the typed values of mapping.typed_order_groups (Arrow path only).
+    """
     fields = [pa.field(ROWS_COLUMN, pa.int64())]
     for index, (output, kind) in enumerate(zip(plan.fields, value_types, strict=True)):
         match output.aggregation:
@@ -78,7 +83,14 @@ def partial_schema(plan: ExportPlan, value_types: list[pa.DataType]) -> pa.Schem
             case "avg":
                 fields.append(pa.field(value_column(index), sum_type(output)))
                 fields.append(pa.field(value_count_column(index), pa.int64()))
+    if order_types:
+        fields += [pa.field(group_order_column(i), kind) for i, kind in zip(typed_order_groups(plan), order_types, strict=True)]
     return pa.schema(fields, metadata=GROUP_PARTIALS_METADATA)
+
+
+def _order_columns(plan: ExportPlan, names: list[str]) -> list[str]:
+    """The typed sort values carried along for text-mapped group fields (Arrow path only)."""
+    return [group_order_column(index) for index in typed_order_groups(plan) if group_order_column(index) in names]
 
 
 def _group_keys(plan: ExportPlan) -> list[str]:
@@ -109,6 +121,10 @@ def batch_partials(plan: ExportPlan, batch: pa.RecordBatch, schema: pa.Schema) -
                 inputs[name] = values
                 aggregations.append((name, field.aggregation))
                 renames[f"{name}_{field.aggregation}"] = name
+    for order in _order_columns(plan, schema.names):
+        inputs[order] = batch.column(order)
+        aggregations.append((order, "min"))
+        renames[f"{order}_min"] = order
     grouped = pa.table(inputs).group_by(_group_keys(plan), use_threads=False).aggregate(aggregations)
     grouped = grouped.rename_columns([renames.get(name, name) for name in grouped.column_names])
     return _conform(plan, grouped, schema)
@@ -134,6 +150,7 @@ def combine(plan: ExportPlan, partials: pa.Table) -> pa.Table:
             aggregations.append((value_column(index), function))
         if field.aggregation == "avg":
             aggregations.append((value_count_column(index), "sum"))
+    aggregations += [(order, "min") for order in _order_columns(plan, partials.column_names)]
     grouped = partials.group_by(_group_keys(plan), use_threads=False).aggregate(aggregations)
     suffixes = ("_sum", "_min", "_max")
     names = [next((name.removesuffix(s) for s in suffixes if name.endswith(s)), name) for name in grouped.column_names]
@@ -150,7 +167,13 @@ def combine_batches(plan: ExportPlan, partial_tables: Iterable[pa.Table], schema
 
 def finish(plan: ExportPlan, combined: pa.Table) -> pa.Table:
     """Combined partials -> the output rows: sorted, averages divided, measures' default/replace applied."""
-    keys = [(value_column(index), "ascending", "at_start") for index, f in enumerate(plan.fields) if f.aggregation == "group"]
+    typed_order = {index for index in typed_order_groups(plan) if group_order_column(index) in combined.column_names}
+    keys = []
+    for index, field in enumerate(plan.fields):
+        if field.aggregation == "group":
+            if index in typed_order:
+                keys.append((group_order_column(index), "ascending", "at_start"))
+            keys.append((value_column(index), "ascending", "at_start"))
     ordered = combined.sort_by(keys)
     columns = []
     for index, field in enumerate(plan.fields):
@@ -181,7 +204,8 @@ def aggregate_parquet(plan: ExportPlan, source: Path, destination: Path, *, batc
         schema = pq.read_schema(source)
         partial_tables = (pa.Table.from_batches([batch]) for batch in read_batches(source, batch_size))
     else:
-        schema = partial_schema(plan, list(pq.read_schema(source).types))
+        types = list(pq.read_schema(source).types)
+        schema = partial_schema(plan, types[: len(plan.fields)], types[len(plan.fields) :])
         partial_tables = (batch_partials(plan, batch, schema) for batch in read_batches(source, batch_size))
     combined = combine_batches(plan, partial_tables, schema)
     output = finish(plan, combined)

@@ -149,7 +149,7 @@ def build_query(
     plan: ExportPlan, dialect: str, window: TimeWindow | None = None, audience_table: sa.Table | None = None
 ) -> sa.Select:
     table = model_table(plan.model)
-    columns = [source_expression(table, source, dialect).label(f"c{i}") for i, source in enumerate(plan.sources)]
+    columns = [_selected(table, source, dialect).label(f"c{i}") for i, source in enumerate(plan.sources)]
     query = sa.select(*columns).select_from(table)
     if plan.conditions:
         clauses = [condition_clause(table, condition, dialect) for condition in plan.conditions]
@@ -166,6 +166,14 @@ def build_query(
     if plan.primary_key not in [key.source for key in plan.order]:
         order.append(table.c[plan.primary_key.column].asc())
     return query.order_by(*order)
+
+
+def _selected(table: sa.Table, source: SourceRef, dialect: str) -> sa.ColumnElement:
+    """A column as the extract reads it: SQLite decimals in exact minor units, as the pushed-down SUM adds them."""
+    value = source_expression(table, source, dialect)
+    if source.field_type == "decimal" and dialect == "sqlite":
+        return sa.type_coerce(_sqlite_minor_units(value, source.scale or 0), _MinorUnits(source.scale or 0))
+    return value
 
 
 def narrowing_clauses(plan: ExportPlan, table: sa.Table, dialect: str, audience_table: sa.Table | None) -> list:
@@ -209,7 +217,8 @@ def build_group_query(
 
     The rows' values are selected once in a subquery and grouped by its columns, so a
     value that carries a bound parameter (a JSON property) is the same expression in
-    SELECT and GROUP BY, as PostgreSQL requires.
+    SELECT and GROUP BY, as PostgreSQL requires. SQLite decimals arrive as integer minor
+    units (see _selected), so they group, compare and sum exactly.
     """
     rows = build_query(plan, dialect, window, audience_table).order_by(None).subquery("matching_rows")
     by_label = {source.label: rows.c[f"c{i}"] for i, source in enumerate(plan.sources)}
@@ -254,12 +263,16 @@ class _MinorUnits(sa.types.TypeDecorator):
         return None if value is None else decimal.Decimal(value).scaleb(-self.scale)
 
 
+def _sqlite_minor_units(value: sa.ColumnElement, scale: int) -> sa.ColumnElement:
+    # SQLite keeps decimals as 8-byte floats, and a float SUM drifts (0.1 + 0.2); each value rounded (half away
+    # from zero) to its minor units is exact (scale digits are all it has), and SQLite's integer SUM is exact or raises.
+    return sa.cast(sa.func.round(value * 10**scale), sa.BigInteger)
+
+
 def _exact_sum(value: sa.ColumnElement, source: SourceRef, dialect: str) -> sa.ColumnElement:
     if source.field_type == "decimal" and dialect == "sqlite":
-        # SQLite keeps decimals as 8-byte floats, and a float SUM drifts (0.1 + 0.2); each value rounded to
-        # its minor units is exact (scale digits are all it has), and SQLite's integer SUM is exact or raises.
-        minor_units = sa.cast(sa.func.round(value * 10**source.scale), sa.BigInteger)
-        return sa.type_coerce(sa.func.sum(minor_units), _MinorUnits(source.scale))
+        # Already minor units (the subquery selected them): an integer SUM.
+        return sa.type_coerce(sa.func.sum(value), _MinorUnits(source.scale or 0))
     # PostgreSQL sums numeric and bigint exactly as numeric; SQLite's integer SUM raises on overflow.
     return sa.type_coerce(sa.func.sum(value), sa.Numeric(DECIMAL_PRECISION * 2, source.scale or 0, asdecimal=True))
 

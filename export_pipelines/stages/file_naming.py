@@ -15,10 +15,24 @@ from typing import Any
 TOKENS: tuple[str, ...] = ("export", "model", "run_time", "window_start", "window_end", "part", "ext")
 DEFAULT_TEMPLATE = "{export}_{run_time:%Y%m%dT%H%M%SZ}.{ext}"
 DEFAULT_SPLIT_TEMPLATE = "{export}_{run_time:%Y%m%dT%H%M%SZ}_part{part:03d}.{ext}"
+# Incremental exports are named by their window (end exclusive), so a rerun or backfill of a window
+# replaces its file instead of adding one; hourly names carry the offset, as 02:00 occurs twice in autumn.
+DEFAULT_WINDOW_TEMPLATES = {
+    "daily": "{export}_{window_start:%Y%m%d}_{window_end:%Y%m%d}.{ext}",
+    "hourly": "{export}_{window_start:%Y%m%dT%H%M%z}_{window_end:%Y%m%dT%H%M%z}.{ext}",
+}
 
 
 class FileNameError(ValueError):
     pass
+
+
+def default_template(grain: str | None, *, split: bool) -> str:
+    """The file name when the spec gives none: by run time for a snapshot, by window for an incremental export."""
+    if grain is None:
+        return DEFAULT_SPLIT_TEMPLATE if split else DEFAULT_TEMPLATE
+    template = DEFAULT_WINDOW_TEMPLATES[grain]
+    return template.replace(".{ext}", "_part{part:03d}.{ext}") if split else template
 
 
 @dataclass(frozen=True)

@@ -20,13 +20,37 @@ from export_pipelines.stages.stage_files import holds_group_partials, read_batch
 from export_pipelines.stages.text_format import to_text
 
 
+TEXT_SOURCE_TYPES = frozenset({"string", "json"})
+
+
+def typed_order_groups(plan: ExportPlan) -> list[int]:
+    """Group fields that become text here (default/replace) but sort by their typed value: 2 before 10."""
+    return [
+        index
+        for index, field in enumerate(plan.fields)
+        if field.aggregation == "group"
+        and (field.default is not None or field.replace)
+        and field.source.field_type not in TEXT_SOURCE_TYPES
+    ]
+
+
+def group_order_column(index: int) -> str:
+    return f"__order{index}"
+
+
 def map_batch(plan: ExportPlan, batch: pa.RecordBatch) -> pa.RecordBatch:
+    """The output columns; an aggregating export also carries each typed_order_groups field's typed value, last."""
     columns = {source.label: batch.column(index) for index, source in enumerate(plan.sources)}
     arrays = [
         columns[field.source.label] if plan.aggregates and field.aggregation != "group" else map_column(field, columns[field.source.label])
         for field in plan.fields
     ]
-    return pa.RecordBatch.from_arrays(arrays, names=[field.header for field in plan.fields])
+    names = [field.header for field in plan.fields]
+    if plan.aggregates:
+        for index in typed_order_groups(plan):
+            arrays.append(columns[plan.fields[index].source.label])
+            names.append(group_order_column(index))
+    return pa.RecordBatch.from_arrays(arrays, names=names)
 
 
 def map_column(field: OutputField, array: pa.Array) -> pa.Array:

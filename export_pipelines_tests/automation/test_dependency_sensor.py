@@ -65,13 +65,17 @@ def run_customers(config: ExportConfig, instance, url: str, key_range: dg.Partit
     )
 
 
-def evaluate_sensor(config: ExportConfig, instance) -> dg.SensorExecutionData:
+def evaluate_sensor(config: ExportConfig, instance, cursor: str | None = None) -> dg.SensorExecutionData:
     sensor = build_definitions(config).get_sensor_def(after_sensor_name_for("orders_after", "customers_first"))
-    return sensor.evaluate_tick(dg.build_sensor_context(instance=instance))
+    return sensor.evaluate_tick(dg.build_sensor_context(instance=instance, cursor=cursor))
 
 
 def finished_at(instance, run_id: str) -> dt.datetime:
     return dt.datetime.fromtimestamp(instance.get_run_record_by_id(run_id).end_time, dt.UTC)
+
+
+def requested_ranges(result: dg.SensorResult) -> list[tuple[str, str]]:
+    return [(r.tags[ASSET_PARTITION_RANGE_START_TAG], r.tags[ASSET_PARTITION_RANGE_END_TAG]) for r in result.run_requests or []]
 
 
 def test_nothing_runs_before_the_upstream_ever_ran(config, instance):
@@ -90,34 +94,86 @@ def test_after_success_the_downstream_waits_for_the_delay_then_runs_the_same_win
 
     finished = finished_at(instance, upstream.run_id)
     plan = config.plans["orders_after"]
-    assert isinstance(follow_upstream(instance, plan, finished + dt.timedelta(minutes=29)), dg.SkipReason)
-    request = follow_upstream(instance, plan, finished + dt.timedelta(minutes=30))
-    assert isinstance(request, dg.RunRequest)
-    assert request.tags[ASSET_PARTITION_RANGE_START_TAG] == "2026-03-27"
-    assert request.tags[ASSET_PARTITION_RANGE_END_TAG] == "2026-03-28"
-    assert upstream.run_id in request.run_key
+    early = follow_upstream(instance, plan, finished + dt.timedelta(minutes=29), waiting.cursor)
+    assert not early.run_requests and "(delay 30m)" in early.skip_reason.skip_message
+    due = follow_upstream(instance, plan, finished + dt.timedelta(minutes=30), early.cursor)
+    assert requested_ranges(due) == [("2026-03-27", "2026-03-28")]
+    assert upstream.run_id in due.run_requests[0].run_key
+    later = follow_upstream(instance, plan, finished + dt.timedelta(hours=5), due.cursor)
+    assert not later.run_requests
     sensor = build_definitions(config).get_sensor_def(after_sensor_name_for("orders_after", "customers_first"))
     assert sensor.job_name == export_job_name("orders_after")
 
 
+def test_two_upstream_runs_within_the_delay_lead_to_two_downstream_runs(config, instance, source_url):
+    plan = config.plans["orders_after"]
+    before = evaluate_sensor(config, instance)
+    scheduled = run_customers(config, instance, source_url, FIRST_RANGE)
+    backfill = run_customers(config, instance, source_url, dg.PartitionKeyRange("2026-03-01", "2026-03-05"))
+    assert scheduled.success and backfill.success
+    first_due = finished_at(instance, scheduled.run_id) + dt.timedelta(minutes=30)
+    second_due = finished_at(instance, backfill.run_id) + dt.timedelta(minutes=30)
+    assert first_due < second_due
+
+    first = follow_upstream(instance, plan, first_due, before.cursor)
+    assert requested_ranges(first) == [("2026-03-27", "2026-03-28")]
+    second = follow_upstream(instance, plan, second_due, first.cursor)
+    assert requested_ranges(second) == [("2026-03-01", "2026-03-05")]
+    assert first.run_requests[0].run_key != second.run_requests[0].run_key
+    assert not follow_upstream(instance, plan, second_due + dt.timedelta(hours=1), second.cursor).run_requests
+
+    # Evaluated only once both are due, the sensor still requests both, in the order they ran.
+    both = follow_upstream(instance, plan, second_due, before.cursor)
+    assert requested_ranges(both) == [("2026-03-27", "2026-03-28"), ("2026-03-01", "2026-03-05")]
+    # The sensor itself, evaluated now, keeps both waiting for their delay.
+    through_the_sensor = evaluate_sensor(config, instance, before.cursor)
+    assert not through_the_sensor.run_requests and "(delay 30m)" in through_the_sensor.skip_message
+    assert through_the_sensor.cursor == before.cursor
+
+
 def test_a_failed_upstream_run_stops_the_downstream_and_says_why(config, instance, source_url, tmp_path):
-    assert run_customers(config, instance, source_url, FIRST_RANGE).success
+    plan = config.plans["orders_after"]
+    succeeded = run_customers(config, instance, source_url, FIRST_RANGE)
+    assert succeeded.success
+    followed = follow_upstream(instance, plan, finished_at(instance, succeeded.run_id) + dt.timedelta(minutes=31), None)
+    assert requested_ranges(followed) == [("2026-03-27", "2026-03-28")]
+
     failed = run_customers(config, instance, f"sqlite:///{tmp_path / 'missing' / 'nothing.sqlite'}", SECOND_RANGE)
     assert not failed.success
-
-    plan = config.plans["orders_after"]
     a_day_later = finished_at(instance, failed.run_id) + dt.timedelta(days=1)
-    skipped = follow_upstream(instance, plan, a_day_later)
-    assert isinstance(skipped, dg.SkipReason)
-    assert f"exports/customers_first run {failed.run_id[:8]} for 2026-03-29...2026-03-29 ended FAILURE" in skipped.skip_message
-    assert "exports/orders_after does not run" in skipped.skip_message
-    sensor_result = evaluate_sensor(config, instance)
+    skipped = follow_upstream(instance, plan, a_day_later, followed.cursor)
+    assert not skipped.run_requests
+    message = skipped.skip_reason.skip_message
+    assert f"exports/customers_first run {failed.run_id[:8]} for 2026-03-29...2026-03-29 ended FAILURE" in message
+    assert "exports/orders_after does not run" in message
+    sensor_result = evaluate_sensor(config, instance, skipped.cursor)
     assert not sensor_result.run_requests and "FAILURE" in sensor_result.skip_message
 
     rerun = run_customers(config, instance, source_url, SECOND_RANGE)
-    request = follow_upstream(instance, plan, finished_at(instance, rerun.run_id) + dt.timedelta(minutes=31))
-    assert isinstance(request, dg.RunRequest)
-    assert (request.tags[ASSET_PARTITION_RANGE_START_TAG], request.tags[ASSET_PARTITION_RANGE_END_TAG]) == ("2026-03-29", "2026-03-29")
+    after_rerun = follow_upstream(instance, plan, finished_at(instance, rerun.run_id) + dt.timedelta(minutes=31), skipped.cursor)
+    assert requested_ranges(after_rerun) == [("2026-03-29", "2026-03-29")]
+
+
+def test_upstream_windows_before_the_downstream_start_are_cut_off(tmp_path, instance, source_url):
+    orders = {**ORDERS, "incremental": {**WINDOW, "start": "2026-03-20"}}
+    config = load_config(write_config(tmp_path / "late_start", [CUSTOMERS, orders]))
+    assert not config.problems, [str(p) for p in config.problems]
+    plan = config.plans["orders_after"]
+    before = follow_upstream(instance, plan, dt.datetime.now(dt.UTC), None)
+
+    outside = run_customers(config, instance, source_url, dg.PartitionKeyRange("2026-03-01", "2026-03-02"))
+    skipped = follow_upstream(instance, plan, finished_at(instance, outside.run_id) + dt.timedelta(minutes=31), before.cursor)
+    assert not skipped.run_requests
+    assert "exports/orders_after has no window in 2026-03-01...2026-03-02" in skipped.skip_reason.skip_message
+
+    straddling = run_customers(config, instance, source_url, dg.PartitionKeyRange("2026-03-18", "2026-03-22"))
+    due = finished_at(instance, straddling.run_id) + dt.timedelta(minutes=31)
+    [request] = follow_upstream(instance, plan, due, skipped.cursor).run_requests
+    assert (request.tags[ASSET_PARTITION_RANGE_START_TAG], request.tags[ASSET_PARTITION_RANGE_END_TAG]) == ("2026-03-20", "2026-03-22")
+    downstream = dg.materialize(
+        [build_export_asset(plan)], instance=instance, resources=export_resources(source_url), tags=dict(request.tags)
+    )
+    assert downstream.success
 
 
 def test_a_snapshot_export_follows_a_snapshot_export_once_per_upstream_run(tmp_path, instance, source_url):

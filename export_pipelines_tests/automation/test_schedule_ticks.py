@@ -142,6 +142,55 @@ def test_an_on_date_schedule_fires_on_that_date_only(tmp_path):
     assert "runs once, on 2099-03-01T06:00" in a_year_later.skip_message
 
 
+def test_a_past_on_date_still_loads_keeps_its_job_and_never_fires_again(tmp_path):
+    # Once a one-off has fired, its date is in the past at the next reload: the export must stay valid.
+    spec = {"name": "probe", "model": "customers", "fields": ["id"], "schedule": {"on": "2020-01-01T06:00", "timezone": "Europe/Budapest"}}
+    config = load_config(write_config(tmp_path, [spec]))
+    assert not config.problems, [str(p) for p in config.problems]
+    definitions = build_definitions(config)
+    assert definitions.resolve_job_def(export_job_name("probe")).name == export_job_name("probe")
+    schedule = definitions.get_schedule_def(schedule_name_for("probe"))
+    assert schedule.description == "fired once on 2020-01-01T06:00 Europe/Budapest, will not run again"
+    assert schedule.default_status == dg.DefaultScheduleStatus.STOPPED
+    for later in (at_budapest(2021, 1, 1, 6, 0), at_budapest(2030, 1, 1, 6, 0)):
+        skipped = tick(schedule, later)
+        assert not skipped.run_requests and "runs once, on 2020-01-01T06:00" in skipped.skip_message
+
+
+def test_a_past_incremental_on_date_loads_too(tmp_path):
+    schedule = schedule_for(tmp_path, {"on": "2024-03-01T06:00", "timezone": "Europe/Budapest"}, DAILY_BUDAPEST)
+    assert schedule.description.startswith("fired once on 2024-03-01T06:00 Europe/Budapest")
+    assert not tick(schedule, at_budapest(2025, 3, 1, 6, 0)).run_requests
+
+
+def test_a_future_on_date_schedule_is_running_until_it_fires(tmp_path):
+    schedule = schedule_for(tmp_path, {"on": "2099-03-01T06:00", "timezone": "Europe/Budapest"})
+    assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
+    assert schedule.description == "once on 2099-03-01T06:00 Europe/Budapest: a snapshot"
+
+
+def test_an_on_date_in_the_spring_dst_gap_fires_once_when_the_clocks_jump(tmp_path):
+    # 2099-03-29 is the last Sunday of March: 02:00-03:00 does not exist in Budapest; Dagster ticks at 03:00 CEST.
+    schedule = schedule_for(tmp_path, {"on": "2099-03-29T02:30", "timezone": "Europe/Budapest"})
+    jump = dt.datetime(2099, 3, 29, 1, 0, tzinfo=dt.UTC)
+    assert ticks(schedule, at_budapest(2099, 3, 1), 1) == [jump]
+    assert len(tick(schedule, jump).run_requests) == 1
+    assert not tick(schedule, dt.datetime(2100, 3, 29, 0, 30, tzinfo=dt.UTC)).run_requests
+    assert "does not exist then; the tick comes at 03:00" in schedule.description
+
+
+def test_an_on_date_in_the_repeated_autumn_hour_fires_once(tmp_path):
+    # 2099-10-25 is the last Sunday of October: 02:30 happens at 00:30 and again at 01:30 UTC.
+    schedule = schedule_for(tmp_path, {"on": "2099-10-25T02:30", "timezone": "Europe/Budapest"})
+    [scheduled] = ticks(schedule, at_budapest(2099, 10, 1), 1)
+    occurrences = [dt.datetime(2099, 10, 25, 0, 30, tzinfo=dt.UTC), dt.datetime(2099, 10, 25, 1, 30, tzinfo=dt.UTC)]
+    # Compared as timestamps: Python never finds a fold=1 time equal to a time in another zone.
+    instants = [moment.timestamp() for moment in occurrences]
+    assert scheduled.timestamp() in instants
+    requests = [len(tick(schedule, moment).run_requests) for moment in occurrences]
+    assert sorted(requests) == [0, 1] and requests[instants.index(scheduled.timestamp())] == 1
+
+
 def test_an_incremental_on_date_run_covers_every_window_from_start(tmp_path):
     incremental = {**DAILY_BUDAPEST, "start": "2099-01-01"}
     schedule = schedule_for(tmp_path, {"on": "2099-03-01T06:00", "timezone": "Europe/Budapest"}, incremental)

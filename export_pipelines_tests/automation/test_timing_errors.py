@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 import pytest
@@ -33,10 +34,17 @@ CASES = [
      ["repeated: daily | weekly | monthly | every", "on: DATE-TIME"]),
     ("every_not_dividing_an_hour", with_base(schedule={"repeated": "every", "every": "7m"}), "schedule.every",
      ["must divide an hour"]),
+    ("every_zero_minutes", with_base(schedule={"repeated": "every", "every": "0m"}), "schedule.every",
+     ["at least 1m"]),
+    ("every_zero_hours", with_base(schedule={"repeated": "every", "every": "0h"}), "schedule.every", ["at least 1m"]),
+    ("every_in_seconds", with_base(schedule={"repeated": "every", "every": "90s"}), "schedule.every",
+     ["whole number of minutes"]),
     ("every_not_a_duration", with_base(schedule={"repeated": "every", "every": "half an hour"}), "schedule.every",
      ["not a duration", "30m"]),
-    ("on_date_in_the_past", with_base(schedule={"on": "2020-01-01T06:00", "timezone": "Europe/Budapest"}), "schedule.on",
-     ["2020-01-01T06:00 Europe/Budapest is in the past"]),
+    ("on_date_before_incremental_start", with_base(incremental=DAILY, schedule={"on": "2023-12-01T06:00"}), "schedule.on",
+     ["2023-12-01T06:00 is before the end of the first daily window", "incremental.start 2024-01-01"]),
+    ("on_date_within_the_first_window", with_base(incremental=DAILY, schedule={"on": "2024-01-01T23:00"}), "schedule.on",
+     ["no complete window"]),
     ("on_date_with_offset", with_base(schedule={"on": "2099-01-01T06:00+01:00"}), "schedule.on", ["without an offset"]),
     ("every_shorter_than_the_window", with_base(incremental=DAILY, schedule={"repeated": "every", "every": "30m"}),
      "schedule.every", ["every 30m is shorter than the daily windows"]),
@@ -71,9 +79,9 @@ def test_an_unquoted_on_key_is_read_as_on_not_as_yaml_true(tmp_path):
     (tmp_path / "exports" / "probe.yaml").write_text(
         "name: probe\nmodel: customers\nfields: [id]\nschedule: {on: 2020-06-01T06:00, timezone: UTC}\n"
     )
-    [problem] = load_config(tmp_path).problems
-    assert problem.key_path == "schedule.on"
-    assert "2020-06-01T06:00 UTC is in the past" in problem.message
+    config = load_config(tmp_path)
+    assert not config.problems, [str(p) for p in config.problems]
+    assert config.plans["probe"].spec.schedule.on == dt.datetime(2020, 6, 1, 6, 0)
 
 
 def test_an_error_under_an_unquoted_on_key_names_schedule_on(tmp_path):
@@ -131,3 +139,10 @@ def test_an_incremental_export_follows_only_an_export_with_the_same_windows(tmp_
     assert found["valid"] == ["customers", "hourly"]
     assert "needs the same incremental grain and timezone" in found["exports/orders.yaml"]
     assert "needs the same incremental grain and timezone" in found["exports/orders_hourly.yaml"]
+
+
+def test_a_zero_interval_is_reported_and_the_other_exports_still_load(tmp_path):
+    specs = [with_base(schedule={"repeated": "every", "every": "0m"}), {**BASE, "name": "other"}]
+    found = problems_by_file(tmp_path, specs)
+    assert found["valid"] == ["other"]
+    assert found["exports/probe.yaml"].startswith("schedule.every: every must be a whole number of minutes, at least 1m")
