@@ -48,6 +48,8 @@ def export_names_of_assets(asset_keys) -> list[str]:
 # dagster.yaml limits runs per unique value of this tag to one: no two runs of the same export
 # window write at once. A window run's value adds its range (see window_tag).
 WINDOW_TAG = "export_pipelines/window"
+# How a run came about: manual (the job's default), schedule or sensor; backfills carry dagster/backfill.
+TRIGGER_TAG = "export_pipelines/trigger"
 
 
 def window_tag(export_name: str, start: str | None = None, end: str | None = None) -> dict[str, str]:
@@ -60,6 +62,7 @@ def export_run_tags(plan) -> dict[str, str]:
         "export_pipelines/export": plan.name,
         "export_pipelines/model": plan.model_name,
         "export_pipelines/target": plan.spec.target_label.replace("/", "_")[:63] or "download",
+        TRIGGER_TAG: "manual",
         **window_tag(plan.name),
     }
 ADHOC_JOB = "adhoc_export"

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import dagster as dg
 
 from export_pipelines.automation.notifications import exports_of_run, root_cause, window_text
-from export_pipelines.naming import ADHOC_CHANNEL_TAG, asset_key_for
+from export_pipelines.naming import ADHOC_CHANNEL_TAG, TRIGGER_TAG, asset_key_for
 
 RERUN_JOB_ENV_VAR = "EXPORT_PIPELINES_RERUN_JOB"
 RUNS_SCANNED = 500
@@ -60,7 +60,7 @@ def trigger_of(tags: dict[str, str]) -> str:
         return "sensor"
     if ADHOC_CHANNEL_TAG in tags:
         return tags[ADHOC_CHANNEL_TAG].lower()  # an ad-hoc export: api, website or cli
-    return "manual"
+    return tags.get(TRIGGER_TAG, "manual")
 
 
 def runs_of_export(instance: dg.DagsterInstance, export: str, limit: int = 50) -> Iterator[RunSummary]:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import dagster as dg
 
 from export_pipelines.automation.windows import partitions_for, range_from_tags, range_tags
-from export_pipelines.naming import after_sensor_name_for, asset_key_for
+from export_pipelines.naming import TRIGGER_TAG, after_sensor_name_for, asset_key_for, window_tag
 from export_pipelines.spec.plan import ExportPlan
 from export_pipelines.spec.timing import minutes
 
@@ -131,7 +131,7 @@ def _due(record: dg.RunRecord, delay: dt.timedelta) -> dt.datetime:
 
 
 def _request_for(plan: ExportPlan, run: dg.DagsterRun) -> dg.RunRequest | dg.SkipReason:
-    tags = {UPSTREAM_RUN_TAG: run.run_id}
+    tags = {UPSTREAM_RUN_TAG: run.run_id, TRIGGER_TAG: "sensor"}
     key = f"{plan.name}:after:{run.run_id}"
     partitions = partitions_for(plan.spec.incremental)
     window = range_from_tags(run.tags)
@@ -142,7 +142,7 @@ def _request_for(plan: ExportPlan, run: dg.DagsterRun) -> dg.RunRequest | dg.Ski
                 f"exports/{plan.name} has no window in {window.start}...{window.end} of exports/{plan.spec.after.export} "
                 f"run {run.run_id[:8]} (its windows start at {plan.spec.incremental.start}), so that run is not followed."
             )
-        tags |= range_tags(own)
+        tags |= range_tags(own) | window_tag(plan.name, own.start, own.end)
         # One downstream run per upstream run and window: a cursor evaluated twice requests the same key.
         key = f"{plan.name}:after:{own.start}...{own.end}:{run.run_id}"
     return dg.RunRequest(run_key=key, tags=tags)

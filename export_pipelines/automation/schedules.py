@@ -16,7 +16,7 @@ from dagster._utils.schedules import reverse_cron_string_iterator, schedule_exec
 
 from export_pipelines.automation.cron import cron_string
 from export_pipelines.automation.windows import partitions_for, range_tags, windows_between
-from export_pipelines.naming import schedule_name_for
+from export_pipelines.naming import TRIGGER_TAG, schedule_name_for, window_tag
 from export_pipelines.spec.export import OnDateSchedule
 from export_pipelines.spec.plan import ExportPlan
 
@@ -63,12 +63,13 @@ def request_for_tick(plan: ExportPlan, cron: str, tick: dt.datetime) -> dg.RunRe
 
     partitions = partitions_for(plan.spec.incremental)
     if partitions is None:
-        return dg.RunRequest(run_key=f"{plan.name}@{tick.astimezone(dt.UTC):%Y-%m-%dT%H:%MZ}")
+        return dg.RunRequest(run_key=f"{plan.name}@{tick.astimezone(dt.UTC):%Y-%m-%dT%H:%MZ}", tags={TRIGGER_TAG: "schedule"})
     key_range = windows_between(partitions, previous, tick)
     if key_range is None:
         since = f"since {previous.isoformat()}" if previous else f"since {plan.spec.incremental.start}"
         return dg.SkipReason(f"no window of exports/{plan.name} was completed {since} (until {tick.isoformat()})")
-    return dg.RunRequest(run_key=f"{plan.name}:{key_range.start}...{key_range.end}", tags=range_tags(key_range))
+    tags = {**range_tags(key_range), **window_tag(plan.name, key_range.start, key_range.end), TRIGGER_TAG: "schedule"}
+    return dg.RunRequest(run_key=f"{plan.name}:{key_range.start}...{key_range.end}", tags=tags)
 
 
 def on_date_fire_time(schedule: OnDateSchedule) -> dt.datetime:

@@ -3,6 +3,7 @@ uses) to the tags export jobs put on their runs: one run per export window at a 
 
 from __future__ import annotations
 
+import datetime as dt
 from pathlib import Path
 
 import dagster as dg
@@ -46,3 +47,18 @@ def test_different_windows_of_one_export_run_side_by_side(tmp_path):
     counter = TagConcurrencyLimitsCounter(queue_limits(tmp_path), [run_with(first, dg.DagsterRunStatus.STARTED)])
     assert counter.is_blocked(run_with(window_tag("orders", "2026-11-01", "2026-11-07"), dg.DagsterRunStatus.NOT_STARTED))
     assert not counter.is_blocked(run_with(window_tag("orders", "2026-11-08", "2026-11-14"), dg.DagsterRunStatus.NOT_STARTED))
+
+
+def test_a_scheduled_window_run_carries_its_window_and_trigger(tmp_path):
+    spec = {
+        "name": "daily_orders", "model": "transactions", "fields": ["id"],
+        "incremental": {"by": "event_date", "grain": "daily", "start": "2026-01-01", "timezone": "UTC"},
+        "schedule": {"repeated": "daily", "at": "02:00", "timezone": "UTC"},
+    }
+    defs = build_definitions(load_config(write_config(tmp_path / "config", [spec])))
+    schedule = defs.resolve_schedule_def("daily_orders_schedule")
+    tick = dg.build_schedule_context(scheduled_execution_time=dt.datetime(2026, 11, 23, 2, 0, tzinfo=dt.UTC))
+    [request] = schedule.evaluate_tick(tick).run_requests
+    # The tick after 2026-11-22 02:00 covers the day completed since: 2026-11-22.
+    assert request.tags[WINDOW_TAG] == "daily_orders@2026-11-22..2026-11-22"
+    assert request.tags["export_pipelines/trigger"] == "schedule"
