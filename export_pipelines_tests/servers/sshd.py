@@ -52,10 +52,10 @@ def start_sshd(folder: Path, user: str, password: str, home: Path) -> SshServer:
     unauthorized = _keygen(folder / "stranger_ed25519", "ed25519")
     # sshd reads authorized keys with the user's privileges, so they live in the user's home.
     ssh_folder = owned_folder(home, ".ssh")
-    authorized = ssh_folder / "authorized_keys_export_pipelines_tests"
+    port = free_port()
+    authorized = ssh_folder / f"authorized_keys_export_pipelines_tests_{port}"  # one per server: sessions may overlap
     authorized.write_text(Path(f"{ed25519}.pub").read_text() + Path(f"{rsa}.pub").read_text())
     authorized.chmod(0o644)
-    port = free_port()
     known_hosts = folder / "known_hosts"
     host_public = Path(f"{host_key}.pub").read_text().split()
     known_hosts.write_text(f"[{HOST}]:{port} {host_public[0]} {host_public[1]}\n")

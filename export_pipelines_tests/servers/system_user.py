@@ -22,7 +22,13 @@ def ensure_test_user() -> tuple[str, str, Path]:
         pwd.getpwnam(TEST_USER)
     except KeyError:
         subprocess.run(["useradd", "-m", "-s", "/bin/bash", TEST_USER], check=True)
-    password = secrets.token_urlsafe(18)
+    # One password for every test session on this machine (kept root-only), so that two sessions
+    # at once (a test run and a benchmark) do not change it under each other.
+    store = Path.home() / ".export_pipelines_test_user_password"
+    if not store.exists():
+        store.write_text(secrets.token_urlsafe(18))
+        store.chmod(0o600)
+    password = store.read_text().strip()
     subprocess.run(["chpasswd"], input=f"{TEST_USER}:{password}\n", text=True, check=True)
     return TEST_USER, password, Path(pwd.getpwnam(TEST_USER).pw_dir)
 
