@@ -33,7 +33,7 @@ from export_pipelines.stages.mapping import map_parquet
 from export_pipelines.stages.serialization import LINE_ENDINGS, CsvDialect, OutputSettings, DELIMITERS, write_files
 from export_pipelines.stages.stage_files import read_batches
 from export_pipelines.spec.connections import DeliveryConnection, MissingSecretError
-from export_pipelines.targets.base import Delivery, DeliveredFile, DeliveryError, LocalFile
+from export_pipelines.targets.base import Delivery, DeliveredFile, DeliveryError, LocalFile, Target
 from export_pipelines.targets.registry import downloads_folder, target_for
 
 ROWS_CHECK = "rows_written_match_expected"
@@ -203,15 +203,7 @@ def build_export_asset(plan: ExportPlan, connections: Mapping[str, DeliveryConne
         out={"result": dg.Out(dg.Nothing), ROWS_CHECK: dg.Out(is_required=False)},
     )
     def upload(context: dg.OpExecutionContext, delivery_settings: DeliverySettings, file_set: FileSet):
-        redirected = delivery_settings.redirect_to_download and spec.target != "download"
-        if redirected:
-            context.log.warning(f"redirect_to_download is on: {name}'s files stay in its download folder, not {spec.target_label}")
-        target = target_for(plan, connections, storage_dir(context), file_set.facts.extracted_at, redirected)
-        try:
-            delivery = target.deliver(file_set.files, context.log.info)
-        except (DeliveryError, MissingSecretError) as error:
-            # The work files stay, so a re-execution from this step delivers without extracting again.
-            raise dg.Failure(description=str(error)) from error
+        target, delivery, redirected = deliver_file_set(context, plan, connections, delivery_settings, file_set)
         rows_written = sum(file.rows for file in delivery.files)
         finished = dt.datetime.now(dt.UTC)
         metadata = materialization_metadata(
@@ -260,6 +252,28 @@ def build_export_asset(plan: ExportPlan, connections: Mapping[str, DeliveryConne
         return {"result": result, check.get_python_identifier(): check_result}
 
     return export_asset
+
+
+def deliver_file_set(
+    context: dg.OpExecutionContext,
+    plan: ExportPlan,
+    connections: Mapping[str, DeliveryConnection],
+    delivery_settings: DeliverySettings,
+    file_set: FileSet,
+) -> tuple[Target, Delivery, bool]:
+    """The delivery step of spec and ad-hoc exports alike: the target, what it received, and
+    whether redirect_to_download kept the files local."""
+    spec = plan.spec
+    redirected = delivery_settings.redirect_to_download and spec.target != "download"
+    if redirected:
+        context.log.warning(f"redirect_to_download is on: {spec.name}'s files stay in its download folder, not {spec.target_label}")
+    target = target_for(plan, dict(connections), storage_dir(context), file_set.facts.extracted_at, redirected)
+    try:
+        delivery = target.deliver(file_set.files, context.log.info)
+    except (DeliveryError, MissingSecretError) as error:
+        # The work files stay, so a re-execution from this step delivers without extracting again.
+        raise dg.Failure(description=str(error)) from error
+    return target, delivery, redirected
 
 
 def keep_rejected_rows(rejected: Path, storage: Path, export: str, files: tuple[LocalFile, ...]) -> Path:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import dagster as dg
 
-from export_pipelines.automation.notifications import exports_of_run, root_cause, window_text
+from export_pipelines.automation.notifications import exports_of_run, step_errors, window_text
 from export_pipelines.naming import ADHOC_CHANNEL_TAG, TRIGGER_TAG, asset_key_for
 
 RERUN_JOB_ENV_VAR = "EXPORT_PIPELINES_RERUN_JOB"
@@ -81,12 +81,7 @@ def summarize(instance: dg.DagsterInstance, record, export: str) -> RunSummary:
     metadata = _materialization_metadata(instance, run.run_id, export)
     error = None
     if run.status in (dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED):
-        failures = instance.all_logs(run.run_id, of_type=dg.DagsterEventType.STEP_FAILURE)
-        errors = [
-            f"{entry.step_key}: {root_cause(entry.dagster_event.step_failure_data.error)}"
-            for entry in failures
-            if entry.dagster_event and entry.dagster_event.step_failure_data and entry.dagster_event.step_failure_data.error
-        ]
+        errors = [f"{step}: {message}" for step, message in step_errors(instance, run.run_id)]
         error = "; ".join(errors) or "the run failed before any step did (see the run in the UI)"
     return RunSummary(
         run_id=run.run_id,

@@ -16,10 +16,9 @@ from export_pipelines.adhoc.request import DEFAULT_CHANNEL, AdhocExportConfig
 from export_pipelines.adhoc.urls import DOWNLOADS_URL_ENV_VAR, file_urls
 from export_pipelines.database_urls import safe_url
 from export_pipelines.delivery_settings import DeliverySettings
-from export_pipelines.factory import FileSet, RunFacts, StageFile, materialization_metadata, storage_dir, work_dir
+from export_pipelines.factory import FileSet, RunFacts, StageFile, deliver_file_set, materialization_metadata, storage_dir, work_dir
 from export_pipelines.naming import ADHOC_CHANNEL_TAG, ADHOC_JOB, ADHOC_PLAN_OP, adhoc_export_name
 from export_pipelines.source import SourceDatabase
-from export_pipelines.spec.connections import MissingSecretError
 from export_pipelines.spec.loader import ExportConfig, check_export
 from export_pipelines.spec.plan import ExportPlan
 from export_pipelines.stages.aggregation import aggregate_parquet
@@ -28,8 +27,6 @@ from export_pipelines.stages.file_naming import NameValues, render_file_name
 from export_pipelines.stages.mapping import map_parquet
 from export_pipelines.stages.serialization import DELIMITERS, LINE_ENDINGS, CsvDialect, OutputSettings, write_files
 from export_pipelines.stages.stage_files import read_batches
-from export_pipelines.targets.base import DeliveryError
-from export_pipelines.targets.registry import target_for
 
 REQUEST_LABEL = "request"
 
@@ -99,12 +96,7 @@ def build_adhoc_job(loaded: ExportConfig) -> dg.JobDefinition:
 
     @dg.op(description="Deliver to the download folder or the named connection; report every chunk's URL.")
     def deliver(context: dg.OpExecutionContext, delivery_settings: DeliverySettings, plan: ExportPlan, file_set: FileSet) -> None:
-        redirected = delivery_settings.redirect_to_download and plan.spec.target != "download"
-        target = target_for(plan, connections, storage_dir(context), file_set.facts.extracted_at, redirected)
-        try:
-            delivery = target.deliver(file_set.files, context.log.info)
-        except (DeliveryError, MissingSecretError) as error:
-            raise dg.Failure(description=str(error)) from error
+        target, delivery, redirected = deliver_file_set(context, plan, connections, delivery_settings, file_set)
         rows_written = sum(file.rows for file in delivery.files)
         if rows_written != file_set.facts.expected_rows:
             raise dg.Failure(f"Wrote {rows_written} rows but the source query counted {file_set.facts.expected_rows}")

@@ -78,14 +78,18 @@ def root_cause(error) -> str:
     return error.message.strip()
 
 
-def failure_mail(plan: ExportPlan, instance: dg.DagsterInstance, run: dg.DagsterRun, settings: NotificationSettings) -> Mail:
-    record = instance.get_run_record_by_id(run.run_id)
-    failures = instance.all_logs(run.run_id, of_type=dg.DagsterEventType.STEP_FAILURE)
-    steps = [
-        f"- step {entry.step_key}: {root_cause(entry.dagster_event.step_failure_data.error)}"
-        for entry in failures
+def step_errors(instance: dg.DagsterInstance, run_id: str) -> list[tuple[str, str]]:
+    """Each failed step of a run with what went wrong, for mails and the execution log."""
+    return [
+        (entry.step_key, root_cause(entry.dagster_event.step_failure_data.error))
+        for entry in instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_FAILURE)
         if entry.dagster_event and entry.dagster_event.step_failure_data and entry.dagster_event.step_failure_data.error
     ]
+
+
+def failure_mail(plan: ExportPlan, instance: dg.DagsterInstance, run: dg.DagsterRun, settings: NotificationSettings) -> Mail:
+    record = instance.get_run_record_by_id(run.run_id)
+    steps = [f"- step {step}: {error}" for step, error in step_errors(instance, run.run_id)]
     if not steps:
         run_failures = instance.all_logs(run.run_id, of_type=dg.DagsterEventType.RUN_FAILURE)
         steps = [f"- run: {entry.message}" for entry in run_failures] or ["- run: failed (no step reported an error)"]

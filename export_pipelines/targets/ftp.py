@@ -11,7 +11,7 @@ from pathlib import Path
 
 from export_pipelines.spec.connections import FtpConnection
 from export_pipelines.targets.base import DeliveryError, LocalFile
-from export_pipelines.targets.remote import RemoteEntry, RemoteSession
+from export_pipelines.targets.remote import RemoteEntry, RemoteSession, folder_prefixes, remote_path
 
 BLOCK_SIZE = 256 * 1024
 
@@ -66,18 +66,14 @@ class FtpSession(RemoteSession):
             raise
 
     def _path(self, name: str) -> str:
-        return posixpath.join(self.folder, name) if self.folder else name
+        return remote_path(self.folder, name)
 
     def location_of(self, name: str) -> str:
         c = self.connection
         return f"{c.type}://{c.username}@{c.host}:{c.port}/{self._path(name).lstrip('/')}"
 
     def ensure_folder(self) -> None:
-        if not self.folder:
-            return
-        current = "/" if self.folder.startswith("/") else ""
-        for part in [p for p in self.folder.split("/") if p]:
-            current = posixpath.join(current, part) if current else part
+        for current in folder_prefixes(self.folder):
             try:
                 self.ftp.cwd(current)
             except ftplib.error_perm:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import posixpath
 import re
 import time
 import uuid
@@ -24,6 +25,19 @@ from export_pipelines.targets.base import Delivery, DeliveredFile, DeliveryError
 # never a valid export file name (those cannot start with a dot), so a sweep cannot hit one.
 _TEMPORARY = re.compile(r"^\.(?P<export>[a-z0-9_]+)\.(?P<token>[0-9a-f]{12})\..+\.part$")
 COMPLETION_SUFFIXES = {"manifest": ".manifest.json", "done_marker": ".done"}
+
+
+def remote_path(folder: str, name: str) -> str:
+    return posixpath.join(folder, name) if folder else name
+
+
+def folder_prefixes(folder: str) -> list[str]:
+    """`a/b/c` -> `a`, `a/b`, `a/b/c` (absolute stays absolute): the folders to create in order."""
+    prefixes, current = [], "/" if folder.startswith("/") else ""
+    for part in [p for p in folder.split("/") if p]:
+        current = posixpath.join(current, part) if current else part
+        prefixes.append(current)
+    return prefixes
 
 
 def temporary_name(export: str, final_name: str) -> str:

@@ -6,7 +6,6 @@ import base64
 import errno
 import hashlib
 import os
-import posixpath
 import socket
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import paramiko
 
 from export_pipelines.spec.connections import SftpConnection
 from export_pipelines.targets.base import DeliveryError, LocalFile
-from export_pipelines.targets.remote import RemoteEntry, RemoteSession
+from export_pipelines.targets.remote import RemoteEntry, RemoteSession, folder_prefixes, remote_path
 
 
 def fingerprint(key: paramiko.PKey) -> str:
@@ -133,18 +132,14 @@ class SftpSession(RemoteSession):
             ) from None
 
     def _path(self, name: str) -> str:
-        return posixpath.join(self.folder, name) if self.folder else name
+        return remote_path(self.folder, name)
 
     def location_of(self, name: str) -> str:
         c = self.connection
         return f"sftp://{c.username}@{c.host}:{c.port}/{self._path(name).lstrip('/')}"
 
     def ensure_folder(self) -> None:
-        if not self.folder:
-            return
-        current = "/" if self.folder.startswith("/") else ""
-        for part in [p for p in self.folder.split("/") if p]:
-            current = posixpath.join(current, part) if current else part
+        for current in folder_prefixes(self.folder):
             try:
                 self.sftp.stat(current)
             except FileNotFoundError:
