@@ -4,7 +4,7 @@ PYTHON ?= python3
 DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export DAGSTER_HOME
 
-.PHONY: install demo test test-services ui validate dagster-home
+.PHONY: install demo test test-services ui validate dagster-home bench
 
 install: $(VENV)/.installed
 
@@ -38,3 +38,11 @@ ui: install dagster-home
 
 validate: install
 	$(VENV)/bin/export-pipelines validate
+
+# Performance against psql, sqlite3, pandas and OpenSSH (README: Performance); minutes, not part of `make test`.
+BENCH_ARGS ?= --rows 1000000 5000000 --repeat 3
+bench: install test-services
+	$(VENV)/bin/python -m pip install -q -c requirements.lock -e '.[test,bench]'
+	$(VENV)/bin/python bench/run.py $(BENCH_ARGS)
+	$(VENV)/bin/python bench/dagster_run.py
+	$(VENV)/bin/python bench/sftp_upload.py --mb 500

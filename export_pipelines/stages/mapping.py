@@ -8,6 +8,7 @@ Replace can merge groups); measures are mapped after aggregation.
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from export_pipelines.spec.plan import ExportPlan, OutputField
-from export_pipelines.stages.stage_files import holds_group_partials, read_batches
+from export_pipelines.stages.stage_files import STAGE_PARQUET_OPTIONS, holds_group_partials, read_batches
 from export_pipelines.stages.text_format import to_text
 
 
@@ -72,10 +73,35 @@ def _replace(text: pa.Array, replacements: dict[str, str]) -> pa.Array:
     return pc.if_else(pc.is_valid(positions), pc.take(new, positions), text)
 
 
+MAPPING_SHORTCUT_ENV_VAR = "EXPORT_MAPPING_SHORTCUT"
+
+
+def mapping_shortcut_enabled() -> bool:
+    return os.environ.get(MAPPING_SHORTCUT_ENV_VAR, "1") != "0"
+
+
+def maps_nothing(plan: ExportPlan) -> bool:
+    """Every output column is its source column unchanged, in the extract's order."""
+    return (
+        not plan.aggregates
+        and all(field.default is None and not field.replace for field in plan.fields)
+        and [field.source for field in plan.fields] == list(plan.sources)
+    )
+
+
 def map_parquet(plan: ExportPlan, source: Path, destination: Path, *, batch_size: int) -> int:
     if holds_group_partials(source):
         # Pushed down: the database grouped raw values, so there is nothing to map before aggregating.
         shutil.copyfile(source, destination)
+        return pq.ParquetFile(destination).metadata.num_rows
+    if maps_nothing(plan) and mapping_shortcut_enabled():
+        # Serialization takes headers from the plan, not the file: the extract's file is already the mapped one.
+        # A hard link, as neither file is written again (a re-execution writes into a new run's folder).
+        destination.unlink(missing_ok=True)
+        try:
+            os.link(source, destination)
+        except OSError:
+            shutil.copyfile(source, destination)
         return pq.ParquetFile(destination).metadata.num_rows
     rows = 0
     writer = None
@@ -83,7 +109,7 @@ def map_parquet(plan: ExportPlan, source: Path, destination: Path, *, batch_size
         for batch in read_batches(source, batch_size):
             mapped = map_batch(plan, batch)
             if writer is None:
-                writer = pq.ParquetWriter(destination, mapped.schema)
+                writer = pq.ParquetWriter(destination, mapped.schema, **STAGE_PARQUET_OPTIONS)
             writer.write_batch(mapped)
             rows += mapped.num_rows
     finally:
