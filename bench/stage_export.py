@@ -19,9 +19,9 @@ from pathlib import Path
 import yaml
 
 from export_pipelines.spec.loader import load_config
-from export_pipelines.stages.aggregation import aggregate_parquet
-from export_pipelines.stages.extract import extract_to_parquet
-from export_pipelines.stages.mapping import map_parquet
+from export_pipelines.stages.aggregation import aggregate_stage_file
+from export_pipelines.stages.extract import extract_to_stage_file
+from export_pipelines.stages.mapping import map_stage_file
 from export_pipelines.stages.serialization import DELIMITERS, LINE_ENDINGS, CsvDialect, OutputSettings, write_files
 from export_pipelines.stages.stage_files import read_batches
 from export_pipelines.database_urls import normalize_url
@@ -68,18 +68,18 @@ def run(url: str, out_dir: Path, aggregate: bool, compression: str, batch_size: 
     work.mkdir(parents=True, exist_ok=True)
     seconds = {}
     started = time.perf_counter()
-    extracted = extract_to_parquet(engine, plan, work / "extract.parquet", batch_size=batch_size)
+    extracted = extract_to_stage_file(engine, plan, work / "extract.arrow", batch_size=batch_size)
     seconds["extract"] = time.perf_counter() - started
     engine.dispose()
 
     mark = time.perf_counter()
-    mapped_path = work / "mapped.parquet"
-    map_parquet(plan, extracted.path, mapped_path, batch_size=batch_size)
+    mapped_path = work / "mapped.arrow"
+    map_stage_file(plan, extracted.path, mapped_path, batch_size=batch_size)
     seconds["map"] = time.perf_counter() - mark
     if aggregate:
         mark = time.perf_counter()
-        aggregate_parquet(plan, mapped_path, work / "aggregated.parquet", batch_size=batch_size)
-        mapped_path = work / "aggregated.parquet"
+        aggregate_stage_file(plan, mapped_path, work / "aggregated.arrow", batch_size=batch_size)
+        mapped_path = work / "aggregated.arrow"
         seconds["aggregate"] = time.perf_counter() - mark
 
     mark = time.perf_counter()

@@ -1,6 +1,6 @@
 """ExportPlan -> one graph-backed asset: extract -> map -> serialize -> upload.
 
-Ops hand each other small StageFile records; the rows themselves stay in Parquet files
+Ops hand each other small StageFile records; the rows themselves stay in Arrow stage files
 in a run-scoped work folder, so memory is bounded by the batch size and a re-execution
 from failure reuses the earlier ops' files. (No `from __future__ import annotations`:
 Dagster reads the op signatures' annotations as real types.)
@@ -25,11 +25,11 @@ from export_pipelines.retries import retry_policy_for
 from export_pipelines.source import SourceDatabase
 from export_pipelines.spec.export import ConnectionTarget
 from export_pipelines.spec.plan import ExportPlan
-from export_pipelines.stages.aggregation import aggregate_parquet
+from export_pipelines.stages.aggregation import aggregate_stage_file
 from export_pipelines.stages.bad_rows import TooManyBadRows, write_rejected_csv
-from export_pipelines.stages.extract import ExtractError, TimeWindow, extract_to_parquet
+from export_pipelines.stages.extract import ExtractError, TimeWindow, extract_to_stage_file
 from export_pipelines.stages.file_naming import NameValues, render_file_name
-from export_pipelines.stages.mapping import map_parquet
+from export_pipelines.stages.mapping import map_stage_file
 from export_pipelines.stages.serialization import LINE_ENDINGS, CsvDialect, OutputSettings, DELIMITERS, write_files
 from export_pipelines.stages.stage_files import read_batches
 from export_pipelines.spec.connections import DeliveryConnection, MissingSecretError
@@ -110,7 +110,7 @@ def build_export_asset(plan: ExportPlan, connections: Mapping[str, DeliveryConne
 
     retry_policy = retry_policy_for(spec.retries)
 
-    @dg.op(name=op_name_for(name, "extract"), retry_policy=retry_policy, description=f"Query {plan.model_name} into Parquet, filters pushed into SQL.")
+    @dg.op(name=op_name_for(name, "extract"), retry_policy=retry_policy, description=f"Query {plan.model_name} into an Arrow stage file, filters pushed into SQL.")
     def extract(context: dg.OpExecutionContext, source_database: SourceDatabase) -> dg.Output[StageFile]:
         window = export_window(context, plan)
         if window is not None:
@@ -119,8 +119,8 @@ def build_export_asset(plan: ExportPlan, connections: Mapping[str, DeliveryConne
         engine = source_database.create_engine(storage_dir(context).parent)
         folder = work_dir(context, name)
         try:
-            result = extract_to_parquet(
-                engine, plan, folder / "extract.parquet", batch_size=spec.batch_size, window=window, max_bad_rows=spec.max_bad_rows
+            result = extract_to_stage_file(
+                engine, plan, folder / "extract.arrow", batch_size=spec.batch_size, window=window, max_bad_rows=spec.max_bad_rows
             )
         except (TooManyBadRows, ExtractError) as error:
             # Bad data does not heal by retrying: fail at once, with the rows named.
@@ -140,15 +140,15 @@ def build_export_asset(plan: ExportPlan, connections: Mapping[str, DeliveryConne
 
     @dg.op(name=op_name_for(name, "map"), description="Rename, Default and Replace values, column at a time.")
     def map_fields(context: dg.OpExecutionContext, extracted: StageFile) -> dg.Output[StageFile]:
-        destination = work_dir(context, name) / "mapped.parquet"
-        rows = map_parquet(plan, Path(extracted.path), destination, batch_size=spec.batch_size)
+        destination = work_dir(context, name) / "mapped.arrow"
+        rows = map_stage_file(plan, Path(extracted.path), destination, batch_size=spec.batch_size)
         stage = StageFile(str(destination), rows, extracted.facts)
         return dg.Output(stage, metadata={"rows_in": extracted.rows, "rows_out": rows})
 
     @dg.op(name=op_name_for(name, "aggregate"), description="One row per group; partials from the database's GROUP BY or from Arrow batches.")
     def aggregate(context: dg.OpExecutionContext, mapped: StageFile) -> dg.Output[StageFile]:
-        destination = work_dir(context, name) / "aggregated.parquet"
-        result = aggregate_parquet(plan, Path(mapped.path), destination, batch_size=spec.batch_size)
+        destination = work_dir(context, name) / "aggregated.arrow"
+        result = aggregate_stage_file(plan, Path(mapped.path), destination, batch_size=spec.batch_size)
         expected_groups = mapped.facts.expected_rows
         if result.execution == "arrow":
             # The extract counted rows, not groups: every counted row must be in a group, and the files hold the groups.

@@ -22,8 +22,8 @@ import sqlalchemy as sa
 from export_pipelines.catalog.models import load_builtin_catalog
 from export_pipelines.catalog.sql_types import model_table
 from export_pipelines.spec.loader import load_config
-from export_pipelines.stages.extract import extract_to_parquet
-from export_pipelines.stages.mapping import map_parquet
+from export_pipelines.stages.extract import extract_to_stage_file
+from export_pipelines.stages.mapping import map_stage_file
 from export_pipelines.stages.serialization import DELIMITERS, LINE_ENDINGS, CsvDialect, OutputSettings, write_files
 from export_pipelines.stages.stage_files import read_batches
 from export_pipelines.stages.text_format import to_text
@@ -128,10 +128,10 @@ def export_bytes(url: str, tmp_path: Path, spec: dict, *, fast: bool, monkeypatc
     plan = config.plans[spec["name"]]
     engine = sa.create_engine(url)
     try:
-        extracted = extract_to_parquet(engine, plan, folder / "extract.parquet", batch_size=64)
+        extracted = extract_to_stage_file(engine, plan, folder / "extract.arrow", batch_size=64)
     finally:
         engine.dispose()
-    map_parquet(plan, extracted.path, folder / "mapped.parquet", batch_size=64)
+    map_stage_file(plan, extracted.path, folder / "mapped.arrow", batch_size=64)
     settings = OutputSettings(
         dialect=CsvDialect(DELIMITERS[plan.spec.format], LINE_ENDINGS[plan.spec.line_ending]),
         compression=plan.spec.compression,
@@ -139,7 +139,7 @@ def export_bytes(url: str, tmp_path: Path, spec: dict, *, fast: bool, monkeypatc
         archive_time=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
     )
     files = write_files(
-        read_batches(folder / "mapped.parquet", 64), [f.header for f in plan.fields], folder / "files", lambda part: f"part{part}", settings
+        read_batches(folder / "mapped.arrow", 64), [f.header for f in plan.fields], folder / "files", lambda part: f"part{part}", settings
     )
     return b"".join(file.path.read_bytes() for file in files)
 

@@ -1,6 +1,6 @@
 """Filter operators at the extract stage, on SQLite and PostgreSQL.
 
-Each case writes one spec through the real config loader, runs `extract_to_parquet`
+Each case writes one spec through the real config loader, runs `extract_to_stage_file`
 against the sample rows and compares the ids read back with ids computed from the
 Python rows of sample_data.py.
 """
@@ -11,13 +11,13 @@ import datetime as dt
 import json
 from decimal import Decimal
 
-import pyarrow.parquet as pq
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from export_pipelines.spec.loader import load_config
-from export_pipelines.stages.extract import build_query, extract_to_parquet
+from export_pipelines.stages.extract import build_query, extract_to_stage_file
+from export_pipelines.stages.stage_files import read_table
 from export_pipelines_tests.conftest import write_config
 from export_pipelines_tests.sample_data import CUSTOMERS, TRANSACTIONS, utc
 
@@ -52,10 +52,10 @@ def extracted_ids(source_url: str, tmp_path, spec: dict) -> list[int]:
     plan = plan_for(tmp_path, spec)
     engine = sa.create_engine(source_url)
     try:
-        result = extract_to_parquet(engine, plan, tmp_path / "extract.parquet", batch_size=2)
+        result = extract_to_stage_file(engine, plan, tmp_path / "extract.arrow", batch_size=2)
     finally:
         engine.dispose()
-    ids = pq.read_table(result.path).column("id").to_pylist()
+    ids = read_table(result.path).column("id").to_pylist()
     assert result.rows == result.expected_rows == len(ids)
     return sorted(ids)
 
@@ -356,10 +356,10 @@ def test_yaml_date_and_timestamp_values_written_unquoted(sample_source_url, tmp_
     assert not config.problems, [str(p) for p in config.problems]
     engine = sa.create_engine(sample_source_url)
     try:
-        result = extract_to_parquet(engine, config.plans["unquoted"], tmp_path / "x.parquet", batch_size=10)
+        result = extract_to_stage_file(engine, config.plans["unquoted"], tmp_path / "x.parquet", batch_size=10)
     finally:
         engine.dispose()
-    ids = sorted(pq.read_table(result.path).column("id").to_pylist())
+    ids = sorted(read_table(result.path).column("id").to_pylist())
     assert ids == customers_where(lambda c: c["birthdate"] == dt.date(2000, 1, 1) or c["updated_at"] == utc(2024, 3, 1))
 
 

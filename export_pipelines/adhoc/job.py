@@ -21,10 +21,10 @@ from export_pipelines.naming import ADHOC_CHANNEL_TAG, ADHOC_JOB, ADHOC_PLAN_OP,
 from export_pipelines.source import SourceDatabase
 from export_pipelines.spec.loader import ExportConfig, check_export
 from export_pipelines.spec.plan import ExportPlan
-from export_pipelines.stages.aggregation import aggregate_parquet
-from export_pipelines.stages.extract import extract_to_parquet
+from export_pipelines.stages.aggregation import aggregate_stage_file
+from export_pipelines.stages.extract import extract_to_stage_file
 from export_pipelines.stages.file_naming import NameValues, render_file_name
-from export_pipelines.stages.mapping import map_parquet
+from export_pipelines.stages.mapping import map_stage_file
 from export_pipelines.stages.serialization import DELIMITERS, LINE_ENDINGS, CsvDialect, OutputSettings, write_files
 from export_pipelines.stages.stage_files import read_batches
 
@@ -43,12 +43,12 @@ def build_adhoc_job(loaded: ExportConfig) -> dg.JobDefinition:
             raise dg.Failure(description=f"The export request is invalid:\n{listing}", allow_retries=False)
         return plan
 
-    @dg.op(description="Query the model into Parquet, filters pushed into SQL.")
+    @dg.op(description="Query the model into an Arrow stage file, filters pushed into SQL.")
     def extract(context: dg.OpExecutionContext, source_database: SourceDatabase, plan: ExportPlan) -> StageFile:
         engine = source_database.create_engine(storage_dir(context).parent)
         folder = work_dir(context, plan.name)
         try:
-            result = extract_to_parquet(engine, plan, folder / "extract.parquet", batch_size=plan.spec.batch_size)
+            result = extract_to_stage_file(engine, plan, folder / "extract.arrow", batch_size=plan.spec.batch_size)
         finally:
             engine.dispose()
         context.log.info(f"Extracted {result.rows} rows of {plan.model_name} from {safe_url(engine.url)}")
@@ -57,8 +57,8 @@ def build_adhoc_job(loaded: ExportConfig) -> dg.JobDefinition:
 
     @dg.op(name="map", description="Rename, Default and Replace values, column at a time.")
     def map_fields(context: dg.OpExecutionContext, plan: ExportPlan, extracted: StageFile) -> StageFile:
-        destination = work_dir(context, plan.name) / "mapped.parquet"
-        rows = map_parquet(plan, Path(extracted.path), destination, batch_size=plan.spec.batch_size)
+        destination = work_dir(context, plan.name) / "mapped.arrow"
+        rows = map_stage_file(plan, Path(extracted.path), destination, batch_size=plan.spec.batch_size)
         context.add_output_metadata({"rows_in": extracted.rows, "rows_out": rows})
         return StageFile(str(destination), rows, extracted.facts)
 
@@ -66,8 +66,8 @@ def build_adhoc_job(loaded: ExportConfig) -> dg.JobDefinition:
     def aggregate(context: dg.OpExecutionContext, plan: ExportPlan, mapped: StageFile) -> StageFile:
         if not plan.aggregates:
             return mapped
-        destination = work_dir(context, plan.name) / "aggregated.parquet"
-        result = aggregate_parquet(plan, Path(mapped.path), destination, batch_size=plan.spec.batch_size)
+        destination = work_dir(context, plan.name) / "aggregated.arrow"
+        result = aggregate_stage_file(plan, Path(mapped.path), destination, batch_size=plan.spec.batch_size)
         # The extract counted rows, not groups, unless the database grouped them.
         expected = result.groups if result.execution == "arrow" else mapped.facts.expected_rows
         facts = RunFacts(expected, mapped.facts.extracted_at, mapped.facts.work_dir, result.execution)

@@ -28,11 +28,10 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from export_pipelines.spec.plan import ExportPlan, OutputField
 from export_pipelines.stages.mapping import group_order_column, map_column, typed_order_groups
-from export_pipelines.stages.stage_files import GROUP_PARTIALS_METADATA, holds_group_partials, read_batches
+from export_pipelines.stages.stage_files import GROUP_PARTIALS_METADATA, holds_group_partials, read_batches, read_schema, write_table
 
 ROWS_COLUMN = "__rows"
 SUM_PRECISION = 38
@@ -197,18 +196,18 @@ def average(sums: pa.Array, counts: pa.Array, scale: int) -> pa.Array:
     return pa.array(values, pa.decimal128(SUM_PRECISION, scale))
 
 
-def aggregate_parquet(plan: ExportPlan, source: Path, destination: Path, *, batch_size: int) -> AggregateResult:
+def aggregate_stage_file(plan: ExportPlan, source: Path, destination: Path, *, batch_size: int) -> AggregateResult:
     """Aggregate a stage file of mapped rows (Arrow path) or of the database's group partials (pushdown)."""
     pushed_down = holds_group_partials(source)
     if pushed_down:
-        schema = pq.read_schema(source)
+        schema = read_schema(source)
         partial_tables = (pa.Table.from_batches([batch]) for batch in read_batches(source, batch_size))
     else:
-        types = list(pq.read_schema(source).types)
+        types = list(read_schema(source).types)
         schema = partial_schema(plan, types[: len(plan.fields)], types[len(plan.fields) :])
         partial_tables = (batch_partials(plan, batch, schema) for batch in read_batches(source, batch_size))
     combined = combine_batches(plan, partial_tables, schema)
     output = finish(plan, combined)
-    pq.write_table(output, destination)
+    write_table(output, destination)
     rows_in = pc.sum(combined[ROWS_COLUMN]).as_py() or 0
     return AggregateResult(destination, rows_in, output.num_rows, "pushdown" if pushed_down else "arrow")

@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from contextlib import closing
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import closing, suppress
 
+import adbc_driver_manager
 import pyarrow as pa
 import pyarrow.compute as pc
 import sqlalchemy as sa
@@ -38,12 +40,13 @@ def fast_extract_enabled() -> bool:
 
 
 def driver_for(url: sa.URL):
-    """The ADBC DB-API module for the URL's database, or None where there is none."""
+    """The ADBC driver package for the URL's database, or None where there is none."""
+    # The low-level API: the drivers' DB-API modules import pandas (0.4 s), which nothing here needs.
     try:
         if url.get_backend_name() == "postgresql":
-            import adbc_driver_postgresql.dbapi as driver
+            import adbc_driver_postgresql as driver
         elif url.get_backend_name() == "sqlite" and url.database and url.database != ":memory:" and not url.query:
-            import adbc_driver_sqlite.dbapi as driver
+            import adbc_driver_sqlite as driver
         else:
             return None
     except ImportError:
@@ -60,48 +63,139 @@ def literal_sql(query: sa.Select, dialect: sa.Dialect) -> str:
         raise FastPathUnavailable(f"the query's values cannot be rendered as SQL literals: {error}") from error
 
 
-def open_connection(url: sa.URL):
-    driver = driver_for(url)
-    if driver is None:
-        raise FastPathUnavailable(f"no ADBC driver for {url.get_backend_name()}")
-    try:
-        if url.get_backend_name() == "postgresql":
-            # libpq reads the same URL (host, port, user, password, query options such as search_path).
-            return driver.connect(url.set(drivername="postgresql").render_as_string(hide_password=False), autocommit=True)
-        return driver.connect(url.database, autocommit=True)
-    except Exception as error:  # the driver's own error types differ; any failure means "use the general path"
-        raise FastPathUnavailable(f"ADBC could not connect: {error}") from error
+class ArrowConnection:
+    """One ADBC connection: statements run, and query results read as Arrow batches."""
 
-
-def count_and_batches(connection, count_sql: str, rows_sql: str, batch_size: int, backend: str) -> tuple[int, Iterator[pa.RecordBatch]]:
-    """COUNT(*) and the rows in one snapshot (PostgreSQL: a REPEATABLE READ transaction; SQLite: one read transaction)."""
-    cursor = connection.cursor()
-    try:
-        if backend == "postgresql":
-            cursor.execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
-            cursor.adbc_statement.set_options(**{"adbc.postgresql.batch_size_hint_bytes": str(batch_size * POSTGRES_BYTES_PER_ROW_HINT)})
-        else:
-            cursor.execute("BEGIN")
-            cursor.adbc_statement.set_options(**{"adbc.sqlite.query.batch_rows": str(batch_size)})
-        cursor.execute(count_sql)
-        (expected,) = cursor.fetchone()
-        cursor.execute(rows_sql)
-        reader = cursor.fetch_record_batch()
-    except Exception as error:
-        cursor.close()
-        raise FastPathUnavailable(f"ADBC could not run the query: {error}") from error
-    return expected, _batches_then_commit(cursor, reader)
-
-
-def _batches_then_commit(cursor, reader: pa.RecordBatchReader) -> Iterator[pa.RecordBatch]:
-    with closing(cursor):
+    def __init__(self, url: sa.URL):
+        driver = driver_for(url)
+        if driver is None:
+            raise FastPathUnavailable(f"no ADBC driver for {url.get_backend_name()}")
         try:
-            yield from reader
-        except Exception as error:
+            if url.get_backend_name() == "postgresql":
+                # libpq reads the same URL (host, port, user, password, query options such as search_path).
+                self._database = driver.connect(url.set(drivername="postgresql").render_as_string(hide_password=False))
+            else:
+                self._database = driver.connect(url.database)
+            self._connection = adbc_driver_manager.AdbcConnection(self._database)
+        except adbc_driver_manager.Error as error:
+            raise FastPathUnavailable(f"ADBC could not connect: {error}") from error
+        self.backend = url.get_backend_name()
+        self.url = url
+
+    def run(self, sql: str) -> None:
+        with closing(adbc_driver_manager.AdbcStatement(self._connection)) as statement:
+            statement.set_sql_query(sql)
+            statement.execute_update()
+
+    def scalar(self, sql: str):
+        with closing(self.reader(sql)) as reader:
+            table = reader.read_all()
+        return table.column(0)[0].as_py()
+
+    def reader(self, sql: str, options: dict[str, str] | None = None) -> pa.RecordBatchReader:
+        statement = adbc_driver_manager.AdbcStatement(self._connection)
+        try:
+            statement.set_sql_query(sql)
+            if options:
+                statement.set_options(**options)
+            stream, _ = statement.execute_query()
+            return _ClosingReader(pa.RecordBatchReader.from_stream(stream), statement)
+        except BaseException:
+            statement.close()
+            raise
+
+    def close(self) -> None:
+        self._connection.close()
+        self._database.close()
+
+    def __enter__(self) -> ArrowConnection:
+        return self
+
+    def __exit__(self, *_) -> None:
+        self.close()
+
+
+class _ClosingReader:
+    """A result's batches; closing it closes the statement that produced them."""
+
+    def __init__(self, reader: pa.RecordBatchReader, statement):
+        self._reader, self._statement = reader, statement
+
+    def __iter__(self) -> Iterator[pa.RecordBatch]:
+        return iter(self._reader)
+
+    def read_all(self) -> pa.Table:
+        return self._reader.read_all()
+
+    def close(self) -> None:
+        self._reader.close()
+        self._statement.close()
+
+
+def batch_options(backend: str, batch_size: int) -> dict[str, str]:
+    if backend == "postgresql":
+        return {"adbc.postgresql.batch_size_hint_bytes": str(batch_size * POSTGRES_BYTES_PER_ROW_HINT)}
+    return {"adbc.sqlite.query.batch_rows": str(batch_size)}
+
+
+class SnapshotRows:
+    """A query's rows as Arrow batches, and the COUNT(*) of the same rows in the same snapshot.
+
+    PostgreSQL: a REPEATABLE READ transaction whose snapshot a second connection imports
+    (pg_export_snapshot), so the server counts on one core while this process decodes the
+    rows on the other. SQLite: the count first, in the rows' read transaction.
+    """
+
+    def __init__(self, connection: ArrowConnection, count_sql: str, rows_sql: str, batch_size: int):
+        self._connection = connection
+        self._counter: ArrowConnection | None = None
+        self._count: Future[int] | None = None
+        self._count_thread: ThreadPoolExecutor | None = None
+        try:
+            if connection.backend == "postgresql":
+                connection.run("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                snapshot = connection.scalar("SELECT pg_export_snapshot()")
+                self._counter = ArrowConnection(connection.url)
+                self._counter.run("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                self._counter.run(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
+                self._count_thread = ThreadPoolExecutor(1, thread_name_prefix="snapshot-count")
+                self._count = self._count_thread.submit(self._counter.scalar, count_sql)
+            else:
+                connection.run("BEGIN")
+                self._expected = connection.scalar(count_sql)
+            self._reader = connection.reader(rows_sql, batch_options(connection.backend, batch_size))
+        except adbc_driver_manager.Error as error:
+            self.close()
+            raise FastPathUnavailable(f"ADBC could not run the query: {error}") from error
+
+    def __iter__(self) -> Iterator[pa.RecordBatch]:
+        try:
+            yield from self._reader
+        except adbc_driver_manager.Error as error:
             raise FastPathUnavailable(f"ADBC failed while reading rows: {error}") from error
-        finally:
-            reader.close()
-        cursor.execute("COMMIT")
+
+    def expected_rows(self) -> int:
+        if self._count is not None:
+            self._expected = self._count.result()
+            self._count = None
+        return self._expected
+
+    def close(self) -> None:
+        """Ends both read-only transactions (nothing to commit) and closes the second connection."""
+        if getattr(self, "_reader", None) is not None:
+            self._reader.close()
+        if self._count_thread is not None:
+            self._count_thread.shutdown(wait=True)
+        if self._counter is not None:
+            self._counter.close()
+        with suppress(adbc_driver_manager.Error):
+            self._connection.run("COMMIT")
+
+    def __enter__(self) -> SnapshotRows:
+        return self
+
+    def __exit__(self, *_) -> None:
+        self.close()
 
 
 def to_stage_batch(batch: pa.RecordBatch, schema: pa.Schema, sources: tuple[SourceRef, ...]) -> pa.RecordBatch:

@@ -1,4 +1,4 @@
-"""Extract: the spec's query run in the source database, streamed into a Parquet file.
+"""Extract: the spec's query run in the source database, streamed into an Arrow stage file (stages/stage_files.py).
 
 Filters, ordering and JSON property lookups are pushed into SQL built with SQLAlchemy
 Core from the resolved plan; every value from a spec is a bound parameter. An
@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 import sqlalchemy as sa
 
 from export_pipelines.catalog.sql_types import DECIMAL_PRECISION, model_table
@@ -24,7 +23,8 @@ from export_pipelines.spec.plan import Condition, ConditionGroup, ExportPlan, So
 from export_pipelines.stages import aggregation, arrow_extract
 from export_pipelines.stages.bad_rows import BadRows, RejectedRow, value_preview
 from export_pipelines.stages.audience import AUDIENCE_COLUMN, load_audience_table
-from export_pipelines.stages.stage_files import STAGE_PARQUET_OPTIONS
+from export_pipelines.stages.stage_files import stage_writer
+from export_pipelines.stages.warm_up import start_pyarrow_conversions
 from export_pipelines.stages.write_behind import WriteBehind
 
 ARROW_DECIMAL_PRECISION = 38
@@ -281,7 +281,7 @@ def _exact_sum(value: sa.ColumnElement, source: SourceRef, dialect: str) -> sa.C
     return sa.type_coerce(sa.func.sum(value), sa.Numeric(DECIMAL_PRECISION * 2, source.scale or 0, asdecimal=True))
 
 
-def extract_to_parquet(
+def extract_to_stage_file(
     engine: sa.Engine,
     plan: ExportPlan,
     path: Path,
@@ -291,6 +291,7 @@ def extract_to_parquet(
     max_bad_rows: int = 0,
 ) -> ExtractResult:
     """Stream the query's rows (or, pushed down, its groups' partial aggregates) into `path`; memory is bounded by batch_size."""
+    start_pyarrow_conversions()
     dialect = engine.dialect.name
     pushdown = plan.aggregates and pushes_down_aggregation(plan, dialect)
     if pushdown:
@@ -325,7 +326,7 @@ def extract_to_parquet(
         else:
             expected = connection.execute(sa.select(sa.func.count()).select_from(query.order_by(None).subquery())).scalar_one()
         result = connection.execute(query)
-        with pq.ParquetWriter(path, schema, **STAGE_PARQUET_OPTIONS) as writer:
+        with stage_writer(path, schema) as writer:
             seen = 0
             for chunk in result.partitions(batch_size):
                 table = rows_to_table(chunk, schema, plan, seen, bad_rows)
@@ -351,21 +352,21 @@ def _extract_with_adbc(
     window: TimeWindow | None,
     extracted_at: dt.datetime,
 ) -> ExtractResult:
-    """The general path's query and Parquet file, rows decoded by the ADBC driver (see arrow_extract)."""
+    """The general path's query and stage file, rows decoded by the ADBC driver (see arrow_extract)."""
     backend = engine.dialect.name
     query = build_query(plan, backend, window)
     count_sql = arrow_extract.literal_sql(sa.select(sa.func.count()).select_from(query.order_by(None).subquery()), engine.dialect)
     rows_sql = arrow_extract.literal_sql(query, engine.dialect)
     rows = 0
-    with arrow_extract.open_connection(engine.url) as connection:
-        expected, batches = arrow_extract.count_and_batches(connection, count_sql, rows_sql, batch_size, backend)
-        with pq.ParquetWriter(path, schema, **STAGE_PARQUET_OPTIONS) as writer, WriteBehind() as behind:
-            for batch in batches:
+    with arrow_extract.ArrowConnection(engine.url) as connection, arrow_extract.SnapshotRows(connection, count_sql, rows_sql, batch_size) as read:
+        with stage_writer(path, schema) as writer, WriteBehind() as behind:
+            for batch in read:
                 behind.submit(writer.write_batch, arrow_extract.to_stage_batch(batch, schema, plan.sources))
                 rows += batch.num_rows
             behind.drain()
             if rows == 0:
                 writer.write_table(schema.empty_table())
+        expected = read.expected_rows()
     return ExtractResult(path=path, rows=rows, expected_rows=expected, extracted_at=extracted_at)
 
 

@@ -14,10 +14,9 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from export_pipelines.spec.plan import ExportPlan, OutputField
-from export_pipelines.stages.stage_files import STAGE_PARQUET_OPTIONS, holds_group_partials, read_batches
+from export_pipelines.stages.stage_files import holds_group_partials, read_batches, row_count, stage_writer
 from export_pipelines.stages.text_format import to_text
 
 
@@ -89,11 +88,11 @@ def maps_nothing(plan: ExportPlan) -> bool:
     )
 
 
-def map_parquet(plan: ExportPlan, source: Path, destination: Path, *, batch_size: int) -> int:
+def map_stage_file(plan: ExportPlan, source: Path, destination: Path, *, batch_size: int) -> int:
     if holds_group_partials(source):
         # Pushed down: the database grouped raw values, so there is nothing to map before aggregating.
         shutil.copyfile(source, destination)
-        return pq.ParquetFile(destination).metadata.num_rows
+        return row_count(destination)
     if maps_nothing(plan) and mapping_shortcut_enabled():
         # Serialization takes headers from the plan, not the file: the extract's file is already the mapped one.
         # A hard link, as neither file is written again (a re-execution writes into a new run's folder).
@@ -102,14 +101,14 @@ def map_parquet(plan: ExportPlan, source: Path, destination: Path, *, batch_size
             os.link(source, destination)
         except OSError:
             shutil.copyfile(source, destination)
-        return pq.ParquetFile(destination).metadata.num_rows
+        return row_count(destination)
     rows = 0
     writer = None
     try:
         for batch in read_batches(source, batch_size):
             mapped = map_batch(plan, batch)
             if writer is None:
-                writer = pq.ParquetWriter(destination, mapped.schema, **STAGE_PARQUET_OPTIONS)
+                writer = stage_writer(destination, mapped.schema)
             writer.write_batch(mapped)
             rows += mapped.num_rows
     finally:

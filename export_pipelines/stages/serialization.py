@@ -12,7 +12,7 @@ import gzip
 import hashlib
 import io
 import zipfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from export_pipelines.stages.text_format import to_text
-from export_pipelines.stages.write_behind import WriteBehind
+from export_pipelines.stages.write_behind import WriteBehind, in_order
 from export_pipelines.targets.base import LocalFile
 
 DELIMITERS = {"csv": ",", "psv": "|"}
@@ -169,6 +169,21 @@ class _PartWriter:
         self.path.unlink(missing_ok=True)
 
 
+def _cut_into_parts(batches: Iterable[pa.RecordBatch], limit: int | None) -> Iterator[tuple[bool, pa.RecordBatch]]:
+    """The rows, cut where a part reaches `limit` rows: (whether the piece starts a new part, the piece)."""
+    in_part = 0
+    for batch in batches:
+        offset = 0
+        while offset < batch.num_rows:
+            starts_part = limit is not None and in_part == limit
+            if starts_part:
+                in_part = 0
+            take = batch.num_rows - offset if limit is None else min(batch.num_rows - offset, limit - in_part)
+            yield starts_part, batch.slice(offset, take)
+            in_part += take
+            offset += take
+
+
 def write_files(
     batches: Iterable[pa.RecordBatch],
     headers: list[str],
@@ -184,15 +199,13 @@ def write_files(
     behind = WriteBehind()
     writer = _PartWriter(folder / name_for_part(1), settings, header, behind)
     try:
-        for batch in batches:
-            offset = 0
-            while offset < batch.num_rows:
-                if limit is not None and writer.rows == limit:
-                    files.append(writer.close())
-                    writer = _PartWriter(folder / name_for_part(len(files) + 1), settings, header, behind)
-                take = batch.num_rows - offset if limit is None else min(batch.num_rows - offset, limit - writer.rows)
-                writer.write(format_lines(batch.slice(offset, take), settings.dialect), take)
-                offset += take
+        # Formatting is most of the work: batches are formatted two at a time, written in order.
+        pieces = _cut_into_parts(batches, limit)
+        for (starts_part, piece), text in in_order(lambda item: format_lines(item[1], settings.dialect), pieces):
+            if starts_part:
+                files.append(writer.close())
+                writer = _PartWriter(folder / name_for_part(len(files) + 1), settings, header, behind)
+            writer.write(text, piece.num_rows)
         files.append(writer.close())
     except BaseException:
         writer.abort()

@@ -1,21 +1,25 @@
 """Writes handed to one worker thread, in order, while the caller prepares the next batch.
 
-zlib, hashlib, file writes, Parquet encoding and pyarrow.compute all release the GIL, so
+zlib, hashlib, file writes, IPC compression and pyarrow.compute all release the GIL, so
 the two threads overlap on two cores, as `psql | gzip` does: serialization formats while
 the previous batch is compressed and written, extraction decodes while the previous batch
 is encoded into the stage file. A few batches wait at most, so memory stays bounded.
-EXPORT_WRITE_BEHIND=0 writes on the calling thread.
+in_order() is the same idea for work that has no order of its own: batches formatted on
+two threads at once, results handed back in input order.
+EXPORT_WRITE_BEHIND=0 does all of it on the calling thread.
 """
 
 from __future__ import annotations
 
 import os
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 
 WRITE_BEHIND_ENV_VAR = "EXPORT_WRITE_BEHIND"
 WRITE_BEHIND_DEPTH = 2
+# This machine class has 2 cores; pyarrow.compute kernels release the GIL, so two workers use both.
+IN_ORDER_THREADS = 2
 
 
 def write_behind_enabled() -> bool:
@@ -51,3 +55,28 @@ class WriteBehind:
 
     def __exit__(self, *_) -> None:
         self.close()
+
+
+def in_order(function: Callable, items: Iterable, threads: int = IN_ORDER_THREADS) -> Iterator[tuple]:
+    """(item, function(item)) for every item, in input order, computed on `threads` threads.
+
+    At most 2 x threads items are in flight, so memory stays bounded by the batch size.
+    """
+    if not write_behind_enabled():
+        for item in items:
+            yield item, function(item)
+        return
+    pending: deque[tuple] = deque()
+    with ThreadPoolExecutor(threads, thread_name_prefix="in-order") as executor:
+        try:
+            for item in items:
+                if len(pending) >= 2 * threads:
+                    done_item, future = pending.popleft()
+                    yield done_item, future.result()
+                pending.append((item, executor.submit(function, item)))
+            while pending:
+                done_item, future = pending.popleft()
+                yield done_item, future.result()
+        finally:
+            for _, future in pending:
+                future.cancel()
