@@ -138,6 +138,13 @@ def batch_options(backend: str, batch_size: int) -> dict[str, str]:
     return {"adbc.sqlite.query.batch_rows": str(batch_size)}
 
 
+def read_all_batches(reader) -> Iterator[pa.RecordBatch]:
+    try:
+        yield from reader
+    except (adbc_driver_manager.Error, pa.ArrowException) as error:
+        raise FastPathUnavailable(f"ADBC failed while reading rows: {error}") from error
+
+
 class SnapshotRows:
     """A query's rows as Arrow batches, and the COUNT(*) of the same rows in the same snapshot.
 
@@ -169,10 +176,7 @@ class SnapshotRows:
             raise FastPathUnavailable(f"ADBC could not run the query: {error}") from error
 
     def __iter__(self) -> Iterator[pa.RecordBatch]:
-        try:
-            yield from self._reader
-        except adbc_driver_manager.Error as error:
-            raise FastPathUnavailable(f"ADBC failed while reading rows: {error}") from error
+        return read_all_batches(self._reader)
 
     def expected_rows(self) -> int:
         if self._count is not None:
@@ -201,6 +205,24 @@ class SnapshotRows:
 def to_stage_batch(batch: pa.RecordBatch, schema: pa.Schema, sources: tuple[SourceRef, ...]) -> pa.RecordBatch:
     arrays = [to_stage_column(batch.column(i), source, field.type) for i, (source, field) in enumerate(zip(sources, schema, strict=True))]
     return pa.RecordBatch.from_arrays(arrays, schema=schema)
+
+
+def to_schema_batch(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
+    """Columns whose meaning the query fixes (counts, sums, group values) cast to the schema's types."""
+    return pa.RecordBatch.from_arrays([cast_column(batch.column(i), field.type) for i, field in enumerate(schema)], schema=schema)
+
+
+def cast_column(array: pa.Array, target: pa.DataType) -> pa.Array:
+    if isinstance(array.type, pa.BaseExtensionType):
+        array = array.storage
+    if pa.types.is_null(array.type):
+        return pa.nulls(len(array), target)
+    try:
+        if pa.types.is_timestamp(target) and pa.types.is_timestamp(array.type) and array.type.tz is None:
+            return pc.cast(array.cast(pa.timestamp("us")), target)
+        return pc.cast(array, target)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as error:
+        raise FastPathUnavailable(f"{array.type} -> {target}: {error}") from error
 
 
 # The driver types each field type may arrive as (PostgreSQL's, then SQLite's).
