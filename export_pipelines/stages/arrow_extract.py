@@ -92,7 +92,7 @@ class ArrowConnection:
             table = reader.read_all()
         return table.column(0)[0].as_py()
 
-    def reader(self, sql: str, options: dict[str, str] | None = None) -> pa.RecordBatchReader:
+    def reader(self, sql: str, options: dict[str, str] | None = None) -> _ClosingReader:
         statement = adbc_driver_manager.AdbcStatement(self._connection)
         try:
             statement.set_sql_query(sql)
@@ -180,7 +180,10 @@ class SnapshotRows:
 
     def expected_rows(self) -> int:
         if self._count is not None:
-            self._expected = self._count.result()
+            try:
+                self._expected = self._count.result()
+            except adbc_driver_manager.Error as error:
+                raise FastPathUnavailable(f"ADBC could not count the rows: {error}") from error
             self._count = None
         return self._expected
 
