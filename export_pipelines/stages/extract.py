@@ -26,7 +26,7 @@ from export_pipelines.stages import aggregation, arrow_extract
 from export_pipelines.stages.bad_rows import BadRows, RejectedRow, value_preview
 from export_pipelines.stages.audience import AUDIENCE_COLUMN, load_audience_table
 from export_pipelines.stages.stage_files import stage_writer
-from export_pipelines.stages.warm_up import start_pyarrow_conversions
+from export_pipelines.stages.arrow_runtime import prepare_pyarrow
 from export_pipelines.stages.write_behind import WriteBehind
 
 ARROW_DECIMAL_PRECISION = 38
@@ -293,7 +293,7 @@ def extract_to_stage_file(
     max_bad_rows: int = 0,
 ) -> ExtractResult:
     """Stream the query's rows (or, pushed down, its groups' partial aggregates) into `path`; memory is bounded by batch_size."""
-    start_pyarrow_conversions()
+    prepare_pyarrow()
     dialect = engine.dialect.name
     pushdown = plan.aggregates and pushes_down_aggregation(plan, dialect)
     if pushdown:

@@ -19,6 +19,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from export_pipelines.stages.arrow_runtime import prepare_pyarrow
 from export_pipelines.stages.text_format import to_text
 from export_pipelines.stages.write_behind import WriteBehind, in_order
 from export_pipelines.targets.base import LocalFile
@@ -192,6 +193,7 @@ def write_files(
     settings: OutputSettings,
 ) -> list[LocalFile]:
     """Write the rows into one or more files (parts of at most max_rows_per_file rows, each with the header)."""
+    prepare_pyarrow()
     folder.mkdir(parents=True, exist_ok=True)
     header = header_line(headers, settings.dialect)
     limit = settings.max_rows_per_file
