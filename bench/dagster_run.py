@@ -135,7 +135,11 @@ def main(argv: list[str] | None = None) -> int:
                 runs.append(launched_run(port, env))
         finally:
             server.terminate()
-            server.wait(timeout=30)
+            try:
+                server.wait(timeout=30)
+            except subprocess.TimeoutExpired:  # a code server that hangs in shutdown must not lose the figures
+                server.kill()
+                server.wait()
     result = {
         "rows": int(env["BENCH_ROWS"]),
         "runs": len(runs),

@@ -14,6 +14,7 @@ import pytest
 from export_pipelines.spec.loader import load_config
 from export_pipelines.targets.base import DeliveryError
 from export_pipelines.targets.registry import target_for
+from export_pipelines.targets.sftp import SftpSession
 from export_pipelines_tests.conftest import write_config
 from export_pipelines_tests.servers.network import HOST
 from export_pipelines_tests.targets.delivery_helpers import RUN_TIME, Log, export_file_name, local_file, make_target
@@ -238,3 +239,15 @@ def test_done_marker_is_an_empty_file(sshd, remote_folder, tmp_path):
     file = local_file(tmp_path, "probe_20261123T020000Z.csv", b"a\r\n1\r\n")
     make_target(sftp_connection(sshd), folder, finish_with="done_marker").deliver([file], Log())
     assert (path / "probe_20261123T020000Z.done").read_bytes() == b""
+
+
+def test_an_aead_cipher_is_negotiated_when_the_server_offers_one(sshd, remote_folder, tmp_path):
+    """AES-GCM (one pass) instead of paramiko's default AES-CTR plus HMAC (two): the SFTP throughput goal rests on it."""
+    folder, _ = remote_folder
+    _, connections = loaded(tmp_path, sftp_connection(sshd), folder)
+    session = SftpSession("probe", connections["partner"], folder)
+    try:
+        ciphers = (session.transport.local_cipher, session.transport.remote_cipher)
+    finally:
+        session.close()
+    assert ciphers == ("aes128-gcm@openssh.com", "aes128-gcm@openssh.com")
