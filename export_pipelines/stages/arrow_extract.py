@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import closing, suppress
+from contextlib import closing, contextmanager, suppress
 
 import adbc_driver_manager
 import pyarrow as pa
@@ -83,22 +83,23 @@ class ArrowConnection:
         self.url = url
 
     def run(self, sql: str) -> None:
-        with closing(adbc_driver_manager.AdbcStatement(self._connection)) as statement:
+        with _as_fast_path_unavailable("run a statement"), closing(adbc_driver_manager.AdbcStatement(self._connection)) as statement:
             statement.set_sql_query(sql)
             statement.execute_update()
 
     def scalar(self, sql: str):
-        with closing(self.reader(sql)) as reader:
+        with closing(self.reader(sql)) as reader, _as_fast_path_unavailable("read a result"):
             table = reader.read_all()
         return table.column(0)[0].as_py()
 
     def reader(self, sql: str, options: dict[str, str] | None = None) -> _ClosingReader:
         statement = adbc_driver_manager.AdbcStatement(self._connection)
         try:
-            statement.set_sql_query(sql)
-            if options:
-                statement.set_options(**options)
-            stream, _ = statement.execute_query()
+            with _as_fast_path_unavailable("run the query"):
+                statement.set_sql_query(sql)
+                if options:
+                    statement.set_options(**options)
+                stream, _ = statement.execute_query()
             return _ClosingReader(pa.RecordBatchReader.from_stream(stream), statement)
         except BaseException:
             statement.close()
@@ -113,6 +114,15 @@ class ArrowConnection:
 
     def __exit__(self, *_) -> None:
         self.close()
+
+
+@contextmanager
+def _as_fast_path_unavailable(doing: str) -> Iterator[None]:
+    """A driver error means "use the general path", which reports real problems in its own words."""
+    try:
+        yield
+    except (adbc_driver_manager.Error, pa.ArrowException) as error:
+        raise FastPathUnavailable(f"ADBC could not {doing}: {error}") from error
 
 
 class _ClosingReader:
@@ -138,28 +148,25 @@ def batch_options(backend: str, batch_size: int) -> dict[str, str]:
     return {"adbc.sqlite.query.batch_rows": str(batch_size)}
 
 
-def read_all_batches(reader) -> Iterator[pa.RecordBatch]:
-    try:
-        yield from reader
-    except (adbc_driver_manager.Error, pa.ArrowException) as error:
-        raise FastPathUnavailable(f"ADBC failed while reading rows: {error}") from error
-
-
 class SnapshotRows:
-    """A query's rows as Arrow batches, and the COUNT(*) of the same rows in the same snapshot.
+    """A query's rows as Arrow batches and, given count_sql, the COUNT(*) of the same rows in the same snapshot.
 
     PostgreSQL: a REPEATABLE READ transaction whose snapshot a second connection imports
     (pg_export_snapshot), so the server counts on one core while this process decodes the
-    rows on the other. SQLite: the count first, in the rows' read transaction.
+    rows on the other. SQLite: the count first, in the rows' read transaction. Without a
+    count, the one statement is its own snapshot.
     """
 
-    def __init__(self, connection: ArrowConnection, count_sql: str, rows_sql: str, batch_size: int):
+    def __init__(self, connection: ArrowConnection, rows_sql: str, batch_size: int, count_sql: str | None = None):
         self._connection = connection
+        self._reader: _ClosingReader | None = None
         self._counter: ArrowConnection | None = None
-        self._count: Future[int] | None = None
         self._count_thread: ThreadPoolExecutor | None = None
+        self._count: Future[int] | None = None
+        self._expected: int | None = None
+        self._in_transaction = count_sql is not None
         try:
-            if connection.backend == "postgresql":
+            if count_sql is not None and connection.backend == "postgresql":
                 connection.run("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
                 snapshot = connection.scalar("SELECT pg_export_snapshot()")
                 self._counter = ArrowConnection(connection.url)
@@ -167,36 +174,36 @@ class SnapshotRows:
                 self._counter.run(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
                 self._count_thread = ThreadPoolExecutor(1, thread_name_prefix="snapshot-count")
                 self._count = self._count_thread.submit(self._counter.scalar, count_sql)
-            else:
+            elif count_sql is not None:
                 connection.run("BEGIN")
                 self._expected = connection.scalar(count_sql)
             self._reader = connection.reader(rows_sql, batch_options(connection.backend, batch_size))
-        except adbc_driver_manager.Error as error:
+        except FastPathUnavailable:
             self.close()
-            raise FastPathUnavailable(f"ADBC could not run the query: {error}") from error
+            raise
 
     def __iter__(self) -> Iterator[pa.RecordBatch]:
-        return read_all_batches(self._reader)
+        with _as_fast_path_unavailable("read the rows"):
+            yield from self._reader
 
-    def expected_rows(self) -> int:
+    def expected_rows(self) -> int | None:
+        """The snapshot's COUNT(*), or None when no count_sql was given."""
         if self._count is not None:
-            try:
-                self._expected = self._count.result()
-            except adbc_driver_manager.Error as error:
-                raise FastPathUnavailable(f"ADBC could not count the rows: {error}") from error
+            self._expected = self._count.result()
             self._count = None
         return self._expected
 
     def close(self) -> None:
         """Ends both read-only transactions (nothing to commit) and closes the second connection."""
-        if getattr(self, "_reader", None) is not None:
+        if self._reader is not None:
             self._reader.close()
         if self._count_thread is not None:
             self._count_thread.shutdown(wait=True)
         if self._counter is not None:
             self._counter.close()
-        with suppress(adbc_driver_manager.Error):
-            self._connection.run("COMMIT")
+        if self._in_transaction:
+            with suppress(FastPathUnavailable):
+                self._connection.run("COMMIT")
 
     def __enter__(self) -> SnapshotRows:
         return self
@@ -215,17 +222,21 @@ def to_schema_batch(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
     return pa.RecordBatch.from_arrays([cast_column(batch.column(i), field.type) for i, field in enumerate(schema)], schema=schema)
 
 
-def cast_column(array: pa.Array, target: pa.DataType) -> pa.Array:
+def cast_column(array: pa.Array, target: pa.DataType, label: str | None = None) -> pa.Array:
+    """A driver column as the stage file's type, with the values the general path's conversion gives."""
     if isinstance(array.type, pa.BaseExtensionType):
+        # PostgreSQL numeric (opaque) and json arrive as extension types over their text.
         array = array.storage
     if pa.types.is_null(array.type):
         return pa.nulls(len(array), target)
     try:
-        if pa.types.is_timestamp(target) and pa.types.is_timestamp(array.type) and array.type.tz is None:
-            return pc.cast(array.cast(pa.timestamp("us")), target)
+        if pa.types.is_timestamp(target) and (pa.types.is_string(array.type) or (pa.types.is_timestamp(array.type) and array.type.tz is None)):
+            # Naive values are UTC (SQLite's text, PostgreSQL's timestamp without time zone); text with an
+            # offset is refused here and converted by the general path.
+            return pc.cast(pc.cast(array, pa.timestamp("us")), target)
         return pc.cast(array, target)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as error:
-        raise FastPathUnavailable(f"{array.type} -> {target}: {error}") from error
+        raise FastPathUnavailable(f"{label or array.type}: {error}") from error
 
 
 # The driver types each field type may arrive as (PostgreSQL's, then SQLite's).
@@ -242,25 +253,13 @@ EXPECTED_DRIVER_TYPES = {
 
 
 def to_stage_column(array: pa.Array, source: SourceRef, target: pa.DataType) -> pa.Array:
-    if isinstance(array.type, pa.BaseExtensionType):
-        # PostgreSQL numeric (opaque) and json arrive as extension types over their text.
-        array = array.storage
-    kind = array.type
-    if pa.types.is_null(kind):
-        return pa.nulls(len(array), target)
-    if not any(check(kind) for check in EXPECTED_DRIVER_TYPES[source.field_type]):
+    """cast_column, for a row's field: only the driver types expected for its field type are taken."""
+    kind = array.storage.type if isinstance(array.type, pa.BaseExtensionType) else array.type
+    if not pa.types.is_null(kind) and not any(check(kind) for check in EXPECTED_DRIVER_TYPES[source.field_type]):
         raise FastPathUnavailable(f"{source.label} arrived as {kind}, not a type expected for a {source.field_type}")
-    try:
-        if source.field_type == "decimal" and pa.types.is_int64(kind):
-            return minor_units_to_decimal(array, target)
-        if source.field_type == "timestamp" and pa.types.is_string(kind):
-            # SQLite's UTC text; a value with an offset is refused here and converted by the general path.
-            return pc.cast(pc.cast(array, pa.timestamp("us")), target)
-        if source.field_type == "timestamp" and kind.tz is None:
-            return pc.cast(array.cast(pa.timestamp("us")), target)
-        return pc.cast(array, target)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as error:
-        raise FastPathUnavailable(f"{source.label}: {error}") from error
+    if source.field_type == "decimal" and pa.types.is_int64(kind):
+        return minor_units_to_decimal(array, target)
+    return cast_column(array, target, source.label)
 
 
 def minor_units_to_decimal(array: pa.Array, target: pa.Decimal128Type) -> pa.Array:

@@ -12,11 +12,10 @@ import datetime as dt
 import decimal
 import logging
 from collections.abc import Sequence
-from contextlib import closing
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
-import adbc_driver_manager
 import pyarrow as pa
 import sqlalchemy as sa
 
@@ -304,9 +303,7 @@ def extract_to_stage_file(
     extracted_at = dt.datetime.now(dt.UTC)
     if arrow_extract.fast_extract_enabled() and not _has_audience_file(plan) and (not pushdown or dialect == "postgresql"):
         try:
-            if pushdown:
-                return _extract_groups_with_adbc(engine, plan, path, schema, batch_size, window, extracted_at)
-            return _extract_with_adbc(engine, plan, path, schema, batch_size, window, extracted_at)
+            return _extract_with_adbc(engine, plan, path, schema, batch_size, window, extracted_at, pushdown)
         except arrow_extract.FastPathUnavailable as reason:
             logger.info("Extracting %s row by row: %s", plan.name, reason)
     snapshot: dict = {}
@@ -318,7 +315,7 @@ def extract_to_stage_file(
     with engine.connect() as connection:
         connection = connection.execution_options(**snapshot)
         audience_table = None
-        if plan.audience is not None and plan.audience.customers_file is not None:
+        if _has_audience_file(plan):
             # Filled before streaming is switched on: PostgreSQL cannot run DDL through a server-side cursor.
             audience_table = load_audience_table(connection, plan.audience.customers_file, plan.audience.customer)
         connection = connection.execution_options(stream_results=True, yield_per=batch_size)
@@ -355,54 +352,35 @@ def _extract_with_adbc(
     batch_size: int,
     window: TimeWindow | None,
     extracted_at: dt.datetime,
+    pushdown: bool,
 ) -> ExtractResult:
-    """The general path's query and stage file, rows decoded by the ADBC driver (see arrow_extract)."""
-    backend = engine.dialect.name
-    query = build_query(plan, backend, window)
-    count_sql = arrow_extract.literal_sql(sa.select(sa.func.count()).select_from(query.order_by(None).subquery()), engine.dialect)
-    rows_sql = arrow_extract.literal_sql(query, engine.dialect)
+    """The general path's query and stage file, rows decoded by the ADBC driver (see arrow_extract).
+
+    A pushed-down GROUP BY (PostgreSQL only) is read this way too: ADBC reads with COPY, for
+    which PostgreSQL plans the GROUP BY with parallel workers, which the general path's
+    server-side cursor never gets. Its one statement is one snapshot, so the groups it returns
+    are the groups there are, and no COUNT is run.
+    """
+    if pushdown:
+        rows_sql = arrow_extract.literal_sql(build_group_query(plan, engine.dialect.name, window), engine.dialect)
+        count_sql = None
+        to_stage = partial(arrow_extract.to_schema_batch, schema=schema)
+    else:
+        query = build_query(plan, engine.dialect.name, window)
+        rows_sql = arrow_extract.literal_sql(query, engine.dialect)
+        count_sql = arrow_extract.literal_sql(sa.select(sa.func.count()).select_from(query.order_by(None).subquery()), engine.dialect)
+        to_stage = partial(arrow_extract.to_stage_batch, schema=schema, sources=plan.sources)
     rows = 0
-    with arrow_extract.ArrowConnection(engine.url) as connection, arrow_extract.SnapshotRows(connection, count_sql, rows_sql, batch_size) as read:
+    with arrow_extract.ArrowConnection(engine.url) as connection, arrow_extract.SnapshotRows(connection, rows_sql, batch_size, count_sql) as read:
         with stage_writer(path, schema) as writer, WriteBehind() as behind:
             for batch in read:
-                behind.submit(writer.write_batch, arrow_extract.to_stage_batch(batch, schema, plan.sources))
+                behind.submit(writer.write_batch, to_stage(batch))
                 rows += batch.num_rows
             behind.drain()
             if rows == 0:
                 writer.write_table(schema.empty_table())
         expected = read.expected_rows()
-    return ExtractResult(path=path, rows=rows, expected_rows=expected, extracted_at=extracted_at)
-
-
-def _extract_groups_with_adbc(
-    engine: sa.Engine,
-    plan: ExportPlan,
-    path: Path,
-    schema: pa.Schema,
-    batch_size: int,
-    window: TimeWindow | None,
-    extracted_at: dt.datetime,
-) -> ExtractResult:
-    """PostgreSQL's pushed-down GROUP BY read through ADBC.
-
-    ADBC reads with COPY, for which PostgreSQL plans the GROUP BY with parallel workers; the
-    general path's server-side cursor never gets a parallel plan. One statement is one
-    snapshot, so the groups counted are the groups returned.
-    """
-    rows_sql = arrow_extract.literal_sql(build_group_query(plan, "postgresql", window), engine.dialect)
-    rows = 0
-    with arrow_extract.ArrowConnection(engine.url) as connection, stage_writer(path, schema) as writer:
-        try:
-            reader = connection.reader(rows_sql, arrow_extract.batch_options("postgresql", batch_size))
-        except adbc_driver_manager.Error as error:
-            raise arrow_extract.FastPathUnavailable(f"ADBC could not run the query: {error}") from error
-        with closing(reader):
-            for batch in arrow_extract.read_all_batches(reader):
-                writer.write_batch(arrow_extract.to_schema_batch(batch, schema))
-                rows += batch.num_rows
-        if rows == 0:
-            writer.write_table(schema.empty_table())
-    return ExtractResult(path=path, rows=rows, expected_rows=rows, extracted_at=extracted_at)
+    return ExtractResult(path=path, rows=rows, expected_rows=rows if expected is None else expected, extracted_at=extracted_at)
 
 
 def rows_to_table(
