@@ -9,7 +9,6 @@ prints one JSON line with each stage's seconds and the rows written.
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import json
 import sys
 import tempfile
