@@ -71,6 +71,7 @@ def upload_with_export(port: int, key: Path, known_hosts: Path, local: Path, fol
     )
     session = SftpSession("bench", connection, folder)
     try:
+        session.prepare_folder()
         started = time.perf_counter()
         session.put(local, "export.bin")
         seconds = time.perf_counter() - started

@@ -9,6 +9,7 @@ Dagster reads the op signatures' annotations as real types.)
 
 import dataclasses
 import datetime as dt
+import functools
 import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from export_pipelines.naming import asset_key_for, op_name_for
 from export_pipelines.database_urls import safe_url
 from export_pipelines.delivery_settings import DeliverySettings
 from export_pipelines.retries import retry_policy_for
+from export_pipelines.run_history import run_is_over
 from export_pipelines.source import SourceDatabase
 from export_pipelines.spec.export import ConnectionTarget
 from export_pipelines.spec.plan import ExportPlan
@@ -267,7 +269,15 @@ def deliver_file_set(
     redirected = delivery_settings.redirect_to_download and spec.target != "download"
     if redirected:
         context.log.warning(f"redirect_to_download is on: {spec.name}'s files stay in its download folder, not {spec.target_label}")
-    target = target_for(plan, dict(connections), storage_dir(context), file_set.facts.extracted_at, redirected)
+    target = target_for(
+        plan,
+        dict(connections),
+        storage_dir(context),
+        file_set.facts.extracted_at,
+        context.run_id,
+        functools.partial(run_is_over, context.instance),
+        redirected,
+    )
     try:
         delivery = target.deliver(file_set.files, context.log.info)
     except (DeliveryError, MissingSecretError) as error:

@@ -63,6 +63,14 @@ def trigger_of(tags: dict[str, str]) -> str:
     return tags.get(TRIGGER_TAG, "manual")
 
 
+def run_is_over(instance: dg.DagsterInstance, run_id: str) -> bool | None:
+    """True when the run finished, failed or was canceled; False while it is queued, starting,
+    running or canceling; None when this instance has no such run (purged, or another deployment's).
+    A run whose process died unnoticed stays STARTED until run monitoring or a user terminates it."""
+    run = instance.get_run_by_id(run_id)
+    return None if run is None else run.is_finished
+
+
 def runs_of_export(instance: dg.DagsterInstance, export: str, limit: int = 50) -> Iterator[RunSummary]:
     """Newest first: every run that was to materialize exports/<export>."""
     found = 0

@@ -7,9 +7,10 @@ from the environment when a run needs it, so neither files nor logs carry the va
 from __future__ import annotations
 
 import os
+import re
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 
 class EnvSecret(BaseModel):
@@ -42,6 +43,27 @@ class MissingSecretError(RuntimeError):
     """The message names the connection and the variable, never a value."""
 
 
+def _root_folder(value: str | None) -> str | None:
+    if value is None:
+        return None
+    if not value.strip("/") and value != "/":
+        raise ValueError("root must name a folder, e.g. /srv/exports, or / for the whole server")
+    if any(part == ".." for part in value.split("/")) or re.search(r"[\x00-\x1f\\]", value):
+        raise ValueError("root must not contain '..' segments, backslashes or control characters")
+    return value
+
+
+RootFolder = Annotated[
+    str | None,
+    AfterValidator(_root_folder),
+    Field(
+        default=None,
+        description="The folder every path of this connection stays inside (absolute, or relative to the login "
+        "folder); the login folder when unset. A path leading outside it, by .. or a link, is refused.",
+    ),
+]
+
+
 class _Connection(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -53,6 +75,7 @@ class SftpConnection(_Connection):
     host: str
     port: int = Field(default=22, gt=0, lt=65536)
     username: str
+    root: RootFolder
     password: EnvSecret | None = None
     private_key_path: str | None = Field(default=None, description="Ed25519, ECDSA or RSA key in OpenSSH or PEM format.")
     private_key_passphrase: EnvSecret | None = None
@@ -86,6 +109,7 @@ class FtpConnection(_Connection):
     host: str
     port: int = Field(default=21, gt=0, lt=65536)
     username: str
+    root: RootFolder
     password: EnvSecret | None = None
     passive: bool = True
     ca_file: str | None = Field(default=None, description="CA bundle that signs the FTPS server's certificate.")

@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING
 
 from export_pipelines.catalog.models import JSON_PROPERTY_PATTERN, Catalog, FieldDef, FieldType, ModelDef
 from export_pipelines.spec.aggregation_rules import aggregation_problems
-from export_pipelines.spec.export import ExportSpec, FieldSpec, Filters
+from export_pipelines.spec.export import ConnectionTarget, ExportSpec, FieldSpec, Filters
 from export_pipelines.spec.timing import timing_problems, window_field_name
-from export_pipelines.stages import file_naming
+from export_pipelines.stages import file_naming, name_patterns
 
 if TYPE_CHECKING:
     from export_pipelines.spec.audience import AudiencePlan
@@ -342,3 +342,6 @@ def _check_template(spec: ExportSpec, template: str, ext: str) -> None:
         export=spec.name, model=spec.model, run_time=sample_time, ext=ext, window_start=sample_time, window_end=sample_time
     )
     file_naming.render_file_name(template, sample)
+    if isinstance(spec.target, ConnectionTarget) and spec.target.keep_last is not None:
+        # Retention deletes only names the template can produce; each token must have an exact shape.
+        name_patterns.template_pattern(template, spec.name, spec.model, ext)

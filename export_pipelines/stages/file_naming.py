@@ -7,7 +7,6 @@ attribute or index access, and a rendered name must stay inside its target folde
 from __future__ import annotations
 
 import datetime as dt
-import re
 import string
 from dataclasses import dataclass
 from typing import Any
@@ -106,15 +105,3 @@ def check_safe_file_name(name: str) -> None:
         raise FileNameError(f"file name {name!r} could leave its folder (contains '/', '\\', '..' or control characters)")
     if len(name.encode()) > 255:
         raise FileNameError(f"file name {name!r} is longer than 255 bytes")
-
-
-def template_pattern(template: str, export: str, model: str, ext: str) -> re.Pattern[str]:
-    """Names the template can produce for this export, whatever the run time, window or part:
-    how retention tells this export's files from everything else in a shared folder."""
-    fixed = {"export": export, "model": model, "ext": ext}
-    pattern = ""
-    for literal, field, _, _ in _FORMATTER.parse(template):
-        pattern += re.escape(literal)
-        if field is not None:
-            pattern += re.escape(fixed[field]) if field in fixed else r"[^/]+?"
-    return re.compile(pattern)

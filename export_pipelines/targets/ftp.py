@@ -11,7 +11,7 @@ from pathlib import Path
 
 from export_pipelines.spec.connections import FtpConnection
 from export_pipelines.targets.base import DeliveryError, LocalFile
-from export_pipelines.targets.remote import RemoteEntry, RemoteSession, folder_prefixes, remote_path
+from export_pipelines.targets.remote import FolderSession, RemoteEntry, display_folder
 
 BLOCK_SIZE = 256 * 1024
 
@@ -37,10 +37,10 @@ def tls_context(ca_file: str | None) -> ssl.SSLContext:
         raise DeliveryError(f"cannot read ca_file {cafile}: {error}") from error
 
 
-class FtpSession(RemoteSession):
+class FtpSession(FolderSession):
     def __init__(self, name: str, connection: FtpConnection, folder: str):
+        super().__init__(connection.root, folder)
         self.connection = connection
-        self.folder = folder
         password = connection.password.read(name, "password") if connection.password else ""
         timeout = connection.timeout_seconds
         if connection.type == "ftps":
@@ -65,25 +65,35 @@ class FtpSession(RemoteSession):
             self.ftp.close()
             raise
 
-    def _path(self, name: str) -> str:
-        return remote_path(self.folder, name)
-
     def location_of(self, name: str) -> str:
         c = self.connection
-        return f"{c.type}://{c.username}@{c.host}:{c.port}/{self._path(name).lstrip('/')}"
+        return f"{c.type}://{c.username}@{c.host}:{c.port}/{posixpath.join(display_folder(c.root, self.path), name).lstrip('/')}"
 
-    def ensure_folder(self) -> None:
-        for current in folder_prefixes(self.folder):
-            try:
-                self.ftp.cwd(current)
-            except ftplib.error_perm:
-                self.ftp.cwd(self.home)
-                self.ftp.mkd(current)
-            else:
-                self.ftp.cwd(self.home)
+    def login_folder(self) -> str:
+        return self.home
+
+    def real_path(self, folder: str) -> str:
+        # FTP has no realpath; a server that reports its working directory as the file system
+        # sees it (vsftpd: getcwd) shows where a link leads once we stand in the folder.
+        self.ftp.cwd(folder)
+        try:
+            return self.ftp.pwd()
+        finally:
+            self.ftp.cwd(self.home)
+
+    def is_folder(self, folder: str) -> bool:
+        try:
+            self.ftp.cwd(folder)
+        except ftplib.error_perm:
+            return False
+        self.ftp.cwd(self.home)
+        return True
+
+    def make_folder(self, folder: str) -> None:
+        self.ftp.mkd(folder)
 
     def list_entries(self) -> list[RemoteEntry]:
-        folder = self.folder or "."
+        folder = self.folder
         try:
             return [
                 RemoteEntry(name, _ftp_time(facts.get("modify", "")))

@@ -13,10 +13,10 @@ from pathlib import Path
 from export_pipelines.spec.connections import DeliveryConnection
 from export_pipelines.spec.export import ConnectionTarget
 from export_pipelines.spec.plan import ExportPlan
-from export_pipelines.stages.file_naming import template_pattern
+from export_pipelines.stages.name_patterns import template_pattern
 from export_pipelines.targets.base import Target
 from export_pipelines.targets.local import DownloadTarget
-from export_pipelines.targets.remote import DeliveryOptions, RemoteSession, RemoteTarget
+from export_pipelines.targets.remote import DeliveryOptions, RemoteSession, RemoteTarget, display_folder
 
 
 def _sftp(name: str, connection, options: DeliveryOptions, folder: str) -> RemoteSession:
@@ -34,7 +34,7 @@ def _ftp(name: str, connection, options: DeliveryOptions, folder: str) -> Remote
 def _s3(name: str, connection, options: DeliveryOptions, folder: str) -> RemoteSession:
     from export_pipelines.targets.s3 import S3Session
 
-    return S3Session(name, connection, folder, options.own_files)
+    return S3Session(name, connection, folder)
 
 
 SESSIONS: dict[str, Callable[[str, DeliveryConnection, DeliveryOptions, str], RemoteSession]] = {
@@ -53,10 +53,10 @@ def downloads_folder(storage_dir: Path, export_name: str) -> Path:
 
 def target_address(connection: DeliveryConnection, path: str) -> str:
     """Where an export delivers, for people: no user names' secrets, no keys."""
-    folder = path.strip("/")
     if connection.type == "s3":
-        key = "/".join(part.strip("/") for part in (connection.prefix, folder) if part.strip("/"))
+        key = "/".join(part.strip("/") for part in (connection.prefix, path) if part.strip("/"))
         return f"s3://{connection.bucket}/{key}"
+    folder = display_folder(connection.root, path).strip("/")
     return f"{connection.type}://{connection.username}@{connection.host}:{connection.port}/{folder}"
 
 
@@ -65,8 +65,12 @@ def target_for(
     connections: dict[str, DeliveryConnection],
     storage_dir: Path,
     run_time: dt.datetime,
+    run_id: str,
+    run_is_over: Callable[[str], bool | None],
     redirect_to_download: bool = False,
 ) -> Target:
+    """The target of one run of the export. `run_is_over(run_id)` tells whether another run is
+    over (True), still queued or running (False) or unknown (None): the sweep of temporaries asks it."""
     spec = plan.spec
     if redirect_to_download or not isinstance(spec.target, ConnectionTarget):
         return DownloadTarget(downloads_folder(storage_dir, spec.name))
@@ -80,6 +84,8 @@ def target_for(
         own_files=template_pattern(plan.file_template, spec.name, plan.model_name, plan.ext),
         ext=plan.ext,
         run_time=run_time,
+        run_id=run_id,
+        run_is_over=run_is_over,
     )
     open_session = SESSIONS[connection.type]
     warning = None

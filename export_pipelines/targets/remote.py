@@ -13,7 +13,6 @@ import json
 import posixpath
 import re
 import time
-import uuid
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -21,52 +20,72 @@ from pathlib import Path
 
 from export_pipelines.targets.base import Delivery, DeliveredFile, DeliveryError, LocalFile, Log, Target
 
-# `.{export}.{token}.{final name}.part`: hidden from receivers that skip dot files, and
-# never a valid export file name (those cannot start with a dot), so a sweep cannot hit one.
-_TEMPORARY = re.compile(r"^\.(?P<export>[a-z0-9_]+)\.(?P<token>[0-9a-f]{12})\..+\.part$")
 COMPLETION_SUFFIXES = {"manifest": ".manifest.json", "done_marker": ".done"}
 
-
-def remote_path(folder: str, name: str) -> str:
-    return posixpath.join(folder, name) if folder else name
-
-
-def folder_prefixes(folder: str) -> list[str]:
-    """`a/b/c` -> `a`, `a/b`, `a/b/c` (absolute stays absolute): the folders to create in order."""
-    prefixes, current = [], "/" if folder.startswith("/") else ""
-    for part in [p for p in folder.split("/") if p]:
-        current = posixpath.join(current, part) if current else part
-        prefixes.append(current)
-    return prefixes
+# `.{export}.{run id}.{final name}.part`: hidden from receivers that skip dot files, never a
+# valid export file name (those cannot start with a dot), and owned by exactly one run.
+_RUN_ID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"  # Dagster's run ids are UUIDs
+_TEMPORARY = re.compile(rf"^\.(?P<export>[a-z0-9_]+)\.(?P<run_id>{_RUN_ID})\.(?P<final>.+)\.part$", re.DOTALL)
+MAX_NAME_BYTES = 255
+# A temporary whose run the instance does not know (its history purged, or another Dagster
+# deployment delivering to the same folder) is swept once it has not changed for this long:
+# far longer than any upload stalls before its timeout fails it.
+ABANDONED_AFTER = dt.timedelta(hours=48)
 
 
-def temporary_name(export: str, final_name: str) -> str:
-    return f".{export}.{uuid.uuid4().hex[:12]}.{final_name}.part"
+@dataclass(frozen=True)
+class Temporary:
+    export: str
+    run_id: str
+    final_name: str
 
 
-def is_temporary_of(export: str, name: str) -> bool:
+def temporary_name(export: str, run_id: str, final_name: str) -> str:
+    """The name a file is uploaded under before it is renamed; a final name too long to fit
+    within 255 bytes is replaced by its hash (the name only has to be unique within the run)."""
+    name = f".{export}.{run_id}.{final_name}.part"
+    if len(name.encode()) > MAX_NAME_BYTES:
+        name = f".{export}.{run_id}.{hashlib.sha256(final_name.encode()).hexdigest()[:16]}.part"
+    return name
+
+
+def parse_temporary(name: str) -> Temporary | None:
     match = _TEMPORARY.match(name)
-    return match is not None and match["export"] == export
+    return Temporary(match["export"], match["run_id"], match["final"]) if match else None
+
+
+def is_within(path: str, root: str) -> bool:
+    """Whether the normalized absolute POSIX `path` is `root` or below it."""
+    return path == root or path.startswith(root.rstrip("/") + "/")
+
+
+def display_folder(root: str | None, path: str) -> str:
+    """The target folder as configured, for people: the path under the connection's root."""
+    return posixpath.join(root, path) if root else path
 
 
 @dataclass(frozen=True)
 class RemoteEntry:
     name: str
-    mtime: float
+    mtime: float  # epoch seconds, by the server's clock
+    upload_id: str | None = None  # an unfinished S3 multipart upload rather than a stored object
+
+    @property
+    def label(self) -> str:
+        return self.name if self.upload_id is None else f"{self.name} (unfinished multipart upload {self.upload_id})"
 
 
 class RemoteSession(ABC):
     """One open connection to one folder of one server."""
-
-    # S3 stores a PUT object whole or not at all, so it needs no temporary name.
-    atomic_put = False
 
     @abstractmethod
     def location_of(self, name: str) -> str:
         """The file's address for people, without credentials."""
 
     @abstractmethod
-    def ensure_folder(self) -> None: ...
+    def prepare_folder(self) -> None:
+        """Resolve the target folder inside the connection's root and create what is missing;
+        raise DeliveryError, before anything is written, when the folder leads outside the root."""
 
     @abstractmethod
     def list_entries(self) -> list[RemoteEntry]: ...
@@ -86,18 +105,76 @@ class RemoteSession(ABC):
     @abstractmethod
     def delete(self, name: str) -> None: ...
 
-    def sweep(self, export: str) -> list[str]:
-        """Remove what killed runs of this export left behind."""
-        stale = [entry.name for entry in self.list_entries() if is_temporary_of(export, entry.name)]
-        for name in stale:
-            self.delete(name)
-        return stale
+    def needs_temporary(self, size: int) -> bool:
+        """Whether a file of this many bytes must go to a temporary name first."""
+        return True
+
+    def list_temporaries(self) -> list[RemoteEntry]:
+        """Every run's temporaries in the folder (of every export)."""
+        return [entry for entry in self.list_entries() if parse_temporary(entry.name)]
+
+    def discard(self, entry: RemoteEntry) -> None:
+        self.delete(entry.name)
 
     def url_for(self, name: str) -> str | None:
         return None
 
     def close(self) -> None:
         return None
+
+
+class FolderSession(RemoteSession):
+    """A server with real folders (SFTP, FTP): paths resolve inside the connection's root, the
+    login folder when it names none, and no folder on the way may lead outside it (a link)."""
+
+    def __init__(self, root: str | None, path: str):
+        self.root = root
+        self.path = path
+        self.folder = ""  # the absolute folder on the server, once prepared
+
+    @abstractmethod
+    def login_folder(self) -> str:
+        """The absolute folder a session starts in."""
+
+    @abstractmethod
+    def real_path(self, folder: str) -> str:
+        """The folder's absolute path with every link resolved, as far as the protocol tells;
+        raises OSError or a protocol error when it does not exist."""
+
+    @abstractmethod
+    def is_folder(self, folder: str) -> bool: ...
+
+    @abstractmethod
+    def make_folder(self, folder: str) -> None: ...
+
+    def prepare_folder(self) -> None:
+        root = posixpath.normpath(posixpath.join(self.login_folder(), self.root or "."))
+        try:
+            real_root = self.real_path(root)
+        except Exception as error:
+            raise DeliveryError(f"the root folder {root} cannot be opened on the server ({error})") from error
+        folder = posixpath.normpath(posixpath.join(root, self.path))
+        if not is_within(folder, root):
+            raise DeliveryError(
+                f"path {self.path!r} leads to {folder}, outside the connection's root folder {root}; "
+                f"nothing was written (use a folder inside the root, or set the connection's root)"
+            )
+        below = [part for part in folder[len(root):].split("/") if part]
+        current = root
+        for part in below:
+            current = posixpath.join(current, part)
+            if not self.is_folder(current):
+                self.make_folder(current)
+            real = self.real_path(current)
+            if not is_within(real, real_root):
+                raise DeliveryError(
+                    f"{current} on the server leads to {real}, outside the connection's root folder {real_root} "
+                    f"(a link); nothing was written"
+                )
+        self.folder = folder
+
+    def _path(self, name: str) -> str:
+        return posixpath.join(self.folder, name)
 
 
 @dataclass(frozen=True)
@@ -110,6 +187,14 @@ class DeliveryOptions:
     own_files: re.Pattern[str]
     ext: str
     run_time: dt.datetime
+    # The Dagster run delivering, and whether another run is over: True when it finished, failed or
+    # was canceled, False while it is queued or running, None when the instance does not know it.
+    run_id: str
+    run_is_over: Callable[[str], bool | None]
+
+    def __post_init__(self) -> None:
+        if not re.fullmatch(_RUN_ID, self.run_id):
+            raise ValueError(f"run id {self.run_id!r} is not a Dagster run id (a UUID)")
 
 
 class RemoteTarget(Target):
@@ -149,12 +234,12 @@ class RemoteTarget(Target):
 
     def _deliver_in(self, session: RemoteSession, files: Sequence[LocalFile], log: Log) -> Delivery:
         try:
-            session.ensure_folder()
-            swept = session.sweep(self.options.export)
+            session.prepare_folder()
+            swept = self._sweep(session)
         except Exception as error:
             raise self._failure("preparing the folder", error) from error
-        for name in swept:
-            log(f"Swept {name}, a temporary file a killed run left on {self.address}")
+        for label in swept:
+            log(f"Swept {label}, a temporary a run that is over left on {self.address}")
         delivered = [self._put_one(session, file, log) for file in files]
         completion = None
         if self.options.finish_with and files:
@@ -162,9 +247,28 @@ class RemoteTarget(Target):
         retired = self._retire_old_files(session, {file.name for file in files}, log)
         return Delivery(delivered, completion, swept, retired)
 
+    def _sweep(self, session: RemoteSession) -> list[str]:
+        """Remove this export's temporaries whose runs are over; never one of a run still going."""
+        now = time.time()
+        swept = []
+        for entry in session.list_temporaries():
+            temporary = parse_temporary(entry.name)
+            if temporary.export == self.options.export and self._abandoned(temporary.run_id, entry.mtime, now):
+                session.discard(entry)
+                swept.append(entry.label)
+        return swept
+
+    def _abandoned(self, run_id: str, mtime: float, now: float) -> bool:
+        if run_id == self.options.run_id:
+            return True  # an earlier attempt of this very step: Dagster never runs two attempts at once
+        over = self.options.run_is_over(run_id)
+        if over is None:
+            return now - mtime > ABANDONED_AFTER.total_seconds()
+        return over
+
     def _put_one(self, session: RemoteSession, file: LocalFile, log: Log) -> DeliveredFile:
         started = time.monotonic()
-        staging = file.name if session.atomic_put else temporary_name(self.options.export, file.name)
+        staging = temporary_name(self.options.export, self.options.run_id, file.name) if session.needs_temporary(file.bytes) else file.name
         try:
             session.put(file.path, staging)
             verified_by = session.verify(staging, file)
@@ -189,11 +293,12 @@ class RemoteTarget(Target):
         try:
             fresh = self.open_session()
             try:
+                fresh.prepare_folder()
                 fresh.delete(staging)
             finally:
                 fresh.close()
         except Exception as error:
-            log(f"Could not delete the temporary {staging} ({error}); the next run of this export sweeps it")
+            log(f"Could not delete the temporary {staging} ({error}); the next run of this export sweeps it once this run is over")
 
     def _completion_file(self, files: Sequence[LocalFile]) -> LocalFile:
         """A manifest (names, rows, bytes, sha256) or an empty done marker, written after the set is complete."""

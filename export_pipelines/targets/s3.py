@@ -1,7 +1,11 @@
 """S3 (and S3-compatible stores) through dagster-aws's S3Resource.
 
-An object appears whole on PUT or on CompleteMultipartUpload, so there is no temporary
-name; what a killed run can leave is an unfinished multipart upload, which the sweep aborts.
+An object appears whole on PUT, so a file below the multipart threshold goes straight to its
+final key. A larger one is uploaded in parts under a temporary key carrying the run id, then
+copied onto the final key (a copy appears whole, like a rename). That key is what marks an
+unfinished multipart upload as one run's: S3 lists an upload with its key, id and start time
+only; metadata or tags given at CreateMultipartUpload cannot be read until it completes
+(ListMultipartUploads and ListParts return neither, on AWS as on moto).
 """
 
 from __future__ import annotations
@@ -9,17 +13,19 @@ from __future__ import annotations
 import base64
 import hashlib
 import posixpath
-import re
 from pathlib import Path
 
 from boto3.s3.transfer import TransferConfig
+from botocore.exceptions import BotoCoreError, ClientError
 from dagster_aws.s3 import S3Resource
 
 from export_pipelines.spec.connections import S3Connection
 from export_pipelines.targets.base import DeliveryError, LocalFile
-from export_pipelines.targets.remote import RemoteEntry, RemoteSession
+from export_pipelines.targets.remote import RemoteEntry, RemoteSession, parse_temporary
 
 MIB = 1024 * 1024
+# CopyObject copies up to 5 GiB in one request; a larger object is copied in parts.
+SINGLE_COPY_LIMIT = 5 * 1024 * MIB
 
 
 def object_key(connection: S3Connection, folder: str, name: str) -> str:
@@ -37,12 +43,9 @@ def composite_sha256(path: Path, part_size: int) -> tuple[str, int]:
 
 
 class S3Session(RemoteSession):
-    atomic_put = True
-
-    def __init__(self, name: str, connection: S3Connection, folder: str, own_files: re.Pattern[str]):
+    def __init__(self, name: str, connection: S3Connection, folder: str):
         self.connection = connection
         self.folder = folder
-        self.own_files = own_files
         credentials = {}
         if connection.access_key_id is not None and connection.secret_access_key is not None:
             credentials = {
@@ -60,6 +63,9 @@ class S3Session(RemoteSession):
         self.transfer = TransferConfig(
             multipart_threshold=self.part_size, multipart_chunksize=self.part_size, max_concurrency=4
         )
+        self.copy_transfer = TransferConfig(
+            multipart_threshold=SINGLE_COPY_LIMIT, multipart_chunksize=self.part_size, max_concurrency=4
+        )
         self.client.head_bucket(Bucket=connection.bucket)
 
     def _key(self, name: str) -> str:
@@ -72,8 +78,12 @@ class S3Session(RemoteSession):
     def location_of(self, name: str) -> str:
         return f"s3://{self.connection.bucket}/{self._key(name)}"
 
-    def ensure_folder(self) -> None:
-        return None  # S3 has no folders; a key prefix needs no creating
+    def prepare_folder(self) -> None:
+        # S3 has no folders to create, and no links: every key starts with the connection's prefix.
+        return None
+
+    def needs_temporary(self, size: int) -> bool:
+        return size >= self.part_size
 
     def list_entries(self) -> list[RemoteEntry]:
         entries = []
@@ -83,24 +93,33 @@ class S3Session(RemoteSession):
                 entries.append(RemoteEntry(posixpath.basename(item["Key"]), item["LastModified"].timestamp()))
         return entries
 
-    def sweep(self, export: str) -> list[str]:
-        stale = []
+    def list_temporaries(self) -> list[RemoteEntry]:
+        """Temporary objects (uploaded, not yet copied) and unfinished multipart uploads to temporary keys."""
+        entries = super().list_temporaries()
         paginator = self.client.get_paginator("list_multipart_uploads")
         for page in paginator.paginate(Bucket=self.connection.bucket, Prefix=self._folder_prefix):
             for upload in page.get("Uploads", []):
-                key = upload["Key"]
-                name = key[len(self._folder_prefix):]
-                if "/" not in name and self.own_files.fullmatch(name):
-                    self.client.abort_multipart_upload(Bucket=self.connection.bucket, Key=key, UploadId=upload["UploadId"])
-                    stale.append(f"{name} (unfinished multipart upload {upload['UploadId']})")
-        return stale
+                name = upload["Key"][len(self._folder_prefix):]
+                if "/" not in name and parse_temporary(name):
+                    entries.append(RemoteEntry(name, upload["Initiated"].timestamp(), upload["UploadId"]))
+        return entries
 
-    def put(self, local: Path, name: str) -> None:
-        extra = {"ChecksumAlgorithm": "SHA256"}
+    def discard(self, entry: RemoteEntry) -> None:
+        if entry.upload_id is None:
+            self.delete(entry.name)
+        else:
+            self.client.abort_multipart_upload(Bucket=self.connection.bucket, Key=self._key(entry.name), UploadId=entry.upload_id)
+
+    def _encryption(self) -> dict[str, str]:
+        extra = {}
         if self.connection.server_side_encryption:
             extra["ServerSideEncryption"] = self.connection.server_side_encryption
         if self.connection.kms_key_id:
             extra["SSEKMSKeyId"] = self.connection.kms_key_id
+        return extra
+
+    def put(self, local: Path, name: str) -> None:
+        extra = {"ChecksumAlgorithm": "SHA256", **self._encryption()}
         # upload_file streams from disk in part_size pieces; it aborts its multipart upload on failure.
         self.client.upload_file(str(local), self.connection.bucket, self._key(name), ExtraArgs=extra, Config=self.transfer)
 
@@ -123,7 +142,15 @@ class S3Session(RemoteSession):
         return "size+sha256"
 
     def replace(self, temporary: str, final: str) -> None:
-        raise AssertionError("S3 puts under the final key; nothing to rename")
+        """Copy the verified temporary object onto the final key inside S3, then delete it. Up to
+        5 GiB the copy is one request, so the final key never holds a partial multipart copy."""
+        source = {"Bucket": self.connection.bucket, "Key": self._key(temporary)}
+        extra = {"ChecksumAlgorithm": "SHA256", **self._encryption()}
+        self.client.copy(source, self.connection.bucket, self._key(final), ExtraArgs=extra, Config=self.copy_transfer)
+        try:
+            self.delete(temporary)
+        except (BotoCoreError, ClientError):
+            pass  # the file is delivered; its temporary carries this run's id, so a later run sweeps it
 
     def delete(self, name: str) -> None:
         self.client.delete_object(Bucket=self.connection.bucket, Key=self._key(name))

@@ -6,14 +6,16 @@ import base64
 import errno
 import hashlib
 import os
+import posixpath
 import socket
+import stat
 from pathlib import Path
 
 import paramiko
 
 from export_pipelines.spec.connections import SftpConnection
 from export_pipelines.targets.base import DeliveryError, LocalFile
-from export_pipelines.targets.remote import RemoteEntry, RemoteSession, folder_prefixes, remote_path
+from export_pipelines.targets.remote import FolderSession, RemoteEntry, display_folder
 
 
 def fingerprint(key: paramiko.PKey) -> str:
@@ -24,6 +26,21 @@ def fingerprint(key: paramiko.PKey) -> str:
 
 def known_hosts_name(host: str, port: int) -> str:
     return host if port == 22 else f"[{host}]:{port}"
+
+
+# known_hosts names a key's type; SSH negotiates a host-key (signature) algorithm. The two are the
+# same name except for RSA: its key type `ssh-rsa` is also the name of SHA-1 signatures, which
+# OpenSSH 8.8+ servers and paramiko 3+ no longer use; an RSA key signs with RFC 8332's SHA-2 ones.
+SIGNATURE_ALGORITHMS: dict[str, tuple[str, ...]] = {"ssh-rsa": ("rsa-sha2-512", "rsa-sha2-256")}
+
+
+def host_key_algorithms(known_key_types: list[str], supported: tuple[str, ...]) -> tuple[str, ...]:
+    """The host-key algorithms to offer, as OpenSSH's client orders them: those that verify a key
+    known for this host first, then every other one this client supports (so that a server with
+    only other keys presents one, and the refusal can name its fingerprint)."""
+    known = [algorithm for key_type in known_key_types for algorithm in SIGNATURE_ALGORITHMS.get(key_type, (key_type,))]
+    first = [algorithm for algorithm in supported if algorithm in known]
+    return (*first, *(algorithm for algorithm in supported if algorithm not in first))
 
 
 class HostKeyPolicy:
@@ -43,8 +60,8 @@ class HostKeyPolicy:
             self.known = dict(host_keys.lookup(self.entry_name) or {})
 
     @property
-    def preferred_key_types(self) -> list[str]:
-        """Ask the server for a key type we can check, as OpenSSH's client does."""
+    def known_key_types(self) -> list[str]:
+        """The key types known_hosts holds for this host (`ssh-ed25519`, `ecdsa-sha2-nistp384`, `ssh-rsa`, ...)."""
         return list(self.known)
 
     def check(self, key: paramiko.PKey) -> None:
@@ -83,10 +100,10 @@ OPENSSH_MAX_WRITE_BYTES = 255 * 1024
 UPLOAD_READ_BYTES = 1 << 20
 
 
-class SftpSession(RemoteSession):
+class SftpSession(FolderSession):
     def __init__(self, name: str, connection: SftpConnection, folder: str):
+        super().__init__(connection.root, folder)
         self.connection = connection
-        self.folder = folder
         self._hash_offered = True
         policy = HostKeyPolicy(name, connection)
         timeout = connection.timeout_seconds
@@ -96,8 +113,8 @@ class SftpSession(RemoteSession):
             self.transport.banner_timeout = timeout
             self.transport.handshake_timeout = timeout
             self.transport.auth_timeout = timeout
-            if policy.preferred_key_types:
-                self.transport.get_security_options().key_types = policy.preferred_key_types
+            options = self.transport.get_security_options()
+            options.key_types = host_key_algorithms(policy.known_key_types, options.key_types)
             self._prefer_aead_ciphers()
             self.transport.start_client(timeout=timeout)
             policy.check(self.transport.get_remote_server_key())
@@ -144,22 +161,28 @@ class SftpSession(RemoteSession):
                 f"the server refused user {c.username!r} with the password from ${c.password.env}"
             ) from None
 
-    def _path(self, name: str) -> str:
-        return remote_path(self.folder, name)
-
     def location_of(self, name: str) -> str:
         c = self.connection
-        return f"sftp://{c.username}@{c.host}:{c.port}/{self._path(name).lstrip('/')}"
+        return f"sftp://{c.username}@{c.host}:{c.port}/{posixpath.join(display_folder(c.root, self.path), name).lstrip('/')}"
 
-    def ensure_folder(self) -> None:
-        for current in folder_prefixes(self.folder):
-            try:
-                self.sftp.stat(current)
-            except FileNotFoundError:
-                self.sftp.mkdir(current)
+    def login_folder(self) -> str:
+        return self.sftp.normalize(".")
+
+    def real_path(self, folder: str) -> str:
+        # SSH_FXP_REALPATH: OpenSSH's server answers with every link resolved.
+        return self.sftp.normalize(folder)
+
+    def is_folder(self, folder: str) -> bool:
+        try:
+            return stat.S_ISDIR(self.sftp.stat(folder).st_mode or 0)
+        except FileNotFoundError:
+            return False
+
+    def make_folder(self, folder: str) -> None:
+        self.sftp.mkdir(folder)
 
     def list_entries(self) -> list[RemoteEntry]:
-        return [RemoteEntry(a.filename, float(a.st_mtime or 0)) for a in self.sftp.listdir_attr(self.folder or ".")]
+        return [RemoteEntry(a.filename, float(a.st_mtime or 0)) for a in self.sftp.listdir_attr(self.folder)]
 
     def put(self, local: Path, name: str) -> None:
         request_bytes = self._write_request_bytes()

@@ -1,10 +1,11 @@
-"""A TCP forwarder that can cut a connection mid-stream or refuse new ones, as a failing
-network or a stopped server does, in front of a real server."""
+"""A TCP forwarder that can cut a connection mid-stream, refuse new ones, or slow what clients
+send, as a failing network, a stopped server or a thin uplink does, in front of a real server."""
 
 from __future__ import annotations
 
 import socket
 import threading
+import time
 
 from export_pipelines_tests.servers.network import HOST, free_port
 
@@ -17,6 +18,7 @@ class CuttingProxy:
         self.down = False
         self.cuts = 0
         self.refusals_left = 0
+        self.bytes_per_second: int | None = None
         self._listener = socket.create_server((HOST, self.port))
         self._listener.settimeout(0.2)
         self._closing = False
@@ -30,6 +32,10 @@ class CuttingProxy:
     def refuse_next(self, connections: int) -> None:
         """Drop the next connections at once, as a server that is briefly unreachable does."""
         self.refusals_left = connections
+
+    def throttle(self, bytes_per_second: int) -> None:
+        """Forward what each client sends at this rate at most (in slices of 1/20 s)."""
+        self.bytes_per_second = bytes_per_second
 
     def restore(self) -> None:
         self.cut_after_bytes = None
@@ -63,7 +69,7 @@ class CuttingProxy:
                     self.down = True
                     self.cuts += 1
                     break
-                sink.sendall(data)
+                self._forward(sink, data, from_client)
                 sent += len(data)
         except OSError:
             pass
@@ -73,3 +79,13 @@ class CuttingProxy:
             except OSError:
                 pass
             end.close()
+
+    def _forward(self, sink: socket.socket, data: bytes, from_client: bool) -> None:
+        rate = self.bytes_per_second if from_client else None
+        if rate is None:
+            sink.sendall(data)
+            return
+        step = max(1, rate // 20)
+        for start in range(0, len(data), step):
+            sink.sendall(data[start : start + step])
+            time.sleep(min(step, len(data) - start) / rate)

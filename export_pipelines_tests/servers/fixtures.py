@@ -45,10 +45,10 @@ def sshd(tmp_path_factory, test_user) -> SshServer:
     stop(server.process)
 
 
-def _vsftpd(tmp_path_factory, test_user, certificates: TestCertificates | None) -> FtpServer:
+def _vsftpd(tmp_path_factory, test_user, certificates: TestCertificates | None, max_bytes_per_second: int = 0) -> FtpServer:
     if not Path(VSFTPD).exists():
         require_service(f"vsftpd ({VSFTPD}; apt-get install vsftpd)")
-    return start_vsftpd(tmp_path_factory.mktemp("vsftpd"), *test_user, certificates)
+    return start_vsftpd(tmp_path_factory.mktemp("vsftpd"), *test_user, certificates, max_bytes_per_second)
 
 
 @pytest.fixture(scope="session")
@@ -73,6 +73,14 @@ def pyftpd(tmp_path) -> PyFtpServer:
     server.start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def vsftpd_tls_throttled(tmp_path_factory, test_user, certificates) -> FtpServer:
+    """FTPS whose every transfer runs at 1 MB/s at most, as over a thin link."""
+    server = _vsftpd(tmp_path_factory, test_user, certificates, max_bytes_per_second=1_000_000)
+    yield server
+    stop(server.process)
 
 
 @pytest.fixture(scope="session")

@@ -18,7 +18,8 @@ class SshServer:
     user: str
     password: str
     home: Path
-    host_key_fingerprint: str  # as `ssh-keygen -lf` prints it
+    host_key_fingerprint: str  # of the first host key, as `ssh-keygen -lf` prints it
+    host_keys: list[Path]  # public host keys, in the server's order
     known_hosts: Path
     ed25519_key: Path
     rsa_key: Path  # encrypted with rsa_passphrase
@@ -30,9 +31,13 @@ class SshServer:
 
 
 def _keygen(path: Path, kind: str, passphrase: str = "") -> Path:
-    args = ["ssh-keygen", "-q", "-t", kind, "-N", passphrase, "-f", str(path), "-C", path.name]
-    if kind == "rsa":
-        args[4:4] = ["-b", "2048"]
+    """kind: ed25519, rsa, or ecdsa-256 / ecdsa-384 / ecdsa-521 (the curve's size)."""
+    algorithm, _, bits = kind.partition("-")
+    args = ["ssh-keygen", "-q", "-t", algorithm, "-N", passphrase, "-f", str(path), "-C", path.name]
+    if algorithm == "rsa":
+        bits = "2048"
+    if bits:
+        args[4:4] = ["-b", bits]
     subprocess.run(args, check=True)
     return path
 
@@ -42,10 +47,10 @@ def _fingerprint(public_key: Path) -> str:
     return output.split()[1]
 
 
-def start_sshd(folder: Path, user: str, password: str, home: Path) -> SshServer:
+def start_sshd(folder: Path, user: str, password: str, home: Path, host_key_kinds: tuple[str, ...] = ("ed25519",)) -> SshServer:
     Path("/run/sshd").mkdir(parents=True, exist_ok=True)
     folder.mkdir(parents=True, exist_ok=True)
-    host_key = _keygen(folder / "ssh_host_ed25519_key", "ed25519")
+    host_keys = [_keygen(folder / f"ssh_host_{kind}_key", kind) for kind in host_key_kinds]
     ed25519 = _keygen(folder / "client_ed25519", "ed25519")
     passphrase = "correct horse battery staple"
     rsa = _keygen(folder / "client_rsa", "rsa", passphrase)
@@ -57,15 +62,15 @@ def start_sshd(folder: Path, user: str, password: str, home: Path) -> SshServer:
     authorized.write_text(Path(f"{ed25519}.pub").read_text() + Path(f"{rsa}.pub").read_text())
     authorized.chmod(0o644)
     known_hosts = folder / "known_hosts"
-    host_public = Path(f"{host_key}.pub").read_text().split()
-    known_hosts.write_text(f"[{HOST}]:{port} {host_public[0]} {host_public[1]}\n")
+    publics = [Path(f"{key}.pub").read_text().split() for key in host_keys]
+    known_hosts.write_text("".join(f"[{HOST}]:{port} {public[0]} {public[1]}\n" for public in publics))
     config = folder / "sshd_config"
     config.write_text(
         "\n".join(
             [
                 f"Port {port}",
                 f"ListenAddress {HOST}",
-                f"HostKey {host_key}",
+                *(f"HostKey {key}" for key in host_keys),
                 f"PidFile {folder / 'sshd.pid'}",
                 f"AuthorizedKeysFile {authorized}",
                 "UsePAM no",
@@ -86,6 +91,7 @@ def start_sshd(folder: Path, user: str, password: str, home: Path) -> SshServer:
     except RuntimeError:
         stop(process)
         raise
+    public_keys = [Path(f"{key}.pub") for key in host_keys]
     return SshServer(
-        port, user, password, home, _fingerprint(Path(f"{host_key}.pub")), known_hosts, ed25519, rsa, passphrase, unauthorized, process
+        port, user, password, home, _fingerprint(public_keys[0]), public_keys, known_hosts, ed25519, rsa, passphrase, unauthorized, process
     )

@@ -24,7 +24,10 @@ class FtpServer:
     host = HOST
 
 
-def start_vsftpd(folder: Path, user: str, password: str, home: Path, certificates: TestCertificates | None) -> FtpServer:
+def start_vsftpd(
+    folder: Path, user: str, password: str, home: Path, certificates: TestCertificates | None, max_bytes_per_second: int = 0
+) -> FtpServer:
+    """max_bytes_per_second: vsftpd's own limit on each transfer (local_max_rate), 0 for none."""
     folder.mkdir(parents=True, exist_ok=True)
     empty_root = folder / "empty"
     empty_root.mkdir(mode=0o755, exist_ok=True)
@@ -48,6 +51,7 @@ def start_vsftpd(folder: Path, user: str, password: str, home: Path, certificate
         "seccomp_sandbox=NO",
         "xferlog_enable=NO",
         "userlist_enable=NO",
+        f"local_max_rate={max_bytes_per_second}",
     ]
     if certificates is not None:
         lines += [
@@ -59,7 +63,7 @@ def start_vsftpd(folder: Path, user: str, password: str, home: Path, certificate
             "require_ssl_reuse=YES",
             "ssl_ciphers=HIGH",
         ]
-    config = folder / ("vsftpd-tls.conf" if certificates else "vsftpd.conf")
+    config = folder / f"vsftpd{'-tls' if certificates else ''}{f'-{max_bytes_per_second}' if max_bytes_per_second else ''}.conf"
     config.write_text("\n".join(lines) + "\n")
     process = subprocess.Popen([VSFTPD, str(config)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:

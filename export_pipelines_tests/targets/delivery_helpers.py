@@ -5,10 +5,16 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import uuid
+from collections.abc import Callable
 from pathlib import Path
 
+import dagster as dg
+
+from export_pipelines.run_history import run_is_over
 from export_pipelines.spec.connections import ConnectionsFile
-from export_pipelines.stages.file_naming import DEFAULT_TEMPLATE, template_pattern
+from export_pipelines.stages.file_naming import DEFAULT_TEMPLATE
+from export_pipelines.stages.name_patterns import template_pattern
 from export_pipelines.targets.base import LocalFile
 from export_pipelines.targets.registry import SESSIONS, target_address
 from export_pipelines.targets.remote import DeliveryOptions, RemoteTarget
@@ -16,21 +22,56 @@ from export_pipelines.targets.remote import DeliveryOptions, RemoteTarget
 RUN_TIME = dt.datetime(2026, 11, 23, 2, 0, tzinfo=dt.UTC)
 
 
+def no_run_known(run_id: str) -> bool | None:
+    """An instance that has never heard of any other run."""
+    return None
+
+
 def make_target(
-    connection: dict, folder: str, *, export: str = "probe", keep_last: int | None = None, finish_with: str | None = None
+    connection: dict,
+    folder: str,
+    *,
+    export: str = "probe",
+    keep_last: int | None = None,
+    finish_with: str | None = None,
+    template: str = DEFAULT_TEMPLATE,
+    run_id: str | None = None,
+    run_is_over: Callable[[str], bool | None] = no_run_known,
 ) -> RemoteTarget:
+    """A target for one run (`run_id`, a fresh one by default) of `export`."""
     parsed = ConnectionsFile.model_validate({"connections": {"partner": connection}}).connections["partner"]
     options = DeliveryOptions(
         export=export,
         connection="partner",
         keep_last=keep_last,
         finish_with=finish_with,
-        own_files=template_pattern(DEFAULT_TEMPLATE, export, "customers", "csv"),
+        own_files=template_pattern(template, export, "customers", "csv"),
         ext="csv",
         run_time=RUN_TIME,
+        run_id=run_id or str(uuid.uuid4()),
+        run_is_over=run_is_over,
     )
     open_session = SESSIONS[parsed.type]
     return RemoteTarget(options, target_address(parsed, folder), lambda: open_session("partner", parsed, options, folder))
+
+
+class Runs:
+    """Run records in a real Dagster instance: how the upload step learns whether another run is over."""
+
+    def __init__(self, instance: dg.DagsterInstance):
+        self.instance = instance
+
+    def started(self) -> str:
+        run_id = str(uuid.uuid4())
+        self.instance.add_run(dg.DagsterRun(job_name="export_job", run_id=run_id, status=dg.DagsterRunStatus.STARTED))
+        return run_id
+
+    def fail(self, run_id: str) -> None:
+        """What run monitoring does to a run whose process died."""
+        self.instance.report_run_failed(self.instance.get_run_by_id(run_id))
+
+    def is_over(self, run_id: str) -> bool | None:
+        return run_is_over(self.instance, run_id)
 
 
 def local_file(folder: Path, name: str, content: bytes, rows: int = 1) -> LocalFile:

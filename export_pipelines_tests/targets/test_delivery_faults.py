@@ -1,5 +1,6 @@
 """Faults in the middle of an upload: the run fails clearly, nothing is left under the final
-name, the temporary is deleted or swept, and a re-run delivers identical bytes."""
+name, the temporary is deleted or swept (by a retry of the same run, or by a later run once the
+failed one is over), and a re-run delivers identical bytes."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import os
 import pytest
 
 from export_pipelines.targets.base import DeliveryError
-from export_pipelines.targets.remote import is_temporary_of
+from export_pipelines.targets.remote import parse_temporary
 from export_pipelines_tests.servers.pyftpd import PyFtpServer
 from export_pipelines_tests.servers.fixtures import s3_client
 from export_pipelines_tests.targets.delivery_helpers import Log, local_file, make_target
@@ -21,6 +22,11 @@ PAYLOAD_BYTES = 4 * 1024 * 1024
 @pytest.fixture
 def payload(tmp_path):
     return local_file(tmp_path, "probe_20261123T020000Z.csv", os.urandom(PAYLOAD_BYTES), rows=1000)
+
+
+def is_temporary_of(run_id: str, name: str) -> bool:
+    temporary = parse_temporary(name)
+    return temporary is not None and (temporary.export, temporary.run_id) == ("probe", run_id)
 
 
 def names_in(path) -> list[str]:
@@ -44,10 +50,10 @@ def test_sftp_connection_cut_mid_upload_then_rerun(sshd, proxy_to, remote_folder
     assert f"uploading {payload.name}; no file was written under that name" in str(failure.value)
     assert payload.name not in names_in(path)
     leftovers = names_in(path)
-    assert all(is_temporary_of("probe", name) for name in leftovers), leftovers  # only a temporary may remain
+    assert all(is_temporary_of(target.options.run_id, name) for name in leftovers), leftovers  # only this run's temporary
 
     proxy.restore()
-    delivery = target.deliver([payload], Log())
+    delivery = target.deliver([payload], Log())  # a retry of the step, in the same run
     assert names_in(path) == [payload.name]
     assert (path / payload.name).read_bytes() == payload.path.read_bytes()
     assert delivery.swept == leftovers
@@ -83,22 +89,26 @@ def test_ftp_data_connection_dropped_mid_upload_deletes_the_temporary(pyftpd, pa
     assert (pyftpd.home / "outbox" / payload.name).read_bytes() == payload.path.read_bytes()
 
 
-def test_ftp_server_stopped_mid_upload_leaves_a_temporary_the_rerun_sweeps(pyftpd, payload, monkeypatch):
+def test_ftp_server_stopped_mid_upload_leaves_a_temporary_the_next_run_sweeps_once_the_first_is_over(
+    pyftpd, payload, monkeypatch, runs
+):
     monkeypatch.setenv("PYFTPD_PASSWORD", pyftpd.password)
     outbox = pyftpd.home / "outbox"
     pyftpd.faults.stop_server_after_bytes = 1_000_000
     log = Log()
+    first_run = runs.started()
     with pytest.raises(DeliveryError):
-        make_target(pyftpd_connection(pyftpd), "outbox").deliver([payload], log)
+        make_target(pyftpd_connection(pyftpd), "outbox", run_id=first_run, run_is_over=runs.is_over).deliver([payload], log)
     assert pyftpd.faults.fired == ["stop_server"]
     leftovers = names_in(outbox)
-    assert len(leftovers) == 1 and is_temporary_of("probe", leftovers[0]), leftovers
-    assert any("the next run of this export sweeps it" in line for line in log)
+    assert len(leftovers) == 1 and is_temporary_of(first_run, leftovers[0]), leftovers
+    assert any("the next run of this export sweeps it once this run is over" in line for line in log)
 
+    runs.fail(first_run)  # the step's failure ends the run
     restarted = PyFtpServer(pyftpd.home)
     restarted.start()
     try:
-        delivery = make_target(pyftpd_connection(restarted), "outbox").deliver([payload], Log())
+        delivery = make_target(pyftpd_connection(restarted), "outbox", run_is_over=runs.is_over).deliver([payload], Log())
     finally:
         restarted.stop()
     assert delivery.swept == leftovers
@@ -120,10 +130,13 @@ def test_s3_connection_cut_mid_multipart_upload_then_rerun(moto_endpoint, s3_buc
     client = s3_client(moto_endpoint)
     assert client.list_objects_v2(Bucket=s3_bucket, Prefix="out/").get("KeyCount") == 0  # no object under the final key
 
+    [upload] = client.list_multipart_uploads(Bucket=s3_bucket)["Uploads"]
+    # Started before the cut (its first request is small), it could not be aborted; its key names the run.
+    assert is_temporary_of(target.options.run_id, upload["Key"].removeprefix("out/")), upload["Key"]
+
     proxy.restore()
-    delivery = target.deliver([file], Log())
+    delivery = target.deliver([file], Log())  # a retry of the step, in the same run
     assert client.get_object(Bucket=s3_bucket, Key=f"out/{file.name}")["Body"].read() == content
     assert client.list_multipart_uploads(Bucket=s3_bucket).get("Uploads", []) == []
-    # The multipart upload was started before the cut (its first request is small) and could not be aborted.
-    assert [name.split(" (")[0] for name in delivery.swept] == [file.name]
-    assert "unfinished multipart upload" in delivery.swept[0]
+    assert [item["Key"] for item in client.list_objects_v2(Bucket=s3_bucket, Prefix="out/")["Contents"]] == [f"out/{file.name}"]
+    assert delivery.swept == [f"{upload['Key'].removeprefix('out/')} (unfinished multipart upload {upload['UploadId']})"]

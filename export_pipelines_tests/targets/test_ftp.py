@@ -86,16 +86,23 @@ def test_wrong_ftp_password_is_refused_without_echoing_it(vsftpd_plain, remote_f
     assert "Wr0ng-Ftp-Secret" not in str(failure.value)
 
 
-def test_ftp_sweep_sees_hidden_temporaries_and_retention_keeps_the_newest(vsftpd_plain, remote_folder, tmp_path, ftp_password):
+def test_ftp_sweep_sees_hidden_temporaries_and_retention_keeps_the_newest(
+    vsftpd_plain, remote_folder, tmp_path, ftp_password, runs
+):
     folder, path = remote_folder
-    target = make_target(ftp_connection(vsftpd_plain, "ftp"), folder, keep_last=1)
+    connection = ftp_connection(vsftpd_plain, "ftp")
     days = [dt.datetime(2026, 11, day, 2, 0, tzinfo=dt.UTC) for day in (21, 22)]
-    target.deliver([local_file(tmp_path / "1", export_file_name("probe", days[0]), b"1\r\n")], Log())
-    stale = path / ".probe.0123456789ab.probe_20261121T020000Z.csv.part"
-    stale.write_bytes(b"half")
+    make_target(connection, folder, keep_last=1).deliver([local_file(tmp_path / "1", export_file_name("probe", days[0]), b"1\r\n")], Log())
+    failed_run, live_run = runs.started(), runs.started()
+    runs.fail(failed_run)
+    stale = path / f".probe.{failed_run}.probe_20261121T020000Z.csv.part"
+    live = path / f".probe.{live_run}.probe_20261121T020000Z.csv.part"
+    for temporary in (stale, live):
+        temporary.write_bytes(b"half")
     (path / "readme.txt").write_bytes(b"not ours")
+    target = make_target(connection, folder, keep_last=1, run_is_over=runs.is_over)
     delivery = target.deliver([local_file(tmp_path / "2", export_file_name("probe", days[1]), b"2\r\n")], Log())
-    assert sorted(p.name for p in path.iterdir()) == [export_file_name("probe", days[1]), "readme.txt"]
+    assert sorted(p.name for p in path.iterdir()) == [live.name, export_file_name("probe", days[1]), "readme.txt"]
     assert delivery.swept == [stale.name]
     assert delivery.retired == [export_file_name("probe", days[0])]
 

@@ -8,6 +8,7 @@ import json
 import os
 import socket
 import time
+import uuid
 
 import pytest
 
@@ -17,7 +18,7 @@ from export_pipelines.targets.registry import target_for
 from export_pipelines.targets.sftp import SftpSession
 from export_pipelines_tests.conftest import write_config
 from export_pipelines_tests.servers.network import HOST
-from export_pipelines_tests.targets.delivery_helpers import RUN_TIME, Log, export_file_name, local_file, make_target
+from export_pipelines_tests.targets.delivery_helpers import RUN_TIME, Log, export_file_name, local_file, make_target, no_run_known
 
 
 def sftp_connection(sshd, **changes) -> dict:
@@ -159,7 +160,8 @@ def test_insecure_option_skips_host_key_checks_and_says_so(sshd, remote_folder, 
     connection = sftp_connection(sshd, known_hosts_path=None, insecure_accept_any_host_key=True)
     plan, connections = loaded(tmp_path, connection, folder)
     log = Log()
-    target_for(plan, connections, tmp_path, RUN_TIME).deliver([local_file(tmp_path, "a.csv", b"x\r\n")], log)
+    target = target_for(plan, connections, tmp_path, RUN_TIME, str(uuid.uuid4()), no_run_known)
+    target.deliver([local_file(tmp_path, "a.csv", b"x\r\n")], log)
     assert (path / "a.csv").read_bytes() == b"x\r\n"
     assert log[0] == "WARNING: connection partner does not verify the server's host key (insecure_accept_any_host_key)"
 
@@ -183,19 +185,31 @@ def test_a_server_that_never_answers_times_out(tmp_path):
         assert time.monotonic() - started < 15
 
 
-def test_sweep_removes_this_exports_stale_temporaries_only(sshd, remote_folder, tmp_path):
+def test_sweep_removes_only_this_exports_temporaries_whose_runs_are_over(sshd, remote_folder, tmp_path, runs):
     folder, path = remote_folder
-    target = make_target(sftp_connection(sshd), folder)
-    target.deliver([local_file(tmp_path / "a", "first.csv", b"1\r\n")], Log())  # creates the folder as the user
-    stale = path / ".probe.0123456789ab.probe_20261122T020000Z.csv.part"
-    someone_elses = path / ".other.0123456789ab.other_20261122T020000Z.csv.part"
-    stale.write_bytes(b"half a fi")
-    someone_elses.write_bytes(b"half")
+    make_target(sftp_connection(sshd), folder).deliver([local_file(tmp_path / "a", "first.csv", b"1\r\n")], Log())  # the folder, as the user
+    failed, old_unknown, live, unknown = runs.started(), str(uuid.uuid4()), runs.started(), str(uuid.uuid4())
+    runs.fail(failed)
+    temporaries = {
+        "failed run": path / f".probe.{failed}.probe_20261122T020000Z.csv.part",
+        "unknown run, 3 days untouched": path / f".probe.{old_unknown}.probe_20261121T020000Z.csv.part",
+        "live run": path / f".probe.{live}.probe_20261122T020000Z.csv.part",
+        "unknown run, fresh": path / f".probe.{unknown}.probe_20261122T020000Z.csv.part",
+        "another export's failed run": path / f".other.{failed}.other_20261122T020000Z.csv.part",
+        "an old-style name": path / ".probe.0123456789ab.probe_20261122T020000Z.csv.part",
+    }
+    for temporary in temporaries.values():
+        temporary.write_bytes(b"half a fi")
+    three_days_ago = time.time() - 3 * 24 * 3600
+    os.utime(temporaries["unknown run, 3 days untouched"], (three_days_ago, three_days_ago))
     log = Log()
-    delivery = target.deliver([local_file(tmp_path / "b", "second.csv", b"2\r\n")], log)
-    assert not stale.exists() and someone_elses.exists()
-    assert delivery.swept == [stale.name]
-    assert any(stale.name in line and "Swept" in line for line in log)
+    delivery = make_target(sftp_connection(sshd), folder, run_is_over=runs.is_over).deliver(
+        [local_file(tmp_path / "b", "second.csv", b"2\r\n")], log
+    )
+    swept = ["failed run", "unknown run, 3 days untouched"]
+    assert sorted(delivery.swept) == sorted(temporaries[kind].name for kind in swept)
+    assert {kind for kind, temporary in temporaries.items() if not temporary.exists()} == set(swept)
+    assert any(temporaries["failed run"].name in line and "Swept" in line for line in log)
 
 
 def test_retention_keeps_the_newest_files_of_this_export_only(sshd, remote_folder, tmp_path):
