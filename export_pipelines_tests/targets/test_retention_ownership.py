@@ -1,0 +1,91 @@
+"""Retention in a folder several exports and people share, on SFTP, FTPS and S3: an export deletes
+only the names its own file_name template can produce, never a sibling export's (`x` and `x_eu`),
+another template's, or a file placed by hand."""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+from export_pipelines.stages.file_naming import DEFAULT_SPLIT_TEMPLATE, DEFAULT_TEMPLATE
+from export_pipelines_tests.conftest import run_export
+from export_pipelines_tests.sample_data import create_sample_tables
+from export_pipelines_tests.targets.delivery_helpers import Log, local_file, make_target
+
+DAY = 24 * 3600
+
+# Names that are not export x's under its default template "{export}_{run_time:%Y%m%dT%H%M%SZ}.{ext}".
+NOT_X = [
+    "x_eu_20261120T020000Z.csv",  # the sibling export x_eu
+    "x_eu_20261120T020000Z.done",  # ... and its done marker
+    "x_eu_20261119T020000Z.csv",
+    "x_eu_20240101_20240102.csv",  # x_eu, incremental
+    "x_20261120T020000Z_part001.csv",  # x's split template: another template
+    "x_20240101_20240102.csv",  # a window template
+    "x_20261120T020000Z.csv.gz",  # another extension
+    "x_20261120T020000Z.psv",
+    "x_manual_backup.csv",  # by hand
+    "x_2026-11-20.csv",
+    "x_20261320T020000Z.csv",  # month 13: no run time writes that
+    "x_20261120T020000.csv",
+    "X_20261120T020000Z.csv",
+    "x_20261120T020000Z.csv.bak",
+    "notes.txt",
+]
+# Export x's own older files, with the done markers of its finish_with, oldest first.
+X_OLD = ["x_20261118T020000Z.csv", "x_20261119T020000Z.csv", "x_20261120T020000Z.csv"]
+X_OLD_MARKERS = [name.replace(".csv", ".done") for name in X_OLD]
+
+
+def test_keep_last_deletes_only_this_exports_older_files(partner, tmp_path):
+    for age, name in enumerate(reversed(X_OLD), start=1):
+        partner.place(name, b"old\r\n", age_seconds=age * DAY)
+        partner.place(name.replace(".csv", ".done"), b"", age_seconds=age * DAY)
+    for name in NOT_X:
+        partner.place(name, b"not x's\r\n", age_seconds=10 * DAY)
+
+    target = make_target(partner.connection, partner.folder, export="x", keep_last=2, finish_with="done_marker")
+    new = "x_20261123T020000Z.csv"
+    delivery = target.deliver([local_file(tmp_path, new, b"new\r\n")], Log())
+
+    kept = [X_OLD[-1], X_OLD_MARKERS[-1], new, new.replace(".csv", ".done")]
+    assert partner.names() == sorted([*NOT_X, *kept])
+    assert sorted(delivery.retired) == sorted(X_OLD[:-1])
+    assert all(partner.read(name) == b"not x's\r\n" for name in NOT_X)
+
+
+def test_the_sibling_export_x_eu_keeps_to_its_own_files_too(partner, tmp_path):
+    mine = ["x_eu_20261120T020000Z_part001.csv", "x_eu_20261120T020000Z_part002.csv", "x_eu_20261121T020000Z_part001.csv"]
+    others = ["x_20261120T020000Z_part001.csv", "x_20261121T020000Z_part001.csv", "x_eu_20261121T020000Z.csv",
+              "x_eu_20261121T020000Z_part01.csv", "x_eu_20261121T020000Z_part0001.csv", "x_eu_manual_part001.csv"]
+    for age, name in enumerate(reversed(mine), start=1):
+        partner.place(name, b"old\r\n", age_seconds=age * DAY)
+    for name in others:
+        partner.place(name, b"other\r\n", age_seconds=10 * DAY)
+
+    target = make_target(partner.connection, partner.folder, export="x_eu", keep_last=1, template=DEFAULT_SPLIT_TEMPLATE)
+    new = "x_eu_20261123T020000Z_part001.csv"
+    target.deliver([local_file(tmp_path, new, b"new\r\n")], Log())
+
+    assert partner.names() == sorted([*others, new])
+
+
+def test_issue_input_one_run_of_customers_keeps_customers_eu_and_the_backup(partner, tmp_path):
+    """One run of export `customers` (default file name, keep_last 1) in a folder holding another
+    export's file and a hand-placed one, through a real Dagster run."""
+    assert DEFAULT_TEMPLATE == "{export}_{run_time:%Y%m%dT%H%M%SZ}.{ext}"
+    partner.place("customers_eu_20240101T000000Z.csv", b"id\r\n1\r\n", age_seconds=DAY)
+    partner.place("customers_manual_backup.csv", b"id\r\n2\r\n", age_seconds=DAY)
+    partner.place("customers_20240101T000000Z.csv", b"id\r\n3\r\n", age_seconds=DAY)  # its own older file
+    source = f"sqlite:///{tmp_path / 'source.sqlite'}"
+    create_sample_tables(source)
+    spec = {"name": "customers", "model": "customers", "fields": ["id"], "order": ["id"],
+            "target": {"connection": "partner", "path": partner.folder, "keep_last": 1}}
+
+    run = run_export(spec, source, tmp_path, connections={"connections": {"partner": partner.connection}})
+
+    [delivered] = run.metadata["file_names"]
+    assert partner.names() == sorted(["customers_eu_20240101T000000Z.csv", "customers_manual_backup.csv", delivered])
+    assert run.metadata["retention_deleted"] == ["customers_20240101T000000Z.csv"]
+    with sa.create_engine(source).connect() as connection:
+        ids = [str(row[0]) for row in connection.execute(sa.text("SELECT id FROM customers ORDER BY id"))]
+    assert partner.read(delivered).decode() == "\r\n".join(["id", *ids]) + "\r\n"
