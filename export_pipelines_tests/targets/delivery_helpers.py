@@ -1,5 +1,6 @@
 """Building a target the way the factory does, from a connections.yaml entry, for tests that
-deliver hand-written bytes and then read them back from the server's own storage."""
+deliver hand-written bytes and then read them back from the server's own storage. No Dagster
+import: a test's child process delivers through it too."""
 
 from __future__ import annotations
 
@@ -9,9 +10,6 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
-import dagster as dg
-
-from export_pipelines.run_history import run_is_over
 from export_pipelines.spec.connections import ConnectionsFile
 from export_pipelines.stages.file_naming import DEFAULT_TEMPLATE
 from export_pipelines.stages.name_patterns import template_pattern
@@ -53,25 +51,6 @@ def make_target(
     )
     open_session = SESSIONS[parsed.type]
     return RemoteTarget(options, target_address(parsed, folder), lambda: open_session("partner", parsed, options, folder))
-
-
-class Runs:
-    """Run records in a real Dagster instance: how the upload step learns whether another run is over."""
-
-    def __init__(self, instance: dg.DagsterInstance):
-        self.instance = instance
-
-    def started(self) -> str:
-        run_id = str(uuid.uuid4())
-        self.instance.add_run(dg.DagsterRun(job_name="export_job", run_id=run_id, status=dg.DagsterRunStatus.STARTED))
-        return run_id
-
-    def fail(self, run_id: str) -> None:
-        """What run monitoring does to a run whose process died."""
-        self.instance.report_run_failed(self.instance.get_run_by_id(run_id))
-
-    def is_over(self, run_id: str) -> bool | None:
-        return run_is_over(self.instance, run_id)
 
 
 def local_file(folder: Path, name: str, content: bytes, rows: int = 1) -> LocalFile:

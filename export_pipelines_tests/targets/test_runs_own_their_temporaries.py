@@ -1,0 +1,114 @@
+"""A run owns exactly its temporaries (and, on S3, its multipart uploads), marked with its run id:
+two windows of one export upload at once through a throttled link and both arrive whole; a
+killed run's temporaries stay while the instance says it runs, and the next run sweeps them once
+it is over. On SFTP (sshd), FTPS (vsftpd) and S3 (moto), with run records in a real instance."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+
+from export_pipelines.stages.file_naming import default_template
+from export_pipelines.targets.remote import parse_temporary
+from export_pipelines_tests.targets.delivery_helpers import Log, local_file, make_target
+
+EXPORT = "inc_big"
+TEMPLATE = default_template("daily", split=False)  # {export}_{window_start:%Y%m%d}_{window_end:%Y%m%d}.{ext}
+WINDOW_FILES = [f"{EXPORT}_20240101_20240102.csv", f"{EXPORT}_20240102_20240103.csv", f"{EXPORT}_20240103_20240104.csv"]
+
+
+def wait_for(condition, seconds: float = 30.0, what: str = "the condition"):
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if value := condition():
+            return value
+        time.sleep(0.02)
+    raise AssertionError(f"{what} did not happen within {seconds} s")
+
+
+def runs_of(names: list[str]) -> set[str]:
+    return {parse_temporary(name).run_id for name in names}
+
+
+def test_two_windows_upload_at_once_through_a_throttled_link_and_both_arrive_whole(partner, runs, tmp_path):
+    first_run, second_run = runs.started(), runs.started()
+    first_content = os.urandom(3 * partner.large_bytes)
+    second_content = os.urandom(partner.large_bytes)
+    first_file = local_file(tmp_path / "first", WINDOW_FILES[0], first_content)
+    second_file = local_file(tmp_path / "second", WINDOW_FILES[1], second_content)
+
+    first_target = make_target(
+        partner.throttled_connection(), partner.folder, export=EXPORT, template=TEMPLATE, run_id=first_run, run_is_over=runs.is_over
+    )
+    outcome: dict = {}
+
+    def deliver_first() -> None:
+        try:
+            outcome["delivery"] = first_target.deliver([first_file], Log())
+        except Exception as error:  # reported by the assertions below
+            outcome["error"] = error
+
+    first = threading.Thread(target=deliver_first)
+    first.start()
+    uploading = wait_for(partner.temporaries, what="the first window's temporary")
+    assert runs_of(uploading) == {first_run}
+
+    consulted = []
+
+    def is_over(run_id: str) -> bool | None:
+        consulted.append((run_id, first.is_alive()))  # what the second run's sweep asked, and whether the first was uploading
+        return runs.is_over(run_id)
+
+    second_target = make_target(
+        partner.throttled_connection(), partner.folder, export=EXPORT, template=TEMPLATE, run_id=second_run, run_is_over=is_over
+    )
+    second_delivery = second_target.deliver([second_file], Log())
+    first.join(timeout=60)
+
+    assert (first_run, True) in consulted  # the second run's sweep met the first's temporary mid-upload ...
+    assert second_delivery.swept == []  # ... and left it alone
+    assert "error" not in outcome, outcome.get("error")
+    assert outcome["delivery"].swept == []
+    assert partner.read(WINDOW_FILES[0]) == first_content
+    assert partner.read(WINDOW_FILES[1]) == second_content
+    assert partner.names() == WINDOW_FILES[:2]
+    assert partner.temporaries() == []
+
+
+def test_a_killed_runs_temporaries_are_swept_by_the_next_run_once_it_is_over(partner, runs, tmp_path):
+    killed_run = runs.started()
+    content = os.urandom(3 * partner.large_bytes)
+    path = tmp_path / WINDOW_FILES[0]
+    path.write_bytes(content)
+    request = {"connection": partner.throttled_connection(), "folder": partner.folder, "export": EXPORT,
+               "template": TEMPLATE, "run_id": killed_run, "file": str(path)}
+    worker = subprocess.Popen([sys.executable, "-m", "export_pipelines_tests.targets.delivery_process", json.dumps(request)])
+    try:
+        leftovers = wait_for(partner.temporaries, what="the run worker's temporary")
+    finally:
+        worker.kill()  # SIGKILL: no cleanup runs, as when a run worker's machine dies
+        worker.wait()
+    assert worker.returncode == -9
+    leftovers = partner.temporaries()
+    assert leftovers and runs_of(leftovers) == {killed_run}
+    assert WINDOW_FILES[0] not in partner.names()
+
+    # The instance still says STARTED (no monitoring has noticed yet): the next run leaves them alone.
+    second_content = os.urandom(1000)
+    second = make_target(partner.connection, partner.folder, export=EXPORT, template=TEMPLATE, run_is_over=runs.is_over)
+    delivery = second.deliver([local_file(tmp_path / "2", WINDOW_FILES[1], second_content)], Log())
+    assert delivery.swept == []
+    assert partner.temporaries() == leftovers
+
+    runs.fail(killed_run)  # what run monitoring, or a user terminating the run in the UI, records
+    third_content = os.urandom(1000)
+    third = make_target(partner.connection, partner.folder, export=EXPORT, template=TEMPLATE, run_is_over=runs.is_over)
+    delivery = third.deliver([local_file(tmp_path / "3", WINDOW_FILES[2], third_content)], Log())
+    assert sorted(label.split(" (unfinished multipart upload ")[0] for label in delivery.swept) == leftovers
+    assert partner.temporaries() == []
+    assert partner.names() == WINDOW_FILES[1:]
+    assert (partner.read(WINDOW_FILES[1]), partner.read(WINDOW_FILES[2])) == (second_content, third_content)
