@@ -148,11 +148,12 @@ class FolderSession(RemoteSession):
     def make_folder(self, folder: str) -> None: ...
 
     def prepare_folder(self) -> None:
+        if ".." in self.path.split("/"):  # specs refuse them too; a server would resolve them after links
+            raise DeliveryError(f"path {self.path!r} must not contain '..' segments; nothing was written")
         root = posixpath.normpath(posixpath.join(self.login_folder(), self.root or "."))
-        try:
-            real_root = self.real_path(root)
-        except Exception as error:
-            raise DeliveryError(f"the root folder {root} cannot be opened on the server ({error})") from error
+        if not self.is_folder(root):
+            raise DeliveryError(f"the connection's root folder {root} is not a folder on the server; nothing was written")
+        real_root = self.real_path(root)
         folder = posixpath.normpath(posixpath.join(root, self.path))
         if not is_within(folder, root):
             raise DeliveryError(
