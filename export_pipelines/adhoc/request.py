@@ -27,7 +27,11 @@ class AdhocExportConfig(dg.Config):
     compression: Literal["none", "gzip", "zip"] = "none"
     max_rows_per_file: int | None = Field(default=None, description="Split the result into chunks of this many rows.")
     target: str = Field(default="download", description="download, or a connection name from connections.yaml.")
-    path: str = Field(default="", description="Folder on the connection's server; ignored for download.")
+    path: str = Field(
+        default="",
+        description="Folder under the connection's root (its login folder when it names none); a path leaving it "
+        "is refused. Ignored for download.",
+    )
 
     def spec_keys(self, export_name: str) -> dict[str, Any]:
         """The request as the keys of an export spec, so ExportSpec and the planner check it."""

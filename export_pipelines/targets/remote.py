@@ -25,7 +25,7 @@ COMPLETION_SUFFIXES = {"manifest": ".manifest.json", "done_marker": ".done"}
 # `.{export}.{run id}.{final name}.part`: hidden from receivers that skip dot files, never a
 # valid export file name (those cannot start with a dot), and owned by exactly one run.
 _RUN_ID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"  # Dagster's run ids are UUIDs
-_TEMPORARY = re.compile(rf"^\.(?P<export>[a-z0-9_]+)\.(?P<run_id>{_RUN_ID})\.(?P<final>.+)\.part$", re.DOTALL)
+_TEMPORARY = re.compile(rf"^\.(?P<export>[a-z0-9_]+)\.(?P<run_id>{_RUN_ID})\..+\.part$", re.DOTALL)
 MAX_NAME_BYTES = 255
 # A temporary whose run the instance does not know (its history purged, or another Dagster
 # deployment delivering to the same folder) is swept once it has not changed for this long:
@@ -37,7 +37,6 @@ ABANDONED_AFTER = dt.timedelta(hours=48)
 class Temporary:
     export: str
     run_id: str
-    final_name: str
 
 
 def temporary_name(export: str, run_id: str, final_name: str) -> str:
@@ -51,7 +50,7 @@ def temporary_name(export: str, run_id: str, final_name: str) -> str:
 
 def parse_temporary(name: str) -> Temporary | None:
     match = _TEMPORARY.match(name)
-    return Temporary(match["export"], match["run_id"], match["final"]) if match else None
+    return Temporary(match["export"], match["run_id"]) if match else None
 
 
 def is_within(path: str, root: str) -> bool:

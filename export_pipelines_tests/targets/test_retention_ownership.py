@@ -37,9 +37,10 @@ X_OLD_MARKERS = [name.replace(".csv", ".done") for name in X_OLD]
 
 
 def test_keep_last_deletes_only_this_exports_older_files(partner, tmp_path):
-    for age, name in enumerate(reversed(X_OLD), start=1):
-        partner.place(name, b"old\r\n", age_seconds=age * DAY)
-        partner.place(name.replace(".csv", ".done"), b"", age_seconds=age * DAY)
+    for index, name in enumerate(X_OLD):  # oldest first: S3 stamps objects with the time they arrive
+        age = (len(X_OLD) - index) * DAY
+        partner.place(name, b"old\r\n", age_seconds=age)
+        partner.place(name.replace(".csv", ".done"), b"", age_seconds=age)
     for name in NOT_X:
         partner.place(name, b"not x's\r\n", age_seconds=10 * DAY)
 
@@ -57,8 +58,8 @@ def test_the_sibling_export_x_eu_keeps_to_its_own_files_too(partner, tmp_path):
     mine = ["x_eu_20261120T020000Z_part001.csv", "x_eu_20261120T020000Z_part002.csv", "x_eu_20261121T020000Z_part001.csv"]
     others = ["x_20261120T020000Z_part001.csv", "x_20261121T020000Z_part001.csv", "x_eu_20261121T020000Z.csv",
               "x_eu_20261121T020000Z_part01.csv", "x_eu_20261121T020000Z_part0001.csv", "x_eu_manual_part001.csv"]
-    for age, name in enumerate(reversed(mine), start=1):
-        partner.place(name, b"old\r\n", age_seconds=age * DAY)
+    for index, name in enumerate(mine):
+        partner.place(name, b"old\r\n", age_seconds=(len(mine) - index) * DAY)
     for name in others:
         partner.place(name, b"other\r\n", age_seconds=10 * DAY)
 

@@ -13,7 +13,7 @@ import threading
 import time
 
 from export_pipelines.stages.file_naming import default_template
-from export_pipelines.targets.remote import parse_temporary
+from export_pipelines.targets.remote import Temporary, parse_temporary, temporary_name
 from export_pipelines_tests.targets.delivery_helpers import Log, local_file, make_target
 
 EXPORT = "inc_big"
@@ -112,3 +112,16 @@ def test_a_killed_runs_temporaries_are_swept_by_the_next_run_once_it_is_over(par
     assert partner.temporaries() == []
     assert partner.names() == WINDOW_FILES[1:]
     assert (partner.read(WINDOW_FILES[1]), partner.read(WINDOW_FILES[2])) == (second_content, third_content)
+
+
+def test_a_temporary_name_carries_export_and_run_and_fits_a_file_name():
+    run_id = "0f8fad5b-d9cb-469f-a165-70867728950e"
+    assert temporary_name("inc_big", run_id, "inc_big_20240101_20240102.csv") == (
+        ".inc_big.0f8fad5b-d9cb-469f-a165-70867728950e.inc_big_20240101_20240102.csv.part"
+    )
+    long_name = "x" * 250 + ".csv"  # a valid final name of 254 bytes
+    shortened = temporary_name("inc_big", run_id, long_name)
+    assert len(shortened.encode()) <= 255 and shortened != temporary_name("inc_big", run_id, "y" * 250 + ".csv")
+    assert parse_temporary(shortened) == Temporary("inc_big", run_id)
+    assert parse_temporary("inc_big_20240101_20240102.csv") is None
+    assert parse_temporary(".inc_big.0123456789ab.inc_big_20240101_20240102.csv.part") is None  # no run id
