@@ -43,6 +43,13 @@ def host_key_algorithms(known_key_types: list[str], supported: tuple[str, ...]) 
     return (*first, *(algorithm for algorithm in supported if algorithm not in first))
 
 
+def _prefer_aead_ciphers(options: paramiko.SecurityOptions) -> None:
+    # AES-GCM encrypts and authenticates in one pass (AES-NI, in C); paramiko's default, AES-CTR plus
+    # a separate HMAC, costs a second pass over every byte. OpenSSH's own client prefers AEAD too.
+    aead = tuple(c for c in options.ciphers if c.endswith("-gcm@openssh.com"))
+    options.ciphers = aead + tuple(c for c in options.ciphers if c not in aead)
+
+
 class HostKeyPolicy:
     """Decides whether the key a server presented is the one this connection expects."""
 
@@ -105,32 +112,61 @@ class SftpSession(FolderSession):
         super().__init__(connection.root, folder)
         self.connection = connection
         self._hash_offered = True
-        policy = HostKeyPolicy(name, connection)
-        timeout = connection.timeout_seconds
-        sock = socket.create_connection((connection.host, connection.port), timeout=timeout)
-        self.transport = paramiko.Transport(sock)
+        self.transport = self._verified_transport(HostKeyPolicy(name, connection))
         try:
-            self.transport.banner_timeout = timeout
-            self.transport.handshake_timeout = timeout
-            self.transport.auth_timeout = timeout
-            options = self.transport.get_security_options()
-            options.key_types = host_key_algorithms(policy.known_key_types, options.key_types)
-            self._prefer_aead_ciphers()
-            self.transport.start_client(timeout=timeout)
-            policy.check(self.transport.get_remote_server_key())
             self._authenticate(name)
             self.sftp = paramiko.SFTPClient.from_transport(self.transport)
-            self.sftp.get_channel().settimeout(timeout)
+            self.sftp.get_channel().settimeout(connection.timeout_seconds)
         except BaseException:
             self.transport.close()
             raise
 
-    def _prefer_aead_ciphers(self) -> None:
-        # AES-GCM encrypts and authenticates in one pass (AES-NI, in C); paramiko's default, AES-CTR plus
-        # a separate HMAC, costs a second pass over every byte. OpenSSH's own client prefers AEAD too.
-        options = self.transport.get_security_options()
-        aead = tuple(c for c in options.ciphers if c.endswith("-gcm@openssh.com"))
-        options.ciphers = aead + tuple(c for c in options.ciphers if c not in aead)
+    def _verified_transport(self, policy: HostKeyPolicy) -> paramiko.Transport:
+        """A transport whose server key passed the policy. A server holding several host keys
+        presents the one of the first type the client asks for, and a fingerprint pin names no
+        type: so for a pin, each further type the server holds is asked for until one matches."""
+        declined: list[str] = []
+        refusal: DeliveryError | None = None
+        while (transport := self._handshake(policy, declined)) is not None:
+            key = transport.get_remote_server_key()
+            try:
+                policy.check(key)
+            except DeliveryError as error:
+                transport.close()
+                if self.connection.host_key_fingerprint is None:
+                    raise
+                refusal = refusal or error
+                declined += SIGNATURE_ALGORITHMS.get(key.get_name(), (key.get_name(),))
+                continue
+            return transport
+        raise refusal
+
+    def _handshake(self, policy: HostKeyPolicy, declined: list[str]) -> paramiko.Transport | None:
+        """Key exchange offering the host-key algorithms not declined yet; None once the server holds no other key."""
+        timeout = self.connection.timeout_seconds
+        sock = socket.create_connection((self.connection.host, self.connection.port), timeout=timeout)
+        transport = paramiko.Transport(sock)
+        try:
+            transport.banner_timeout = timeout
+            transport.handshake_timeout = timeout
+            transport.auth_timeout = timeout
+            options = transport.get_security_options()
+            offered = tuple(a for a in host_key_algorithms(policy.known_key_types, options.key_types) if a not in declined)
+            if not offered:
+                transport.close()
+                return None
+            options.key_types = offered
+            _prefer_aead_ciphers(options)
+            transport.start_client(timeout=timeout)
+        except paramiko.IncompatiblePeer:
+            transport.close()
+            if declined:  # the same offer less the declined host keys: the server has no other
+                return None
+            raise
+        except BaseException:
+            transport.close()
+            raise
+        return transport
 
     def _authenticate(self, name: str) -> None:
         c = self.connection

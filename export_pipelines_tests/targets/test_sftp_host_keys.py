@@ -106,6 +106,25 @@ def test_a_server_with_every_key_type_is_asked_for_the_one_known_hosts_holds(all
     assert negotiated(connection, folder)[0] == ALGORITHMS[kind]
 
 
+@pytest.mark.parametrize("kind", SERVER_WITH_EVERY_TYPE)
+def test_a_pinned_fingerprint_of_any_of_the_servers_keys_is_found(all_keys_sshd, kind, remote_folder, tmp_path):
+    """A pin names no key type; the server presents its Ed25519 key first unless asked for another."""
+    folder, path = remote_folder
+    key_type = ALGORITHMS[kind].replace("rsa-sha2-512", "ssh-rsa")
+    [line] = [line for line in keyscan(all_keys_sshd.port).splitlines() if line.split()[1:2] == [key_type]]
+    connection = sftp_connection(all_keys_sshd, known_hosts_path=None, host_key_fingerprint=fingerprint_of(line + "\n"))
+    make_target(connection, folder).deliver([local_file(tmp_path, "p.csv", b"p\r\n")], Log())
+    assert (path / "p.csv").read_bytes() == b"p\r\n"
+    assert negotiated(connection, folder) == (ALGORITHMS[kind], key_type)
+
+
+def test_a_pin_matching_none_of_the_servers_keys_is_refused(all_keys_sshd, remote_folder, tmp_path):
+    connection = sftp_connection(all_keys_sshd, known_hosts_path=None, host_key_fingerprint="SHA256:" + "C" * 43)
+    with pytest.raises(DeliveryError, match="presented ssh-ed25519 SHA256:.*not the pinned SHA256:CCCC"):
+        make_target(connection, remote_folder[0]).deliver([local_file(tmp_path, "q.csv", b"q")], Log())
+    assert not remote_folder[1].exists()
+
+
 def test_a_known_key_of_a_type_the_server_lacks_is_refused_naming_the_key_it_has(sshd, all_keys_sshd, remote_folder, tmp_path):
     rsa_line = next(line for line in keyscan(all_keys_sshd.port).splitlines() if " ssh-rsa " in line)
     known_hosts = tmp_path / "known_hosts"
