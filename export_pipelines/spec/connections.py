@@ -7,9 +7,10 @@ from the environment when a run needs it, so neither files nor logs carry the va
 from __future__ import annotations
 
 import os
+import re
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class EnvSecret(BaseModel):
@@ -17,7 +18,14 @@ class EnvSecret(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    env: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    env: str
+
+    @field_validator("env")
+    @classmethod
+    def _variable_name(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
+            raise ValueError(f"{value!r} is not an environment variable name: letters, digits and _, not starting with a digit")
+        return value
 
     @model_validator(mode="before")
     @classmethod
