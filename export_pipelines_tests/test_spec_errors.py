@@ -506,3 +506,29 @@ def test_connection_problem_key_path_is_the_path_in_the_file(tmp_path):
     connections = {"connections": {"vault": {"type": "sftp", "host": "h", "username": "u", "password": "hunter2"}}}
     config = load_config(write_config(tmp_path / "config", [GOOD_A], connections=connections))
     assert [p.key_path for p in config.problems] == ["connections.vault.password"]
+
+
+def test_a_misspelt_connections_key_names_the_file_in_every_dependent(tmp_path):
+    """`conections:` hides every entry: an export naming one says why it is not found; a download export loads."""
+    folder = write_config(tmp_path / "config", [with_base(target={"connection": "partner_sftp"}), GOOD_A])
+    (folder / "connections.yaml").write_text(yaml.safe_dump({"conections": CONNECTIONS["connections"]}))
+    config = load_config(folder)
+    assert list(config.plans) == ["good_a"]
+    [file_problem, export_problem] = config.problems
+    assert str(file_problem) == (
+        "connections.yaml: line 1: conections: unknown key 'conections'; did you mean connections?"
+    )
+    assert (export_problem.file, export_problem.key_path) == ("exports/probe.yaml", "target.connection")
+    assert export_problem.message == f"connection 'partner_sftp' is not in connections.yaml (connections.yaml does not load ({file_problem}))"
+
+
+def test_a_broken_connection_invalidates_only_its_exports(tmp_path):
+    """Issue 14: one literal secret used to refuse the whole file and blame every export falsely."""
+    connections = {"connections": {"partner_sftp": CONNECTIONS["connections"]["partner_sftp"], "sana_ftp": {"type": "ftp", "host": "h", "username": "u", "password": "hunter2"}}}
+    specs = [with_base(name="to_sftp", target={"connection": "partner_sftp"}), with_base(name="to_ftp", target={"connection": "sana_ftp"})]
+    config = load_config(write_config(tmp_path / "config", specs, connections=connections))
+    assert list(config.plans) == ["to_sftp"]
+    [entry_problem, export_problem] = config.problems
+    assert (entry_problem.file, entry_problem.key_path) == ("connections.yaml", "connections.sana_ftp.password")
+    assert export_problem.message == f"connection sana_ftp does not load: {entry_problem}"
+    assert "hunter2" not in str(config.problems)

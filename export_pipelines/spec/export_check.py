@@ -55,7 +55,8 @@ def check_export(
     `document` (a spec file as read) gives lines and the problems found reading it.
     """
     document = document or YamlDocument(relative)
-    problems = [problem for _, problem in document.problems]
+    reported = [problem for _, problem in document.problems]
+    problems = list(reported)
     template, keys = None, raw
     if "kpi" in raw:
         template, keys, kpi_problems = _kpi_keys(raw, config, document)
@@ -86,6 +87,8 @@ def check_export(
         problems.append(document.problem_at("target.connection", target_problem))
     if "notify" not in shape.set_aside and (mail_problem := _mail_problem(spec, config)):
         problems.append(document.problem_at(*mail_problem))
+    # A value reading already refused (kept as its text) is not reported a second time.
+    problems = [p for p in problems if p in reported or not document.reported_within(parse_key_path(p.key_path))]
     if problems or plan is None:
         return None, problems
     return dataclasses.replace(plan, audience=audience), []

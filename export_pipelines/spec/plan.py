@@ -152,7 +152,9 @@ def build_plan(
     problems: list[PlanError] = []
     model_name = catalog.canonical_name(spec.model)
     if model_name is None:
-        raise ExceptionGroup("invalid export", [PlanError("model", unknown_model_message(catalog, spec.model))])
+        # The keys that do not depend on the model are still checked, in the same pass.
+        problems = [PlanError("model", unknown_model_message(catalog, spec.model)), *_file_and_time_problems(spec, None, None)]
+        raise ExceptionGroup("invalid export", problems)
     model = catalog.get(model_name)
 
     positions = list(range(len(spec.fields))) if field_positions is None else list(field_positions)
@@ -187,16 +189,8 @@ def build_plan(
         except PlanError as error:
             problems.append(error)
 
-    ext = file_naming.extension(spec.format, spec.compression)
-    grain = spec.incremental.grain if spec.incremental else None
-    template = spec.file_name or file_naming.default_template(grain, split=spec.max_rows_per_file is not None)
-    try:
-        _check_template(spec, template, ext)
-    except file_naming.FileNameError as error:
-        problems.append(PlanError("file_name", str(error)))
-
-    timing = timing_problems(spec, model_name, model)
-    problems.extend(PlanError(key_path, message) for key_path, message in timing)
+    problems += _file_and_time_problems(spec, model_name, model)
+    template, ext = file_template(spec)
     window_field = window_field_name(spec, model)
 
     if problems:
@@ -342,6 +336,23 @@ def parse_timestamp(value) -> dt.datetime:
     else:
         parsed = dt.datetime.fromisoformat(str(value))
     return parsed.replace(tzinfo=dt.UTC) if parsed.tzinfo is None else parsed.astimezone(dt.UTC)
+
+
+def file_template(spec: ExportSpec) -> tuple[str, str]:
+    """The spec's file name template (its own, or the default for its kind) and extension."""
+    grain = spec.incremental.grain if spec.incremental else None
+    template = spec.file_name or file_naming.default_template(grain, split=spec.max_rows_per_file is not None)
+    return template, file_naming.extension(spec.format, spec.compression)
+
+
+def _file_and_time_problems(spec: ExportSpec, model_name: str | None, model: ModelDef | None) -> list[PlanError]:
+    problems = []
+    try:
+        _check_template(spec, *file_template(spec))
+    except file_naming.FileNameError as error:
+        problems.append(PlanError("file_name", str(error)))
+    problems.extend(PlanError(key_path, message) for key_path, message in timing_problems(spec, model_name, model))
+    return problems
 
 
 def _check_template(spec: ExportSpec, template: str, ext: str) -> None:

@@ -120,7 +120,7 @@ def _message(item: dict, raw: Any, loc: list, roots: Sequence[type]) -> str:
     kind, message, value = item["type"], item["msg"], item.get("input")
     context = item.get("ctx") or {}
     if kind == "extra_forbidden" and loc:
-        return f"unknown key {loc[-1]!r}{closest(str(loc[-1]), allowed_keys(roots, loc[:-1]))}"
+        return f"unknown key {loc[-1]!r}{closest(str(loc[-1]), allowed_keys(roots, loc[:-1], _node_at(raw, loc[:-1])))}"
     if kind == "missing":
         return "required key is missing"
     if kind == "literal_error" and isinstance(value, str):
@@ -129,7 +129,7 @@ def _message(item: dict, raw: Any, loc: list, roots: Sequence[type]) -> str:
             return f"unknown operator {value!r}{closest(value, expected)} (operators: {', '.join(expected)})"
         return f"unknown value {value!r}{closest(value, expected)} (one of: {', '.join(expected)})"
     if kind in {"model_type", "model_attributes_type", "dict_type"}:
-        keys = allowed_keys(roots, loc)
+        keys = allowed_keys(roots, loc, None)
         return "expected a mapping of keys to values" + (f" ({', '.join(keys)})" if keys else "")
     if kind == "union_tag_invalid":
         expected = re.findall(r"'([^']*)'", context.get("expected_tags", ""))
@@ -200,21 +200,35 @@ def _yaml_key(node: Any, part: Any) -> Any:
     return part
 
 
-def allowed_keys(roots: Sequence[type], path: Sequence[str | int]) -> list[str]:
+def allowed_keys(roots: Sequence[type], path: Sequence[str | int], node: Any) -> list[str]:
     """The keys a mapping at `path` may hold, read from the pydantic models' annotations.
 
-    Unions contribute every member's keys (a schedule's keys are those of all its variants),
-    so a misspelt key is matched against every name it could have meant.
+    A union's members are narrowed to those whose literal keys the mapping `node` matches
+    (`type: ftp`, `repeated: daily`); when none does, every member's keys are candidates.
     """
     frontier: list = list(roots)
     for part in path:
         frontier = [child for annotation in frontier for child in _children(annotation, part)]
-    keys: list[str] = []
-    for annotation in frontier:
-        for member in _members(annotation):
-            if isinstance(member, type) and issubclass(member, BaseModel):
-                keys += [info.alias or name for name, info in member.model_fields.items()]
-    return list(dict.fromkeys(keys))
+    models = [m for a in frontier for m in _members(a) if isinstance(m, type) and issubclass(m, BaseModel)]
+    fitting = [model for model in models if _fits(model, node)] or models
+    return list(dict.fromkeys(info.alias or name for model in fitting for name, info in model.model_fields.items()))
+
+
+def _fits(model: type[BaseModel], node: Any) -> bool:
+    """Whether the mapping's values for the model's literal-typed keys are among the literals."""
+    if not isinstance(node, dict):
+        return True
+    for name, info in model.model_fields.items():
+        key = info.alias or name
+        if get_origin(info.annotation) is Literal and key in node and node[key] not in get_args(info.annotation):
+            return False
+    return True
+
+
+def _node_at(raw: Any, path: Sequence[str | int]) -> Any:
+    for part in path:
+        raw = raw[part] if isinstance(raw, dict | list) else None
+    return raw
 
 
 def _members(annotation: Any) -> list:

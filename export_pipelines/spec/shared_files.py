@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
 
-from export_pipelines.catalog.models import Catalog, ModelError, ModelOverride, ModelsFile, merge_model
+from export_pipelines.catalog.models import Catalog, ModelDef, ModelError, ModelOverride, merge_model
 from export_pipelines.spec.connections import Connection, ConnectionsFile
 from export_pipelines.spec.problems import KeyPath, SpecProblem, closest, format_key_path, pydantic_problems, summary
 from export_pipelines.spec.yaml_file import YamlDocument, read_yaml
@@ -45,7 +45,7 @@ class BrokenEntries:
 def load_connections(root: Path, problems: list[SpecProblem]) -> tuple[ConnectionsFile, BrokenEntries]:
     """The connections that load, and the ones that do not; every problem is added to `problems`."""
     broken = BrokenEntries(CONNECTIONS_FILE)
-    entries = _entries(root / CONNECTIONS_FILE, "connections", ConnectionsFile, broken, problems)
+    entries = _entries(root / CONNECTIONS_FILE, "connections", broken, problems)
     valid = {}
     for name, raw, document, found in entries:
         try:
@@ -66,7 +66,7 @@ def load_models(root: Path, builtin: Catalog, problems: list[SpecProblem]) -> Ca
     A model whose entry does not load is broken under its name and aliases (see Catalog.broken).
     """
     broken = BrokenEntries(MODELS_FILE)
-    entries = _entries(root / MODELS_FILE, "models", ModelsFile, broken, problems)
+    entries = _entries(root / MODELS_FILE, "models", broken, problems)
     merged = dict(builtin.models)
     claims: dict[str, list[str]] = {}
     for name, *_ in entries:
@@ -87,7 +87,7 @@ def load_models(root: Path, builtin: Catalog, problems: list[SpecProblem]) -> Ca
         if model is not None and not found:
             found += _label_clashes(document, name, canonical, model, builtin, merged)
         labels |= dict.fromkeys([name, canonical, *(builtin.models[canonical].aliases if canonical in builtin.models else ())], canonical)
-        if found or model is None:
+        if found:
             _break(broken, canonical, found, problems)
             merged.pop(canonical, None)
         else:
@@ -101,7 +101,7 @@ def load_models(root: Path, builtin: Catalog, problems: list[SpecProblem]) -> Ca
 
 
 def _label_clashes(
-    document: YamlDocument, name: str, canonical: str, model: Any, builtin: Catalog, merged: dict
+    document: YamlDocument, name: str, canonical: str, model: ModelDef, builtin: Catalog, merged: dict[str, ModelDef]
 ) -> list[SpecProblem]:
     """A model's name or alias that already names another model would make exports ambiguous."""
     clashes = []
@@ -113,9 +113,7 @@ def _label_clashes(
     return clashes
 
 
-def _entries(
-    path: Path, top_key: str, file_model: type, broken: BrokenEntries, problems: list[SpecProblem]
-) -> list[tuple[str, Any, YamlDocument, list[SpecProblem]]]:
+def _entries(path: Path, top_key: str, broken: BrokenEntries, problems: list[SpecProblem]) -> list[tuple[str, Any, YamlDocument, list[SpecProblem]]]:
     """(name, raw entry, document, the reading problems inside it) for each entry under `top_key`.
 
     Problems outside every entry are added to `problems` and make the whole file broken.
@@ -129,7 +127,8 @@ def _entries(
     if data is not None:
         for key in data:
             if key != top_key:
-                outside.append(_problem(document, (key,), f"unknown key {key!r}{closest(key, [top_key])}; the entries go under {top_key}:"))
+                hint = closest(key, [top_key]) or f"; the entries go under {top_key}:"
+                outside.append(_problem(document, (key,), f"unknown key {key!r}{hint}"))
         section = data.get(top_key) or {}
         if not isinstance(section, dict):
             outside.append(_problem(document, (top_key,), f"expected a mapping of names to {top_key} entries"))
@@ -157,4 +156,4 @@ def _problem(document: YamlDocument, path: KeyPath, message: str) -> SpecProblem
 
 def _break(broken: BrokenEntries, name: str, found: list[SpecProblem], problems: list[SpecProblem]) -> None:
     problems.extend(found)
-    broken.reasons[name] = summary(found) if found else f"{broken.file} entry {name} does not load"
+    broken.reasons[name] = summary(found)
