@@ -70,6 +70,8 @@ class _ExportDefinitions:
 
 
 def build_definitions(config: ExportConfig) -> dg.Definitions:
+    """The code location's Definitions: an asset, job and schedule or sensor per valid export, an
+    invalid_exports asset per spec file that does not load (the loader's or Dagster's refusal)."""
     for problem in config.problems:
         logger.warning("export config problem: %s", problem)
     invalid = dict(config.invalid_files)
@@ -83,7 +85,7 @@ def build_definitions(config: ExportConfig) -> dg.Definitions:
             try:
                 dg.Definitions.validate_loadable(_assemble(config, {name: built[name]}, {}, with_shared=False))
             except Exception as error:  # noqa: BLE001
-                _refuse(invalid, SpecProblem(config.spec_files[name], "", f"Dagster refuses this export's definitions: {error}"))
+                _refuse(invalid, SpecProblem(config.spec_files[name], "", f"Dagster refuses this export's definitions: {_reason(error)}"))
                 del built[name]
         _drop_orphans(config, built, invalid)
         defs = _assemble(config, built, invalid)
@@ -127,23 +129,28 @@ def _resources() -> dict[str, dg.ConfigurableResource]:
 
 
 def _build_exports(config: ExportConfig, invalid: dict[str, list[SpecProblem]]) -> dict[str, _ExportDefinitions]:
-    """Each valid export's definitions; one that cannot be built, or whose names are taken, joins `invalid`."""
+    """Each valid export's definitions; one that cannot be built, or whose job, schedule or sensor
+    name another definition has too (neither wins), joins `invalid`."""
     built: dict[str, _ExportDefinitions] = {}
-    owners = {ALL_EXPORTS_JOB: "the all_exports job", ADHOC_JOB: "the ad-hoc job"}
-    owners |= dict.fromkeys([FAILURE_MAIL_SENSOR, SUCCESS_MAIL_SENSOR], "a mail sensor")
     for name, plan in config.plans.items():
-        file = config.spec_files[name]
         try:
-            item = _export_definitions(plan, config)
+            built[name] = _export_definitions(plan, config)
         except Exception as error:  # noqa: BLE001 - one export that cannot be built must not take the others down
-            _refuse(invalid, SpecProblem(file, "", f"Dagster refuses this export's definitions: {error}"))
-            continue
-        clashes = [f"its {kind} name {other} is taken by {owners[other]}" for other, kind in item.named.items() if other in owners]
+            _refuse(invalid, SpecProblem(config.spec_files[name], "", f"Dagster refuses this export's definitions: {_reason(error)}"))
+    owners: dict[str, list[str]] = {ALL_EXPORTS_JOB: ["the all_exports job"], ADHOC_JOB: ["the ad-hoc job"]}
+    owners |= {sensor: ["a mail sensor"] for sensor in (FAILURE_MAIL_SENSOR, SUCCESS_MAIL_SENSOR)}
+    for name, item in built.items():
+        for object_name in item.named:
+            owners.setdefault(object_name, []).append(f"export {name}")
+    for name, item in list(built.items()):
+        clashes = [
+            f"its {kind} name {object_name} is also that of {' and '.join(o for o in owners[object_name] if o != f'export {name}')}"
+            for object_name, kind in item.named.items()
+            if len(owners[object_name]) > 1
+        ]
         if clashes:
-            _refuse(invalid, SpecProblem(file, "name", "; ".join(clashes) + "; rename one of them"))
-            continue
-        built[name] = item
-        owners |= dict.fromkeys(item.named, f"export {name}")
+            _refuse(invalid, SpecProblem(config.spec_files[name], "name", "; ".join(clashes) + "; rename the export"))
+            del built[name]
     _drop_orphans(config, built, invalid)
     return built
 
@@ -155,6 +162,15 @@ def _drop_orphans(config: ExportConfig, built: dict[str, _ExportDefinitions], in
             message = f"export {config.plans[name].spec.after.export} does not load"
             _refuse(invalid, SpecProblem(config.spec_files[name], "after.export", message))
             del built[name]
+
+
+def _reason(error: BaseException) -> str:
+    """The error and its causes on one line: Dagster's first message often names only what failed, not why."""
+    messages = []
+    while error is not None:
+        messages.append(str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__)
+        error = error.__cause__
+    return ": ".join(messages)
 
 
 def _refuse(invalid: dict[str, list[SpecProblem]], problem: SpecProblem) -> None:

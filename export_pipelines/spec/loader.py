@@ -118,7 +118,10 @@ def _load_exports(config: ExportConfig) -> None:
         document = read_yaml(path, f"exports/{path.name}")
         plan, found = (None, [p for _, p in document.problems])
         if document.data is not None:
-            plan, found = check_export(document.data, document.file, config, document)
+            try:
+                plan, found = check_export(document.data, document.file, config, document)
+            except Exception as error:  # noqa: BLE001 - a fault of ours met by one file must not hide the others
+                plan, found = None, [SpecProblem(document.file, "", f"could not be checked ({error!r}); please report this")]
         loaded.append(_Loaded(document.file, document, _declared_name(document, path), found))
         plans[document.file] = plan
     files_by_name = _claimed_once(loaded, "export")

@@ -190,7 +190,7 @@ def build_plan(
             problems.append(error)
 
     problems += _file_and_time_problems(spec, model_name, model)
-    template, ext = file_template(spec)
+    template, ext = _file_template(spec)
     window_field = window_field_name(spec, model)
 
     if problems:
@@ -338,7 +338,7 @@ def parse_timestamp(value) -> dt.datetime:
     return parsed.replace(tzinfo=dt.UTC) if parsed.tzinfo is None else parsed.astimezone(dt.UTC)
 
 
-def file_template(spec: ExportSpec) -> tuple[str, str]:
+def _file_template(spec: ExportSpec) -> tuple[str, str]:
     """The spec's file name template (its own, or the default for its kind) and extension."""
     grain = spec.incremental.grain if spec.incremental else None
     template = spec.file_name or file_naming.default_template(grain, split=spec.max_rows_per_file is not None)
@@ -348,7 +348,7 @@ def file_template(spec: ExportSpec) -> tuple[str, str]:
 def _file_and_time_problems(spec: ExportSpec, model_name: str | None, model: ModelDef | None) -> list[PlanError]:
     problems = []
     try:
-        _check_template(spec, *file_template(spec))
+        _check_template(spec, *_file_template(spec))
     except file_naming.FileNameError as error:
         problems.append(PlanError("file_name", str(error)))
     problems.extend(PlanError(key_path, message) for key_path, message in timing_problems(spec, model_name, model))
