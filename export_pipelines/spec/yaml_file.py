@@ -79,10 +79,10 @@ def read_yaml(path: Path, file: str) -> YamlDocument:
     except OSError as error:
         document.add((), f"cannot be read: {error.strerror or error}")
         return document
-    return parse_yaml(data, document)
+    return _parse(data, document)
 
 
-def parse_yaml(data: bytes, document: YamlDocument) -> YamlDocument:
+def _parse(data: bytes, document: YamlDocument) -> YamlDocument:
     text = _text(data, document)
     if text is None:
         return document
@@ -99,7 +99,7 @@ def parse_yaml(data: bytes, document: YamlDocument) -> YamlDocument:
             return document
         document.data = loader.construct_document(node)
     except _Unreadable as error:
-        document.add((), str(error))
+        document.add((), str(error), error.line)
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
         where = {"line": mark.line + 1, "column": mark.column + 1} if mark else {}
@@ -136,6 +136,10 @@ def _text(data: bytes, document: YamlDocument) -> str | None:
 class _Unreadable(ValueError):
     """The document as a whole cannot be used."""
 
+    def __init__(self, message: str, line: int | None = None):
+        super().__init__(message)
+        self.line = line
+
 
 class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # libyaml's parser when PyYAML has it: ~10x faster
     def construct_mapping(self, node: MappingNode, deep: bool = False) -> dict:
@@ -158,7 +162,7 @@ class _Walk:
         if len(path) > MAX_DEPTH:
             raise _Unreadable(f"nested deeper than {MAX_DEPTH} levels")
         if any(node is ancestor for ancestor in ancestors):
-            raise _Unreadable(f"line {node.start_mark.line + 1}: an alias refers to a value that contains it")
+            raise _Unreadable("an alias refers to a value that contains it", node.start_mark.line + 1)
         if isinstance(node, MappingNode):
             self.mapping(node, path, (*ancestors, node))
         elif isinstance(node, SequenceNode):
