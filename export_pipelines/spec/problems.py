@@ -21,6 +21,9 @@ KeyPath = tuple[str | int, ...]
 
 @dataclass(frozen=True)
 class SpecProblem:
+    """One problem of a config folder: `file` relative to the folder, 1-based `line` and `column`
+    where YAML gives them, `key_path` such as 'fields[1].from' ('' for the file as a whole)."""
+
     file: str
     key_path: str
     message: str
