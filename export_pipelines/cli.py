@@ -24,10 +24,31 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
     root = Path(args.config).resolve() if args.config else config_dir()
     config = load_config(root)
-    for problem in config.problems:
+    problems = list(config.problems)
+    source_line = ""
+    if args.check_source:
+        import sqlalchemy as sa
+
+        from export_pipelines.database_urls import safe_url
+        from export_pipelines.source import SourceDatabase
+        from export_pipelines.spec.source_check import check_source
+
+        try:
+            url = SourceDatabase().resolved_url(_ensure_dagster_home())
+            engine = sa.create_engine(url)
+            try:
+                found = check_source(config, engine)
+            finally:
+                engine.dispose()
+        except (sa.exc.SQLAlchemyError, FileNotFoundError) as error:
+            print(f"ERROR source: cannot check the source database: {str(error).splitlines()[0]}")
+            return 1
+        problems += found
+        source_line = f"; source {safe_url(url)}: {len(found)} problem(s)"
+    for problem in problems:
         print(f"ERROR {problem}")
-    print(f"{root}: {len(config.plans)} valid export(s), {len(config.problems)} problem(s)")
-    return 1 if config.problems else 0
+    print(f"{root}: {len(config.plans)} valid export(s), {len(config.problems)} problem(s){source_line}")
+    return 1 if problems else 0
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -160,6 +181,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     validate = commands.add_parser("validate", help="check every spec of a config folder; non-zero exit on problems")
     validate.add_argument("--config", help="config folder (default: EXPORT_PIPELINES_CONFIG or the bundled demo)")
+    validate.add_argument(
+        "--check-source",
+        action="store_true",
+        help="also connect to EXPORT_SOURCE_URL and check every mapped table, column and column type",
+    )
     validate.set_defaults(handler=cmd_validate)
 
     demo = commands.add_parser("demo", help="build the demo database if needed and run every export once")

@@ -1,8 +1,14 @@
-"""The code location's one entry point: Definitions built from the config folder in force."""
+"""The code location's one entry point: Definitions built from the config folder in force.
+
+It always loads: a spec the loader refuses is an asset of the invalid_exports group listing
+its problems, and an export Dagster itself would refuse (or whose job, schedule or sensor
+name another definition already has) becomes one too, instead of failing the location.
+"""
 
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 
 import dagster as dg
 
@@ -13,65 +19,172 @@ from export_pipelines.automation.notifications import NotificationSettings, buil
 from export_pipelines.automation.schedules import build_export_schedule
 from export_pipelines.delivery_settings import DeliverySettings
 from export_pipelines.factory import build_export_asset
-from export_pipelines.naming import ALL_EXPORTS_JOB, INVALID_GROUP, asset_key_for, invalid_asset_name
+from export_pipelines.naming import (
+    ADHOC_JOB,
+    ALL_EXPORTS_JOB,
+    FAILURE_MAIL_SENSOR,
+    INVALID_GROUP,
+    SUCCESS_MAIL_SENSOR,
+    asset_key_for,
+    invalid_asset_names,
+)
 from export_pipelines.source import SourceDatabase
 from export_pipelines.spec.loader import ExportConfig, SpecProblem, config_dir, load_config
+from export_pipelines.spec.plan import ExportPlan
 
 logger = logging.getLogger("export_pipelines")
 
 
-def invalid_export_asset(file_stem: str, problems: list[SpecProblem]) -> dg.AssetsDefinition:
+def invalid_export_asset(asset_name: str, spec_file: str, problems: list[SpecProblem]) -> dg.AssetsDefinition:
     """A broken spec stays visible in the catalog, with its problems, instead of vanishing."""
     listing = "\n".join(f"- {problem}" for problem in problems)
 
     @dg.asset(
-        key=asset_key_for(invalid_asset_name(file_stem)),
+        key=asset_key_for(asset_name),
         group_name=INVALID_GROUP,
-        description=f"This export's spec does not load; fix it and reload the code location:\n{listing}",
-        metadata={"problems": dg.MetadataValue.md(listing)},
+        description=f"The spec {spec_file} does not load; fix it and reload the code location:\n{listing}",
+        metadata={"problems": dg.MetadataValue.md(listing), "spec_file": spec_file},
     )
     def invalid_export() -> None:
-        raise dg.Failure(description=f"The spec exports/{file_stem} is invalid:\n{listing}")
+        raise dg.Failure(description=f"The spec {spec_file} is invalid:\n{listing}")
 
     return invalid_export
 
 
+@dataclass
+class _ExportDefinitions:
+    asset: dg.AssetsDefinition
+    job: dg.UnresolvedAssetJobDefinition
+    schedule: dg.ScheduleDefinition | None
+    sensor: dg.SensorDefinition | None
+
+    @property
+    def named(self) -> dict[str, str]:
+        """What Dagster requires unique, by name: the job, schedule and sensor."""
+        items = {self.job.name: "job"}
+        if self.schedule is not None:
+            items[self.schedule.name] = "schedule"
+        if self.sensor is not None:
+            items[self.sensor.name] = "sensor"
+        return items
+
+
 def build_definitions(config: ExportConfig) -> dg.Definitions:
+    """The code location's Definitions: an asset, job and schedule or sensor per valid export, an
+    invalid_exports asset per spec file that does not load (the loader's or Dagster's refusal)."""
     for problem in config.problems:
         logger.warning("export config problem: %s", problem)
-    export_assets = [build_export_asset(plan, config.connections.connections) for plan in config.plans.values()]
-    invalid_assets = [
-        invalid_export_asset(stem, problems)
-        for stem, problems in config.invalid_files.items()
-        if invalid_asset_name(stem) not in config.plans
-    ]
-    # One job cannot mix time-partitioned and unpartitioned assets: incremental exports run by their own jobs.
-    snapshot_names = [name for name, plan in config.plans.items() if plan.spec.incremental is None]
-    jobs = []
-    if snapshot_names:
-        jobs.append(
-            dg.define_asset_job(
-                ALL_EXPORTS_JOB,
-                selection=dg.AssetSelection.assets(*[asset_key_for(name) for name in snapshot_names]),
-                description="Every valid snapshot export once (incremental exports run by window, from their own jobs).",
+    invalid = dict(config.invalid_files)
+    built = _build_exports(config, invalid)
+    defs = _assemble(config, built, invalid)
+    try:
+        dg.Definitions.validate_loadable(defs)
+    except Exception:  # noqa: BLE001 - find the exports Dagster refuses, and load the others
+        logger.exception("Dagster refuses these definitions; checking the exports one at a time")
+        for name in list(built):
+            try:
+                dg.Definitions.validate_loadable(_assemble(config, {name: built[name]}, {}, with_shared=False))
+            except Exception as error:  # noqa: BLE001
+                _refuse(invalid, SpecProblem(config.spec_files[name], "", f"Dagster refuses this export's definitions: {_reason(error)}"))
+                del built[name]
+        _drop_orphans(config, built, invalid)
+        defs = _assemble(config, built, invalid)
+    return defs
+
+
+def _assemble(
+    config: ExportConfig, built: dict[str, _ExportDefinitions], invalid: dict[str, list[SpecProblem]], *, with_shared: bool = True
+) -> dg.Definitions:
+    names = invalid_asset_names(sorted(invalid), set(built))
+    invalid_assets = [invalid_export_asset(names[file], file, problems) for file, problems in sorted(invalid.items())]
+    jobs, sensors = [], []
+    if with_shared:
+        # One job cannot mix time-partitioned and unpartitioned assets: incremental exports run by their own jobs.
+        snapshot_names = [name for name in built if config.plans[name].spec.incremental is None]
+        if snapshot_names:
+            jobs.append(
+                dg.define_asset_job(
+                    ALL_EXPORTS_JOB,
+                    selection=dg.AssetSelection.assets(*[asset_key_for(name) for name in snapshot_names]),
+                    description="Every valid snapshot export once (incremental exports run by window, from their own jobs).",
+                )
             )
-        )
-    export_jobs = {name: build_export_job(plan) for name, plan in config.plans.items()}
-    schedules = [
-        build_export_schedule(plan, export_jobs[name]) for name, plan in config.plans.items() if plan.spec.schedule
-    ]
-    sensors = [build_dependency_sensor(plan, export_jobs[name]) for name, plan in config.plans.items() if plan.spec.after]
-    sensors += build_notification_sensors(config.plans, config.connections.connections)
+        jobs.append(build_adhoc_job(config))
+        sensors = build_notification_sensors({name: config.plans[name] for name in built}, config.connections.connections)
     return dg.Definitions(
-        assets=[*export_assets, *invalid_assets],
-        jobs=[*jobs, *export_jobs.values(), build_adhoc_job(config)],
-        schedules=schedules,
-        sensors=sensors,
-        resources={
-            "source_database": SourceDatabase(),
-            "delivery_settings": DeliverySettings(),
-            "notification_settings": NotificationSettings(),
-        },
+        assets=[*(item.asset for item in built.values()), *invalid_assets],
+        jobs=[*jobs, *(item.job for item in built.values())],
+        schedules=[item.schedule for item in built.values() if item.schedule is not None],
+        sensors=[*(item.sensor for item in built.values() if item.sensor is not None), *sensors],
+        resources=_resources(),
+    )
+
+
+def _resources() -> dict[str, dg.ConfigurableResource]:
+    return {
+        "source_database": SourceDatabase(),
+        "delivery_settings": DeliverySettings(),
+        "notification_settings": NotificationSettings(),
+    }
+
+
+def _build_exports(config: ExportConfig, invalid: dict[str, list[SpecProblem]]) -> dict[str, _ExportDefinitions]:
+    """Each valid export's definitions; one that cannot be built, or whose job, schedule or sensor
+    name another definition has too (neither wins), joins `invalid`."""
+    built: dict[str, _ExportDefinitions] = {}
+    for name, plan in config.plans.items():
+        try:
+            built[name] = _export_definitions(plan, config)
+        except Exception as error:  # noqa: BLE001 - one export that cannot be built must not take the others down
+            _refuse(invalid, SpecProblem(config.spec_files[name], "", f"Dagster refuses this export's definitions: {_reason(error)}"))
+    owners: dict[str, list[str]] = {ALL_EXPORTS_JOB: ["the all_exports job"], ADHOC_JOB: ["the ad-hoc job"]}
+    owners |= {sensor: ["a mail sensor"] for sensor in (FAILURE_MAIL_SENSOR, SUCCESS_MAIL_SENSOR)}
+    for name, item in built.items():
+        for object_name in item.named:
+            owners.setdefault(object_name, []).append(f"export {name}")
+    for name, item in list(built.items()):
+        clashes = [
+            f"its {kind} name {object_name} is also that of {' and '.join(o for o in owners[object_name] if o != f'export {name}')}"
+            for object_name, kind in item.named.items()
+            if len(owners[object_name]) > 1
+        ]
+        if clashes:
+            _refuse(invalid, SpecProblem(config.spec_files[name], "name", "; ".join(clashes) + "; rename the export"))
+            del built[name]
+    _drop_orphans(config, built, invalid)
+    return built
+
+
+def _drop_orphans(config: ExportConfig, built: dict[str, _ExportDefinitions], invalid: dict[str, list[SpecProblem]]) -> None:
+    """An export that follows one that is not built would wait for runs that never come."""
+    while orphans := [n for n in built if (after := config.plans[n].spec.after) and after.export not in built]:
+        for name in orphans:
+            message = f"export {config.plans[name].spec.after.export} does not load"
+            _refuse(invalid, SpecProblem(config.spec_files[name], "after.export", message))
+            del built[name]
+
+
+def _reason(error: BaseException) -> str:
+    """The error and its causes on one line: Dagster's first message often names only what failed, not why."""
+    messages = []
+    while error is not None:
+        messages.append(str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__)
+        error = error.__cause__
+    return ": ".join(messages)
+
+
+def _refuse(invalid: dict[str, list[SpecProblem]], problem: SpecProblem) -> None:
+    logger.warning("export config problem: %s", problem)
+    invalid[problem.file] = [problem]
+
+
+def _export_definitions(plan: ExportPlan, config: ExportConfig) -> _ExportDefinitions:
+    job = build_export_job(plan)
+    return _ExportDefinitions(
+        asset=build_export_asset(plan, config.connections.connections),
+        job=job,
+        schedule=build_export_schedule(plan, job) if plan.spec.schedule else None,
+        sensor=build_dependency_sensor(plan, job) if plan.spec.after else None,
     )
 
 

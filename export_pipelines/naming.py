@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import re
+from pathlib import PurePosixPath
 
 import dagster as dg
 
@@ -22,6 +24,25 @@ def op_name_for(export_name: str, stage: str) -> str:
 def invalid_asset_name(file_stem: str) -> str:
     """A Dagster-safe name for a spec file that failed to load."""
     return re.sub(r"[^a-z0-9_]", "_", file_stem.lower()) or "unnamed"
+
+
+def invalid_asset_names(spec_files: list[str], taken: set[str]) -> dict[str, str]:
+    """A distinct asset name per spec file that failed to load (exports/x.yaml -> x), none of them in `taken`.
+
+    Different files can reduce to one name (x.yaml and x.yml, Bad-One.yaml and bad_one.yaml,
+    a broken x.yaml beside a valid export named x): the name with the file's extension, then a
+    number, tells them apart, so every broken file stays visible and no key is defined twice.
+    """
+    names: dict[str, str] = {}
+    used = set(taken)
+    for relative in spec_files:
+        path = PurePosixPath(relative)
+        full = invalid_asset_name(path.name)
+        numbered = (f"{full}_{number}" for number in itertools.count(2))
+        name = next(c for c in itertools.chain([invalid_asset_name(path.stem), full], numbered) if c not in used)
+        names[relative] = name
+        used.add(name)
+    return names
 
 
 def export_job_name(export_name: str) -> str:

@@ -51,7 +51,7 @@ RULE_CASES = [
     ("order_with_aggregation", tx(GROUP_STORE, COUNT_ROWS, order="store_id"), "order",
      ["sorted by the group fields"]),
     ("unknown_aggregation", tx(GROUP_STORE, {"from": "amount", "aggregation": "median"}), "fields[1].aggregation",
-     ["'group'", "'avg'"]),
+     ["'median'", "one of: group, count, sum, avg, min, max"]),
 ]
 
 
@@ -182,9 +182,9 @@ def test_template_error_names_the_template_file(tmp_path: Path, template: dict, 
     assert [p.key_path for p in template_problems] == [key_path], [str(p) for p in config.problems]
     for fragment in fragments:
         assert fragment in template_problems[0].message
-    [export_problem] = config.invalid_files["probe"]
+    [export_problem] = config.invalid_files["exports/probe.yaml"]
     assert export_problem.key_path == "kpi"
-    assert "fix kpis/store_sales.yaml" in export_problem.message
+    assert export_problem.message.startswith(f"KPI template store_sales does not load: {template_problems[0]}")
 
 
 EXPORT_CASES = [

@@ -51,7 +51,7 @@ def test_invalid_clone_is_removed_and_its_problems_printed(config: Path, capsys)
     assert main(["clone", "orders_nightly", "orders_bad", "--config", str(config), "--set", "fields=[number, amonut]"]) == 1
 
     out = capsys.readouterr().out
-    assert "exports/orders_bad.yaml: fields[1].from: model transactions has no field 'amonut'" in out
+    assert "exports/orders_bad.yaml: line 3: fields[1].from: model transactions has no field 'amonut'" in out
     assert not (config / "exports" / "orders_bad.yaml").exists()
 
 

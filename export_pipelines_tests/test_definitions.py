@@ -65,3 +65,66 @@ def test_dagster_definitions_validate_passes_for_the_demo_config(tmp_path):
     )
     assert completed.returncode == 0, completed.stdout + completed.stderr
     assert "Validation successful" in completed.stdout + completed.stderr
+
+
+def test_a_fault_of_ours_met_by_one_file_leaves_the_others_loaded(tmp_path, monkeypatch):
+    """The loader's own faults are contained per file: that file is reported, the location loads."""
+    from export_pipelines.spec import loader
+
+    real_check = loader.check_export
+
+    def failing_for_one(raw, relative, config, document=None):
+        if raw.get("name") == "bad_one":
+            raise KeyError("unexpected")
+        return real_check(raw, relative, config, document)
+
+    monkeypatch.setattr(loader, "check_export", failing_for_one)
+    config = load_config(write_config(tmp_path, [{"name": "good_one", "model": "customers", "fields": ["id"]}, {"name": "bad_one", "model": "customers", "fields": ["id"]}]))
+    assert list(config.plans) == ["good_one"]
+    [problem] = config.problems
+    assert str(problem) == "exports/bad_one.yaml: could not be checked (KeyError('unexpected')); please report this"
+    dg.Definitions.validate_loadable(build_definitions(config))
+
+
+def test_exports_whose_sensors_get_one_name_are_both_refused_and_the_rest_load(tmp_path):
+    """`a` after `b_after_c` and `a_after_b` after `c` both make the sensor a_after_b_after_c."""
+    base = {"model": "customers", "fields": ["id"]}
+    specs = [
+        {**base, "name": "c"},
+        {**base, "name": "b_after_c"},
+        {**base, "name": "a", "after": {"export": "b_after_c"}},
+        {**base, "name": "a_after_b", "after": {"export": "c"}},
+    ]
+    config = load_config(write_config(tmp_path, specs))
+    assert config.problems == []
+    defs = build_definitions(config)
+    dg.Definitions.validate_loadable(defs)
+    keys = {key.path[1]: defs.resolve_assets_def(key).group_names_by_key[key] for key in defs.resolve_asset_graph().get_all_asset_keys()}
+    assert keys == {"c": "customers", "b_after_c": "customers", "a": "invalid_exports", "a_after_b": "invalid_exports"}
+    for name, other in (("a", "a_after_b"), ("a_after_b", "a")):
+        description = defs.resolve_assets_def(dg.AssetKey(["exports", name])).specs_by_key[dg.AssetKey(["exports", name])].description
+        assert f"name: its sensor name a_after_b_after_c is also that of export {other}; rename the export" in description
+
+
+def test_an_export_dagster_refuses_is_listed_and_the_rest_load(tmp_path, monkeypatch):
+    """Whatever Dagster refuses when the definitions resolve is found export by export."""
+    import export_pipelines.definitions as definitions
+
+    real_job = definitions.build_export_job
+
+    def job_selecting_nothing_real(plan):
+        if plan.name != "refused":
+            return real_job(plan)
+        return dg.define_asset_job(f"{plan.name}_job", selection=dg.AssetSelection.assets(dg.AssetKey(["no", "such"])))
+
+    monkeypatch.setattr(definitions, "build_export_job", job_selecting_nothing_real)
+    base = {"model": "customers", "fields": ["id"]}
+    config = load_config(write_config(tmp_path, [{**base, "name": "kept"}, {**base, "name": "refused"}, {**base, "name": "follows", "after": {"export": "refused"}}]))
+    defs = build_definitions(config)
+    dg.Definitions.validate_loadable(defs)
+    groups = {key.path[1]: defs.resolve_assets_def(key).group_names_by_key[key] for key in defs.resolve_asset_graph().get_all_asset_keys()}
+    assert groups == {"kept": "customers", "refused": "invalid_exports", "follows": "invalid_exports"}
+    refused = defs.resolve_assets_def(dg.AssetKey(["exports", "refused"])).specs_by_key[dg.AssetKey(["exports", "refused"])]
+    assert "Dagster refuses this export's definitions" in refused.description and "no/such" in refused.description
+    follows = defs.resolve_assets_def(dg.AssetKey(["exports", "follows"])).specs_by_key[dg.AssetKey(["exports", "follows"])]
+    assert "after.export: export refused does not load" in follows.description

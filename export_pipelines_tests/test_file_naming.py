@@ -267,6 +267,8 @@ def test_safe_names_are_accepted(name):
 def test_rejection_messages_say_why():
     with pytest.raises(FileNameError, match="could leave its folder"):
         check_safe_file_name("a/b.csv")
+    with pytest.raises(FileNameError, match="could leave its folder"):
+        check_safe_file_name("../x.csv")
     with pytest.raises(FileNameError, match="empty or hidden"):
         check_safe_file_name(".hidden")
     with pytest.raises(FileNameError, match="255 bytes"):

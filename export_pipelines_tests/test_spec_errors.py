@@ -32,9 +32,9 @@ def only_problem(tmp_path: Path, spec: dict, connections: dict | None = None) ->
     config = load_one(tmp_path, spec, connections)
     stem = spec["name"]
     assert stem not in config.plans
-    assert list(config.invalid_files) == [stem]
+    assert list(config.invalid_files) == [f"exports/{stem}.yaml"]
     assert len(config.problems) == 1, [str(p) for p in config.problems]
-    assert config.invalid_files[stem] == config.problems
+    assert config.invalid_files[f"exports/{stem}.yaml"] == config.problems
     return config.problems[0]
 
 
@@ -103,14 +103,14 @@ SPEC_CASES = [
     ("bad_json_property_name", with_base(filters={"metadata.a b": {"conditions": {"$is": "x"}}}),
      "filters.metadata.a b", ["'a b'", "not a valid metadata property name"]),
     ("bad_junction", with_base(filters={"junction": "xor", "email": {"conditions": {"$is": "x"}}}),
-     "filters.junction", ["'and'", "'or'"]),
+     "filters.junction", ["unknown value 'xor'", "one of: and, or"]),
     ("duplicate_headers", with_base(fields=["id", {"from": "email", "to": "id"}]), "fields",
      ["header 'id' appears more than once", "`to`"]),
     ("duplicate_headers_same_field", with_base(fields=["email", "email"]), "fields", ["'email' appears more than once"]),
     ("file_name_with_slash", with_base(file_name="a/b.{ext}"), "file_name", ["'a/b.csv'", "could leave its folder"]),
     ("file_name_with_backslash", with_base(file_name="a\\b.{ext}"), "file_name", ["could leave its folder"]),
-    ("file_name_parent", with_base(file_name="../x.{ext}"), "file_name", ["'../x.csv'"]),
-    ("file_name_dots", with_base(file_name="..{ext}"), "file_name", ["'..csv'"]),
+    ("file_name_parent", with_base(file_name="../x.{ext}"), "file_name", ["'../x.csv'", "could leave its folder"]),
+    ("file_name_dots", with_base(file_name="..{ext}"), "file_name", ["'..csv'", "could leave its folder"]),
     ("file_name_dots_inside", with_base(file_name="x..y.{ext}"), "file_name", ["'x..y.csv'", "could leave its folder"]),
     ("file_name_hidden", with_base(file_name=".probe.{ext}"), "file_name", ["'.probe.csv'", "hidden"]),
     ("file_name_control_character", with_base(file_name="a\tb.{ext}"), "file_name", ["control characters"]),
@@ -126,12 +126,12 @@ SPEC_CASES = [
     ("split_without_part", with_base(file_name="probe_{run_time:%Y%m%d}.{ext}", max_rows_per_file=100), "file_name",
      ["max_rows_per_file", "needs {part}"]),
     ("max_rows_zero", with_base(max_rows_per_file=0), "max_rows_per_file", ["greater than 0"]),
-    ("unknown_compression", with_base(compression="bzip2"), "compression", ["'none'", "'gzip'", "'zip'"]),
-    ("unknown_format", with_base(format="xlsx"), "format", ["'csv'", "'psv'"]),
-    ("unknown_line_ending", with_base(line_ending="cr"), "line_ending", ["'crlf'", "'lf'"]),
+    ("unknown_compression", with_base(compression="bzip2"), "compression", ["'bzip2'", "did you mean zip, gzip?", "one of: none, gzip, zip"]),
+    ("unknown_format", with_base(format="xlsx"), "format", ["'xlsx'", "one of: csv, psv"]),
+    ("unknown_line_ending", with_base(line_ending="cr"), "line_ending", ["did you mean crlf?", "one of: crlf, lf"]),
     ("header_with_newline", with_base(fields=["id", {"from": "email", "to": "E\nmail"}]), "fields[1].to",
      ["one line"]),
-    ("target_connection_missing", with_base(target={"connection": "partner_sfpt", "path": "/out"}), "target",
+    ("target_connection_missing", with_base(target={"connection": "partner_sfpt", "path": "/out"}), "target.connection",
      ["connection 'partner_sfpt' is not in connections.yaml", "did you mean partner_sftp"]),
 ]
 
@@ -146,7 +146,10 @@ def test_bad_spec_is_reported_with_file_key_path_and_message(tmp_path, spec, key
     assert problem.key_path == key_path, str(problem)
     for fragment in fragments:
         assert fragment in problem.message, (fragment, str(problem))
-    assert str(problem).startswith(f"exports/{spec['name']}.yaml: {key_path}: ")
+    # A key that is missing has no line of its own; every other problem has its key's line.
+    assert (problem.line is None) == (fragments == ["required key is missing"] and "." not in key_path)
+    line = f"line {problem.line}: " if problem.line else ""
+    assert str(problem).startswith(f"exports/{spec['name']}.yaml: {line}{key_path}: ")
 
 
 def test_bad_name_pattern_upper_case(tmp_path):
@@ -214,15 +217,19 @@ def test_several_problems_of_one_file_are_all_reported(tmp_path):
 
 
 def test_duplicate_export_names_across_two_files(tmp_path):
+    """Neither file wins: both are invalid, and each names the other."""
     first = yaml.safe_dump(with_base(name="shared"))
     second = yaml.safe_dump(with_base(name="shared", fields=["id"]))
     config = load_config(write_raw(tmp_path / "config", {"exports/a_first.yaml": first, "exports/b_second.yaml": second}))
-    assert list(config.plans) == ["shared"]
-    assert [field.source for field in config.plans["shared"].spec.fields] == ["id", "email"]  # the first file wins
-    assert list(config.invalid_files) == ["b_second"]
-    [problem] = config.problems
-    assert (problem.file, problem.key_path) == ("exports/b_second.yaml", "name")
-    assert "'shared'" in problem.message and "already used" in problem.message
+    assert config.plans == {}
+    assert list(config.invalid_files) == ["exports/a_first.yaml", "exports/b_second.yaml"]
+    assert [(p.file, p.key_path, p.line) for p in config.problems] == [
+        ("exports/a_first.yaml", "name", 5),
+        ("exports/b_second.yaml", "name", 4),
+    ]
+    for problem in config.problems:
+        assert "'shared' is claimed by exports/a_first.yaml and exports/b_second.yaml" in problem.message
+        assert "rename all but one" in problem.message
 
 
 def test_invalid_yaml_reports_line_number(tmp_path):
@@ -232,12 +239,10 @@ def test_invalid_yaml_reports_line_number(tmp_path):
     [problem] = config.problems
     assert problem.file == "exports/broken.yaml"
     assert "not valid YAML" in problem.message
-    # the scanner stops on line 6 (format:) inside the unclosed flow sequence opened on line 5
-    assert problem.key_path.startswith("line ")
-    line = int(problem.key_path.split()[1].rstrip(","))
-    assert line in (5, 6)
-    assert "column" in problem.key_path
-    assert list(config.invalid_files) == ["broken"]
+    # the parser stops on line 6 (format:) inside the unclosed flow sequence opened on line 5
+    assert (problem.key_path, problem.line, problem.column) == ("", 6, 7)
+    assert str(problem).startswith("exports/broken.yaml: line 6, column 7: not valid YAML: ")
+    assert list(config.invalid_files) == ["exports/broken.yaml"]
 
 
 def test_bad_indentation_reports_its_line(tmp_path):
@@ -245,7 +250,7 @@ def test_bad_indentation_reports_its_line(tmp_path):
     config = load_config(write_raw(tmp_path / "config", {"exports/broken.yaml": "\n".join(lines) + "\n"}))
     [problem] = config.problems
     assert problem.file == "exports/broken.yaml"
-    assert problem.key_path.startswith(f"line {lines.index(' bad: indent') + 1},")
+    assert problem.line == lines.index(" bad: indent") + 1
 
 
 @pytest.mark.parametrize(
@@ -257,7 +262,8 @@ def test_top_level_must_be_a_mapping(tmp_path, text):
     [problem] = config.problems
     assert (problem.file, problem.key_path) == ("exports/listed.yaml", "")
     assert "mapping" in problem.message
-    assert str(problem) == f"exports/listed.yaml: {problem.message}"
+    line = "" if text == "" else "line 1: "
+    assert str(problem) == f"exports/listed.yaml: {line}{problem.message}"
 
 
 def test_not_utf8(tmp_path):
@@ -278,13 +284,13 @@ def test_missing_exports_folder(tmp_path):
 def test_target_is_a_mail_server(tmp_path):
     connections = {"connections": {"ops_mail": {"type": "smtp", "host": "smtp.example", "sender": "x@example.com"}}}
     problem = only_problem(tmp_path, with_base(target={"connection": "ops_mail"}), connections)
-    assert (problem.file, problem.key_path) == ("exports/probe.yaml", "target")
+    assert (problem.file, problem.key_path) == ("exports/probe.yaml", "target.connection")
     assert "ops_mail" in problem.message and "cannot receive files" in problem.message
 
 
 def test_target_without_any_connections_file(tmp_path):
     problem = only_problem(tmp_path, with_base(target={"connection": "partner_sftp"}))
-    assert (problem.file, problem.key_path) == ("exports/probe.yaml", "target")
+    assert (problem.file, problem.key_path) == ("exports/probe.yaml", "target.connection")
     assert "'partner_sftp' is not in connections.yaml" in problem.message
 
 
@@ -294,7 +300,7 @@ def test_target_unknown_word(tmp_path):
     assert config.problems
     assert {p.file for p in config.problems} == {"exports/probe.yaml"}
     assert all(p.key_path.startswith("target") for p in config.problems)
-    assert any("'download'" in p.message for p in config.problems)
+    assert any("unknown value 'email' (one of: download)" in p.message for p in config.problems)
 
 
 @pytest.mark.parametrize("kind", sorted(DELIVERABLE_TYPES))
@@ -394,11 +400,16 @@ def run_validate(folder: Path) -> subprocess.CompletedProcess:
 def test_one_bad_spec_does_not_hide_the_good_ones(tmp_path):
     config = load_config(write_config(tmp_path / "config", [GOOD_A, BAD, GOOD_B]))
     assert sorted(config.plans) == ["good_a", "good_b"]
-    assert list(config.invalid_files) == ["bad_one"]
-    assert config.problems == config.invalid_files["bad_one"]
+    assert list(config.invalid_files) == ["exports/bad_one.yaml"]
+    assert config.problems == config.invalid_files["exports/bad_one.yaml"]
     assert {p.file for p in config.problems} == {"exports/bad_one.yaml"}
-    # pydantic stops at the unknown key before the catalog is consulted
-    assert [p.key_path for p in config.problems] == ["fomat"]
+    # The unknown key is set aside and the catalog still checks the rest, in the same pass.
+    assert [(p.key_path, p.line) for p in config.problems] == [
+        ("fomat", 8),
+        ("fields[1].from", 3),
+        ("filters.created_at.conditions.$after[0]", 7),
+    ]
+    assert "did you mean format?" in config.problems[0].message
 
 
 def test_validate_command_fails_and_prints_every_problem(tmp_path):
@@ -413,12 +424,12 @@ def test_validate_command_fails_and_prints_every_problem(tmp_path):
     error_lines = [line for line in result.stdout.splitlines() if line.startswith("ERROR ")]
     assert len(error_lines) == 3, result.stdout
     expected = [
-        ("exports/bad_one.yaml", "fields[1].from", "email"),
-        ("exports/bad_one.yaml", "filters.created_at.conditions.$after[0]", "'not-a-time'"),
-        ("exports/listed.yaml", "", "mapping"),
+        ("exports/bad_one.yaml: line 3: fields[1].from: ", "email"),
+        ("exports/bad_one.yaml: line 7: filters.created_at.conditions.$after[0]: ", "'not-a-time'"),
+        ("exports/listed.yaml: line 1: ", "mapping"),
     ]
-    for file, key_path, fragment in expected:
-        prefix = f"ERROR {file}: {key_path}: " if key_path else f"ERROR {file}: "
+    for where, fragment in expected:
+        prefix = f"ERROR {where}"
         assert any(line.startswith(prefix) and fragment in line for line in error_lines), (prefix, result.stdout)
     assert "2 valid export(s), 3 problem(s)" in result.stdout
 
@@ -495,3 +506,29 @@ def test_connection_problem_key_path_is_the_path_in_the_file(tmp_path):
     connections = {"connections": {"vault": {"type": "sftp", "host": "h", "username": "u", "password": "hunter2"}}}
     config = load_config(write_config(tmp_path / "config", [GOOD_A], connections=connections))
     assert [p.key_path for p in config.problems] == ["connections.vault.password"]
+
+
+def test_a_misspelt_connections_key_names_the_file_in_every_dependent(tmp_path):
+    """`conections:` hides every entry: an export naming one says why it is not found; a download export loads."""
+    folder = write_config(tmp_path / "config", [with_base(target={"connection": "partner_sftp"}), GOOD_A])
+    (folder / "connections.yaml").write_text(yaml.safe_dump({"conections": CONNECTIONS["connections"]}))
+    config = load_config(folder)
+    assert list(config.plans) == ["good_a"]
+    [file_problem, export_problem] = config.problems
+    assert str(file_problem) == (
+        "connections.yaml: line 1: conections: unknown key 'conections'; did you mean connections?"
+    )
+    assert (export_problem.file, export_problem.key_path) == ("exports/probe.yaml", "target.connection")
+    assert export_problem.message == f"connection 'partner_sftp' is not in connections.yaml (connections.yaml does not load ({file_problem}))"
+
+
+def test_a_broken_connection_invalidates_only_its_exports(tmp_path):
+    """Issue 14: one literal secret used to refuse the whole file and blame every export falsely."""
+    connections = {"connections": {"partner_sftp": CONNECTIONS["connections"]["partner_sftp"], "sana_ftp": {"type": "ftp", "host": "h", "username": "u", "password": "hunter2"}}}
+    specs = [with_base(name="to_sftp", target={"connection": "partner_sftp"}), with_base(name="to_ftp", target={"connection": "sana_ftp"})]
+    config = load_config(write_config(tmp_path / "config", specs, connections=connections))
+    assert list(config.plans) == ["to_sftp"]
+    [entry_problem, export_problem] = config.problems
+    assert (entry_problem.file, entry_problem.key_path) == ("connections.yaml", "connections.sana_ftp.password")
+    assert export_problem.message == f"connection sana_ftp does not load: {entry_problem}"
+    assert "hunter2" not in str(config.problems)

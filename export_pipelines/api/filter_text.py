@@ -6,7 +6,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from export_pipelines.spec.export import FILTER_OPERATORS
-from export_pipelines.spec.plan import VALUELESS_OPERATORS, closest
+from export_pipelines.spec.plan import VALUELESS_OPERATORS
+from export_pipelines.spec.problems import closest
 
 
 class FilterTextError(ValueError):

@@ -7,13 +7,16 @@ run against a company's own tables.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 from importlib import resources
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from export_pipelines.spec.problems import KeyValueError, closest
 
 FieldType = Literal["string", "integer", "decimal", "boolean", "timestamp", "date", "json"]
 
@@ -31,14 +34,19 @@ class FieldDef(BaseModel):
     identifier: bool = False
     computed: bool = False
 
+    @field_validator("column")
+    @classmethod
+    def _plain_column_name(cls, value: str | None) -> str | None:
+        if value is not None and not SQL_NAME_PATTERN.match(value):
+            raise ValueError(f"column {value!r} is not a plain SQL column name")
+        return value
+
     @model_validator(mode="after")
     def _decimal_needs_scale(self) -> FieldDef:
         if self.type == "decimal" and self.scale is None:
             raise ValueError("a decimal field needs a scale (number of decimal places)")
         if self.type != "decimal" and self.scale is not None:
             raise ValueError(f"scale applies to decimal fields only, not {self.type}")
-        if self.column is not None and not SQL_NAME_PATTERN.match(self.column):
-            raise ValueError(f"column {self.column!r} is not a plain SQL column name")
         return self
 
 
@@ -52,15 +60,19 @@ class ModelDef(BaseModel):
     updated_at: str | None = None
     fields: Mapping[str, FieldDef]
 
+    @field_validator("table")
+    @classmethod
+    def _plain_table_name(cls, value: str) -> str:
+        if not all(SQL_NAME_PATTERN.match(part) for part in value.split(".")):
+            raise ValueError(f"table {value!r} is not a plain (schema.)table name")
+        return value
+
     @model_validator(mode="after")
     def _references_are_fields(self) -> ModelDef:
-        for part in self.table.split("."):
-            if not SQL_NAME_PATTERN.match(part):
-                raise ValueError(f"table {self.table!r} is not a plain (schema.)table name")
         for role in ("primary_key", "event_date", "updated_at"):
             name = getattr(self, role)
             if name is not None and name not in self.fields:
-                raise ValueError(f"{role} {name!r} is not one of this model's fields")
+                raise KeyValueError(role, f"{name!r} is not one of this model's fields{closest(name, self.fields)}")
         return self
 
     def column_of(self, field_name: str) -> str:
@@ -100,11 +112,25 @@ class ModelsFile(BaseModel):
     models: dict[str, ModelOverride] = {}
 
 
-class Catalog:
-    """Models by canonical name, looked up by name or alias."""
+class ModelError(ValueError):
+    """Every problem of one model of models.yaml, each at its key path under the model."""
 
-    def __init__(self, models: Mapping[str, ModelDef]):
+    def __init__(self, name: str, problems: list[tuple[tuple[str, ...], str]]):
+        super().__init__("; ".join(f"models.{name}.{'.'.join(map(str, path))}: {message}" for path, message in problems))
+        self.problems = problems
+
+
+class Catalog:
+    """Models by canonical name, looked up by name or alias.
+
+    `broken` holds the names and aliases of models that do not load (a bad entry of
+    models.yaml), with the reason: an export naming one is invalid, never run against the
+    bundled mapping the entry meant to change.
+    """
+
+    def __init__(self, models: Mapping[str, ModelDef], broken: Mapping[str, str] | None = None):
         self.models = dict(models)
+        self.broken = dict(broken or {})
         self._canonical = {}
         for name, model in self.models.items():
             for label in (name, *model.aliases):
@@ -121,35 +147,60 @@ class Catalog:
         return sorted(self._canonical)
 
     def with_overrides(self, overrides: ModelsFile) -> Catalog:
-        """Merge a models.yaml onto this catalog; raises ValueError naming the model and field."""
+        """Merge a models.yaml onto this catalog; raises ModelError naming the model, field and key."""
         merged = dict(self.models)
         for name, override in overrides.models.items():
             canonical = self.canonical_name(name) or name
-            base = merged.get(canonical)
-            merged[canonical] = _merge_model(canonical, base, override)
+            merged[canonical] = merge_model(canonical, merged.get(canonical), override)
         return Catalog(merged)
 
 
-def _merge_model(name: str, base: ModelDef | None, override: ModelOverride) -> ModelDef:
+def merge_model(name: str, base: ModelDef | None, override: ModelOverride) -> ModelDef:
+    """One models.yaml entry merged onto the bundled model (None for a new model).
+
+    Raises ModelError with every problem at its key path under the model, e.g.
+    (('fields', 'balance'), 'a decimal field needs a scale ...').
+    """
+    problems: list[tuple[tuple[str, ...], str]] = []
     fields: dict[str, FieldDef] = dict(base.fields) if base else {}
     for field_name, field_override in override.fields.items():
         changes = field_override.model_dump(exclude_none=True)
-        if field_name in fields:
-            fields[field_name] = FieldDef(**{**fields[field_name].model_dump(), **changes})
-        elif field_override.type is None:
-            raise ValueError(f"model {name}: new field {field_name!r} needs a type")
-        else:
-            fields[field_name] = FieldDef(**changes)
+        if field_name not in fields and field_override.type is None:
+            problems.append((("fields", field_name, "type"), f"{field_name!r} is a new field of {name}, so it needs a type"))
+            continue
+        try:
+            fields[field_name] = FieldDef(**{**(fields[field_name].model_dump() if field_name in fields else {}), **changes})
+        except ValidationError as error:
+            problems += _located(("fields", field_name), error)
     model_keys = override.model_dump(exclude_none=True, exclude={"fields"})
     if base is None:
-        missing = [key for key in ("table", "primary_key") if key not in model_keys]
-        if missing:
-            raise ValueError(f"model {name} is new, so it needs {' and '.join(missing)}")
-        return ModelDef(fields=fields, **model_keys)
-    return ModelDef(**{**base.model_dump(exclude={"fields"}), **model_keys, "fields": fields})
+        problems += [((key,), f"model {name} is new, so it needs {key}") for key in ("table", "primary_key") if key not in model_keys]
+    if not problems:
+        try:
+            if base is None:
+                return ModelDef(fields=fields, **model_keys)
+            return ModelDef(**{**base.model_dump(exclude={"fields"}), **model_keys, "fields": fields})
+        except ValidationError as error:
+            problems += _located((), error)
+    raise ModelError(name, problems)
+
+
+def _located(prefix: tuple[str, ...], error: ValidationError) -> list[tuple[tuple[str, ...], str]]:
+    located = []
+    for item in error.errors():
+        key = getattr((item.get("ctx") or {}).get("error"), "key", None)
+        path = (*prefix, *map(str, item["loc"]), *([key] if key else []))
+        located.append((path, item["msg"].removeprefix("Value error, ")))
+    return located
 
 
 def load_builtin_catalog() -> Catalog:
+    return Catalog(_builtin_models())
+
+
+@functools.cache
+def _builtin_models() -> dict[str, ModelDef]:
+    # Parsed once per process: the models are frozen, and every config load starts from them.
     text = resources.files("export_pipelines.catalog").joinpath("builtin_models.yaml").read_text()
     raw = yaml.safe_load(text)
-    return Catalog({name: ModelDef(**model) for name, model in raw["models"].items()})
+    return {name: ModelDef(**model) for name, model in raw["models"].items()}

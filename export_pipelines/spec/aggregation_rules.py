@@ -22,13 +22,17 @@ ORDERED_TYPES = frozenset({"integer", "decimal", "string", "timestamp", "date"})
 GROUPABLE_TYPES = frozenset({"integer", "decimal", "string", "boolean", "timestamp", "date"})
 
 
-def aggregation_problems(spec: ExportSpec, fields: Sequence[tuple[int, OutputField]]) -> list[Problem]:
-    """Every broken rule of an aggregating export; fields are the resolved ones with their index in spec.fields."""
+def aggregation_problems(spec: ExportSpec, fields: Sequence[tuple[int, OutputField]], *, all_fields: bool = True) -> list[Problem]:
+    """Every broken rule of an aggregating export; fields are the resolved ones with their index in the file.
+
+    Without all_fields (some of the file's fields did not validate), the rule that needs the
+    whole list, at least one group, waits: the missing field may be the group.
+    """
     if not spec.aggregates:
         return []
     export = f"export {spec.name}"
     problems = []
-    if not any(field.aggregation == "group" for field in spec.fields):
+    if all_fields and not any(field.aggregation == "group" for field in spec.fields):
         problems.append(("fields", f"{export} aggregates, so at least one field needs `aggregation: group`"))
     if spec.order:
         problems.append(("order", f"{export} aggregates; its rows are sorted by the group fields, so remove `order`"))

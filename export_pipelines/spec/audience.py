@@ -12,7 +12,14 @@ from pathlib import Path
 
 from export_pipelines.catalog.models import Catalog, ModelDef
 from export_pipelines.spec.export import CustomersFileAudience, ExportSpec
-from export_pipelines.spec.plan import ConditionGroup, PlanError, SourceRef, closest, resolve_conditions, resolve_source
+from export_pipelines.spec.plan import (
+    ConditionGroup,
+    PlanError,
+    SourceRef,
+    resolve_conditions,
+    resolve_source,
+    unknown_model_message,
+)
 
 CUSTOMERS_MODEL = "customers"
 CUSTOMER_ID_FIELD = "customer_id"
@@ -52,8 +59,8 @@ def resolve_audience(spec: ExportSpec, catalog: Catalog, config_root: Path) -> A
 
     query_name = catalog.canonical_name(audience.query_model)
     if query_name is None:
-        hint = closest(audience.query_model, catalog.names_and_aliases)
-        raise ExceptionGroup("invalid audience", [*problems, PlanError("audience.query_model", f"unknown model {audience.query_model!r}{hint}")])
+        message = unknown_model_message(catalog, audience.query_model)
+        raise ExceptionGroup("invalid audience", [*problems, PlanError("audience.query_model", message)])
     query_model = catalog.get(query_name)
     query_key = _customer_field(query_name, query_model, None, "audience.query_model", problems)
     conditions = resolve_conditions(query_name, query_model, audience.filters, "audience.filters", problems)

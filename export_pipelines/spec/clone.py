@@ -12,7 +12,7 @@ import yaml
 
 from export_pipelines.spec.export import EXPORT_NAME_PATTERN
 from export_pipelines.spec.loader import SpecProblem, load_config
-from export_pipelines.spec.plan import closest
+from export_pipelines.spec.problems import closest
 
 
 class CloneError(ValueError):
@@ -81,7 +81,7 @@ def clone_spec(root: Path, name: str, new_name: str, assignments: list[tuple[lis
             yaml.safe_dump(raw, out, allow_unicode=True, sort_keys=False)
     except FileExistsError:
         raise CloneError(f"{destination} already exists; refusing to overwrite it") from None
-    problems = load_config(root).invalid_files.get(new_name, [])
+    problems = load_config(root).invalid_files.get(f"exports/{destination.name}", [])
     if problems:
         destination.unlink()
         raise InvalidClone(problems)

@@ -10,7 +10,7 @@ import os
 import re
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 
 class EnvSecret(BaseModel):
@@ -18,7 +18,14 @@ class EnvSecret(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    env: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    env: str
+
+    @field_validator("env")
+    @classmethod
+    def _variable_name(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
+            raise ValueError(f"{value!r} is not an environment variable name: letters, digits and _, not starting with a digit")
+        return value
 
     @model_validator(mode="before")
     @classmethod

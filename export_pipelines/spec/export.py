@@ -10,6 +10,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, PlainValidator, Tag, field_validator
 
+from export_pipelines.spec.problems import KeyValueError, closest
+
 EXPORT_NAME_PATTERN = r"^[a-z0-9_]{1,64}$"
 
 FilterOperator = Literal[
@@ -34,11 +36,19 @@ FILTER_OPERATORS: tuple[str, ...] = FilterOperator.__args__
 Scalar = str | int | float | bool | dt.datetime | dt.date
 
 
+FRACTION_READ_AS_NUMBER = "was read as a number, which loses how it was written (0.00 becomes 0.0); quote the text, e.g. \"0.00\""
+
+
 def _scalar_text(value: Any) -> Any:
-    """YAML reads `yes`, `14` and `true` as non-strings; in a file every value is text."""
+    """YAML reads `14` and `true` as non-strings; in a file every value is text.
+
+    A number with a fraction is refused: by the time it arrives, YAML has dropped its written form.
+    """
     if isinstance(value, bool):
         return "true" if value else "false"
-    if isinstance(value, int | float):
+    if isinstance(value, float):
+        raise ValueError(f"{value!r} {FRACTION_READ_AS_NUMBER}")
+    if isinstance(value, int):
         return str(value)
     return value
 
@@ -289,10 +299,18 @@ class OnDateSchedule(BaseModel):
         return value
 
 
-def _yaml_on_key(value: Any) -> Any:
-    """YAML 1.1 reads the key `on` as the boolean true; give it its name back."""
+REPEATS = ("daily", "weekly", "monthly", "every")
+
+
+def _schedule_keys(value: Any) -> Any:
+    """YAML 1.1 reads the key `on` as the boolean true (an ad-hoc request's run config): give it its name back.
+    An unknown `repeated` is named here, with the closest kinds, as no variant can report it."""
     if isinstance(value, dict) and True in value:
-        return {("on" if key is True else key): item for key, item in value.items()}
+        value = {("on" if key is True else key): item for key, item in value.items()}
+    if isinstance(value, dict) and "on" not in value and isinstance(value.get("repeated"), str) and value["repeated"] not in REPEATS:
+        repeated = value["repeated"]
+        hint = closest(repeated, REPEATS)
+        raise KeyValueError("repeated", f"unknown value {repeated!r}{hint} (one of: {', '.join(REPEATS)}; or on: DATE-TIME for one run)")
     return value
 
 
@@ -373,7 +391,7 @@ class ExportSpec(BaseModel):
     batch_size: int = Field(default=50_000, gt=0, le=5_000_000)
     target: Literal["download"] | ConnectionTarget = "download"
     incremental: Incremental | None = None
-    schedule: Annotated[Schedule, BeforeValidator(_yaml_on_key)] | None = None
+    schedule: Annotated[Schedule, BeforeValidator(_schedule_keys)] | None = None
     after: After | None = None
     max_window_days: int = Field(default=366, gt=0, description="Capillary: one year's data at most per run.")
     retries: Retries | None = None

@@ -1,40 +1,34 @@
 """Loading a config folder: exports/*.yaml, kpis/*.yaml, connections.yaml and models.yaml.
 
-Every problem is collected with the file and key path that holds it, and one bad spec
-never hides the others: the good exports load, the bad ones are reported.
+Every problem of every file is collected in one pass, with the file, line and key path that
+holds it. A problem invalidates exactly what depends on it: a bad connection or model entry
+the exports that use it, a bad KPI template the exports of that template, a broken export
+the exports that run `after` it, and each of those says what it depends on. Two files that
+claim one name are both invalid. Everything else loads.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-import yaml
 from pydantic import ValidationError
 
-from export_pipelines.catalog.models import Catalog, ModelsFile, load_builtin_catalog
-from export_pipelines.spec.audience import resolve_audience
-from export_pipelines.spec.connections import DELIVERY_TYPES, ConnectionsFile
-from export_pipelines.spec.export import FILTER_OPERATORS, ExportSpec, FieldSpec
-from export_pipelines.spec.kpi import KPI_EXPORT_KEYS, KpiSelection, KpiTemplate, expand_export, template_problems
-from export_pipelines.spec.plan import ExportPlan, PlanError, build_plan, closest
-from export_pipelines.targets.registry import DELIVERABLE_TYPES
+from export_pipelines.catalog.models import Catalog, load_builtin_catalog
+from export_pipelines.spec.connections import ConnectionsFile
+from export_pipelines.spec.export_check import check_export
+from export_pipelines.spec.kpi import KpiTemplate, template_problems
+from export_pipelines.spec.plan import ExportPlan
+from export_pipelines.spec.problems import SpecProblem, closest, pydantic_problems, summary
+from export_pipelines.spec.shared_files import CONNECTIONS_FILE, BrokenEntries, load_connections, load_models
+from export_pipelines.spec.yaml_file import YamlDocument, read_yaml
+
+__all__ = ["CONFIG_ENV_VAR", "ExportConfig", "SpecProblem", "check_export", "config_dir", "load_config"]
 
 CONFIG_ENV_VAR = "EXPORT_PIPELINES_CONFIG"
-
-
-@dataclass(frozen=True)
-class SpecProblem:
-    file: str
-    key_path: str
-    message: str
-
-    def __str__(self) -> str:
-        where = f"{self.file}: {self.key_path}" if self.key_path else self.file
-        return f"{where}: {self.message}"
+SPEC_SUFFIXES = (".yaml", ".yml")
 
 
 @dataclass
@@ -42,12 +36,21 @@ class ExportConfig:
     root: Path
     catalog: Catalog
     connections: ConnectionsFile
+    broken_connections: BrokenEntries = field(default_factory=lambda: BrokenEntries(CONNECTIONS_FILE))
     plans: dict[str, ExportPlan] = field(default_factory=dict)
     kpis: dict[str, KpiTemplate] = field(default_factory=dict)
-    # Templates whose file does not load: an export naming one is reported once, pointing at the file.
+    # KPI templates that do not load, by name, with the reason: an export naming one says so.
     invalid_kpis: dict[str, str] = field(default_factory=dict)
+    # Spec files that do not load (exports/x.yaml), with their problems.
     invalid_files: dict[str, list[SpecProblem]] = field(default_factory=dict)
+    # The spec file of each valid export.
+    spec_files: dict[str, str] = field(default_factory=dict)
     problems: list[SpecProblem] = field(default_factory=list)
+
+    @property
+    def connection_names(self) -> list[str]:
+        """Every connection connections.yaml names, whether it loads or not."""
+        return sorted({*self.connections.connections, *self.broken_connections.reasons})
 
 
 def bundled_demo_config() -> Path:
@@ -61,71 +64,146 @@ def config_dir() -> Path:
 
 
 def load_config(root: Path) -> ExportConfig:
+    """Every file of the config folder `root` checked; never raises for anything a file holds."""
     problems: list[SpecProblem] = []
     if not (root / "exports").is_dir():
         problems.append(SpecProblem(str(root), "", "no exports/ folder here; point EXPORT_PIPELINES_CONFIG at a config folder"))
-
-    catalog = load_builtin_catalog()
-    models_raw = _read_yaml(root / "models.yaml", "models.yaml", problems, required=False)
-    if models_raw is not None:
-        try:
-            catalog = catalog.with_overrides(ModelsFile.model_validate(models_raw))
-        except ValidationError as error:
-            problems.extend(_pydantic_problems("models.yaml", models_raw, error))
-        except ValueError as error:
-            problems.append(SpecProblem("models.yaml", "models", str(error)))
-
-    connections = ConnectionsFile()
-    connections_raw = _read_yaml(root / "connections.yaml", "connections.yaml", problems, required=False)
-    if connections_raw is not None:
-        try:
-            connections = ConnectionsFile.model_validate(connections_raw)
-        except ValidationError as error:
-            problems.extend(_pydantic_problems("connections.yaml", connections_raw, error))
-
-    config = ExportConfig(root=root, catalog=catalog, connections=connections, problems=problems)
-    kpis_dir = root / "kpis"
-    for path in sorted([*kpis_dir.glob("*.yaml"), *kpis_dir.glob("*.yml")]) if kpis_dir.is_dir() else []:
-        problems.extend(_load_kpi(path, f"kpis/{path.name}", config))
-    exports_dir = root / "exports"
-    paths = sorted([*exports_dir.glob("*.yaml"), *exports_dir.glob("*.yml")]) if exports_dir.is_dir() else []
-    files_by_name: dict[str, Path] = {}
-    for path in paths:
-        relative = f"exports/{path.name}"
-        loaded_before = set(config.plans)
-        file_problems = _load_export(path, relative, config)
-        if file_problems:
-            config.invalid_files[path.stem] = file_problems
-            problems.extend(file_problems)
-        files_by_name.update(dict.fromkeys(set(config.plans) - loaded_before, path))
-    _drop_broken_dependencies(config, files_by_name)
+    catalog = load_models(root, load_builtin_catalog(), problems)
+    connections, broken_connections = load_connections(root, problems)
+    config = ExportConfig(root=root, catalog=catalog, connections=connections, broken_connections=broken_connections, problems=problems)
+    _load_kpis(config)
+    _load_exports(config)
     return config
 
 
-def _drop_broken_dependencies(config: ExportConfig, files_by_name: dict[str, Path]) -> None:
+@dataclass
+class _Loaded:
+    """One file's outcome before names across files are compared."""
+
+    relative: str
+    document: YamlDocument
+    name: str | None
+    problems: list[SpecProblem]
+
+
+def _load_kpis(config: ExportConfig) -> None:
+    loaded, templates = [], {}
+    for path in _yaml_files(config, "kpis"):
+        document = read_yaml(path, f"kpis/{path.name}")
+        found = [problem for _, problem in document.problems]
+        template = None
+        if document.data is not None:
+            try:
+                template = KpiTemplate.model_validate(document.data)
+            except ValidationError as error:
+                raw_problems = pydantic_problems(document.file, document.data, error, [KpiTemplate], line_of=document.line_of)
+                found += [problem for where, problem in raw_problems if not document.reported_within(where)]
+            else:
+                found += [document.problem_at(e.key_path, e.message) for e in template_problems(template, config.catalog)]
+        name = _declared_name(document, path)
+        loaded.append(_Loaded(document.file, document, name, found))
+        templates[document.file] = template
+    _claimed_once(loaded, "KPI template")
+    for item in loaded:
+        if item.problems:
+            config.invalid_kpis[item.name] = summary(item.problems)
+            config.problems.extend(item.problems)
+        else:
+            config.kpis[item.name] = templates[item.relative]
+
+
+def _load_exports(config: ExportConfig) -> None:
+    loaded, plans = [], {}
+    for path in _yaml_files(config, "exports"):
+        document = read_yaml(path, f"exports/{path.name}")
+        plan, found = (None, [p for _, p in document.problems])
+        if document.data is not None:
+            try:
+                plan, found = check_export(document.data, document.file, config, document)
+            except Exception as error:  # noqa: BLE001 - a fault of ours met by one file must not hide the others
+                plan, found = None, [SpecProblem(document.file, "", f"could not be checked ({error!r}); please report this")]
+        loaded.append(_Loaded(document.file, document, _declared_name(document, path), found))
+        plans[document.file] = plan
+    files_by_name = _claimed_once(loaded, "export")
+    for item in loaded:
+        if item.problems:
+            config.invalid_files[item.relative] = item.problems
+            config.problems.extend(item.problems)
+        else:
+            config.plans[item.name] = plans[item.relative]
+            config.spec_files[item.name] = item.relative
+    _drop_broken_dependencies(config, {item.name: item for item in loaded}, files_by_name)
+
+
+def _claimed_once(loaded: list[_Loaded], kind: str) -> dict[str, list[str]]:
+    """The files claiming each name; a name claimed twice is a problem of every claimant: neither silently wins."""
+    files_by_name: dict[str, list[str]] = {}
+    for item in loaded:
+        files_by_name.setdefault(item.name, []).append(item.relative)
+    for item in loaded:
+        claimants = files_by_name[item.name]
+        if len(claimants) > 1:
+            message = f"{kind} name {item.name!r} is claimed by {' and '.join(claimants)}; names must be unique, rename all but one"
+            item.problems = [*item.problems, item.document.problem_at("name", message)]
+    return files_by_name
+
+
+def _declared_name(document: YamlDocument, path: Path) -> str:
+    """The name a file claims: its `name` key, else (the file does not say) its file name."""
+    data = document.data
+    return data["name"] if isinstance(data, dict) and isinstance(data.get("name"), str) else path.stem
+
+
+def _yaml_files(config: ExportConfig, folder: str) -> list[Path]:
+    """The *.yaml and *.yml files of a folder of the config; editors' hidden files are not specs."""
+    directory = config.root / folder
+    if not directory.is_dir():
+        return []
+    paths = []
+    for path in sorted(directory.iterdir()):
+        if path.name.startswith("."):
+            continue
+        if path.suffix in SPEC_SUFFIXES:
+            paths.append(path)
+        elif path.suffix.lower() in SPEC_SUFFIXES:
+            # Meant as a spec, surely: shown with the broken ones rather than silently skipped.
+            problem = SpecProblem(f"{folder}/{path.name}", "", f"not read: only names ending in .yaml or .yml are; rename it to {path.stem}.yaml")
+            config.problems.append(problem)
+            if folder == "exports":
+                config.invalid_files[problem.file] = [problem]
+    return paths
+
+
+def _drop_broken_dependencies(config: ExportConfig, by_name: dict[str, _Loaded], files_by_name: dict[str, list[str]]) -> None:
     """`after` across specs: the named export must load, fit this one's windows and not lead back here.
 
     Repeated until stable, because dropping an export breaks the exports that follow it.
     """
     while True:
-        broken = {name: message for name, plan in config.plans.items() if (message := _dependency_problem(plan, config.plans))}
+        broken = {
+            name: message for name, plan in config.plans.items() if (message := _dependency_problem(plan, config, files_by_name))
+        }
         if not broken:
             return
         for name, message in broken.items():
-            path = files_by_name[name]
-            problem = SpecProblem(f"exports/{path.name}", "after.export", message)
+            item = by_name[name]
+            problem = item.document.problem_at("after.export", message)
             del config.plans[name]
-            config.invalid_files.setdefault(path.stem, []).append(problem)
+            del config.spec_files[name]
+            config.invalid_files.setdefault(item.relative, []).append(problem)
             config.problems.append(problem)
 
 
-def _dependency_problem(plan: ExportPlan, plans: dict[str, ExportPlan]) -> str | None:
+def _dependency_problem(plan: ExportPlan, config: ExportConfig, files_by_name: dict[str, list[str]]) -> str | None:
+    plans = config.plans
     after = plan.spec.after
     if after is None:
         return None
     upstream = plans.get(after.export)
     if upstream is None:
-        return f"no valid export named {after.export!r}{closest(after.export, plans)}"
+        if after.export in files_by_name:
+            return f"export {after.export} does not load; fix {' and '.join(files_by_name[after.export])} first"
+        return f"no export named {after.export!r}{closest(after.export, files_by_name)}"
     chain = [plan.name]
     while upstream is not None:
         seen = upstream.name in chain
@@ -144,213 +222,3 @@ def _dependency_problem(plan: ExportPlan, plans: dict[str, ExportPlan]) -> str |
         )
     return None
 
-
-def _load_export(path: Path, relative: str, config: ExportConfig) -> list[SpecProblem]:
-    problems: list[SpecProblem] = []
-    raw = _read_yaml(path, relative, problems, required=True)
-    if raw is None:
-        return problems
-    plan, problems = check_export(raw, relative, config)
-    if plan is None:
-        return problems
-    if plan.name in config.plans:
-        return [SpecProblem(relative, "name", f"export name {plan.name!r} is already used by another file; names must be unique")]
-    config.plans[plan.name] = plan
-    return []
-
-
-def check_export(raw: dict, relative: str, config: ExportConfig) -> tuple[ExportPlan | None, list[SpecProblem]]:
-    """One export's keys checked against a loaded config: its plan, or every problem found.
-
-    Spec files and ad-hoc export requests both pass here, so their errors read the same.
-    """
-    template = None
-    if "kpi" in raw:
-        try:
-            template, raw = _expand_kpi_export(raw, config)
-        except ValidationError as error:
-            return None, _pydantic_problems(relative, raw, error)
-        except ExceptionGroup as group:
-            return None, _plan_problems(relative, group)
-    try:
-        spec = ExportSpec.model_validate(raw)
-    except ValidationError as error:
-        return None, _pydantic_problems(relative, raw, error)
-    plan_problems: list[SpecProblem] = []
-    try:
-        plan = build_plan(
-            spec,
-            config.catalog,
-            template_filters=template.filters if template else None,
-            kpi=template.name if template else None,
-        )
-    except ExceptionGroup as group:
-        plan_problems.extend(_plan_problems(relative, group))
-    try:
-        audience = resolve_audience(spec, config.catalog, config.root)
-    except ExceptionGroup as group:
-        plan_problems.extend(_plan_problems(relative, group))
-    if plan_problems:
-        return None, plan_problems
-    target_problem = _target_problem(spec, config.connections)
-    if target_problem:
-        return None, [SpecProblem(relative, "target", target_problem)]
-    mail_problem = _mail_problem(spec, config.connections)
-    if mail_problem:
-        return None, [SpecProblem(relative, *mail_problem)]
-    return dataclasses.replace(plan, audience=audience), []
-
-
-def _load_kpi(path: Path, relative: str, config: ExportConfig) -> list[SpecProblem]:
-    problems: list[SpecProblem] = []
-    raw = _read_yaml(path, relative, problems, required=True)
-    if raw is None:
-        config.invalid_kpis[path.stem] = relative
-        return problems
-    try:
-        template = KpiTemplate.model_validate(raw)
-    except ValidationError as error:
-        config.invalid_kpis[str(raw.get("name", path.stem))] = relative
-        return _pydantic_problems(relative, raw, error)
-    if template.name in config.kpis:
-        return [SpecProblem(relative, "name", f"KPI template name {template.name!r} is already used by another file")]
-    problems = [SpecProblem(relative, e.key_path, e.message) for e in template_problems(template, config.catalog)]
-    if problems:
-        config.invalid_kpis[template.name] = relative
-    else:
-        config.kpis[template.name] = template
-    return problems
-
-
-def _expand_kpi_export(raw: dict, config: ExportConfig) -> tuple[KpiTemplate, dict]:
-    """The template an export names, and the export's keys with the template's model and fields filled in."""
-    selection = KpiSelection.model_validate({key: raw[key] for key in KPI_EXPORT_KEYS if key in raw})
-    template = config.kpis.get(selection.kpi)
-    if template is None:
-        if selection.kpi in config.invalid_kpis:
-            message = f"KPI template {selection.kpi!r} does not load; fix {config.invalid_kpis[selection.kpi]}"
-        else:
-            message = f"no KPI template {selection.kpi!r} in kpis/{closest(selection.kpi, config.kpis)}"
-        raise ExceptionGroup("invalid KPI export", [PlanError("kpi", message)])
-    return template, expand_export(raw, selection, template)
-
-
-def _plan_problems(relative: str, group: ExceptionGroup) -> list[SpecProblem]:
-    return [SpecProblem(relative, e.key_path, e.message) for e in group.exceptions if isinstance(e, PlanError)]
-
-
-def _target_problem(spec: ExportSpec, connections: ConnectionsFile) -> str | None:
-    if spec.target == "download":
-        return None
-    name = spec.target.connection
-    connection = connections.connections.get(name)
-    if connection is None:
-        return f"connection {name!r} is not in connections.yaml{closest(name, connections.connections)}"
-    if connection.type not in DELIVERY_TYPES:
-        return f"connection {name!r} is a {connection.type} connection, which cannot receive files"
-    if connection.type not in DELIVERABLE_TYPES:
-        kinds = ", ".join(["download", *sorted(DELIVERABLE_TYPES)])
-        return f"connection {name!r} is {connection.type}; this build delivers only to: {kinds}"
-    return None
-
-
-def _mail_problem(spec: ExportSpec, connections: ConnectionsFile) -> tuple[str, str] | None:
-    if spec.notify is None or not (spec.notify.on_failure or spec.notify.on_success):
-        return None
-    smtp = sorted(name for name, c in connections.connections.items() if c.type == "smtp")
-    via = spec.notify.via
-    if via is None:
-        if len(smtp) == 1:
-            return None
-        if not smtp:
-            return "notify", "notify needs an smtp connection in connections.yaml to send mail through"
-        return "notify.via", f"several smtp connections exist ({', '.join(smtp)}); name one with notify.via"
-    connection = connections.connections.get(via)
-    if connection is None:
-        return "notify.via", f"connection {via!r} is not in connections.yaml{closest(via, smtp)}"
-    if connection.type != "smtp":
-        return "notify.via", f"connection {via!r} is a {connection.type} connection; notify.via needs an smtp connection"
-    return None
-
-
-def _read_yaml(path: Path, relative: str, problems: list[SpecProblem], *, required: bool):
-    if not path.exists():
-        if required:
-            problems.append(SpecProblem(relative, "", "file not found"))
-        return None
-    try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problems.append(SpecProblem(relative, where, f"not valid YAML: {getattr(error, 'problem', error)}"))
-        return None
-    except UnicodeDecodeError:
-        problems.append(SpecProblem(relative, "", "not UTF-8 text"))
-        return None
-    if not isinstance(raw, dict):
-        problems.append(SpecProblem(relative, "", "expected a mapping of keys to values at the top level"))
-        return None
-    return raw
-
-
-_KNOWN_KEYS = {
-    "spec": [*ExportSpec.model_fields, *KPI_EXPORT_KEYS],
-    "field": [info.alias or name for name, info in FieldSpec.model_fields.items()],
-}
-
-
-def _pydantic_problems(relative: str, raw: dict, error: ValidationError) -> list[SpecProblem]:
-    problems = []
-    for item in error.errors():
-        loc = _file_loc(raw, item["loc"], keep_last=item["type"] == "missing")
-        key_path = _key_path(loc)
-        message = item["msg"]
-        if item["type"] == "extra_forbidden" and loc:
-            scope = "field" if len(loc) >= 3 and loc[0] == "fields" else "spec" if len(loc) == 1 else None
-            hint = closest(str(loc[-1]), _KNOWN_KEYS[scope]) if scope else ""
-            message = f"unknown key {loc[-1]!r}{hint}"
-        elif item["type"] == "literal_error" and "conditions" in loc and str(loc[-1]).startswith("$"):
-            operator = str(loc[-1])
-            message = f"unknown operator {operator!r}{closest(operator, FILTER_OPERATORS)} (operators: {', '.join(FILTER_OPERATORS)})"
-        elif item["type"] == "missing":
-            message = "required key is missing"
-        elif item["type"] == "value_error":
-            # Our validators' own words; pydantic's "Value error, " prefix only adds noise.
-            message = message.removeprefix("Value error, ")
-        problems.append(SpecProblem(relative, key_path, message))
-    return problems
-
-
-def _file_loc(raw, loc: tuple, *, keep_last: bool) -> list:
-    """pydantic's error location reduced to the keys that exist in the file.
-
-    pydantic inserts labels of its own (the union member tried, `function-after[...]`,
-    `[key]`); walking the parsed YAML alongside drops every part the file does not have.
-    A missing key is, by definition, not in the file, so it is kept when asked.
-    """
-    path, node = [], raw
-    for index, part in enumerate(loc):
-        key = _yaml_key(node, part)
-        in_dict = isinstance(node, dict) and key in node
-        in_list = isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
-        if in_dict or in_list:
-            node = node[key]
-        elif not (keep_last and index == len(loc) - 1):
-            continue
-        path.append(part)
-    return path
-
-
-def _yaml_key(node, part):
-    """YAML 1.1 reads an unquoted key `on` (schedule.on) as the boolean true."""
-    if part == "on" and isinstance(node, dict) and "on" not in node and True in node:
-        return True
-    return part
-
-
-def _key_path(loc: list) -> str:
-    path = ""
-    for part in loc:
-        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
-    return path

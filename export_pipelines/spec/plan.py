@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
-import difflib
-from collections.abc import Iterable
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from export_pipelines.catalog.models import JSON_PROPERTY_PATTERN, Catalog, FieldDef, FieldType, ModelDef
 from export_pipelines.spec.aggregation_rules import aggregation_problems
-from export_pipelines.spec.export import ConnectionTarget, ExportSpec, FieldSpec, Filters
+from export_pipelines.spec.export import FRACTION_READ_AS_NUMBER, ConnectionTarget, ExportSpec, FieldSpec, Filters
+from export_pipelines.spec.problems import closest
 from export_pipelines.spec.timing import timing_problems, window_field_name
 from export_pipelines.stages import file_naming, name_patterns
 
@@ -126,39 +126,52 @@ class ExportPlan:
         return _field_source(self.model, self.model.primary_key)
 
 
-def closest(name: str, candidates: Iterable[str]) -> str:
-    matches = difflib.get_close_matches(name, list(candidates), n=3, cutoff=0.5)
-    return f"; did you mean {', '.join(matches)}?" if matches else ""
+def unknown_model_message(catalog: Catalog, name: str) -> str:
+    """Why `name` names no model an export can use: its models.yaml entry does not load, or it is unknown."""
+    reason = catalog.broken.get(name)
+    if reason is not None:
+        return f"model {name} does not load: {reason}"
+    return f"unknown model {name!r}{closest(name, catalog.names_and_aliases)}"
 
 
 def build_plan(
-    spec: ExportSpec, catalog: Catalog, *, template_filters: Filters | None = None, kpi: str | None = None
+    spec: ExportSpec,
+    catalog: Catalog,
+    *,
+    template_filters: Filters | None = None,
+    kpi: str | None = None,
+    field_positions: Sequence[int] | None = None,
 ) -> ExportPlan:
     """Resolve a spec against the catalog; raises ExceptionGroup of PlanError listing every problem.
 
     template_filters are a KPI template's default filters, which the export narrows but cannot drop.
+    field_positions, when the spec holds only some of its file's fields (the others did not
+    validate), are their positions in the file: key paths use them, and rules about the whole
+    list of fields wait until every field is valid.
     """
     problems: list[PlanError] = []
     model_name = catalog.canonical_name(spec.model)
     if model_name is None:
-        raise ExceptionGroup(
-            "invalid export", [PlanError("model", f"unknown model {spec.model!r}{closest(spec.model, catalog.names_and_aliases)}")]
-        )
+        # The keys that do not depend on the model are still checked, in the same pass.
+        problems = [PlanError("model", unknown_model_message(catalog, spec.model)), *_file_and_time_problems(spec, None, None)]
+        raise ExceptionGroup("invalid export", problems)
     model = catalog.get(model_name)
 
+    positions = list(range(len(spec.fields))) if field_positions is None else list(field_positions)
     fields = []
     indexed_fields = []
-    for index, field_spec in enumerate(spec.fields):
+    for position, field_spec in zip(positions, spec.fields, strict=True):
         try:
-            fields.append(_output_field(model_name, model, field_spec, f"fields[{index}]"))
-            indexed_fields.append((index, fields[-1]))
+            fields.append(_output_field(model_name, model, field_spec, f"fields[{position}]"))
+            indexed_fields.append((position, fields[-1]))
         except PlanError as error:
             problems.append(error)
     headers = [output.header for output in fields]
     for duplicate in sorted({h for h in headers if headers.count(h) > 1}):
         problems.append(PlanError("fields", f"header {duplicate!r} appears more than once; give each field a distinct `to`"))
 
-    problems.extend(PlanError(key_path, message) for key_path, message in aggregation_problems(spec, indexed_fields))
+    aggregation = aggregation_problems(spec, indexed_fields, all_fields=field_positions is None)
+    problems.extend(PlanError(key_path, message) for key_path, message in aggregation)
 
     conditions = resolve_conditions(model_name, model, spec.filters, "filters", problems)
     template_conditions = None
@@ -176,16 +189,8 @@ def build_plan(
         except PlanError as error:
             problems.append(error)
 
-    ext = file_naming.extension(spec.format, spec.compression)
-    grain = spec.incremental.grain if spec.incremental else None
-    template = spec.file_name or file_naming.default_template(grain, split=spec.max_rows_per_file is not None)
-    try:
-        _check_template(spec, template, ext)
-    except file_naming.FileNameError as error:
-        problems.append(PlanError("file_name", str(error)))
-
-    timing = timing_problems(spec, model_name, model)
-    problems.extend(PlanError(key_path, message) for key_path, message in timing)
+    problems += _file_and_time_problems(spec, model_name, model)
+    template, ext = _file_template(spec)
     window_field = window_field_name(spec, model)
 
     if problems:
@@ -283,6 +288,8 @@ def _coerce(source: SourceRef, value, key_path: str):
         if kind == "string":
             if isinstance(value, bool):
                 return "true" if value else "false"
+            if isinstance(value, float):
+                raise ValueError(FRACTION_READ_AS_NUMBER)
             text = str(value)
             if text == "":
                 raise ValueError("an empty text value matches nothing useful; use $is_unknown or $has_value")
@@ -313,7 +320,9 @@ def _coerce(source: SourceRef, value, key_path: str):
             if isinstance(value, dt.datetime):
                 raise ValueError("a date field takes a date (YYYY-MM-DD), not a timestamp")
             return value if isinstance(value, dt.date) else dt.date.fromisoformat(str(value))
-    except (ValueError, decimal.InvalidOperation) as error:
+    except decimal.InvalidOperation:
+        raise PlanError(key_path, f"{value!r} is not a valid {kind} for {source.label} (not a number)") from None
+    except ValueError as error:
         raise PlanError(key_path, f"{value!r} is not a valid {kind} for {source.label} ({error})") from None
     raise PlanError(key_path, f"cannot filter on {kind} field {source.label}")
 
@@ -327,6 +336,23 @@ def parse_timestamp(value) -> dt.datetime:
     else:
         parsed = dt.datetime.fromisoformat(str(value))
     return parsed.replace(tzinfo=dt.UTC) if parsed.tzinfo is None else parsed.astimezone(dt.UTC)
+
+
+def _file_template(spec: ExportSpec) -> tuple[str, str]:
+    """The spec's file name template (its own, or the default for its kind) and extension."""
+    grain = spec.incremental.grain if spec.incremental else None
+    template = spec.file_name or file_naming.default_template(grain, split=spec.max_rows_per_file is not None)
+    return template, file_naming.extension(spec.format, spec.compression)
+
+
+def _file_and_time_problems(spec: ExportSpec, model_name: str | None, model: ModelDef | None) -> list[PlanError]:
+    problems = []
+    try:
+        _check_template(spec, *_file_template(spec))
+    except file_naming.FileNameError as error:
+        problems.append(PlanError("file_name", str(error)))
+    problems.extend(PlanError(key_path, message) for key_path, message in timing_problems(spec, model_name, model))
+    return problems
 
 
 def _check_template(spec: ExportSpec, template: str, ext: str) -> None:

@@ -34,11 +34,11 @@ def window_field_name(spec: ExportSpec, model: ModelDef) -> str | None:
     return model.event_date if spec.incremental.by == "event_date" else model.updated_at
 
 
-def timing_problems(spec: ExportSpec, model_name: str, model: ModelDef) -> list[tuple[str, str]]:
-    """(key path, message) for every time key that cannot work as written."""
+def timing_problems(spec: ExportSpec, model_name: str | None, model: ModelDef | None) -> list[tuple[str, str]]:
+    """(key path, message) for every time key that cannot work as written; without a model, those that need none."""
     problems: list[tuple[str, str]] = []
     incremental, schedule = spec.incremental, spec.schedule
-    if incremental is not None:
+    if incremental is not None and model is not None:
         field_name = window_field_name(spec, model)
         if field_name is None:
             problems.append(

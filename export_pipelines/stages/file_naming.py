@@ -98,10 +98,11 @@ def render_file_name(template: str, values: NameValues) -> str:
 
 def check_safe_file_name(name: str) -> None:
     """A delivered file's name is one path segment: no separators, no '..', nothing hidden or empty."""
-    if not name or name in {".", ".."} or name.startswith("."):
-        raise FileNameError(f"file name {name!r} is empty or hidden")
+    # Escaping the folder is the graver fault, so it is named even when the name is hidden too ('../x.csv').
     forbidden = [ch for ch in ("/", "\\", "\x00") if ch in name]
     if forbidden or ".." in name or any(ord(ch) < 32 for ch in name):
         raise FileNameError(f"file name {name!r} could leave its folder (contains '/', '\\', '..' or control characters)")
+    if not name or name == "." or name.startswith("."):
+        raise FileNameError(f"file name {name!r} is empty or hidden")
     if len(name.encode()) > 255:
         raise FileNameError(f"file name {name!r} is longer than 255 bytes")

@@ -1,0 +1,159 @@
+"""connections.yaml and models.yaml: files of named entries that many exports share.
+
+Each entry is checked on its own, so one bad entry invalidates itself and the exports that
+use it, which say so (`connection sana_ftp does not load: ...`); the other entries, and the
+exports that use only them, load. A problem outside every entry (the file is not YAML, an
+unknown top-level key) may hide entries: a connection that is not found says so, and no
+model loads at all, since an export silently run against the bundled mapping a hidden
+entry meant to change could read the wrong table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pydantic import TypeAdapter, ValidationError
+
+from export_pipelines.catalog.models import Catalog, ModelDef, ModelError, ModelOverride, merge_model
+from export_pipelines.spec.connections import Connection, ConnectionsFile
+from export_pipelines.spec.problems import KeyPath, SpecProblem, closest, format_key_path, pydantic_problems, summary
+from export_pipelines.spec.yaml_file import YamlDocument, read_yaml
+
+CONNECTIONS_FILE = "connections.yaml"
+MODELS_FILE = "models.yaml"
+_CONNECTION = TypeAdapter(Connection)
+
+
+@dataclass
+class BrokenEntries:
+    """The entries of one shared file that do not load, each with the problem that stops it."""
+
+    file: str
+    reasons: dict[str, str] = field(default_factory=dict)
+    # The declared `type` of a broken connection, when it has one: notify looks for smtp ones.
+    kinds: dict[str, str] = field(default_factory=dict)
+    # A problem outside every entry (not YAML, an unknown top-level key): a name not found may be hidden by it.
+    file_reason: str | None = None
+
+    @property
+    def file_message(self) -> str | None:
+        return f"{self.file} does not load ({self.file_reason})" if self.file_reason else None
+
+
+def load_connections(root: Path, problems: list[SpecProblem]) -> tuple[ConnectionsFile, BrokenEntries]:
+    """The connections that load, and the ones that do not; every problem is added to `problems`."""
+    broken = BrokenEntries(CONNECTIONS_FILE)
+    entries = _entries(root / CONNECTIONS_FILE, "connections", broken, problems)
+    valid = {}
+    for name, raw, document, found in entries:
+        try:
+            valid[name] = _CONNECTION.validate_python(raw)
+        except ValidationError as error:
+            found += _validation_problems(document, raw, error, ("connections", name), Connection)
+        if found:
+            _break(broken, name, found, problems)
+            if isinstance(raw, dict) and isinstance(raw.get("type"), str):
+                broken.kinds[name] = raw["type"]
+            valid.pop(name, None)
+    return ConnectionsFile.model_construct(connections=valid), broken
+
+
+def load_models(root: Path, builtin: Catalog, problems: list[SpecProblem]) -> Catalog:
+    """The bundled catalog with models.yaml's entries merged in, each entry on its own.
+
+    A model whose entry does not load is broken under its name and aliases (see Catalog.broken).
+    """
+    broken = BrokenEntries(MODELS_FILE)
+    entries = _entries(root / MODELS_FILE, "models", broken, problems)
+    merged = dict(builtin.models)
+    claims: dict[str, list[str]] = {}
+    for name, *_ in entries:
+        claims.setdefault(builtin.canonical_name(name) or name, []).append(name)
+    labels: dict[str, str] = {}
+    for name, raw, document, found in entries:
+        canonical = builtin.canonical_name(name) or name
+        if len(claims[canonical]) > 1:
+            entry_names = " and ".join(f"models.{entry}" for entry in claims[canonical])
+            found.append(_problem(document, ("models", name), f"{entry_names} both describe model {canonical}; merge them into one entry"))
+        model = None
+        try:
+            model = merge_model(canonical, builtin.models.get(canonical), ModelOverride.model_validate(raw))
+        except ValidationError as error:
+            found += _validation_problems(document, raw, error, ("models", name), ModelOverride)
+        except ModelError as error:
+            found += [_problem(document, ("models", name, *path), message) for path, message in error.problems]
+        if model is not None and not found:
+            found += _label_clashes(document, name, canonical, model, builtin, merged)
+        labels |= dict.fromkeys([name, canonical, *(builtin.models[canonical].aliases if canonical in builtin.models else ())], canonical)
+        if found:
+            _break(broken, canonical, found, problems)
+            merged.pop(canonical, None)
+        else:
+            merged[canonical] = model
+    reasons = {label: broken.reasons[canonical] for label, canonical in labels.items() if canonical in broken.reasons}
+    if broken.file_reason:
+        # Which models the file maps is in doubt (`model:` for `models:` hides every entry): run against
+        # the bundled mapping instead, an export could read the wrong table. So no model loads.
+        return Catalog({}, dict.fromkeys([*builtin.names_and_aliases, *labels], broken.file_message) | reasons)
+    return Catalog(merged, reasons)
+
+
+def _label_clashes(
+    document: YamlDocument, name: str, canonical: str, model: ModelDef, builtin: Catalog, merged: dict[str, ModelDef]
+) -> list[SpecProblem]:
+    """A model's name or alias that already names another model would make exports ambiguous."""
+    clashes = []
+    known = {**builtin.models, **merged}
+    for alias in model.aliases:
+        owner = next((other for other, defined in known.items() if other != canonical and alias in (other, *defined.aliases)), None)
+        if owner is not None:
+            clashes.append(_problem(document, ("models", name, "aliases"), f"{alias!r} already names model {owner}; choose another alias"))
+    return clashes
+
+
+def _entries(path: Path, top_key: str, broken: BrokenEntries, problems: list[SpecProblem]) -> list[tuple[str, Any, YamlDocument, list[SpecProblem]]]:
+    """(name, raw entry, document, the reading problems inside it) for each entry under `top_key`.
+
+    Problems outside every entry are added to `problems` and make the whole file broken.
+    """
+    if not path.exists():
+        return []
+    document = read_yaml(path, broken.file)
+    outside: list[SpecProblem] = []
+    entries = []
+    data = document.data
+    if data is not None:
+        for key in data:
+            if key != top_key:
+                hint = closest(key, [top_key]) or f"; the entries go under {top_key}:"
+                outside.append(_problem(document, (key,), f"unknown key {key!r}{hint}"))
+        section = data.get(top_key) or {}
+        if not isinstance(section, dict):
+            outside.append(_problem(document, (top_key,), f"expected a mapping of names to {top_key} entries"))
+            section = {}
+        for name, raw in section.items():
+            inside = [problem for where, problem in document.problems if where[:2] == (top_key, name)]
+            entries.append((name, raw, document, inside))
+    outside += [problem for where, problem in document.problems if len(where) < 2 or where[0] != top_key]
+    problems.extend(outside)
+    if outside:
+        broken.file_reason = summary(outside)
+    return entries
+
+
+def _validation_problems(
+    document: YamlDocument, raw: Any, error: ValidationError, prefix: KeyPath, root: Any
+) -> list[SpecProblem]:
+    found = pydantic_problems(document.file, raw, error, [root], prefix=prefix, line_of=document.line_of)
+    return [problem for path, problem in found if not document.reported_within(path)]
+
+
+def _problem(document: YamlDocument, path: KeyPath, message: str) -> SpecProblem:
+    return SpecProblem(document.file, format_key_path(path), message, document.line_of(path))
+
+
+def _break(broken: BrokenEntries, name: str, found: list[SpecProblem], problems: list[SpecProblem]) -> None:
+    problems.extend(found)
+    broken.reasons[name] = summary(found)

@@ -1,0 +1,153 @@
+"""The catalog checked against the source database: `export-pipelines validate --check-source`.
+
+`validate` alone never connects. This reflects the tables the config actually maps (the
+models of valid exports, with every column their fields, filters, order, window and
+audience read, and every model and field models.yaml maps) and reports each missing table
+or column, and each column whose type the extract cannot read as its field's type, so a
+mapping error shows before the first run instead of at it.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+import sqlalchemy as sa
+
+from export_pipelines.catalog.models import FieldDef, ModelDef
+from export_pipelines.spec.problems import SpecProblem, closest, format_key_path
+from export_pipelines.spec.shared_files import MODELS_FILE
+from export_pipelines.spec.yaml_file import YamlDocument, read_yaml
+
+if TYPE_CHECKING:
+    from export_pipelines.spec.loader import ExportConfig
+    from export_pipelines.spec.plan import ExportPlan, SourceRef
+
+MAPPED_IN_MODELS_FILE = "models.yaml"
+
+
+def check_source(config: ExportConfig, engine: sa.Engine) -> list[SpecProblem]:
+    """Every missing table or column, and every unreadable column type, of the tables the config maps.
+
+    Problems are filed under models.yaml at the key that fixes them (models.X.table,
+    models.X.fields.Y.column or .type), with its line when models.yaml holds that key.
+    Raises sqlalchemy.exc.SQLAlchemyError when the database cannot be reached.
+    """
+    models_file = config.root / MODELS_FILE
+    document = read_yaml(models_file, MODELS_FILE) if models_file.exists() else YamlDocument(MODELS_FILE)
+    uses = _uses(config, document)
+    inspector = sa.inspect(engine)
+    sqlite = engine.dialect.name == "sqlite"
+    problems = []
+    for model_name in sorted(uses):
+        model = config.catalog.models[model_name]
+        schema, _, table = model.table.rpartition(".")
+        try:
+            columns = {_name(c["name"], sqlite): c["type"] for c in inspector.get_columns(table, schema=schema or None)}
+        except sa.exc.NoSuchTableError:
+            known = [*inspector.get_table_names(schema=schema or None), *inspector.get_view_names(schema=schema or None)]
+            message = f"table {model.table} does not exist in the source{closest(table, known)}"
+            problems.append(_problem(document, ("models", model_name, "table"), message, _users(uses[model_name].values())))
+            continue
+        for field_name, users in sorted(uses[model_name].items()):
+            column = model.column_of(field_name)
+            reflected = columns.get(_name(column, sqlite))
+            if reflected is None:
+                message = f"table {model.table} has no column {column}{closest(column, columns)}"
+                problems.append(_problem(document, ("models", model_name, "fields", field_name, "column"), message, _users([users])))
+            elif (need := unreadable(model.fields[field_name], reflected, sqlite)) is not None:
+                message = f"column {model.table}.{column} is {reflected}, which cannot be read as a {model.fields[field_name].type}: {need}"
+                problems.append(_problem(document, ("models", model_name, "fields", field_name, "type"), message, _users([users])))
+    return problems
+
+
+def unreadable(field: FieldDef, column_type: sa.types.TypeEngine, sqlite: bool) -> str | None:
+    """What a column of `column_type` would need to be for the extract to read it as `field`, or None when it reads.
+
+    SQLite keeps any value in any column, so there a column's declared type only has to give
+    values the extract converts (text for timestamps, integer 0/1 for booleans, numbers for
+    decimals, which SQLite stores as floats anyway: see the README's known limitation).
+    A type SQLAlchemy does not know (a PostgreSQL extension's) cannot be judged and passes.
+    """
+    kind = column_type
+    if isinstance(kind, sa.types.NullType):
+        return None
+    exact_number = isinstance(kind, sa.Integer) or (isinstance(kind, sa.Numeric) and not isinstance(kind, sa.Float))
+    match field.type:
+        case "integer":
+            whole = isinstance(kind, sa.Integer) or (exact_number and (kind.scale == 0 or (sqlite and kind.scale is None)))
+            return None if whole else "an integer column (or numeric with scale 0)"
+        case "decimal":
+            if not (exact_number or (sqlite and isinstance(kind, sa.Numeric))):
+                return "numeric or an integer column (a float column's values are not exact)"
+            places = getattr(kind, "scale", None)
+            if not sqlite and places is not None and field.scale is not None and places > field.scale:
+                return f"a scale of at most {field.scale} (values with {places} places would not fit the field's scale), or scale: {places} in models.yaml"
+            return None
+        case "string":
+            return None if isinstance(kind, sa.String) else "a text column (text, varchar or char)"
+        case "boolean":
+            return None if isinstance(kind, sa.Boolean) or (sqlite and exact_number) else "a boolean column"
+        case "timestamp":
+            return None if isinstance(kind, sa.DateTime) or (sqlite and isinstance(kind, sa.String)) else "a timestamp column"
+        case "date":
+            return None if isinstance(kind, sa.Date) or (sqlite and isinstance(kind, sa.String)) else "a date column"
+        case "json":
+            if isinstance(kind, sa.JSON) or (sqlite and isinstance(kind, sa.String)):
+                return None
+            return "a json or jsonb column (properties such as metadata.tier are read with ->>)"
+    return None
+
+
+def _uses(config: ExportConfig, document: YamlDocument) -> dict[str, dict[str, set[str]]]:
+    """model -> field -> who needs it: the exports reading it, or models.yaml mapping it."""
+    uses: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
+    names = {id(model): name for name, model in config.catalog.models.items()}
+    for plan in config.plans.values():
+        for model, source in _plan_sources(plan):
+            uses[names[id(model)]][source.field_name].add(plan.name)
+    entries = document.data.get("models") if isinstance(document.data, dict) else None
+    for name, entry in (entries or {}).items():
+        canonical = config.catalog.canonical_name(str(name))
+        if canonical is None:
+            continue
+        model = config.catalog.models[canonical]
+        mapped = entry.get("fields") if isinstance(entry, dict) else None
+        for field_name in [model.primary_key, *(mapped if isinstance(mapped, dict) else model.fields)]:
+            if field_name in model.fields:
+                uses[canonical][field_name].add(MAPPED_IN_MODELS_FILE)
+    return uses
+
+
+def _plan_sources(plan: ExportPlan) -> Iterable[tuple[ModelDef, SourceRef]]:
+    """Every (model, field) the plan's queries read."""
+    sources = [*plan.sources, *(c.source for c in plan.conditions), *(key.source for key in plan.order), plan.primary_key]
+    if plan.template_conditions is not None:
+        sources += [c.source for c in plan.template_conditions.conditions]
+    if plan.window_field is not None:
+        sources.append(plan.window_field)
+    audience = plan.audience
+    if audience is not None:
+        sources.append(audience.customer)
+        if audience.query_model is not None:
+            query_sources = [audience.query_key, *(c.source for c in audience.query_conditions.conditions)]
+            yield from ((audience.query_model, source) for source in query_sources)
+    yield from ((plan.model, source) for source in sources)
+
+
+def _users(groups: Iterable[set[str]]) -> str:
+    users = set().union(*groups)
+    exports = sorted(users - {MAPPED_IN_MODELS_FILE})
+    if exports:
+        return f" (read by export{'s' if len(exports) > 1 else ''} {', '.join(exports)})"
+    return " (mapped in models.yaml)"
+
+
+def _problem(document: YamlDocument, path: tuple[str, ...], message: str, users: str) -> SpecProblem:
+    return SpecProblem(MODELS_FILE, format_key_path(path), message + users, document.line_of(path))
+
+
+def _name(name: str, sqlite: bool) -> str:
+    # SQLite matches table and column names without regard to case; PostgreSQL's folded names are exact.
+    return name.lower() if sqlite else name
