@@ -1,10 +1,11 @@
-"""A TCP forwarder that can cut a connection mid-stream or refuse new ones, as a failing
-network or a stopped server does, in front of a real server."""
+"""A TCP forwarder that can cut a connection mid-stream, refuse new ones or hold them, as a
+failing network, a stopped server or a slow one does, in front of a real server."""
 
 from __future__ import annotations
 
 import socket
 import threading
+import time
 
 from export_pipelines_tests.servers.network import HOST, free_port
 
@@ -17,6 +18,7 @@ class CuttingProxy:
         self.down = False
         self.cuts = 0
         self.refusals_left = 0
+        self.hold_seconds = 0.0
         self._listener = socket.create_server((HOST, self.port))
         self._listener.settimeout(0.2)
         self._closing = False
@@ -30,6 +32,10 @@ class CuttingProxy:
     def refuse_next(self, connections: int) -> None:
         """Drop the next connections at once, as a server that is briefly unreachable does."""
         self.refusals_left = connections
+
+    def hold(self, seconds: float) -> None:
+        """Connect each new connection only after this many seconds, as a slow server answers."""
+        self.hold_seconds = seconds
 
     def restore(self) -> None:
         self.cut_after_bytes = None
@@ -50,9 +56,13 @@ class CuttingProxy:
                 self.refusals_left = max(0, self.refusals_left - 1)
                 client.close()
                 continue
-            upstream = socket.create_connection((HOST, self.upstream_port))
-            threading.Thread(target=self._pump, args=(client, upstream, True), daemon=True).start()
-            threading.Thread(target=self._pump, args=(upstream, client, False), daemon=True).start()
+            threading.Thread(target=self._connect, args=(client, self.hold_seconds), daemon=True).start()
+
+    def _connect(self, client: socket.socket, hold_seconds: float) -> None:
+        time.sleep(hold_seconds)
+        upstream = socket.create_connection((HOST, self.upstream_port))
+        threading.Thread(target=self._pump, args=(client, upstream, True), daemon=True).start()
+        threading.Thread(target=self._pump, args=(upstream, client, False), daemon=True).start()
 
     def _pump(self, source: socket.socket, sink: socket.socket, from_client: bool) -> None:
         sent = 0
