@@ -125,7 +125,7 @@ def cmd_rerun(args: argparse.Namespace) -> int:
     import dagster as dg
 
     from export_pipelines.automation.notifications import window_text
-    from export_pipelines.local_runs import console_run_config, describe, reexecute
+    from export_pipelines.local_runs import describe, reexecute
     from export_pipelines.run_history import runs_of_export, runs_to_rerun
 
     if not args.name and not args.run_id:
@@ -153,7 +153,7 @@ def cmd_rerun(args: argparse.Namespace) -> int:
         failed = parent.status in (dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED)
         how = "from the failed step (the earlier steps' files are reused)" if failed else "in full"
         print(f"Re-executing run {parent.run_id} ({window_text(parent.tags)}) {how}")
-        result = reexecute(instance, parent, console_run_config("WARNING"))
+        result = reexecute(instance, parent, "WARNING")
         for line in describe(instance, result):
             print(f"  {line}")
         print(f"  -> run {result.run_id} {'succeeded' if result.success else 'FAILED'}")

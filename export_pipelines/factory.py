@@ -84,9 +84,9 @@ def tag_export_run(context: dg.OpExecutionContext, plan: ExportPlan) -> None:
     Materialize, `dagster asset materialize`) and of all_exports are launched without them.
     Every op calls this, so a re-execution that starts at any step is tagged too."""
     run = context.instance.get_run_by_id(context.run_id)
-    if run is None:
-        return
     exports = export_names_of_assets(context.job_def.asset_layer.selected_asset_keys)
+    if run is None or not exports:
+        return
     if exports == [plan.name]:
         wanted = export_run_tags(plan, range_from_tags(run.tags))
     else:
@@ -94,6 +94,10 @@ def tag_export_run(context: dg.OpExecutionContext, plan: ExportPlan) -> None:
     missing = {key: value for key, value in wanted.items() if run.tags.get(key) != value}
     if missing:
         context.instance.add_run_tags(context.run_id, missing)
+
+
+def rerun_command(export: str) -> str:
+    return f"export-pipelines rerun {export} --failed-only"
 
 
 def note_reused_input(context: dg.OpExecutionContext, stage: StageFile | FileSet) -> None:
@@ -141,15 +145,15 @@ def build_export_asset(plan: ExportPlan, connections: Mapping[str, DeliveryConne
         if window is not None:
             check_window_length(plan, window)
             context.log.info(f"Window [{window.start.isoformat()}, {window.end.isoformat()}) on {window.source.label}")
-        engine = source_database.create_engine(storage_dir(context).parent)
         folder = work_dir(context, name)
-        try:
-            with classified_errors(context, retry_schedule, name, "extract"):
+        with classified_errors(context, retry_schedule, name, "extract", rerun_command(name)):
+            engine = source_database.create_engine(storage_dir(context).parent)
+            try:
                 result = extract_to_stage_file(
                     engine, plan, folder / "extract.arrow", batch_size=spec.batch_size, window=window, max_bad_rows=spec.max_bad_rows
                 )
-        finally:
-            engine.dispose()
+            finally:
+                engine.dispose()
         context.log.info(f"Extracted {result.rows} rows of {plan.model_name} from {safe_url(engine.url)}")
         rejected_file = None
         if result.rejected:
@@ -235,7 +239,7 @@ def build_export_asset(plan: ExportPlan, connections: Mapping[str, DeliveryConne
     def upload(context: dg.OpExecutionContext, delivery_settings: DeliverySettings, file_set: FileSet):
         tag_export_run(context, plan)
         note_reused_input(context, file_set)
-        with classified_errors(context, retry_schedule, name, "upload"):
+        with classified_errors(context, retry_schedule, name, "upload", rerun_command(name)):
             target, delivery, redirected = deliver_file_set(context, plan, connections, delivery_settings, file_set)
         rows_written = sum(file.rows for file in delivery.files)
         finished = dt.datetime.now(dt.UTC)

@@ -48,18 +48,20 @@ def execute(instance: dg.DagsterInstance, job_name: str, run_config: Mapping, ta
         return result
 
 
-def reexecute(instance: dg.DagsterInstance, parent: dg.DagsterRun, run_config: Mapping) -> dg.JobExecutionResult:
+def reexecute(instance: dg.DagsterInstance, parent: dg.DagsterRun, console_log_level: str) -> dg.JobExecutionResult:
     """Re-execute `parent`: from its failed steps when it failed (the earlier steps' files are
-    reused), else in full. The new run keeps the parent's window and export tags; Dagster
-    needs the partition (range) tags of a partitioned run's re-execution."""
+    reused), else in full. The new run keeps the parent's run config (an ad-hoc request, a
+    redirected delivery) and its window and export tags; Dagster needs the partition (range)
+    tags of a partitioned run's re-execution."""
     failed = parent.status in (dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED)
     options = (
         dg.ReexecutionOptions.from_failure(parent.run_id, instance) if failed else dg.ReexecutionOptions(parent_run_id=parent.run_id)
     )
     kept = {key: value for key, value in parent.tags.items() if key in PARTITION_TAGS or key.startswith("export_pipelines/")}
     tags = {**kept, TRIGGER_TAG: "rerun"}
+    run_config = {**parent.run_config, **console_run_config(console_log_level)}
     with dg.execute_job(
-        code_location_job(parent.job_name), instance=instance, reexecution_options=options, tags=tags, run_config=dict(run_config)
+        code_location_job(parent.job_name), instance=instance, reexecution_options=options, tags=tags, run_config=run_config
     ) as result:
         return result
 

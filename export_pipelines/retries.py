@@ -190,9 +190,12 @@ def retry_schedule_for(retries: Retries | None) -> RetrySchedule | None:
 
 
 @contextlib.contextmanager
-def classified_errors(context: dg.OpExecutionContext, schedule: RetrySchedule | None, export: str, step: str) -> Iterator[None]:
+def classified_errors(
+    context: dg.OpExecutionContext, schedule: RetrySchedule | None, export: str, step: str, rerun: str
+) -> Iterator[None]:
     """Run a step's work: a transient error is retried by the schedule; anything else, and a
-    transient error after the last retry, fails the step with its cause as the message.
+    transient error after the last retry, fails the step with its cause as the message, which
+    names `export` and `step` (unless the cause does) and ends with the `rerun` command.
 
     Raises dg.RetryRequested or dg.Failure(allow_retries=False); a dg.Failure raised inside
     passes unchanged.
@@ -211,11 +214,10 @@ def classified_errors(context: dg.OpExecutionContext, schedule: RetrySchedule | 
             wait = schedule.wait_before(retry)
             context.log.warning(f"{cause} (transient: retry {retry} of {schedule.max_retries} in {wait:.1f} s)")
             raise dg.RetryRequested(max_retries=schedule.max_retries, seconds_to_wait=wait) from error
-        rerun = f"export-pipelines rerun {export} --failed-only"
         if not found.transient:
             advice = f"Not retried: this does not heal by itself. {_sentence(found.hint)}Then: {rerun}"
         elif schedule is None:
-            advice = f"This looks transient; the spec asks for no retries (`retries`). Once it passes: {rerun}"
+            advice = f"This looks transient; it was not retried (no `retries` given). Once it passes: {rerun}"
         else:
             advice = (
                 f"This looks transient but still failed after {schedule.max_retries} retries within "

@@ -94,7 +94,7 @@ def build_adhoc_job(loaded: ExportConfig) -> dg.JobDefinition:
 
     @dg.op(description="Deliver to the download folder or the named connection; report every chunk's URL.")
     def deliver(context: dg.OpExecutionContext, delivery_settings: DeliverySettings, plan: ExportPlan, file_set: FileSet) -> None:
-        with classified_errors(context, None, plan.name, "deliver"):
+        with classified_errors(context, None, plan.name, "deliver", f"export-pipelines rerun --run-id {context.run_id}"):
             target, delivery, redirected = deliver_file_set(context, plan, connections, delivery_settings, file_set)
         rows_written = sum(file.rows for file in delivery.files)
         if rows_written != file_set.facts.expected_rows:

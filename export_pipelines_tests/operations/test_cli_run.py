@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import dagster as dg
 import pytest
 
 from export_pipelines.cli import main
@@ -62,6 +63,42 @@ def test_a_run_from_the_shell_reports_its_cause_and_then_delivers_redirected(hom
     log = cli("log", "partner_customers").stdout.splitlines()
     assert "success" in log[1] and " cli " in log[1] and "customers.csv" in log[1]
     assert "failed" in log[2] and " cli " in log[2]
+
+
+def test_a_dagster_asset_materialize_run_is_logged_and_rerun_from_its_failed_upload(home):
+    """Issue 15's first case: a run of __ASSET_JOB (what `dagster asset materialize` and UI backfills
+    launch) failed at upload; rerun re-executes it from there instead of failing to rebuild the job."""
+    downloads = home / "storage" / "downloads"
+    downloads.mkdir(parents=True)
+    (downloads / "daily_tx").write_text("a file where the download folder belongs")
+    materialize = subprocess.run(
+        [str(Path(sys.executable).parent / "dagster"), "asset", "materialize", "-m", "export_pipelines.definitions",
+         "--select", "exports/daily_tx", "--partition-range", "2026-03-01...2026-03-03"],
+        capture_output=True, text=True, timeout=300, env=os.environ.copy(),
+    )
+    assert materialize.returncode != 0
+    log = cli("log", "daily_tx").stdout.splitlines()
+    assert "failed" in log[1] and "2026-03-01 .. 2026-03-03" in log[1]
+    failed_run = log[1].rsplit("run ", 1)[1]
+    assert log[2].startswith("    error: exports__daily_tx.daily_tx__upload: For export daily_tx, the upload step failed:")
+
+    (downloads / "daily_tx").unlink()
+    rerun = cli("rerun", "daily_tx", "--failed-only")
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert f"Re-executing run {failed_run} (2026-03-01 .. 2026-03-03) from the failed step" in rerun.stdout
+    assert "daily_tx_20260301_20260304.csv" in rerun.stdout
+    with dg.DagsterInstance.get() as instance:
+        [child] = [run for run in instance.get_runs() if run.parent_run_id == failed_run]
+        assert child.job_name == "__ASSET_JOB" and child.tags["export_pipelines/window"] == "daily_tx@2026-03-01..2026-03-03"
+        logged = [entry.user_message for entry in instance.all_logs(child.run_id) if entry.step_key and entry.step_key.endswith("__upload")]
+        assert [step.rsplit("__", 1)[1] for step in started_steps(instance, child.run_id)] == ["upload"]
+    # The run log says the earlier steps' files were reused: the source was not queried again.
+    assert any(message.startswith("Re-execution: using the files an earlier run of this export left in") for message in logged)
+    assert (downloads / "daily_tx" / "daily_tx_20260301_20260304.csv").read_text().splitlines() == ["id"]
+
+
+def started_steps(instance: dg.DagsterInstance, run_id: str) -> list[str]:
+    return [entry.step_key for entry in instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_START)]
 
 
 @pytest.mark.parametrize(
