@@ -150,6 +150,10 @@ def cmd_rerun(args: argparse.Namespace) -> int:
         parents = [instance.get_run_by_id(summary.run_id) for summary in chosen]
     succeeded = True
     for parent in parents:
+        if not parent.is_finished:
+            print(f"ERROR run {parent.run_id} is {parent.status.value.lower()}; rerun it once it has finished")
+            succeeded = False
+            continue
         failed = parent.status in (dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED)
         how = "from the failed step (the earlier steps' files are reused)" if failed else "in full"
         print(f"Re-executing run {parent.run_id} ({window_text(parent.tags)}) {how}")

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
 import dagster as dg
+
+if TYPE_CHECKING:
+    from export_pipelines.spec.plan import ExportPlan
 
 ASSET_PREFIX = "exports"
 ALL_EXPORTS_JOB = "all_exports"
@@ -50,7 +54,7 @@ EXPORT_TAG = "export_pipelines/export"
 EXPORTS_TAG = "export_pipelines/exports"
 # The run's export window: <export> for snapshots, <export>@<start>..<end> for window ranges.
 WINDOW_TAG = "export_pipelines/window"
-# How a run came about: manual (the job's default), schedule, sensor or cli; backfills carry dagster/backfill.
+# How a run came about: manual (the job's default), schedule, sensor, cli or rerun; backfills carry dagster/backfill.
 TRIGGER_TAG = "export_pipelines/trigger"
 
 
@@ -64,10 +68,10 @@ def export_pool(export_name: str) -> str:
     return f"export_pipelines/{export_name}"
 
 
-def export_run_tags(plan, key_range=None) -> dict[str, str]:
-    """The tags of a run of one export, over `key_range` (a dg.PartitionKeyRange) for an
-    incremental export: the UI's run list filters by them. An incremental export's window is
-    known only once a run asks for one, so without a range it gets no window tag."""
+def export_run_tags(plan: ExportPlan, key_range: dg.PartitionKeyRange | None = None) -> dict[str, str]:
+    """The tags of a run of one export, over `key_range` for an incremental export: the UI's
+    run list filters by them. An incremental export's window is known only once a run asks
+    for one, so without a range it gets no window tag."""
     tags = {
         EXPORT_TAG: plan.name,
         "export_pipelines/model": plan.model_name,

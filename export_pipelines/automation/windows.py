@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import dagster as dg
 from dagster._core.storage.tags import (
@@ -17,6 +18,9 @@ from dagster._core.storage.tags import (
 )
 
 from export_pipelines.spec.export import Incremental
+
+if TYPE_CHECKING:
+    from export_pipelines.spec.plan import ExportPlan
 
 
 def partitions_for(incremental: Incremental | None) -> dg.TimeWindowPartitionsDefinition | None:
@@ -84,7 +88,7 @@ class WindowRangeError(ValueError):
     """A window range that does not name complete windows of the export; the message says which exist."""
 
 
-def requested_range(plan, first: str | None, last: str | None, now: dt.datetime) -> dg.PartitionKeyRange | None:
+def requested_range(plan: ExportPlan, first: str | None, last: str | None, now: dt.datetime) -> dg.PartitionKeyRange | None:
     """The windows `first` .. `last` (partition keys, both included) of an incremental export;
     `last` defaults to the latest complete window and `first` to `last`. None for a snapshot export.
 
