@@ -42,7 +42,7 @@ class ErrorClass:
 _CHECK_PATHS = "a file or folder the connection names does not exist: check its path in connections.yaml and on the server"
 _NO_PERMISSION = "the user may not do this there: check the connection's username and path, and the user's rights on the server"
 
-# Fully qualified class names (any class in an exception's MRO), subclass before base class.
+# By fully qualified class name, looked up along the exception class's MRO: a subclass's entry wins over its base's.
 _BY_CLASS: dict[str, ErrorClass] = {
     "export_pipelines.spec.connections.MissingSecretError": ErrorClass(PERMANENT),
     "export_pipelines.stages.bad_rows.TooManyBadRows": ErrorClass(PERMANENT),

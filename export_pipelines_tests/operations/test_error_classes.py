@@ -7,14 +7,19 @@ run's failure message. Every case runs a real export against a real server."""
 from __future__ import annotations
 
 import csv
+import ftplib
 import io
+import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
 import pytest
+import sqlalchemy as sa
+from botocore.exceptions import ClientError
 
 from export_pipelines.factory import build_export_asset
+from export_pipelines.retries import PERMANENT, TRANSIENT, classify
 from export_pipelines.spec.loader import load_config
 from export_pipelines_tests.conftest import export_resources, write_config
 from export_pipelines_tests.sample_data import CUSTOMERS, create_sample_tables
@@ -175,3 +180,37 @@ def test_an_unreachable_database_is_retried_and_a_missing_table_is_not(tmp_path)
         message = failure.step_failure_data.error.message
         assert "For export classified, the extract step failed:" in message, message
         assert ("Connection refused" if retried else "no such table") in message
+
+
+def raised(action) -> BaseException:
+    try:
+        action()
+    except Exception as error:  # the error exactly as the library raised it
+        return error
+    raise AssertionError("nothing was raised")
+
+
+def test_database_errors_by_sqlstate_and_sqlite_code(tmp_path, postgres_url):
+    locked = tmp_path / "locked.sqlite"
+    holder = sqlite3.connect(locked, isolation_level=None)
+    holder.execute("CREATE TABLE t (x)")
+    holder.execute("BEGIN EXCLUSIVE")
+    busy = raised(lambda: sqlite3.connect(locked, timeout=0).execute("SELECT * FROM t").fetchall())
+    holder.close()
+    missing_table = raised(lambda: sa.create_engine(f"sqlite:///{locked}").connect().execute(sa.text("SELECT * FROM nowhere")))
+    refused = raised(lambda: sa.create_engine("postgresql+psycopg://postgres@127.0.0.1:1/test").connect())
+    undefined = raised(lambda: sa.create_engine(postgres_url).connect().execute(sa.text("SELECT * FROM nowhere_at_all")))
+    assert [classify(error).kind for error in (busy, missing_table, refused, undefined)] == [TRANSIENT, PERMANENT, TRANSIENT, PERMANENT]
+
+
+def test_replies_only_a_real_s3_or_ftp_server_in_trouble_gives():
+    """moto and vsftpd do not throttle or ask to come back later; the errors as botocore and ftplib raise them."""
+    def s3_error(code: str, status: int) -> BaseException:
+        response = {"Error": {"Code": code, "Message": code}, "ResponseMetadata": {"HTTPStatusCode": status}}
+        return ClientError(response, "PutObject")
+
+    assert classify(s3_error("SlowDown", 503)).kind == TRANSIENT
+    assert classify(s3_error("InternalError", 500)).kind == TRANSIENT
+    assert classify(s3_error("AccessDenied", 403)).kind == PERMANENT
+    assert classify(ftplib.error_temp("421 Too many users, try later")).kind == TRANSIENT
+    assert classify(ftplib.error_perm("553 Could not create file")).kind == PERMANENT
