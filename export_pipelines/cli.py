@@ -57,7 +57,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     from export_pipelines.automation.windows import latest_windows, partitions_for, range_tags
     from export_pipelines.demo.generator import demo_data_end, generate_demo_database
-    from export_pipelines.naming import ALL_EXPORTS_JOB, export_job_name
+    from export_pipelines.local_runs import console_run_config, describe, execute
+    from export_pipelines.naming import TRIGGER_TAG, export_job_name
     from export_pipelines.spec.loader import config_dir, load_config
     from export_pipelines.source import SOURCE_URL_ENV_VAR, demo_database_path
 
@@ -67,40 +68,61 @@ def cmd_demo(args: argparse.Namespace) -> int:
             database.parent.mkdir(parents=True, exist_ok=True)
             counts = generate_demo_database(f"sqlite:///{database}", customers=args.customers, seed=args.seed)
             print(f"Built demo database {database}: " + ", ".join(f"{t} {n}" for t, n in counts.items()))
-    from export_pipelines.definitions import defs
 
     instance = DagsterInstance.get()
-    # A job cannot mix partitioned and unpartitioned assets: snapshots run together, each
-    # incremental export runs once over its latest week of complete windows.
-    # The demo keeps every file local, whatever target a spec names: no partner server is involved.
-    run_config = {"resources": {"delivery_settings": {"config": {"redirect_to_download": True}}}}
+    # One run per export, as its schedule would launch it: snapshots now, each incremental export
+    # over its latest week of complete windows. The console shows errors only (every event stays in
+    # the run log), and every file stays local, whatever target a spec names: no partner server is involved.
+    run_config = console_run_config("ERROR", redirect_to_download=True)
     plans = load_config(config_dir()).plans
-    results = []
-    if any(plan.spec.incremental is None for plan in plans.values()):
-        job = defs.resolve_job_def(ALL_EXPORTS_JOB)
-        results.append(job.execute_in_process(run_config=run_config, instance=instance, raise_on_error=False))
     as_of = demo_data_end() if not os.environ.get(SOURCE_URL_ENV_VAR) else dt.datetime.now(dt.UTC)
+    results = []
     for name, plan in plans.items():
         partitions = partitions_for(plan.spec.incremental)
+        tags = {TRIGGER_TAG: "cli"}
         if partitions is not None:
-            key_range = latest_windows(partitions, as_of, count=DEMO_WINDOWS)
-            job = defs.resolve_job_def(export_job_name(name))
-            results.append(
-                job.execute_in_process(run_config=run_config, instance=instance, tags=range_tags(key_range), raise_on_error=False)
-            )
-    for result in results:
-        # A range run records one materialization per window, all with the same files: print one.
-        latest_by_asset = {event.asset_key: event.materialization for event in result.get_asset_materialization_events()}
-        for asset_key, materialization in latest_by_asset.items():
-            metadata = materialization.metadata
-            print(f"{asset_key.to_user_string()}: {metadata['rows_written'].value} rows -> {metadata['location'].value}")
-            print(f"    window: {metadata['window'].value}")
-            for file_name in metadata["file_names"].value:
-                print(f"    {file_name}")
+            tags |= range_tags(latest_windows(partitions, as_of, count=DEMO_WINDOWS))
+        result = execute(instance, export_job_name(name), run_config, tags)
+        results.append(result)
+        for line in describe(instance, result):
+            print(line)
     success = all(result.success for result in results)
-    run_ids = ", ".join(result.run_id for result in results)
-    print(f"Runs {run_ids} {'succeeded' if success else 'FAILED'}; history in {home} (see `make ui`)")
+    print(f"{len(results)} runs {'succeeded' if success else 'did not all succeed'}; history in {home} (see `make ui`)")
     return 0 if success else 1
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """One export (or window range) from the shell, as dbt runs one model: progress, then files and rows, or the cause."""
+    home = _ensure_dagster_home()
+    import dagster as dg
+
+    from export_pipelines.automation.windows import WindowRangeError, range_tags, requested_range
+    from export_pipelines.local_runs import console_run_config, describe, execute
+    from export_pipelines.naming import TRIGGER_TAG, export_job_name
+    from export_pipelines.spec.loader import config_dir, load_config
+    from export_pipelines.spec.plan import closest
+
+    config = load_config(config_dir())
+    plan = config.plans.get(args.name)
+    if plan is None:
+        problems = config.invalid_files.get(args.name)
+        reason = ": its spec does not load (export-pipelines validate)" if problems else closest(args.name, config.plans)
+        print(f"ERROR no valid export {args.name} in {config_dir()}{reason}")
+        return 1
+    try:
+        key_range = requested_range(plan, args.start, args.end, dt.datetime.now(dt.UTC))
+    except WindowRangeError as error:
+        print(f"ERROR {error}")
+        return 1
+    tags = {TRIGGER_TAG: "cli", **(range_tags(key_range) if key_range else {})}
+    window = f"windows {key_range.start} .. {key_range.end}" if key_range else "a snapshot"
+    print(f"Running {args.name} ({window}) in {home}")
+    with dg.DagsterInstance.get() as instance:
+        result = execute(instance, export_job_name(args.name), console_run_config("INFO", args.redirect_to_download), tags)
+        for line in describe(instance, result):
+            print(line)
+    print(f"Run {result.run_id} {'succeeded' if result.success else 'FAILED'}")
+    return 0 if result.success else 1
 
 
 def cmd_log(args: argparse.Namespace) -> int:
@@ -122,41 +144,45 @@ def cmd_log(args: argparse.Namespace) -> int:
 def cmd_rerun(args: argparse.Namespace) -> int:
     home = _ensure_dagster_home()
     import dagster as dg
-    from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG, PARTITION_NAME_TAG
 
-    from export_pipelines.run_history import RERUN_JOB_ENV_VAR, rerun_job, runs_of_export, runs_to_rerun
+    from export_pipelines.automation.notifications import window_text
+    from export_pipelines.local_runs import describe, reexecute
+    from export_pipelines.run_history import runs_of_export, runs_to_rerun
 
-    instance = dg.DagsterInstance.get()
-    summaries = list(runs_of_export(instance, args.name, limit=200))
-    if not summaries:
-        print(f"No runs of export {args.name} in {home}")
+    if not args.name and not args.run_id:
+        print("ERROR name an export, or a run with --run-id")
         return 1
-    chosen = runs_to_rerun(summaries, args.failed_only)
-    if not chosen:
-        print(f"Nothing to rerun: the latest run of every window of {args.name} succeeded")
-        return 0
+    instance = dg.DagsterInstance.get()
+    if args.run_id:
+        parent = instance.get_run_by_id(args.run_id)
+        if parent is None:
+            print(f"ERROR no run {args.run_id} in {home}")
+            return 1
+        parents = [parent]
+    else:
+        summaries = list(runs_of_export(instance, args.name, limit=200))
+        if not summaries:
+            print(f"No runs of export {args.name} in {home}")
+            return 1
+        chosen = runs_to_rerun(summaries, args.failed_only)
+        if not chosen:
+            print(f"Nothing to rerun: the latest run of every window of {args.name} succeeded")
+            return 0
+        parents = [instance.get_run_by_id(summary.run_id) for summary in chosen]
     succeeded = True
-    for summary in chosen:
-        if summary.job_name.startswith("__ephemeral"):
-            print(f"Run {summary.run_id} was started in-process by a script; re-execute it from the UI")
+    for parent in parents:
+        if not parent.is_finished:
+            print(f"ERROR run {parent.run_id} is {parent.status.value.lower()}; rerun it once it has finished")
             succeeded = False
             continue
-        os.environ[RERUN_JOB_ENV_VAR] = summary.job_name
-        # Dagster wants the parent's partition (range) tags on a re-execution of a partitioned run.
-        partition_keys = (PARTITION_NAME_TAG, ASSET_PARTITION_RANGE_START_TAG, ASSET_PARTITION_RANGE_END_TAG)
-        tags = {key: value for key, value in summary.tags.items() if key in partition_keys}
-        options = (
-            dg.ReexecutionOptions.from_failure(summary.run_id, instance)
-            if summary.failed
-            else dg.ReexecutionOptions(parent_run_id=summary.run_id)
-        )
-        how = "from the failed step" if summary.failed else "in full"
-        print(f"Re-executing run {summary.run_id} ({summary.window}) {how}")
-        with dg.execute_job(
-            dg.reconstructable(rerun_job), instance=instance, reexecution_options=options, tags=tags, raise_on_error=False
-        ) as result:
-            print(f"  -> run {result.run_id} {'succeeded' if result.success else 'FAILED'}")
-            succeeded = succeeded and result.success
+        failed = parent.status in (dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED)
+        how = "from the failed step (the earlier steps' files are reused)" if failed else "in full"
+        print(f"Re-executing run {parent.run_id} ({window_text(parent.tags)}) {how}")
+        result = reexecute(instance, parent, "WARNING")
+        for line in describe(instance, result):
+            print(f"  {line}")
+        print(f"  -> run {result.run_id} {'succeeded' if result.success else 'FAILED'}")
+        succeeded = succeeded and result.success
     return 0 if succeeded else 1
 
 
@@ -200,9 +226,17 @@ def build_parser() -> argparse.ArgumentParser:
     log.set_defaults(handler=cmd_log)
 
     rerun = commands.add_parser("rerun", help="re-execute an export's latest run, or with --failed-only its failed windows")
-    rerun.add_argument("name")
+    rerun.add_argument("name", nargs="?", help="the export (not needed with --run-id)")
     rerun.add_argument("--failed-only", action="store_true", help="each failed window not succeeded since, from its failed step")
+    rerun.add_argument("--run-id", help="re-execute this run, whatever launched it (from its failed step when it failed)")
     rerun.set_defaults(handler=cmd_rerun)
+
+    run = commands.add_parser("run", help="run one export now, in this process: progress, then files and rows (exit 1 on failure)")
+    run.add_argument("name")
+    run.add_argument("--from", dest="start", metavar="WINDOW", help="first window of an incremental export (2026-03-01; hourly 2026-03-01-05:00)")
+    run.add_argument("--to", dest="end", metavar="WINDOW", help="last window, included (default: the latest complete one)")
+    run.add_argument("--redirect-to-download", action="store_true", help="keep the files in the download folder instead of the target")
+    run.set_defaults(handler=cmd_run)
 
     purge = commands.add_parser("purge-runs", help="delete finished runs (and their logs) older than N days")
     purge.add_argument("--older-than-days", type=int, required=True)

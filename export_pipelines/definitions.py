@@ -17,7 +17,7 @@ from export_pipelines.automation.dependencies import build_dependency_sensor
 from export_pipelines.automation.jobs import build_export_job
 from export_pipelines.automation.notifications import NotificationSettings, build_notification_sensors
 from export_pipelines.automation.schedules import build_export_schedule
-from export_pipelines.delivery_settings import DeliverySettings
+from export_pipelines.delivery_settings import DeliverySettings, redirect_from_environment
 from export_pipelines.factory import build_export_asset
 from export_pipelines.naming import (
     ADHOC_JOB,
@@ -29,7 +29,7 @@ from export_pipelines.naming import (
     invalid_asset_names,
 )
 from export_pipelines.source import SourceDatabase
-from export_pipelines.spec.loader import ExportConfig, SpecProblem, config_dir, load_config
+from export_pipelines.spec.loader import ExportConfig, SpecProblem, bundled_demo_config, config_dir, load_config
 from export_pipelines.spec.plan import ExportPlan
 
 logger = logging.getLogger("export_pipelines")
@@ -71,29 +71,37 @@ class _ExportDefinitions:
 
 def build_definitions(config: ExportConfig) -> dg.Definitions:
     """The code location's Definitions: an asset, job and schedule or sensor per valid export, an
-    invalid_exports asset per spec file that does not load (the loader's or Dagster's refusal)."""
+    invalid_exports asset per spec file that does not load (the loader's or Dagster's refusal).
+    $EXPORT_REDIRECT_TO_DOWNLOAD decides whether its runs deliver to the connections
+    (see delivery_settings.redirect_from_environment)."""
     for problem in config.problems:
         logger.warning("export config problem: %s", problem)
+    redirected = redirect_from_environment(config.root, bundled_demo_config())
     invalid = dict(config.invalid_files)
     built = _build_exports(config, invalid)
-    defs = _assemble(config, built, invalid)
+    defs = _assemble(config, built, invalid, redirected)
     try:
         dg.Definitions.validate_loadable(defs)
     except Exception:  # noqa: BLE001 - find the exports Dagster refuses, and load the others
         logger.exception("Dagster refuses these definitions; checking the exports one at a time")
         for name in list(built):
             try:
-                dg.Definitions.validate_loadable(_assemble(config, {name: built[name]}, {}, with_shared=False))
+                dg.Definitions.validate_loadable(_assemble(config, {name: built[name]}, {}, redirected, with_shared=False))
             except Exception as error:  # noqa: BLE001
                 _refuse(invalid, SpecProblem(config.spec_files[name], "", f"Dagster refuses this export's definitions: {_reason(error)}"))
                 del built[name]
         _drop_orphans(config, built, invalid)
-        defs = _assemble(config, built, invalid)
+        defs = _assemble(config, built, invalid, redirected)
     return defs
 
 
 def _assemble(
-    config: ExportConfig, built: dict[str, _ExportDefinitions], invalid: dict[str, list[SpecProblem]], *, with_shared: bool = True
+    config: ExportConfig,
+    built: dict[str, _ExportDefinitions],
+    invalid: dict[str, list[SpecProblem]],
+    redirected: bool,
+    *,
+    with_shared: bool = True,
 ) -> dg.Definitions:
     names = invalid_asset_names(sorted(invalid), set(built))
     invalid_assets = [invalid_export_asset(names[file], file, problems) for file, problems in sorted(invalid.items())]
@@ -107,25 +115,26 @@ def _assemble(
                     ALL_EXPORTS_JOB,
                     selection=dg.AssetSelection.assets(*[asset_key_for(name) for name in snapshot_names]),
                     description="Every valid snapshot export once (incremental exports run by window, from their own jobs).",
+                    # Several exports: each step in its own process, so the exports run side by side.
+                    executor_def=dg.multiprocess_executor,
                 )
             )
         jobs.append(build_adhoc_job(config))
-        sensors = build_notification_sensors({name: config.plans[name] for name in built}, config.connections.connections)
+        sensors = build_notification_sensors({name: config.plans[name] for name in built}, config.connections.connections, redirected)
     return dg.Definitions(
         assets=[*(item.asset for item in built.values()), *invalid_assets],
         jobs=[*jobs, *(item.job for item in built.values())],
         schedules=[item.schedule for item in built.values() if item.schedule is not None],
         sensors=[*(item.sensor for item in built.values() if item.sensor is not None), *sensors],
-        resources=_resources(),
+        # An export's stages run one after the other and pass files on disk: one process is enough,
+        # also for the runs UI backfills and Materialize launch (__ASSET_JOB), as for <export>_job runs.
+        executor=dg.in_process_executor,
+        resources={
+            "source_database": SourceDatabase(),
+            "delivery_settings": DeliverySettings(redirect_to_download=redirected),
+            "notification_settings": NotificationSettings(),
+        },
     )
-
-
-def _resources() -> dict[str, dg.ConfigurableResource]:
-    return {
-        "source_database": SourceDatabase(),
-        "delivery_settings": DeliverySettings(),
-        "notification_settings": NotificationSettings(),
-    }
 
 
 def _build_exports(config: ExportConfig, invalid: dict[str, list[SpecProblem]]) -> dict[str, _ExportDefinitions]:
@@ -188,4 +197,10 @@ def _export_definitions(plan: ExportPlan, config: ExportConfig) -> _ExportDefini
     )
 
 
-defs = build_definitions(load_config(config_dir()))
+def load_definitions() -> dg.Definitions:
+    """The code location over the config folder in force (EXPORT_PIPELINES_CONFIG), built anew:
+    the command line's runs rebuild it through this in the process that executes the steps."""
+    return build_definitions(load_config(config_dir()))
+
+
+defs = load_definitions()

@@ -43,6 +43,7 @@ def _client(args: argparse.Namespace):
 @_reporting_errors
 def cmd_create(args: argparse.Namespace) -> int:
     from export_pipelines.api.filter_text import parse_filters
+    from export_pipelines.spec.loader import load_config
 
     parameters = {
         "fields": [field.strip() for field in args.fields.split(",") if field.strip()],
@@ -54,7 +55,9 @@ def cmd_create(args: argparse.Namespace) -> int:
         "target": args.target,
     }
     client = _client(args)
-    export_id = client.create(args.exported_object, parameters, channel="CLI", user_id=args.user_id)
+    # The request is checked against the config folder the code location loads before anything is launched.
+    check_with = None if args.no_check else load_config(_config_root(args))
+    export_id = client.create(args.exported_object, parameters, channel="CLI", user_id=args.user_id, check_with=check_with)
     if not args.wait:
         print(export_id)
         return 0
@@ -106,9 +109,19 @@ def _config_root(args: argparse.Namespace) -> Path:
 
 def cmd_clone(args: argparse.Namespace) -> int:
     from export_pipelines.spec.clone import CloneError, clone_spec, parse_assignment
+    from export_pipelines.spec.loader import CONFIG_ENV_VAR, bundled_demo_config
 
+    root = _config_root(args)
+    if root.resolve() == bundled_demo_config().resolve():
+        # The demo config is part of the installed package: a clone there is lost on reinstall.
+        print(
+            f"ERROR {root} is the bundled demo config, part of the installed package; clone into a config folder of "
+            f"your own: copy it (cp -r {root} DIR), then set {CONFIG_ENV_VAR}=DIR (the code location reads it too) "
+            f"or pass --config DIR"
+        )
+        return 1
     try:
-        destination = clone_spec(_config_root(args), args.name, args.new_name, [parse_assignment(text) for text in args.set])
+        destination = clone_spec(root, args.name, args.new_name, [parse_assignment(text) for text in args.set])
     except CloneError as error:
         print(f"ERROR {error}")
         return 1
@@ -129,6 +142,8 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def add_export_commands(commands) -> None:
+    config = argparse.ArgumentParser(add_help=False)
+    config.add_argument("--config", help="config folder (default: EXPORT_PIPELINES_CONFIG or the bundled demo)")
     url = argparse.ArgumentParser(add_help=False)
     url.add_argument(
         "--url", default=os.environ.get(URL_ENV_VAR, "http://127.0.0.1:3000"), help=f"dagster-webserver URL (default ${URL_ENV_VAR} or :3000)"
@@ -137,7 +152,7 @@ def add_export_commands(commands) -> None:
     waiting.add_argument("--wait", action="store_true", help="wait until the export is DONE or ERROR")
     waiting.add_argument("--timeout", type=float, default=600, help="seconds to wait (default 600)")
 
-    create = commands.add_parser("create", parents=[url, waiting], help="start an ad-hoc export; prints its id")
+    create = commands.add_parser("create", parents=[url, waiting, config], help="start an ad-hoc export; prints its id")
     create.add_argument("exported_object", help="model name or alias: voucher, redemption, customer, ...")
     create.add_argument("--fields", required=True, help="comma-separated fields, e.g. code,voucher_type")
     create.add_argument("--filter", action="append", default=[], help="'FIELD OPERATOR VALUE[,VALUE]', repeatable")
@@ -148,6 +163,9 @@ def add_export_commands(commands) -> None:
     create.add_argument("--max-rows-per-file", type=int, help="split the result into chunks of this many rows")
     create.add_argument("--target", default="download", help="download, or a connection name from connections.yaml")
     create.add_argument("--user-id", help="recorded with the export as user_id")
+    create.add_argument(
+        "--no-check", action="store_true", help="skip the local check of the request (a webserver that loads another config folder)"
+    )
     create.set_defaults(handler=cmd_create)
 
     status = commands.add_parser("status", parents=[url], help="an ad-hoc export as JSON (Voucherify's export object)")
@@ -163,9 +181,6 @@ def add_export_commands(commands) -> None:
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default loopback only)")
     serve.add_argument("--port", type=int, default=DEFAULT_DOWNLOADS_PORT)
     serve.set_defaults(handler=cmd_serve_downloads)
-
-    config = argparse.ArgumentParser(add_help=False)
-    config.add_argument("--config", help="config folder (default: EXPORT_PIPELINES_CONFIG or the bundled demo)")
 
     clone = commands.add_parser("clone", parents=[config], help="write a new spec from an existing export, with changes")
     clone.add_argument("name", help="the export to copy")

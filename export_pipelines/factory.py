@@ -18,24 +18,24 @@ from pathlib import Path
 import dagster as dg
 
 from export_pipelines.automation.schedules import describe_schedule
-from export_pipelines.automation.windows import partitions_for, wall_clock_days
-from export_pipelines.naming import asset_key_for, op_name_for
+from export_pipelines.automation.windows import partitions_for, range_from_tags, wall_clock_days
+from export_pipelines.naming import EXPORTS_TAG, asset_key_for, export_names_of_assets, export_pool, export_run_tags, op_name_for
 from export_pipelines.database_urls import safe_url
 from export_pipelines.delivery_settings import DeliverySettings
-from export_pipelines.retries import retry_policy_for
+from export_pipelines.retries import classified_errors, retry_schedule_for
 from export_pipelines.run_history import run_is_over
 from export_pipelines.source import SourceDatabase
 from export_pipelines.spec.export import ConnectionTarget
 from export_pipelines.spec.plan import ExportPlan
 from export_pipelines.stages.aggregation import aggregate_stage_file
-from export_pipelines.stages.bad_rows import TooManyBadRows, write_rejected_csv
-from export_pipelines.stages.extract import ExtractError, TimeWindow, extract_to_stage_file
+from export_pipelines.stages.bad_rows import write_rejected_csv
+from export_pipelines.stages.extract import TimeWindow, extract_to_stage_file
 from export_pipelines.stages.file_naming import NameValues, render_file_name
 from export_pipelines.stages.mapping import map_stage_file
 from export_pipelines.stages.serialization import LINE_ENDINGS, CsvDialect, OutputSettings, DELIMITERS, write_files
 from export_pipelines.stages.stage_files import read_batches
-from export_pipelines.spec.connections import DeliveryConnection, MissingSecretError
-from export_pipelines.targets.base import Delivery, DeliveredFile, DeliveryError, LocalFile, Target
+from export_pipelines.spec.connections import DeliveryConnection
+from export_pipelines.targets.base import Delivery, DeliveredFile, LocalFile, Target
 from export_pipelines.targets.registry import downloads_folder, target_for
 
 ROWS_CHECK = "rows_written_match_expected"
@@ -81,6 +81,33 @@ def work_dir(context: dg.OpExecutionContext, export_name: str) -> Path:
     return folder
 
 
+def tag_export_run(context: dg.OpExecutionContext, plan: ExportPlan) -> None:
+    """Give the run the export tags if it lacks them: runs of `__ASSET_JOB` (UI backfills and
+    Materialize, `dagster asset materialize`) and of all_exports are launched without them.
+    Every op calls this, so a re-execution that starts at any step is tagged too."""
+    run = context.instance.get_run_by_id(context.run_id)
+    exports = export_names_of_assets(context.job_def.asset_layer.selected_asset_keys)
+    if run is None or not exports:
+        return
+    if exports == [plan.name]:
+        wanted = export_run_tags(plan, range_from_tags(run.tags))
+    else:
+        wanted = {EXPORTS_TAG: ",".join(exports)}
+    missing = {key: value for key, value in wanted.items() if run.tags.get(key) != value}
+    if missing:
+        context.instance.add_run_tags(context.run_id, missing)
+
+
+def rerun_command(export: str) -> str:
+    return f"export-pipelines rerun {export} --failed-only"
+
+
+def note_reused_input(context: dg.OpExecutionContext, stage: StageFile | FileSet) -> None:
+    """A re-execution from a failed step reads the earlier run's stage files instead of querying again: say so."""
+    if f"/{context.run_id}/" not in stage.facts.work_dir:
+        context.log.info(f"Re-execution: using the files an earlier run of this export left in {stage.facts.work_dir}")
+
+
 def export_window(context: dg.OpExecutionContext, plan: ExportPlan) -> TimeWindow | None:
     """The run's partition or partition range as a half-open window in the export's timezone."""
     if plan.window_field is None:
@@ -110,25 +137,25 @@ def build_export_asset(plan: ExportPlan, connections: Mapping[str, DeliveryConne
     name = spec.name
     key = asset_key_for(name)
 
-    retry_policy = retry_policy_for(spec.retries)
+    # The steps that touch the database and the server retry transient errors only (retries.py).
+    retry_schedule = retry_schedule_for(spec.retries)
 
-    @dg.op(name=op_name_for(name, "extract"), retry_policy=retry_policy, description=f"Query {plan.model_name} into an Arrow stage file, filters pushed into SQL.")
+    @dg.op(name=op_name_for(name, "extract"), description=f"Query {plan.model_name} into an Arrow stage file, filters pushed into SQL.")
     def extract(context: dg.OpExecutionContext, source_database: SourceDatabase) -> dg.Output[StageFile]:
+        tag_export_run(context, plan)
         window = export_window(context, plan)
         if window is not None:
             check_window_length(plan, window)
             context.log.info(f"Window [{window.start.isoformat()}, {window.end.isoformat()}) on {window.source.label}")
-        engine = source_database.create_engine(storage_dir(context).parent)
         folder = work_dir(context, name)
-        try:
-            result = extract_to_stage_file(
-                engine, plan, folder / "extract.arrow", batch_size=spec.batch_size, window=window, max_bad_rows=spec.max_bad_rows
-            )
-        except (TooManyBadRows, ExtractError) as error:
-            # Bad data does not heal by retrying: fail at once, with the rows named.
-            raise dg.Failure(description=str(error), allow_retries=False) from error
-        finally:
-            engine.dispose()
+        with classified_errors(context, retry_schedule, name, "extract", rerun_command(name)):
+            engine = source_database.create_engine(storage_dir(context).parent)
+            try:
+                result = extract_to_stage_file(
+                    engine, plan, folder / "extract.arrow", batch_size=spec.batch_size, window=window, max_bad_rows=spec.max_bad_rows
+                )
+            finally:
+                engine.dispose()
         context.log.info(f"Extracted {result.rows} rows of {plan.model_name} from {safe_url(engine.url)}")
         rejected_file = None
         if result.rejected:
@@ -142,6 +169,8 @@ def build_export_asset(plan: ExportPlan, connections: Mapping[str, DeliveryConne
 
     @dg.op(name=op_name_for(name, "map"), description="Rename, Default and Replace values, column at a time.")
     def map_fields(context: dg.OpExecutionContext, extracted: StageFile) -> dg.Output[StageFile]:
+        tag_export_run(context, plan)
+        note_reused_input(context, extracted)
         destination = work_dir(context, name) / "mapped.arrow"
         rows = map_stage_file(plan, Path(extracted.path), destination, batch_size=spec.batch_size)
         stage = StageFile(str(destination), rows, extracted.facts)
@@ -149,6 +178,8 @@ def build_export_asset(plan: ExportPlan, connections: Mapping[str, DeliveryConne
 
     @dg.op(name=op_name_for(name, "aggregate"), description="One row per group; partials from the database's GROUP BY or from Arrow batches.")
     def aggregate(context: dg.OpExecutionContext, mapped: StageFile) -> dg.Output[StageFile]:
+        tag_export_run(context, plan)
+        note_reused_input(context, mapped)
         destination = work_dir(context, name) / "aggregated.arrow"
         result = aggregate_stage_file(plan, Path(mapped.path), destination, batch_size=spec.batch_size)
         expected_groups = mapped.facts.expected_rows
@@ -163,6 +194,8 @@ def build_export_asset(plan: ExportPlan, connections: Mapping[str, DeliveryConne
 
     @dg.op(name=op_name_for(name, "serialize"), description=f"Write {spec.format.upper()} files ({spec.compression}).")
     def serialize(context: dg.OpExecutionContext, mapped: StageFile) -> dg.Output[FileSet]:
+        tag_export_run(context, plan)
+        note_reused_input(context, mapped)
         folder = work_dir(context, name) / "files"
         settings = OutputSettings(
             dialect=CsvDialect(DELIMITERS[spec.format], LINE_ENDINGS[spec.line_ending]),
@@ -200,12 +233,16 @@ def build_export_asset(plan: ExportPlan, connections: Mapping[str, DeliveryConne
 
     @dg.op(
         name=op_name_for(name, "upload"),
-        retry_policy=retry_policy,
         description=f"Deliver to {spec.target_label}: temporary name, verify, rename; then retention.",
         out={"result": dg.Out(dg.Nothing), ROWS_CHECK: dg.Out(is_required=False)},
+        # One writer per export: a second run's upload waits for the pool's one slot (dagster.yaml).
+        pool=export_pool(name),
     )
     def upload(context: dg.OpExecutionContext, delivery_settings: DeliverySettings, file_set: FileSet):
-        target, delivery, redirected = deliver_file_set(context, plan, connections, delivery_settings, file_set)
+        tag_export_run(context, plan)
+        note_reused_input(context, file_set)
+        with classified_errors(context, retry_schedule, name, "upload", rerun_command(name)):
+            target, delivery, redirected = deliver_file_set(context, plan, connections, delivery_settings, file_set)
         rows_written = sum(file.rows for file in delivery.files)
         finished = dt.datetime.now(dt.UTC)
         metadata = materialization_metadata(
@@ -264,7 +301,8 @@ def deliver_file_set(
     file_set: FileSet,
 ) -> tuple[Target, Delivery, bool]:
     """The delivery step of spec and ad-hoc exports alike: the target, what it received, and
-    whether redirect_to_download kept the files local."""
+    whether redirect_to_download kept the files local. Raises what the target raises
+    (DeliveryError, MissingSecretError, OSError): the caller classifies it (retries.py)."""
     spec = plan.spec
     redirected = delivery_settings.redirect_to_download and spec.target != "download"
     if redirected:
@@ -278,11 +316,8 @@ def deliver_file_set(
         functools.partial(run_is_over, context.instance),
         redirected,
     )
-    try:
-        delivery = target.deliver(file_set.files, context.log.info)
-    except (DeliveryError, MissingSecretError) as error:
-        # The work files stay, so a re-execution from this step delivers without extracting again.
-        raise dg.Failure(description=str(error)) from error
+    # On failure the work files stay, so a re-execution from this step delivers without extracting again.
+    delivery = target.deliver(file_set.files, context.log.info)
     return target, delivery, redirected
 
 

@@ -5,8 +5,12 @@ from __future__ import annotations
 import itertools
 import re
 from pathlib import PurePosixPath
+from typing import TYPE_CHECKING
 
 import dagster as dg
+
+if TYPE_CHECKING:
+    from export_pipelines.spec.plan import ExportPlan
 
 ASSET_PREFIX = "exports"
 ALL_EXPORTS_JOB = "all_exports"
@@ -66,10 +70,12 @@ def export_names_of_assets(asset_keys) -> list[str]:
     return sorted(key.path[1] for key in asset_keys or () if len(key.path) == 2 and key.path[0] == "exports")
 
 
-# dagster.yaml limits runs per unique value of this tag to one: no two runs of the same export
-# window write at once. A window run's value adds its range (see window_tag).
+EXPORT_TAG = "export_pipelines/export"
+# A run of several exports (all_exports, or Materialize of several assets) names them all here instead.
+EXPORTS_TAG = "export_pipelines/exports"
+# The run's export window: <export> for snapshots, <export>@<start>..<end> for window ranges.
 WINDOW_TAG = "export_pipelines/window"
-# How a run came about: manual (the job's default), schedule or sensor; backfills carry dagster/backfill.
+# How a run came about: manual (the job's default), schedule, sensor, cli or rerun; backfills carry dagster/backfill.
 TRIGGER_TAG = "export_pipelines/trigger"
 
 
@@ -77,15 +83,28 @@ def window_tag(export_name: str, start: str | None = None, end: str | None = Non
     return {WINDOW_TAG: export_name if start is None else f"{export_name}@{start}..{end}"}
 
 
-def export_run_tags(plan) -> dict[str, str]:
-    """Run tags that let the UI's run list filter by export."""
-    return {
-        "export_pipelines/export": plan.name,
+def export_pool(export_name: str) -> str:
+    """The Dagster pool of an export's upload step; dagster.yaml gives every pool one slot, so
+    one run at a time writes to the export's target, whatever launched it."""
+    return f"export_pipelines/{export_name}"
+
+
+def export_run_tags(plan: ExportPlan, key_range: dg.PartitionKeyRange | None = None) -> dict[str, str]:
+    """The tags of a run of one export, over `key_range` for an incremental export: the UI's
+    run list filters by them. An incremental export's window is known only once a run asks
+    for one, so without a range it gets no window tag."""
+    tags = {
+        EXPORT_TAG: plan.name,
         "export_pipelines/model": plan.model_name,
         "export_pipelines/target": plan.spec.target_label.replace("/", "_")[:63] or "download",
-        TRIGGER_TAG: "manual",
-        **window_tag(plan.name),
     }
+    if plan.spec.incremental is None:
+        tags |= window_tag(plan.name)
+    elif key_range is not None:
+        tags |= window_tag(plan.name, key_range.start, key_range.end)
+    return tags
+
+
 ADHOC_JOB = "adhoc_export"
 ADHOC_PLAN_OP = "adhoc_plan"
 # Run tags of an ad-hoc export: how it was requested and by whom (Voucherify's channel and user_id).

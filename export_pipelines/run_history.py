@@ -7,7 +7,6 @@ execution logs (Antavo: created at, status, file size, error; Capillary: rerun).
 from __future__ import annotations
 
 import datetime as dt
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -16,7 +15,6 @@ import dagster as dg
 from export_pipelines.automation.notifications import exports_of_run, step_errors, window_text
 from export_pipelines.naming import ADHOC_CHANNEL_TAG, TRIGGER_TAG, asset_key_for
 
-RERUN_JOB_ENV_VAR = "EXPORT_PIPELINES_RERUN_JOB"
 RUNS_SCANNED = 500
 
 STATUS_WORDS = {
@@ -52,6 +50,8 @@ class RunSummary:
 
 def trigger_of(tags: dict[str, str]) -> str:
     """How the run came about, from the tags Dagster and this code location set."""
+    if "dagster/parent_run_id" in tags:
+        return "rerun"
     if "dagster/backfill" in tags:
         return "backfill"
     if "dagster/schedule_name" in tags:
@@ -123,7 +123,10 @@ def format_log_line(summary: RunSummary) -> str:
         f"{summary.created_at:%Y-%m-%d %H:%M:%S}Z  {summary.status:<10}  {summary.trigger:<8}  {summary.window}  "
         f"{rows}  {size}  {files}  run {summary.run_id}"
     )
-    return f"{line}\n    error: {summary.error}" if summary.error else line
+    if not summary.error:
+        return line
+    error = summary.error.replace("\n", "\n           ")
+    return f"{line}\n    error: {error}"
 
 
 def runs_to_rerun(summaries: list[RunSummary], failed_only: bool) -> list[RunSummary]:
@@ -141,11 +144,3 @@ def runs_to_rerun(summaries: list[RunSummary], failed_only: bool) -> list[RunSum
             chosen.append(summary)
     return chosen
 
-
-def rerun_job() -> dg.JobDefinition:
-    """The job of the run being re-executed, rebuilt from the code location (Dagster needs a
-    reconstructable job to re-execute steps in their own process)."""
-    from export_pipelines.definitions import build_definitions
-    from export_pipelines.spec.loader import config_dir, load_config
-
-    return build_definitions(load_config(config_dir())).resolve_job_def(os.environ[RERUN_JOB_ENV_VAR])

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from export_pipelines.cli import main
-from export_pipelines.spec.loader import load_config
+from export_pipelines.spec.loader import CONFIG_ENV_VAR, bundled_demo_config, load_config
 from export_pipelines_tests.conftest import write_config
 
 ORDERS = {
@@ -76,3 +76,16 @@ def test_list_without_history_and_search(config: Path, tmp_path: Path, monkeypat
     assert rows["orders_nightly"][-4:] == ["running", "-", "-", "-"]
     assert rows["customers_weekly"][-4:] == ["stopped", "-", "-", "-"]
     assert [line.split()[0] for line in searched[1:]] == ["orders_nightly"]
+
+
+@pytest.mark.parametrize("explicit", [False, True])
+def test_clone_refuses_to_write_into_the_bundled_demo_config(monkeypatch, capsys, explicit):
+    bundled = bundled_demo_config()
+    before = sorted(path.name for path in (bundled / "exports").iterdir())
+    monkeypatch.delenv(CONFIG_ENV_VAR, raising=False)
+    arguments = ["--config", str(bundled)] if explicit else []
+    assert main(["clone", "sana_orders", "sana_orders_copy", *arguments]) == 1
+    out = capsys.readouterr().out
+    assert out.startswith(f"ERROR {bundled} is the bundled demo config, part of the installed package")
+    assert f"set {CONFIG_ENV_VAR}=DIR" in out and "--config DIR" in out
+    assert sorted(path.name for path in (bundled / "exports").iterdir()) == before

@@ -12,14 +12,15 @@ from pathlib import Path
 
 import dagster as dg
 
-from export_pipelines.adhoc.request import DEFAULT_CHANNEL, AdhocExportConfig
+from export_pipelines.adhoc.request import DEFAULT_CHANNEL, AdhocExportConfig, plan_for_request
 from export_pipelines.adhoc.urls import DOWNLOADS_URL_ENV_VAR, file_urls
 from export_pipelines.database_urls import safe_url
 from export_pipelines.delivery_settings import DeliverySettings
 from export_pipelines.factory import FileSet, RunFacts, StageFile, deliver_file_set, materialization_metadata, storage_dir, work_dir
 from export_pipelines.naming import ADHOC_CHANNEL_TAG, ADHOC_JOB, ADHOC_PLAN_OP, adhoc_export_name
+from export_pipelines.retries import classified_errors
 from export_pipelines.source import SourceDatabase
-from export_pipelines.spec.loader import ExportConfig, check_export
+from export_pipelines.spec.loader import ExportConfig
 from export_pipelines.spec.plan import ExportPlan
 from export_pipelines.stages.aggregation import aggregate_stage_file
 from export_pipelines.stages.extract import extract_to_stage_file
@@ -28,16 +29,13 @@ from export_pipelines.stages.mapping import map_stage_file
 from export_pipelines.stages.serialization import DELIMITERS, LINE_ENDINGS, CsvDialect, OutputSettings, write_files
 from export_pipelines.stages.stage_files import read_batches
 
-REQUEST_LABEL = "request"
-
-
 def build_adhoc_job(loaded: ExportConfig) -> dg.JobDefinition:
     """The job over the loaded config's catalog and connections (the same ones the specs use)."""
     connections = dict(loaded.connections.connections)
 
     @dg.op(name=ADHOC_PLAN_OP, description="Check the request like a spec file: model, fields, filters, order, target.")
     def plan_request(context: dg.OpExecutionContext, config: AdhocExportConfig) -> ExportPlan:
-        plan, problems = check_export(config.spec_keys(adhoc_export_name(context.run_id)), REQUEST_LABEL, loaded)
+        plan, problems = plan_for_request(config, adhoc_export_name(context.run_id), loaded)
         if problems:
             listing = "\n".join(f"- {problem}" for problem in problems)
             raise dg.Failure(description=f"The export request is invalid:\n{listing}", allow_retries=False)
@@ -96,7 +94,8 @@ def build_adhoc_job(loaded: ExportConfig) -> dg.JobDefinition:
 
     @dg.op(description="Deliver to the download folder or the named connection; report every chunk's URL.")
     def deliver(context: dg.OpExecutionContext, delivery_settings: DeliverySettings, plan: ExportPlan, file_set: FileSet) -> None:
-        target, delivery, redirected = deliver_file_set(context, plan, connections, delivery_settings, file_set)
+        with classified_errors(context, None, plan.name, "deliver", f"export-pipelines rerun --run-id {context.run_id}"):
+            target, delivery, redirected = deliver_file_set(context, plan, connections, delivery_settings, file_set)
         rows_written = sum(file.rows for file in delivery.files)
         if rows_written != file_set.facts.expected_rows:
             raise dg.Failure(f"Wrote {rows_written} rows but the source query counted {file_set.facts.expected_rows}")

@@ -7,10 +7,14 @@ from typing import Any, Literal
 import dagster as dg
 from pydantic import Field
 
+from export_pipelines.spec.loader import ExportConfig, SpecProblem, check_export
+from export_pipelines.spec.plan import ExportPlan
+
 Channel = Literal["API", "WEBSITE", "CLI"]
 CHANNELS: tuple[str, ...] = Channel.__args__
 # Launchpad runs carry no channel tag of their own: the job's default tag says they came from the UI.
 DEFAULT_CHANNEL = "WEBSITE"
+REQUEST_LABEL = "request"
 
 
 class AdhocExportConfig(dg.Config):
@@ -50,3 +54,10 @@ class AdhocExportConfig(dg.Config):
             keys["max_rows_per_file"] = self.max_rows_per_file
         return keys
 
+
+
+def plan_for_request(request: AdhocExportConfig, export_name: str, loaded: ExportConfig) -> tuple[ExportPlan | None, list[SpecProblem]]:
+    """The request checked by the spec loader's own check against a loaded config folder: its
+    plan, or every problem (`request: fields[1].from: ...`). The adhoc_plan op runs this before
+    any query, and `create` runs it before launching, so a typo never becomes a failed run."""
+    return check_export(request.spec_keys(export_name), REQUEST_LABEL, loaded)

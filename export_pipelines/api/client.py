@@ -16,12 +16,14 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import pydantic
 import yaml
 from dagster_graphql import DagsterGraphQLClient, DagsterGraphQLClientError
 
-from export_pipelines.adhoc.request import CHANNELS
+from export_pipelines.adhoc.request import CHANNELS, AdhocExportConfig, plan_for_request
 from export_pipelines.api.export_object import export_id_for, export_object, run_id_for
 from export_pipelines.naming import ADHOC_CHANNEL_TAG, ADHOC_JOB, ADHOC_OBJECT_TAG, ADHOC_PLAN_OP, ADHOC_USER_TAG
+from export_pipelines.spec.loader import ExportConfig
 
 DEFAULT_URL = "http://127.0.0.1:3000"
 RESULT_OP = "deliver"
@@ -89,16 +91,26 @@ class ExportsClient:
         )
 
     def create(
-        self, exported_object: str, parameters: dict[str, Any] | None = None, channel: str = "API", user_id: str | None = None
+        self,
+        exported_object: str,
+        parameters: dict[str, Any] | None = None,
+        channel: str = "API",
+        user_id: str | None = None,
+        check_with: ExportConfig | None = None,
     ) -> str:
         """Launch an export and return its id.
 
         parameters holds Voucherify's fields, filters and order, and optionally format,
-        compression, max_rows_per_file, target and path (see AdhocExportConfig).
+        compression, max_rows_per_file, target and path (see AdhocExportConfig). With
+        `check_with`, the config folder the code location loads, the request is checked
+        here first, as the run's first step would check it: a request with problems raises
+        ExportApiError listing them all, and no run is started.
         """
         if channel not in CHANNELS:
             raise ValueError(f"channel must be one of {', '.join(CHANNELS)}, not {channel!r}")
         request = {"exported_object": exported_object, **_request_keys(parameters or {})}
+        if check_with is not None:
+            _check_request(request, check_with)
         tags = {ADHOC_CHANNEL_TAG: channel, ADHOC_OBJECT_TAG: exported_object}
         if user_id:
             tags[ADHOC_USER_TAG] = user_id
@@ -191,6 +203,17 @@ class ExportsClient:
         if answer.get("errors"):
             raise ExportApiError("GraphQL error: " + "; ".join(error["message"] for error in answer["errors"]))
         return answer["data"]
+
+
+def _check_request(request: dict[str, Any], config: ExportConfig) -> None:
+    try:
+        typed = AdhocExportConfig(**request)
+    except pydantic.ValidationError as error:
+        raise ExportApiError(f"the export request is invalid; no export was started:\n{error}") from None
+    _, problems = plan_for_request(typed, "adhoc_request", config)
+    if problems:
+        listing = "\n".join(f"- {problem}" for problem in problems)
+        raise ExportApiError(f"the export request is invalid (checked against {config.root}); no export was started:\n{listing}")
 
 
 def _request_keys(parameters: dict[str, Any]) -> dict[str, Any]:

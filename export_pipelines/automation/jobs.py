@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dagster as dg
 
-from export_pipelines.naming import asset_key_for, export_job_name, export_run_tags
+from export_pipelines.naming import TRIGGER_TAG, asset_key_for, export_job_name, export_run_tags
 from export_pipelines.spec.plan import ExportPlan
 
 
@@ -15,5 +15,5 @@ def build_export_job(plan: ExportPlan) -> dg.UnresolvedAssetJobDefinition:
         # The stages run one after the other and pass files on disk: one process is enough.
         executor_def=dg.in_process_executor,
         description=f"Materializes exports/{plan.name} (one run per window range for incremental exports).",
-        tags=export_run_tags(plan),
+        tags={**export_run_tags(plan), TRIGGER_TAG: "manual"},
     )

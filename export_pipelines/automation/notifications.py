@@ -71,9 +71,18 @@ def _when(timestamp: float | None) -> str:
     return dt.datetime.fromtimestamp(timestamp, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def root_cause(error) -> str:
-    """Dagster wraps an op's exception ("Error occurred while executing op ..."); the mail says what went wrong."""
-    while error.cause is not None and error.cls_name == "DagsterExecutionStepExecutionError":
+# Dagster's own wrappers around an op's exception: "Error occurred while executing op ...", and
+# "Exceeded max_retries of N" when a retry policy gave up. The cause is the news.
+_WRAPPERS = {"DagsterExecutionStepExecutionError", "RetryRequested", "RetryRequestedFromPolicy"}
+
+
+def root_cause(failure) -> str:
+    """What went wrong in a failed step (its StepFailureData): a dg.Failure's own description,
+    else the first exception under Dagster's wrappers."""
+    if failure.user_failure_data is not None and failure.user_failure_data.description:
+        return failure.user_failure_data.description.strip()
+    error = failure.error
+    while error.cause is not None and error.cls_name in _WRAPPERS:
         error = error.cause
     return error.message.strip()
 
@@ -81,7 +90,7 @@ def root_cause(error) -> str:
 def step_errors(instance: dg.DagsterInstance, run_id: str) -> list[tuple[str, str]]:
     """Each failed step of a run with what went wrong, for mails and the execution log."""
     return [
-        (entry.step_key, root_cause(entry.dagster_event.step_failure_data.error))
+        (entry.step_key, root_cause(entry.dagster_event.step_failure_data))
         for entry in instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_FAILURE)
         if entry.dagster_event and entry.dagster_event.step_failure_data and entry.dagster_event.step_failure_data.error
     ]
@@ -186,15 +195,22 @@ def _send_all(
             context.log.info(f"Sent the {kind} mail for export {name} to {', '.join(mail.recipients)}")
 
 
-def build_notification_sensors(plans: Mapping[str, ExportPlan], connections: Mapping[str, object]) -> list[dg.SensorDefinition]:
+def build_notification_sensors(
+    plans: Mapping[str, ExportPlan], connections: Mapping[str, object], redirected: bool = False
+) -> list[dg.SensorDefinition]:
+    """The failure and success mail sensors, running by default unless delivery is redirected to
+    the download folder (the demo, staging): then no partner got a file, and the mail server may
+    be as fictional as the partners', so they start stopped and the UI can start them."""
     wanted = {name: plan for name, plan in plans.items() if failure_recipients(plan.spec) or success_recipients(plan.spec)}
     if not wanted:
         return []
+    status = dg.DefaultSensorStatus.STOPPED if redirected else dg.DefaultSensorStatus.RUNNING
+    stopped = " Stopped by default: delivery is redirected to the download folder (EXPORT_REDIRECT_TO_DOWNLOAD)." if redirected else ""
 
     @dg.run_failure_sensor(
         name=FAILURE_MAIL_SENSOR,
-        default_status=dg.DefaultSensorStatus.RUNNING,
-        description="Mails notify.on_failure when an export's run fails: export, window, time, step, error, link.",
+        default_status=status,
+        description="Mails notify.on_failure when an export's run fails: export, window, time, step, error, link." + stopped,
     )
     def export_failure_mail(context: dg.RunFailureSensorContext, notification_settings: NotificationSettings):
         _send_all(context, "failure", wanted, connections, notification_settings, failure_mail)
@@ -202,8 +218,8 @@ def build_notification_sensors(plans: Mapping[str, ExportPlan], connections: Map
     @dg.run_status_sensor(
         run_status=dg.DagsterRunStatus.SUCCESS,
         name=SUCCESS_MAIL_SENSOR,
-        default_status=dg.DefaultSensorStatus.RUNNING,
-        description="Mails notify.on_success and the owner when an export delivered: files, sizes, rows, location.",
+        default_status=status,
+        description="Mails notify.on_success and the owner when an export delivered: files, sizes, rows, location." + stopped,
     )
     def export_success_mail(context: dg.RunStatusSensorContext, notification_settings: NotificationSettings):
         _send_all(context, "success", wanted, connections, notification_settings, success_mail)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 import dagster as dg
 from dagster._core.storage.tags import (
@@ -17,6 +18,9 @@ from dagster._core.storage.tags import (
 )
 
 from export_pipelines.spec.export import Incremental
+
+if TYPE_CHECKING:
+    from export_pipelines.spec.plan import ExportPlan
 
 
 def partitions_for(incremental: Incremental | None) -> dg.TimeWindowPartitionsDefinition | None:
@@ -78,3 +82,36 @@ def range_from_tags(tags: Mapping[str, str]) -> dg.PartitionKeyRange | None:
 def wall_clock_days(start: dt.datetime, end: dt.datetime) -> float:
     """Days between two local times as a calendar shows them: a DST day still counts as one."""
     return (end.replace(tzinfo=None) - start.replace(tzinfo=None)) / dt.timedelta(days=1)
+
+
+class WindowRangeError(ValueError):
+    """A window range that does not name complete windows of the export; the message says which exist."""
+
+
+def requested_range(plan: ExportPlan, first: str | None, last: str | None, now: dt.datetime) -> dg.PartitionKeyRange | None:
+    """The windows `first` .. `last` (partition keys, both included) of an incremental export;
+    `last` defaults to the latest complete window and `first` to `last`. None for a snapshot export.
+
+    Raises WindowRangeError naming the export and the windows that exist.
+    """
+    partitions = partitions_for(plan.spec.incremental)
+    if partitions is None:
+        if first or last:
+            raise WindowRangeError(f"export {plan.name} is a snapshot export: it has no windows; leave out --from and --to")
+        return None
+    with dg.partition_loading_context(now):
+        keys = partitions.get_partition_keys()
+    if not keys:
+        raise WindowRangeError(f"export {plan.name} has no complete window yet (its windows start at {plan.spec.incremental.start})")
+    last = last or keys[-1]
+    first = first or last
+    known = {key: index for index, key in enumerate(keys)}
+    for key in (first, last):
+        if key not in known:
+            raise WindowRangeError(
+                f"for export {plan.name}, {key!r} is not a complete window: its {plan.spec.incremental.grain} windows "
+                f"({plan.spec.incremental.timezone}) run from {keys[0]} to {keys[-1]}"
+            )
+    if known[first] > known[last]:
+        raise WindowRangeError(f"for export {plan.name}, --from {first} is after --to {last}")
+    return dg.PartitionKeyRange(first, last)

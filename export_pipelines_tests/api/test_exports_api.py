@@ -75,6 +75,26 @@ def test_bad_field_is_an_error_with_its_message(exports_server):
     assert "did you mean voucher_type" in export["error"]["message"]
 
 
+@pytest.mark.parametrize(
+    "arguments, problem",
+    [
+        (["voucher", "--fields", "code,voucher_typo"], "request: fields[1].from: model vouchers has no field 'voucher_typo'; did you mean voucher_type?"),
+        (["vouchr", "--fields", "code"], "request: model: unknown model 'vouchr'"),
+        (["voucher", "--fields", "code", "--target", "partner_sftp"], "connection 'partner_sftp' is not in connections.yaml"),
+    ],
+)
+def test_cli_create_checks_the_request_before_launching_a_run(exports_server, capsys, arguments, problem):
+    server, _ = exports_server
+    config = server.home.parent / "config"  # the folder the webserver's code location loads
+    client = ExportsClient(server.url)
+    before = client.list(limit=200)["total"]
+    assert main(["create", *arguments, "--url", server.url, "--config", str(config)]) == 1
+    out = capsys.readouterr().out
+    assert out.startswith(f"ERROR the export request is invalid (checked against {config}); no export was started:")
+    assert problem in out
+    assert client.list(limit=200)["total"] == before  # no failed run was left in the history
+
+
 def test_unknown_parameter_is_refused_at_create(exports_server):
     server, _ = exports_server
     with pytest.raises(ExportApiError, match='unexpected config entry "colour"'):

@@ -1,4 +1,5 @@
-"""Transient faults heal through the spec's retries; unconvertible rows are skipped up to max_bad_rows."""
+"""The spec's retry waits; unconvertible rows are skipped up to max_bad_rows (transient and
+permanent faults: test_error_classes.py)."""
 
 from __future__ import annotations
 
@@ -9,11 +10,10 @@ import sqlite3
 import dagster as dg
 import pytest
 
-from export_pipelines.retries import retry_policy_for
+from export_pipelines.retries import retry_schedule_for
 from export_pipelines.spec.export import Retries
 from export_pipelines_tests.conftest import run_export
 from export_pipelines_tests.sample_data import CUSTOMERS, create_sample_tables
-from export_pipelines_tests.targets.test_delivery_faults import proxied_sftp
 
 
 def step_events(result: dg.ExecuteInProcessResult, event_type: dg.DagsterEventType, step_suffix: str) -> list:
@@ -21,30 +21,13 @@ def step_events(result: dg.ExecuteInProcessResult, event_type: dg.DagsterEventTy
 
 
 def test_retry_waits_add_up_to_within():
-    policy = retry_policy_for(Retries(max_retries=3, within="60s"))
-    # d + 2d + 4d = 60 s, each drawn between 0 and its nominal length
-    assert (policy.max_retries, policy.delay, policy.backoff, policy.jitter) == (3, 60 / 7, dg.Backoff.EXPONENTIAL, dg.Jitter.FULL)
-    assert retry_policy_for(None) is None and retry_policy_for(Retries(max_retries=0)) is None
-
-
-def test_a_server_unreachable_twice_heals_through_retries(sshd, proxy_to, remote_folder, tmp_path):
-    folder, path = remote_folder
-    proxy = proxy_to(sshd.port)
-    spec = {
-        "name": "healing_customers", "model": "customers", "fields": ["id", "email"], "order": ["id"],
-        "file_name": "customers.csv", "target": {"connection": "partner", "path": folder},
-        "retries": {"max_retries": 3, "within": "3s"},
-    }
-    source = f"sqlite:///{tmp_path / 'source.sqlite'}"
-    create_sample_tables(source)
-    proxy.refuse_next(2)
-    run = run_export(spec, source, tmp_path, connections={"connections": {"partner": proxied_sftp(sshd, proxy.port)}})
-    assert run.result.success
-    assert len(step_events(run.result, dg.DagsterEventType.STEP_UP_FOR_RETRY, "__upload")) == 2
-    assert len(step_events(run.result, dg.DagsterEventType.STEP_RESTARTED, "__upload")) == 2
-    assert len(step_events(run.result, dg.DagsterEventType.STEP_START, "__extract")) == 1  # only the upload repeated
-    rows = list(csv.reader(io.StringIO((path / "customers.csv").read_text(), newline="")))
-    assert [int(r[0]) for r in rows[1:]] == sorted(c["id"] for c in CUSTOMERS)
+    schedule = retry_schedule_for(Retries(max_retries=3, within="60s"))
+    # d + 2d + 4d = 60 s, each drawn between 0 and its nominal length (full jitter)
+    nominal = [schedule.nominal_wait(retry) for retry in (1, 2, 3)]
+    assert nominal == pytest.approx([60 / 7, 120 / 7, 240 / 7]) and sum(nominal) == pytest.approx(60)
+    draws = [schedule.wait_before(retry) for retry in (1, 2, 3) for _ in range(200)]
+    assert all(0 <= wait <= 240 / 7 for wait in draws) and max(draws[:200]) <= 60 / 7
+    assert retry_schedule_for(None) is None and retry_schedule_for(Retries(max_retries=0)) is None
 
 
 BAD_IDS = (901, 902)

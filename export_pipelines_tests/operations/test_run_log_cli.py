@@ -14,7 +14,7 @@ import psycopg
 import pytest
 import yaml
 
-from export_pipelines.run_history import RERUN_JOB_ENV_VAR, rerun_job
+from export_pipelines.local_runs import execute
 from export_pipelines.targets.registry import downloads_folder
 from export_pipelines_tests.conftest import write_config
 from export_pipelines_tests.sample_data import CUSTOMERS, create_sample_tables
@@ -59,21 +59,23 @@ def started_steps(instance: dg.DagsterInstance, run_id: str) -> list[str]:
     return [e.step_key.rsplit("__", 1)[1] for e in instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_START)]
 
 
-def test_log_and_rerun_of_a_failed_upload(dagster_home, monkeypatch):
-    monkeypatch.setenv(RERUN_JOB_ENV_VAR, "log_customers_job")
+def test_log_and_rerun_of_a_failed_upload(dagster_home):
     with dg.DagsterInstance.get() as instance:
         blocked = downloads_folder(Path(instance.storage_directory()), "log_customers")
         blocked.parent.mkdir(parents=True)
         blocked.write_text("a file where the download folder belongs")
-        with dg.execute_job(dg.reconstructable(rerun_job), instance=instance, raise_on_error=False) as first:
-            assert not first.success
-            failed_run = first.run_id
+        first = execute(instance, "log_customers_job", {}, {})
+        assert not first.success
+        failed_run = first.run_id
 
     log = cli("log", "log_customers")
     assert log.returncode == 0, log.stderr
-    [header, line, error] = log.stdout.splitlines()
+    [header, line, error, advice] = log.stdout.splitlines()
     assert "failed" in line and "manual" in line and "snapshot" in line and failed_run in line
-    assert error.startswith("    error: exports__log_customers.log_customers__upload:")
+    # The cause, not a retry counter: a file where the download folder belongs is not retried.
+    assert error.startswith("    error: exports__log_customers.log_customers__upload: For export log_customers, the upload step failed:")
+    assert error.endswith(f"File exists: '{blocked}'")
+    assert advice.strip().startswith("Not retried: this does not heal by itself.")
 
     blocked.unlink()
     rerun = cli("rerun", "log_customers", "--failed-only")
@@ -83,7 +85,7 @@ def test_log_and_rerun_of_a_failed_upload(dagster_home, monkeypatch):
 
     log = cli("log", "log_customers")
     lines = log.stdout.splitlines()[1:]
-    assert "success" in lines[0] and f"{len(CUSTOMERS)} rows" in lines[0] and "customers.csv" in lines[0]
+    assert "success" in lines[0] and "rerun" in lines[0] and f"{len(CUSTOMERS)} rows" in lines[0] and "customers.csv" in lines[0]
     assert "failed" in lines[1] and failed_run in lines[1]
     rerun_id = lines[0].rsplit("run ", 1)[1]
     with dg.DagsterInstance.get() as instance:

@@ -1,5 +1,6 @@
-"""A TCP forwarder that can cut a connection mid-stream, refuse new ones, or slow what clients
-send, as a failing network, a stopped server or a thin uplink does, in front of a real server."""
+"""A TCP forwarder that can cut a connection mid-stream, refuse new ones, hold them or slow what
+clients send, as a failing network, a stopped server, a slow one or a thin uplink does, in front
+of a real server."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ class CuttingProxy:
         self.cuts = 0
         self.refusals_left = 0
         self.bytes_per_second: int | None = None
+        self.hold_seconds = 0.0
         self._listener = socket.create_server((HOST, self.port))
         self._listener.settimeout(0.2)
         self._closing = False
@@ -36,6 +38,10 @@ class CuttingProxy:
     def throttle(self, bytes_per_second: int) -> None:
         """Forward what each client sends at this rate at most (in slices of 1/20 s)."""
         self.bytes_per_second = bytes_per_second
+
+    def hold(self, seconds: float) -> None:
+        """Connect each new connection only after this many seconds, as a slow server answers."""
+        self.hold_seconds = seconds
 
     def restore(self) -> None:
         self.cut_after_bytes = None
@@ -56,9 +62,13 @@ class CuttingProxy:
                 self.refusals_left = max(0, self.refusals_left - 1)
                 client.close()
                 continue
-            upstream = socket.create_connection((HOST, self.upstream_port))
-            threading.Thread(target=self._pump, args=(client, upstream, True), daemon=True).start()
-            threading.Thread(target=self._pump, args=(upstream, client, False), daemon=True).start()
+            threading.Thread(target=self._connect, args=(client, self.hold_seconds), daemon=True).start()
+
+    def _connect(self, client: socket.socket, hold_seconds: float) -> None:
+        time.sleep(hold_seconds)
+        upstream = socket.create_connection((HOST, self.upstream_port))
+        threading.Thread(target=self._pump, args=(client, upstream, True), daemon=True).start()
+        threading.Thread(target=self._pump, args=(upstream, client, False), daemon=True).start()
 
     def _pump(self, source: socket.socket, sink: socket.socket, from_client: bool) -> None:
         sent = 0

@@ -116,3 +116,77 @@ def start_daemon(server: Webserver, folder: Path, environment: dict[str, str]) -
         [str(executable), "run", "-m", "export_pipelines.definitions"], env=env, stdout=log, stderr=subprocess.STDOUT,
         start_new_session=True,
     )
+
+
+def graphql(server: Webserver, query: str, variables: dict | None = None) -> dict:
+    """One GraphQL request, as the UI sends it; raises on GraphQL errors."""
+    body = json.dumps({"query": query, "variables": variables or {}}).encode()
+    request = urllib.request.Request(f"{server.url}/graphql", body, {"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=60) as response:
+        answer = json.load(response)
+    if answer.get("errors"):
+        raise RuntimeError(f"GraphQL errors: {answer['errors']}")
+    return answer["data"]
+
+
+LAUNCH_BACKFILL = """
+mutation LaunchBackfill($params: LaunchBackfillParams!) {
+  launchPartitionBackfill(backfillParams: $params) {
+    __typename
+    ... on LaunchBackfillSuccess { backfillId }
+    ... on PythonError { message }
+    ... on UnauthorizedError { message }
+  }
+}
+"""
+
+LAUNCH_RUN = """
+mutation LaunchRun($params: ExecutionParams!) {
+  launchPipelineExecution(executionParams: $params) {
+    __typename
+    ... on LaunchRunSuccess { run { runId } }
+    ... on PythonError { message }
+    ... on RunConfigValidationInvalid { errors { message } }
+    ... on InvalidSubsetError { message }
+  }
+}
+"""
+
+LOCATION_QUERY = """
+{ workspaceOrError { ... on Workspace { locationEntries { name } } } }
+"""
+
+
+def launch_backfill(server: Webserver, asset_path: list[str], start: str, end: str) -> str:
+    """What the UI's partitions dialog sends for a range of one asset's partitions; the backfill's id."""
+    params = {
+        "partitionsByAssets": [{"assetKey": {"path": asset_path}, "partitions": {"range": {"start": start, "end": end}}}],
+        "title": f"{'/'.join(asset_path)} {start}...{end}",
+        "tags": [],
+    }
+    launched = graphql(server, LAUNCH_BACKFILL, {"params": params})["launchPartitionBackfill"]
+    if launched["__typename"] != "LaunchBackfillSuccess":
+        raise RuntimeError(f"the backfill was not launched: {launched}")
+    return launched["backfillId"]
+
+
+def materialize(server: Webserver, asset_path: list[str], checks: list[str]) -> str:
+    """What the UI's Materialize button sends for one unpartitioned asset and its checks (a run of
+    __ASSET_JOB); the run's id."""
+    [location] = [entry["name"] for entry in graphql(server, LOCATION_QUERY)["workspaceOrError"]["locationEntries"]]
+    params = {
+        "selector": {
+            "repositoryLocationName": location,
+            "repositoryName": "__repository__",
+            "pipelineName": "__ASSET_JOB",
+            "assetSelection": [{"path": asset_path}],
+            "assetCheckSelection": [{"assetKey": {"path": asset_path}, "name": name} for name in checks],
+        },
+        "mode": "default",
+        "executionMetadata": {"tags": []},
+        "runConfigData": {},
+    }
+    launched = graphql(server, LAUNCH_RUN, {"params": params})["launchPipelineExecution"]
+    if launched["__typename"] != "LaunchRunSuccess":
+        raise RuntimeError(f"the run was not launched: {launched}")
+    return launched["run"]["runId"]
