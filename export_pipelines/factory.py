@@ -27,7 +27,8 @@ from export_pipelines.spec.export import ConnectionTarget
 from export_pipelines.spec.plan import ExportPlan
 from export_pipelines.stages.aggregation import aggregate_stage_file
 from export_pipelines.stages.bad_rows import TooManyBadRows, write_rejected_csv
-from export_pipelines.stages.extract import ExtractError, TimeWindow, extract_to_stage_file
+from export_pipelines.stages.extract import extract_to_stage_file
+from export_pipelines.stages.query import TimeWindow
 from export_pipelines.stages.file_naming import NameValues, render_file_name
 from export_pipelines.stages.mapping import map_stage_file
 from export_pipelines.stages.serialization import LINE_ENDINGS, CsvDialect, OutputSettings, DELIMITERS, write_files
@@ -122,7 +123,7 @@ def build_export_asset(plan: ExportPlan, connections: Mapping[str, DeliveryConne
             result = extract_to_stage_file(
                 engine, plan, folder / "extract.arrow", batch_size=spec.batch_size, window=window, max_bad_rows=spec.max_bad_rows
             )
-        except (TooManyBadRows, ExtractError) as error:
+        except TooManyBadRows as error:
             # Bad data does not heal by retrying: fail at once, with the rows named.
             raise dg.Failure(description=str(error), allow_retries=False) from error
         finally:
