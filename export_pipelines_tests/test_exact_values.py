@@ -171,7 +171,7 @@ DIRTY_MODELS = model("transactions", {"status": {"type": "string"}, "amount": {"
 DIRTY_REJECTED = [
     ("id=2", "amount", "'12,50'", "not a number"),
     ("id=3", "amount", "'n/a'", "not a number"),
-    ("id=4", "items_count", "'2.5'", "not an integer"),
+    ("id=4", "items_count", "2.5", "not an integer"),
     ("id=5", "items_count", "'3x'", "not an integer"),
 ]
 

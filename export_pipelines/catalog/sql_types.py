@@ -66,6 +66,21 @@ class UtcTimestamp(sa.types.TypeDecorator):
         return value.astimezone(dt.UTC)
 
 
+class IsoDate(sa.types.TypeDecorator):
+    """A date selected as 'YYYY-MM-DD' text; text that is no real day comes back unchanged, so the extract rejects its row."""
+
+    impl = sa.Text
+    cache_ok = True
+
+    def process_result_value(self, value, dialect):
+        if isinstance(value, str):
+            try:
+                return dt.date.fromisoformat(value)
+            except ValueError:
+                return value
+        return value
+
+
 class DecimalText(sa.types.TypeDecorator):
     """A number selected as text (SQLite's exact forms of a decimal, extract's readable value) read back as a Decimal.
 

@@ -268,4 +268,10 @@ def to_stage_column(array: pa.Array, source: SourceRef, target: pa.DataType) -> 
     kind = array.storage.type if isinstance(array.type, pa.BaseExtensionType) else array.type
     if not pa.types.is_null(kind) and not any(check(kind) for check in EXPECTED_DRIVER_TYPES[source.field_type]):
         raise FastPathUnavailable(f"{source.label} arrived as {kind}, not a type expected for a {source.field_type}")
+    if source.field_type in {"string", "json"}:
+        # SQLite's driver copies a BLOB's bytes into a text column unchecked; text that is not UTF-8 is a bad row.
+        try:
+            array.validate(full=True)
+        except pa.ArrowInvalid as error:
+            raise FastPathUnavailable(f"{source.label}: {error}") from error
     return cast_column(array, target, source.label)

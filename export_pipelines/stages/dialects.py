@@ -9,16 +9,20 @@ type, each dialect gives:
   order by value and by instant, never by stored text form;
 - `problem`: NULL for a value the field can hold, else why not (bad_rows' wording), so a
   row with such a value is rejected and named instead of being written wrong or filtered
-  by accident. `strict` adds the checks a pushed-down aggregate needs, where the database
-  computes over the raw values before any conversion could see them.
+  by accident. With `converted`, the extract converts the value itself (Arrow's cast or
+  Python's, both of which refuse 2024-02-30 or 38 digits too many), so the SQL only checks
+  what a conversion cannot see; without it (a value only filtered on, or added up by a
+  pushed-down GROUP BY) the SQL checks everything.
 Only code constants are inlined into SQL; spec values stay bound parameters.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import sqlalchemy as sa
 
-from export_pipelines.catalog.sql_types import DECIMAL_PRECISION, DecimalText, UtcTimestamp
+from export_pipelines.catalog.sql_types import DECIMAL_PRECISION, DecimalText, IsoDate, UtcTimestamp
 from export_pipelines.spec.plan import SourceRef
 from export_pipelines.stages import bad_rows
 
@@ -29,6 +33,14 @@ FIRST_DAY, FIRST_DAY_AFTER = "0001-01-01", "10000-01-01"
 def _substr(text: sa.ColumnElement, start, length=None) -> sa.ColumnElement:
     arguments = (text, start) if length is None else (text, start, length)
     return sa.func.substr(*arguments, type_=sa.Text)
+
+
+@dataclass(frozen=True)
+class Check:
+    """A value its field cannot hold where `fails` is true; `reason` completes "<field> = <value> is ..."."""
+
+    fails: sa.ColumnElement[bool]
+    reason: str
 
 
 def _glob(text: sa.ColumnElement, pattern: str) -> sa.ColumnElement[bool]:
@@ -62,8 +74,9 @@ class SourceValues:
     def comparable(self, column: sa.ColumnElement, source: SourceRef) -> sa.ColumnElement:
         return self.value(column, source)
 
-    def problem(self, column: sa.ColumnElement, source: SourceRef, *, strict: bool = False) -> sa.ColumnElement | None:
-        return None
+    def checks(self, column: sa.ColumnElement, source: SourceRef, *, converted: bool) -> list[Check]:
+        """What makes the stored value unfit for its field, as far as SQL must tell (see the module's docstring)."""
+        return []
 
     def raw_text(self, column: sa.ColumnElement) -> sa.ColumnElement:
         """The stored value as text, for the rejected-rows list."""
@@ -98,24 +111,23 @@ class PostgresqlValues(SourceValues):
             return sa.case((_within_written_years(column), column), else_=sa.null())
         return self.value(column, source)
 
-    def problem(self, column, source, *, strict=False):
+    def checks(self, column, source, *, converted):
         if source.json_property is not None:
-            return None
+            return []
         if source.field_type in {"timestamp", "date"}:
-            return sa.case(
-                (sa.not_(sa.func.isfinite(column)), constant(bad_rows.INFINITE)),
-                (sa.not_(_within_written_years(column)), constant(bad_rows.OUTSIDE_WRITTEN_YEARS)),
-                else_=sa.null(),
-            )
-        if strict and source.field_type == "decimal":
+            # ADBC decodes an infinity as a garbage instant: checked even where the value is converted.
+            return [
+                Check(sa.not_(sa.func.isfinite(column)), bad_rows.INFINITE),
+                Check(sa.not_(_within_written_years(column)), bad_rows.OUTSIDE_WRITTEN_YEARS),
+            ]
+        if not converted and source.field_type == "decimal":
             scale = source.scale or 0
-            return sa.case(
-                (column.in_([constant("NaN"), constant("Infinity"), constant("-Infinity")]), constant(bad_rows.NOT_FINITE)),
-                (column != sa.func.round(column, scale), constant(bad_rows.more_decimal_places(scale))),
-                (sa.func.abs(column) >= sa.literal_column(f"1e{DECIMAL_PRECISION - scale}"), constant(bad_rows.too_many_digits(DECIMAL_PRECISION))),
-                else_=sa.null(),
-            )
-        return None
+            return [
+                Check(column.in_([constant("NaN"), constant("Infinity"), constant("-Infinity")]), bad_rows.NOT_FINITE),
+                Check(column != sa.func.round(column, scale), bad_rows.more_decimal_places(scale)),
+                Check(sa.func.abs(column) >= sa.literal_column(f"1e{DECIMAL_PRECISION - scale}"), bad_rows.too_many_digits(DECIMAL_PRECISION)),
+            ]
+        return []
 
     def json_property(self, column, prop):
         return column.op("->>", return_type=sa.Text)(sa.bindparam(None, prop, type_=sa.Text))
@@ -144,7 +156,8 @@ class SqliteValues(SourceValues):
       instant in the canonical text bound parameters use (catalog/sql_types.py);
     - date: `YYYY-MM-DD` text of a real calendar day; boolean: the integers 0 and 1;
     - string and json: text (INTEGER as its digits, REAL as 15 significant digits); a BLOB is
-      a bad row; a json field's text must be valid JSON.
+      a bad row. A json field's text is written as stored; its properties are read only from
+      valid JSON (json_extract stops the whole query at the first invalid document).
     """
 
     def readable(self, column, source):
@@ -152,16 +165,17 @@ class SqliteValues(SourceValues):
             return self.value(column, source)
         match source.field_type:
             case "decimal":
-                return sa.type_coerce(_number_text(column), DecimalText())
+                # A BLOB as SQLite's X'..' literal, which no conversion takes for a number.
+                return sa.type_coerce(_as_text(column, blob=sa.func.quote(column)), DecimalText())
             case "timestamp":
                 return sa.type_coerce(sqlite_instant(column), UtcTimestamp())
             case "date":
-                return sqlite_date(column)
+                return sa.type_coerce(sqlite_date(column), IsoDate())
             case "string" | "json":
-                return sa.case((sa.func.typeof(column) == constant("real"), _real_text(column)), else_=sa.cast(column, sa.Text))
-            case "integer" | "boolean":
-                # One storage class per column: ADBC's driver types a column by its first rows and stops at a REAL later.
-                return sa.case((sa.func.typeof(column) == constant("integer"), column), else_=sa.null())
+                # A BLOB as its bytes: text when they are UTF-8, else the conversion refuses it.
+                return _as_text(column, blob=column)
+        # integer, boolean: as stored; a REAL or text among integers stops ADBC's typed read
+        # (the general path then names the row), and Python's conversion refuses it.
         return column
 
     def comparable(self, column, source):
@@ -175,33 +189,36 @@ class SqliteValues(SourceValues):
                 return sa.type_coerce(sa.cast(column, sa.Numeric), column.type)
         return column
 
-    def problem(self, column, source, *, strict=False):
+    def checks(self, column, source, *, converted):
         if source.json_property is not None:
-            return sa.case((_invalid_json(column), constant(bad_rows.NOT_JSON)), else_=sa.null())
+            return [Check(_invalid_json(column), bad_rows.NOT_JSON)]
         kind = sa.func.typeof(column)
         match source.field_type:
-            case "integer":
-                return sa.case((kind.not_in([constant("integer"), constant("null")]), constant(bad_rows.NOT_AN_INTEGER)), else_=sa.null())
             case "boolean":
+                # SQLAlchemy reads any integer as a boolean (2 is true): checked even where converted.
                 valid = sa.or_(column.is_(None), sa.and_(kind == constant("integer"), column.in_([constant(0), constant(1)])))
-                return sa.case((sa.not_(valid), constant(bad_rows.NOT_A_BOOLEAN)), else_=sa.null())
+                return [Check(sa.not_(valid), bad_rows.NOT_A_BOOLEAN)]
+            case "timestamp":
+                # The readable value of text that is no instant is NULL, which no conversion could tell from a NULL.
+                text = sa.type_coerce(column, sa.Text)
+                fine = _canonical_instant_shape(text) if converted else _canonical_instant(text)
+                return [Check(sa.and_(text.is_not(None), sa.not_(fine), _parsed_instant(text).is_(None)), bad_rows.NOT_A_TIMESTAMP)]
+            case "date":
+                text = sa.type_coerce(column, sa.Text)
+                fine = _date_shape(text) if converted else _real_date(text)
+                return [Check(sa.and_(text.is_not(None), sa.not_(fine)), bad_rows.NOT_A_DATE)]
+        if converted:
+            return []
+        match source.field_type:
+            case "integer":
+                return [Check(kind.not_in([constant("integer"), constant("null")]), bad_rows.NOT_AN_INTEGER)]
             case "decimal":
                 not_number = sa.or_(
                     kind == constant("blob"),
                     sa.and_(kind == constant("text"), sa.or_(column == constant(""), _glob(column, "*[^0-9.eE+-]*"))),
                 )
-                return sa.case((not_number, constant(bad_rows.NOT_A_NUMBER)), else_=sa.null())
-            case "timestamp":
-                return sa.case((sa.and_(column.is_not(None), sqlite_instant(column).is_(None)), constant(bad_rows.NOT_A_TIMESTAMP)), else_=sa.null())
-            case "date":
-                return sa.case((sa.and_(column.is_not(None), sqlite_date(column).is_(None)), constant(bad_rows.NOT_A_DATE)), else_=sa.null())
-            case "json":
-                return sa.case(
-                    (kind == constant("blob"), constant(bad_rows.NOT_TEXT)),
-                    (_invalid_json(column), constant(bad_rows.NOT_JSON)),
-                    else_=sa.null(),
-                )
-        return sa.case((kind == constant("blob"), constant(bad_rows.NOT_TEXT)), else_=sa.null())
+                return [Check(not_number, bad_rows.NOT_A_NUMBER)]
+        return [Check(kind == constant("blob"), bad_rows.NOT_TEXT)]
 
     def raw_text(self, column):
         return sa.case((sa.func.typeof(column) == constant("blob"), sa.func.quote(column)), else_=sa.cast(column, sa.Text))
@@ -232,16 +249,21 @@ def _real_text(column: sa.ColumnElement) -> sa.ColumnElement:
     return sa.func.printf(constant("%!.15g"), column, type_=sa.Text)
 
 
-def _number_text(column: sa.ColumnElement) -> sa.ColumnElement:
+def _as_text(column: sa.ColumnElement, *, blob: sa.ColumnElement) -> sa.ColumnElement:
+    """Text as stored, INTEGER as its digits, REAL as its 15 significant digits, a BLOB as given: one storage class."""
     return sa.case(
-        (sa.func.typeof(column) == constant("real"), _real_text(column)),
-        else_=sa.cast(column, sa.Text),
+        {constant("real"): _real_text(column), constant("integer"): sa.cast(column, sa.Text), constant("blob"): blob},
+        value=sa.func.typeof(column),
+        else_=column,
     )
 
 
 _DATE_GLOB = "[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]"
 _HOURS_MINUTES_GLOB = "[Tt ][0-9][0-9]:[0-9][0-9]"
-_CANONICAL_SECONDS_GLOB = _DATE_GLOB + " [0-9][0-9]:[0-9][0-9]:[0-9][0-9]"
+# The canonical form, each digit narrowed to the range it can take; Arrow's and Python's
+# conversions refuse what the pattern cannot (2024-02-30, 24:00:00, month 13).
+_CANONICAL_DATE_GLOB = "[0-9][0-9][0-9][0-9]-[01][0-9]-[0-3][0-9]"
+_CANONICAL_SECONDS_GLOB = _CANONICAL_DATE_GLOB + " [0-2][0-9]:[0-5][0-9]:[0-5][0-9]"
 _SECONDS_FORMAT = "%Y-%m-%d %H:%M:%S"
 _MICRO_DIGITS = 6
 _MAX_FRACTION_DIGITS = 9
@@ -254,53 +276,69 @@ def _strftime_seconds(text: sa.ColumnElement, *modifiers: str) -> sa.ColumnEleme
 def _normalizes_to_itself(wall: sa.ColumnElement) -> sa.ColumnElement[bool]:
     # SQLite echoes 2024-02-30 and 24:00:00 back unless a modifier makes it compute the day:
     # a wall time that survives '+0 seconds' unchanged is a real one.
-    return sa.and_(_strftime_seconds(wall, "+0 seconds") == wall, wall >= constant("0001"))
+    # IS, not =: SQLite's NULL for a month 13 must make this false, not NULL (a NOT of it would be NULL too).
+    return sa.and_(wall.is_not(None), _strftime_seconds(wall, "+0 seconds").is_(wall), wall >= constant("0001"))
+
+
+def _canonical_instant_shape(text: sa.ColumnElement) -> sa.ColumnElement[bool]:
+    """Looks like 'YYYY-MM-DD HH:MM:SS', as bound parameters and most writers store it: the common case, in two cheap tests.
+
+    Text that only looks so is passed on as it is; the extract's conversion (Arrow's or
+    Python's, the same ISO parse) refuses it, so only the `_canonical_instant` check of a
+    value SQL alone sees needs to be exact. Year 0000 is kept out here: Arrow would read it.
+    """
+    return sa.and_(sa.func.length(text) == 19, _substr(text, 11, 1) == constant(" "), text >= constant("0001"))
+
+
+def _canonical_instant(text: sa.ColumnElement) -> sa.ColumnElement[bool]:
+    """Exactly the canonical form of a real time: days 01-28 of months 01-12 by text comparison, others by SQLite's calendar."""
+    common = sa.and_(
+        _substr(text, 6, 2).between(constant("01"), constant("12")),
+        _substr(text, 9, 2).between(constant("01"), constant("28")),
+        _substr(text, 12, 2) <= constant("23"),
+    )
+    return sa.and_(_glob(text, _CANONICAL_SECONDS_GLOB), text >= constant("0001"), sa.or_(common, _normalizes_to_itself(text)))
 
 
 def sqlite_instant(column: sa.ColumnElement) -> sa.ColumnElement:
     """Stored ISO 8601 text -> 'YYYY-MM-DD HH:MM:SS[.ffffff]' in UTC, NULL when it is no instant.
 
-    The fraction is cut off before SQLite's date functions see it (they round it to
-    milliseconds, differently across versions) and put back after: digits past the
-    sixth must be zeros, as the stage files hold microseconds.
+    Text already in that form is taken as it is (a conversion checks its calendar); other
+    forms are parsed. The fraction is cut off before SQLite's date functions see it (they
+    round it to milliseconds, differently across versions) and put back after: digits past
+    the sixth must be zeros, as the stage files hold microseconds.
     """
-    canonical = sa.and_(_glob(column, _CANONICAL_SECONDS_GLOB), _normalizes_to_itself(column))
-    return sa.case((canonical, column), else_=_parsed_instant(column))
+    text = sa.type_coerce(column, sa.Text)  # the column's own type may be a timestamp, whose + is not ||
+    return sa.case((_canonical_instant_shape(text), text), else_=_parsed_instant(text))
 
 
 def _parsed_instant(text: sa.ColumnElement) -> sa.ColumnElement:
-    length = sa.func.length(text, type_=sa.Integer)
+    """The UTC canonical text of any supported ISO 8601 form, or NULL. Pieces are cut by position, so each
+    appears in the SQL a few times, not nested inside one another (the SQL stays a few kilobytes)."""
     zone_length = sa.case(
         (_glob(text, "*[Zz]"), 1),
         (_glob(text, "*[+-][0-9][0-9]:[0-9][0-9]"), 6),
         (_glob(text, "*[+-][0-9][0-9][0-9][0-9]"), 5),
         else_=0,
     )
-    zone = _substr(text, length - zone_length + 1)
+    # Without its zone: 'YYYY-MM-DD', 'YYYY-MM-DDTHH:MM', 'YYYY-MM-DDTHH:MM:SS[.fraction]'.
+    wall_length = sa.func.length(text, type_=sa.Integer) - zone_length
     offset = sa.case(
-        (zone_length == 6, zone),
-        (zone_length == 5, _substr(zone, 1, 3) + constant(":") + _substr(zone, 4)),
+        (zone_length == 6, _substr(text, -6)),
+        (zone_length == 5, _substr(text, -5, 3) + constant(":") + _substr(text, -2)),
         else_=constant(""),
     )
-    core = _substr(text, 1, length - zone_length)
-    core_length = sa.func.length(core, type_=sa.Integer)
-    fraction = _substr(core, 21)
-    seconds_shape = _glob(_substr(core, 1, 19), _DATE_GLOB + _HOURS_MINUTES_GLOB + ":[0-9][0-9]")
-    fraction_shape = sa.and_(
-        core_length.between(21, 20 + _MAX_FRACTION_DIGITS),
-        _substr(core, 20, 1) == constant("."),
-        sa.not_(_glob(fraction, "*[^0-9]*")),
+    # SQLite's two-argument max() is scalar: a substr of negative length would count backwards.
+    fraction = _substr(text, 21, sa.func.max(wall_length - 20, 0, type_=sa.Integer))
+    fraction_ok = sa.or_(
+        wall_length == 19,
+        sa.and_(wall_length.between(21, 20 + _MAX_FRACTION_DIGITS), _substr(text, 20, 1) == constant("."), sa.not_(_glob(fraction, "*[^0-9]*"))),
     )
+    date = _substr(text, 1, 10)
     wall = sa.case(
-        (sa.and_(core_length == 10, zone_length == 0, _glob(core, _DATE_GLOB)), core + constant(" 00:00:00")),
-        (
-            sa.and_(core_length == 16, _glob(core, _DATE_GLOB + _HOURS_MINUTES_GLOB)),
-            _substr(core, 1, 10) + constant(" ") + _substr(core, 12, 5) + constant(":00"),
-        ),
-        (
-            sa.and_(seconds_shape, sa.or_(core_length == 19, fraction_shape)),
-            _substr(core, 1, 10) + constant(" ") + _substr(core, 12, 8),
-        ),
+        (sa.and_(sa.func.length(text) == 10, _glob(text, _DATE_GLOB)), text + constant(" 00:00:00")),
+        (sa.and_(wall_length == 16, _glob(_substr(text, 1, 16), _DATE_GLOB + _HOURS_MINUTES_GLOB)), date + constant(" ") + _substr(text, 12, 5) + constant(":00")),
+        (sa.and_(_glob(_substr(text, 1, 19), _DATE_GLOB + _HOURS_MINUTES_GLOB + ":[0-9][0-9]"), fraction_ok), date + constant(" ") + _substr(text, 12, 8)),
         else_=sa.null(),
     )
     micros = _substr(fraction + constant("0" * _MICRO_DIGITS), 1, _MICRO_DIGITS)
@@ -314,14 +352,18 @@ def _parsed_instant(text: sa.ColumnElement) -> sa.ColumnElement:
     return sa.case((valid, with_fraction), else_=sa.null())
 
 
+def _date_shape(column: sa.ColumnElement) -> sa.ColumnElement[bool]:
+    return sa.and_(_glob(column, _CANONICAL_DATE_GLOB), column >= constant("0001"))
+
+
+def _real_date(column: sa.ColumnElement) -> sa.ColumnElement[bool]:
+    return sa.and_(_date_shape(column), sa.func.date(column, constant("+0 days"), type_=sa.Text).is_(column))
+
+
 def sqlite_date(column: sa.ColumnElement) -> sa.ColumnElement:
-    """Stored 'YYYY-MM-DD' text of a real calendar day, else NULL."""
-    valid = sa.and_(
-        _glob(column, _DATE_GLOB),
-        sa.func.date(column, constant("+0 days")) == column,
-        column >= constant("0001"),
-    )
-    return sa.case((valid, column), else_=sa.null())
+    """Stored 'YYYY-MM-DD' text, else NULL (a conversion checks its calendar)."""
+    text = sa.type_coerce(column, sa.Text)
+    return sa.case((_date_shape(text), text), else_=sa.null())
 
 
 _DIALECTS: dict[str, SourceValues] = {"postgresql": PostgresqlValues(), "sqlite": SqliteValues(), "mysql": MysqlValues()}

@@ -13,6 +13,7 @@ Every path writes the same stage file and lists the same bad rows.
 from __future__ import annotations
 
 import datetime as dt
+import decimal
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -37,6 +38,7 @@ from export_pipelines.stages.query import (
     TimeWindow,
     build_group_query,
     build_query,
+    count_query,
     pushes_down_aggregation,
 )
 from export_pipelines.stages.stage_files import stage_writer
@@ -120,7 +122,7 @@ def _streamed(engine: sa.Engine, plan: ExportPlan, build: Callable, batch_size: 
         query = build(audience_table)
         expected = None
         if count:
-            expected = connection.execute(sa.select(sa.func.count()).select_from(query.order_by(None).subquery())).scalar_one()
+            expected = connection.execute(count_query(query)).scalar_one()
         yield expected, connection.execute(query).partitions(batch_size)
 
 
@@ -192,7 +194,7 @@ def _extract_rows_with_adbc(
     """The general path's query and stage file, rows decoded by the ADBC driver (see arrow_extract)."""
     query = build_query(plan, engine.dialect.name, window)
     rows_sql = arrow_extract.literal_sql(query, engine.dialect)
-    count_sql = arrow_extract.literal_sql(sa.select(sa.func.count()).select_from(query.order_by(None).subquery()), engine.dialect)
+    count_sql = arrow_extract.literal_sql(count_query(query), engine.dialect)
     schema = source_schema(plan.sources)
     rows = seen = 0
     with arrow_extract.ArrowConnection(engine.url) as connection, arrow_extract.SnapshotRows(connection, rows_sql, batch_size, count_sql) as read:
@@ -289,14 +291,31 @@ def rows_to_table(rows: Sequence[sa.Row], schema: pa.Schema, plan: ExportPlan, o
     unconvertible: set[int] = set()
     for index, field in enumerate(schema):
         try:
-            arrays.append(pa.array(columns[index], type=field.type))
+            arrays.append(to_arrow(columns[index], field.type))
         except _CONVERSION_ERRORS:
             unconvertible |= _reject_unconvertible(plan, field, index, columns, positions, offset, bad_rows)
     if unconvertible:
         # Rare: only a batch holding a bad value is converted a second time, without those rows.
         keep = [p for p in range(len(positions)) if p not in unconvertible]
-        arrays = [pa.array([column[p] for p in keep], type=field.type) for column, field in zip(columns, schema, strict=True)]
+        arrays = [to_arrow([column[p] for p in keep], field.type) for column, field in zip(columns, schema, strict=True)]
     return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def to_arrow(values: Sequence, kind: pa.DataType) -> pa.Array:
+    """pa.array, refusing what it would not convert exactly: it truncates 2.5 and Decimal('2.5') to an integer 2."""
+    if pa.types.is_integer(kind):
+        for value in values:
+            if value is not None and not _is_integral(value):
+                raise TypeError(f"{value!r} is not an integer")
+    return pa.array(values, type=kind)
+
+
+def _is_integral(value: object) -> bool:
+    if type(value) is int:
+        return True
+    if isinstance(value, float):
+        return value.is_integer()
+    return isinstance(value, decimal.Decimal) and value.is_finite() and value == value.to_integral_value()
 
 
 def _reject_unconvertible(
@@ -307,7 +326,7 @@ def _reject_unconvertible(
     places = set()
     for place, value in enumerate(columns[index]):
         try:
-            pa.array([value], type=field.type)
+            to_arrow([value], field.type)
         except _CONVERSION_ERRORS:
             row_number = offset + positions[place] + 1
             reason = conversion_problem(value, field.type)

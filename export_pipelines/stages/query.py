@@ -13,7 +13,7 @@ bad row instead of silently leaving it out (or in).
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -22,7 +22,7 @@ from export_pipelines.catalog.sql_types import DECIMAL_PRECISION, model_table
 from export_pipelines.spec.plan import Condition, ConditionGroup, ExportPlan, SourceRef
 from export_pipelines.stages import aggregation
 from export_pipelines.stages.audience import AUDIENCE_COLUMN
-from export_pipelines.stages.dialects import values_for
+from export_pipelines.stages.dialects import Check, values_for
 
 PUSHDOWN_DIALECTS = frozenset({"sqlite", "postgresql"})
 PROBLEM_COLUMN = "__problem"
@@ -52,15 +52,18 @@ def comparable(table: sa.Table | sa.Alias, source: SourceRef, dialect: str) -> s
     return values_for(dialect).comparable(table.c[source.column], source)
 
 
-def problem(table: sa.Table | sa.Alias, source: SourceRef, dialect: str, *, strict: bool = False) -> sa.ColumnElement | None:
-    """NULL where the source's value fits its field, else why not (None when the dialect never needs to say)."""
-    return values_for(dialect).problem(table.c[source.column], source, strict=strict)
+def checks(table: sa.Table | sa.Alias, source: SourceRef, dialect: str, *, converted: bool = False) -> list[Check]:
+    """What makes the source's value unfit for its field, as far as SQL must tell.
+
+    converted: the extract reads and converts this value itself, which refuses what it can.
+    """
+    return values_for(dialect).checks(table.c[source.column], source, converted=converted)
 
 
 def _undecided(clause: sa.ColumnElement[bool], table, source: SourceRef, dialect: str) -> sa.ColumnElement[bool]:
     """The clause, or true where the source's value cannot be judged (so the row is kept and named as a bad row)."""
-    reason = problem(table, source, dialect)
-    return clause if reason is None else sa.or_(clause, reason.is_not(None))
+    unfit = [check.fails for check in checks(table, source, dialect)]
+    return sa.or_(clause, *unfit) if unfit else clause
 
 
 def condition_clause(table: sa.Table | sa.Alias, condition: Condition, dialect: str) -> sa.ColumnElement[bool]:
@@ -116,16 +119,16 @@ def group_clause(table: sa.Table | sa.Alias, group: ConditionGroup, dialect: str
     return sa.and_(*clauses) if group.junction == "and" else sa.or_(*clauses)
 
 
-def problem_column(sources: Iterable[SourceRef], table: sa.Table, dialect: str, *, strict: bool = False) -> sa.ColumnElement | None:
+def problem_column(sources: Iterable[SourceRef], table: sa.Table, dialect: str, *, converted: Collection[SourceRef]) -> sa.ColumnElement | None:
     """PROBLEM_COLUMN: NO_PROBLEM for a row whose values all fit, else '<field>\\x1f<reason>\\x1f<stored value>' of the first that does not."""
-    checks = []
+    whens = []
+    separator = sa.literal(PROBLEM_SEPARATOR, sa.Text)
     for source in dict.fromkeys(sources):
-        reason = problem(table, source, dialect, strict=strict)
-        if reason is not None:
-            stored = sa.func.coalesce(values_for(dialect).raw_text(table.c[source.column]), sa.literal("", sa.Text))
-            separator = sa.literal(PROBLEM_SEPARATOR, sa.Text)
-            checks.append((reason.is_not(None), sa.literal(source.label, sa.Text) + separator + reason + separator + stored))
-    return sa.case(*checks, else_=sa.literal(NO_PROBLEM, sa.Text)) if checks else None
+        stored = sa.func.coalesce(values_for(dialect).raw_text(table.c[source.column]), sa.literal("", sa.Text))
+        for check in checks(table, source, dialect, converted=source in converted):
+            described = sa.literal(source.label, sa.Text) + separator + sa.literal(check.reason, sa.Text) + separator + stored
+            whens.append((check.fails, described))
+    return sa.case(*whens, else_=sa.literal(NO_PROBLEM, sa.Text)) if whens else None
 
 
 def build_query(
@@ -134,15 +137,19 @@ def build_query(
     window: TimeWindow | None = None,
     audience_table: sa.Table | None = None,
     *,
-    strict: bool = False,
+    grouped: bool = False,
 ) -> sa.Select:
-    """The export's rows: columns c0..cN (plan.sources' readable values), then PROBLEM_COLUMN where a value may not fit."""
+    """The export's rows: columns c0..cN (plan.sources' readable values), then PROBLEM_COLUMN where a value may not fit.
+
+    grouped: the rows feed a GROUP BY in the database, which adds and compares the raw
+    values, so every value is checked in SQL (no conversion will see them one by one).
+    """
     table = model_table(plan.model)
     columns = [readable(table, source, dialect).label(f"c{i}") for i, source in enumerate(plan.sources)]
     checked = [*plan.sources, *(condition.source for condition in plan.conditions)]
     if window is not None:
         checked.append(window.source)
-    problems = problem_column(checked, table, dialect, strict=strict)
+    problems = problem_column(checked, table, dialect, converted=() if grouped else plan.sources)
     if problems is not None:
         columns.append(problems.label(PROBLEM_COLUMN))
     query = sa.select(*columns).select_from(table)
@@ -161,6 +168,13 @@ def build_query(
     if plan.primary_key not in [key.source for key in plan.order]:
         order.append(comparable(table, plan.primary_key, dialect).asc())
     return query.order_by(*order)
+
+
+def count_query(query: sa.Select) -> sa.Select:
+    """SELECT COUNT(*) of the query's rows: its FROM and WHERE without its columns, whose expressions cost per row."""
+    if query._group_by_clauses:
+        return sa.select(sa.func.count()).select_from(query.order_by(None).subquery())
+    return query.with_only_columns(sa.func.count()).order_by(None)
 
 
 def narrowing_clauses(plan: ExportPlan, table: sa.Table, dialect: str, audience_table: sa.Table | None) -> list:
@@ -205,10 +219,10 @@ def build_group_query(
     The rows' values are selected once in a subquery and grouped by its columns, so a
     value that carries a bound parameter (a JSON property) is the same expression in
     SELECT and GROUP BY, as PostgreSQL requires. PROBLEM_COUNT_COLUMN counts the group's
-    rows with a value that does not fit its field (strict checks: the database adds raw
-    values); when any has one, the extract aggregates over Arrow instead and names them.
+    rows with a value that does not fit its field; when any has one, the extract aggregates
+    over Arrow instead and names them.
     """
-    query = build_query(plan, dialect, window, audience_table, strict=True).order_by(None)
+    query = build_query(plan, dialect, window, audience_table, grouped=True).order_by(None)
     rows = query.subquery("matching_rows")
     by_label = {source.label: rows.c[f"c{i}"] for i, source in enumerate(plan.sources)}
     columns = [sa.func.count().label(aggregation.ROWS_COLUMN)]
