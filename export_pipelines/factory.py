@@ -29,7 +29,8 @@ from export_pipelines.spec.export import ConnectionTarget
 from export_pipelines.spec.plan import ExportPlan
 from export_pipelines.stages.aggregation import aggregate_stage_file
 from export_pipelines.stages.bad_rows import write_rejected_csv
-from export_pipelines.stages.extract import TimeWindow, extract_to_stage_file
+from export_pipelines.stages.extract import extract_to_stage_file
+from export_pipelines.stages.query import TimeWindow
 from export_pipelines.stages.file_naming import NameValues, render_file_name
 from export_pipelines.stages.mapping import map_stage_file
 from export_pipelines.stages.serialization import LINE_ENDINGS, CsvDialect, OutputSettings, DELIMITERS, write_files

@@ -46,7 +46,6 @@ _NO_PERMISSION = "the user may not do this there: check the connection's usernam
 _BY_CLASS: dict[str, ErrorClass] = {
     "export_pipelines.spec.connections.MissingSecretError": ErrorClass(PERMANENT),
     "export_pipelines.stages.bad_rows.TooManyBadRows": ErrorClass(PERMANENT),
-    "export_pipelines.stages.extract.ExtractError": ErrorClass(PERMANENT),
     "paramiko.ssh_exception.AuthenticationException": ErrorClass(PERMANENT),
     "paramiko.ssh_exception.BadHostKeyException": ErrorClass(PERMANENT),
     # Everything else paramiko raises is the SSH conversation breaking off (banner, EOF, no session).

@@ -12,6 +12,10 @@ from pydantic import Field
 from export_pipelines.database_urls import normalize_url
 
 SOURCE_URL_ENV_VAR = "EXPORT_SOURCE_URL"
+# Settings the extract's results depend on, pinned per session whatever the server's or role's defaults:
+# a `timestamp without time zone` reads and compares as UTC (README: naive values are UTC), and
+# psycopg's text loaders get the ISO dates they parse.
+POSTGRESQL_SESSION_OPTIONS = "-c TimeZone=UTC -c DateStyle=ISO,YMD"
 
 
 def demo_database_path(instance_root: Path) -> Path:
@@ -42,4 +46,15 @@ class SourceDatabase(ConfigurableResource):
         return sa.make_url(f"sqlite:///{path}")
 
     def create_engine(self, instance_root: Path) -> sa.Engine:
-        return sa.create_engine(self.resolved_url(instance_root), pool_pre_ping=True)
+        """An engine whose sessions have the settings extraction relies on (its URL carries them to ADBC too)."""
+        return sa.create_engine(pinned_session_url(self.resolved_url(instance_root)), pool_pre_ping=True)
+
+
+def pinned_session_url(url: sa.URL) -> sa.URL:
+    """The URL with POSTGRESQL_SESSION_OPTIONS added to its libpq `options` (psycopg and ADBC's libpq both read them)."""
+    if url.get_backend_name() != "postgresql":
+        return url
+    options = url.query.get("options", "")
+    if isinstance(options, tuple):
+        options = " ".join(options)
+    return url.update_query_dict({"options": f"{options} {POSTGRESQL_SESSION_OPTIONS}".strip()})

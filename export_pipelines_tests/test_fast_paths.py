@@ -23,16 +23,9 @@ import sqlalchemy as sa
 
 from export_pipelines.catalog.models import load_builtin_catalog
 from export_pipelines.catalog.sql_types import model_table
-from export_pipelines.spec.loader import load_config
-from export_pipelines.stages.aggregation import aggregate_stage_file
-from export_pipelines.stages.extract import extract_to_stage_file
-from export_pipelines.stages.mapping import map_stage_file
-from export_pipelines.stages.serialization import DELIMITERS, LINE_ENDINGS, CsvDialect, OutputSettings, write_files
-from export_pipelines.stages.stage_files import read_batches
 from export_pipelines.stages.text_format import to_text
-from export_pipelines_tests.conftest import write_config
+from export_pipelines_tests.stage_runs import export_bytes
 
-FAST_PATH_SWITCHES = ("EXPORT_FAST_EXTRACT", "EXPORT_MAPPING_SHORTCUT", "EXPORT_WRITE_BEHIND")
 BERLIN = dt.timezone(dt.timedelta(hours=2))
 KOLKATA = dt.timezone(dt.timedelta(hours=5, minutes=30))
 
@@ -120,34 +113,6 @@ FIELDS = [
     "id", "code", "voucher_type", "campaign", "value", "gift_balance", "loyalty_balance",
     "active", "metadata", "metadata.note", "metadata.flag", "start_date", "expiration_date", "created_at",
 ]
-
-
-def export_bytes(url: str, tmp_path: Path, spec: dict, *, fast: bool, monkeypatch) -> bytes:
-    for switch in FAST_PATH_SWITCHES:
-        monkeypatch.setenv(switch, "1" if fast else "0")
-    folder = tmp_path / ("fast" if fast else "general") / spec["name"]
-    config = load_config(write_config(folder / "config", [spec]))
-    assert not config.problems, [str(p) for p in config.problems]
-    plan = config.plans[spec["name"]]
-    engine = sa.create_engine(url)
-    try:
-        extracted = extract_to_stage_file(engine, plan, folder / "extract.arrow", batch_size=64)
-    finally:
-        engine.dispose()
-    rows_path = folder / "mapped.arrow"
-    map_stage_file(plan, extracted.path, rows_path, batch_size=64)
-    if plan.aggregates:
-        rows_path = aggregate_stage_file(plan, rows_path, folder / "aggregated.arrow", batch_size=64).path
-    settings = OutputSettings(
-        dialect=CsvDialect(DELIMITERS[plan.spec.format], LINE_ENDINGS[plan.spec.line_ending]),
-        compression=plan.spec.compression,
-        max_rows_per_file=plan.spec.max_rows_per_file,
-        archive_time=dt.datetime(2026, 1, 1, tzinfo=dt.UTC),
-    )
-    files = write_files(
-        read_batches(rows_path, 64), [f.header for f in plan.fields], folder / "files", lambda part: f"part{part}", settings
-    )
-    return b"".join(file.path.read_bytes() for file in files)
 
 
 @pytest.mark.parametrize(

@@ -16,7 +16,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
 
 from export_pipelines.spec.loader import load_config
-from export_pipelines.stages.extract import build_query, extract_to_stage_file
+from export_pipelines.stages.extract import extract_to_stage_file
+from export_pipelines.stages.query import build_query
 from export_pipelines.stages.stage_files import read_table
 from export_pipelines_tests.conftest import write_config
 from export_pipelines_tests.sample_data import CUSTOMERS, TRANSACTIONS, utc

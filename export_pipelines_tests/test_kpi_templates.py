@@ -40,5 +40,6 @@ def test_template_narrowed_by_an_export(sample_source_url, tmp_path):
     [content] = run.files.values()
     assert content.decode() == expected
     assert len(groups) > 1
-    assert run.metadata["aggregation"] == "pushdown"
+    # SQLite cannot add its REAL/INTEGER/text decimals exactly: decimal sums run over Arrow there.
+    assert run.metadata["aggregation"] == ("arrow" if sample_source_url.startswith("sqlite") else "pushdown")
     assert (kpis / "store_sales.yaml").read_text() == template_text

@@ -29,7 +29,7 @@ class FieldDef(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     type: FieldType
-    scale: int | None = Field(default=None, ge=0, le=18, description="Decimal places of a decimal field.")
+    scale: int | None = Field(default=None, ge=0, le=38, description="Decimal places of a decimal field (0-38: values have at most 38 digits).")
     column: str | None = Field(default=None, description="Source column; defaults to the field name.")
     identifier: bool = False
     computed: bool = False

@@ -7,7 +7,9 @@ DDL and the extract stage's result processing cannot disagree.
 from __future__ import annotations
 
 import datetime as dt
+import decimal
 import json
+import re
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
@@ -18,7 +20,13 @@ from export_pipelines.catalog.models import FieldDef, ModelDef
 # function ('YYYY-MM-DD HH:MM:SS', with '.ffffff' only when there are microseconds)
 # sorts and compares correctly as text, and bound parameters use the same form.
 SQLITE_SECONDS_FORMAT = "%Y-%m-%d %H:%M:%S"
-DECIMAL_PRECISION = 18
+# A decimal field's values have at most 38 significant digits (Arrow's decimal128, PostgreSQL's
+# numeric(38, s)); sums and averages are computed with 76 (stages/aggregation.py), which no sum
+# of 38-digit values can exceed, so they need no overflow check.
+DECIMAL_PRECISION = 38
+# A number as text, as SQLite's printf and PostgreSQL write them and as Arrow's decimal cast reads
+# them; Python's Decimal() alone would also take ' 1_000 ', 'NaN' and 'Infinity'.
+NUMBER_TEXT = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 
 
 def sqlite_timestamp_text(value: dt.datetime) -> str:
@@ -56,6 +64,36 @@ class UtcTimestamp(sa.types.TypeDecorator):
         if value.tzinfo is None:
             return value.replace(tzinfo=dt.UTC)
         return value.astimezone(dt.UTC)
+
+
+class IsoDate(sa.types.TypeDecorator):
+    """A date selected as 'YYYY-MM-DD' text; text that is no real day comes back unchanged, so the extract rejects its row."""
+
+    impl = sa.Text
+    cache_ok = True
+
+    def process_result_value(self, value, dialect):
+        if isinstance(value, str):
+            try:
+                return dt.date.fromisoformat(value)
+            except ValueError:
+                return value
+        return value
+
+
+class DecimalText(sa.types.TypeDecorator):
+    """A number selected as text (SQLite's exact forms of a decimal, extract's readable value) read back as a Decimal.
+
+    Text that is not a number comes back unchanged, so the extract rejects its row and names it.
+    """
+
+    impl = sa.Text
+    cache_ok = True
+
+    def process_result_value(self, value, dialect):
+        if isinstance(value, str) and NUMBER_TEXT.fullmatch(value):
+            return decimal.Decimal(value)
+        return value
 
 
 class JsonDocument(sa.types.TypeDecorator):

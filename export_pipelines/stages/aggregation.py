@@ -7,7 +7,8 @@ so the two paths write the same bytes and memory is bounded by the number of gro
 
 Semantics, as an analyst checking the totals against the database expects them:
 - count counts rows; sum and avg ignore NULLs (an all-NULL group sums to empty);
-  integer sums are exact beyond 64 bits, decimal sums exact to the field's scale.
+  sums are exact at any size: values have at most 38 digits and are added with 76
+  (decimal256), which no number of rows can exceed.
 - avg is sum / count of values, rounded half away from zero (like PostgreSQL's round())
   to the field's scale + 2 decimal places (an integer field's average has 2).
 - min/max of text compare by code point (byte order of UTF-8); NULL and the empty
@@ -29,12 +30,13 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from export_pipelines.catalog.sql_types import DECIMAL_PRECISION
 from export_pipelines.spec.plan import ExportPlan, OutputField
 from export_pipelines.stages.mapping import group_order_column, map_column, typed_order_groups
 from export_pipelines.stages.stage_files import GROUP_PARTIALS_METADATA, holds_group_partials, read_batches, read_schema, write_table
 
 ROWS_COLUMN = "__rows"
-SUM_PRECISION = 38
+SUM_PRECISION = 2 * DECIMAL_PRECISION
 AVERAGE_EXTRA_PLACES = 2
 
 _COMBINE = {"group": None, "count": "sum", "sum": "sum", "avg": "sum", "min": "min", "max": "max"}
@@ -58,7 +60,7 @@ def value_count_column(index: int) -> str:
 
 
 def sum_type(field: OutputField) -> pa.DataType:
-    return pa.decimal128(SUM_PRECISION, field.source.scale or 0)
+    return pa.decimal256(SUM_PRECISION, field.source.scale or 0)
 
 
 def average_scale(field: OutputField) -> int:
@@ -193,7 +195,7 @@ def average(sums: pa.Array, counts: pa.Array, scale: int) -> pa.Array:
             None if total is None or count == 0 else (total / count).quantize(quantum, rounding=decimal.ROUND_HALF_UP)
             for total, count in zip(sums.to_pylist(), counts.to_pylist(), strict=True)
         ]
-    return pa.array(values, pa.decimal128(SUM_PRECISION, scale))
+    return pa.array(values, pa.decimal256(SUM_PRECISION, scale))
 
 
 def aggregate_stage_file(plan: ExportPlan, source: Path, destination: Path, *, batch_size: int) -> AggregateResult:

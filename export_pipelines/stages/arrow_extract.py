@@ -15,6 +15,7 @@ EXPORT_FAST_EXTRACT=0 turns this path off.
 from __future__ import annotations
 
 import os
+import urllib.parse
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import closing, contextmanager, suppress
@@ -63,6 +64,17 @@ def literal_sql(query: sa.Select, dialect: sa.Dialect) -> str:
         raise FastPathUnavailable(f"the query's values cannot be rendered as SQL literals: {error}") from error
 
 
+def libpq_uri(url: sa.URL) -> str:
+    """The URL as libpq reads it: host, port, user, password and query options such as `options`.
+
+    SQLAlchemy writes a space in a query value as '+', which libpq does not decode: its
+    values are percent-encoded here.
+    """
+    base = url.set(drivername="postgresql", query={}).render_as_string(hide_password=False)
+    pairs = [(key, value) for key, values in url.query.items() for value in (values if isinstance(values, tuple) else (values,))]
+    return f"{base}?{urllib.parse.urlencode(pairs, quote_via=urllib.parse.quote)}" if pairs else base
+
+
 class ArrowConnection:
     """One ADBC connection: statements run, and query results read as Arrow batches."""
 
@@ -72,8 +84,7 @@ class ArrowConnection:
             raise FastPathUnavailable(f"no ADBC driver for {url.get_backend_name()}")
         try:
             if url.get_backend_name() == "postgresql":
-                # libpq reads the same URL (host, port, user, password, query options such as search_path).
-                self._database = driver.connect(url.set(drivername="postgresql").render_as_string(hide_password=False))
+                self._database = driver.connect(libpq_uri(url))
             else:
                 self._database = driver.connect(url.database)
             self._connection = adbc_driver_manager.AdbcConnection(self._database)
@@ -121,7 +132,8 @@ def _as_fast_path_unavailable(doing: str) -> Iterator[None]:
     """A driver error means "use the general path", which reports real problems in its own words."""
     try:
         yield
-    except (adbc_driver_manager.Error, pa.ArrowException) as error:
+    # A driver's error while a result streams reaches Python through Arrow's C stream as an OSError.
+    except (adbc_driver_manager.Error, pa.ArrowException, OSError) as error:
         raise FastPathUnavailable(f"ADBC could not {doing}: {error}") from error
 
 
@@ -231,19 +243,18 @@ def cast_column(array: pa.Array, target: pa.DataType, label: str | None = None) 
         return pa.nulls(len(array), target)
     try:
         if pa.types.is_timestamp(target) and (pa.types.is_string(array.type) or (pa.types.is_timestamp(array.type) and array.type.tz is None)):
-            # Naive values are UTC (SQLite's text, PostgreSQL's timestamp without time zone); text with an
-            # offset is refused here and converted by the general path.
+            # Naive values are UTC (SQLite's canonical UTC text, PostgreSQL's timestamp without time zone).
             return pc.cast(pc.cast(array, pa.timestamp("us")), target)
         return pc.cast(array, target)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError) as error:
         raise FastPathUnavailable(f"{label or array.type}: {error}") from error
 
 
-# The driver types each field type may arrive as (PostgreSQL's, then SQLite's).
+# The driver types each field type may arrive as (PostgreSQL's, then SQLite's readable forms, stages/dialects.py).
 EXPECTED_DRIVER_TYPES = {
     "integer": (pa.types.is_integer,),
-    # PostgreSQL numeric as text; SQLite as the general path's integer minor units (extract._selected).
-    "decimal": (pa.types.is_string, pa.types.is_int64),
+    # PostgreSQL numeric as its text (positional, every digit), bigint; SQLite's number text.
+    "decimal": (pa.types.is_string, pa.types.is_integer),
     "boolean": (pa.types.is_boolean, pa.types.is_int64),
     "timestamp": (pa.types.is_timestamp, pa.types.is_string),
     "date": (pa.types.is_date32, pa.types.is_string),
@@ -257,14 +268,10 @@ def to_stage_column(array: pa.Array, source: SourceRef, target: pa.DataType) -> 
     kind = array.storage.type if isinstance(array.type, pa.BaseExtensionType) else array.type
     if not pa.types.is_null(kind) and not any(check(kind) for check in EXPECTED_DRIVER_TYPES[source.field_type]):
         raise FastPathUnavailable(f"{source.label} arrived as {kind}, not a type expected for a {source.field_type}")
-    if source.field_type == "decimal" and pa.types.is_int64(kind):
-        return minor_units_to_decimal(array, target)
+    if source.field_type in {"string", "json"}:
+        # SQLite's driver copies a BLOB's bytes into a text column unchecked; text that is not UTF-8 is a bad row.
+        try:
+            array.validate(full=True)
+        except pa.ArrowInvalid as error:
+            raise FastPathUnavailable(f"{source.label}: {error}") from error
     return cast_column(array, target, source.label)
-
-
-def minor_units_to_decimal(array: pa.Array, target: pa.Decimal128Type) -> pa.Array:
-    """Integer counts of 10^-scale units as decimals of that scale: the same unscaled integers, exactly."""
-    # A decimal128 holds its unscaled integer; a cast to scale 0 writes those integers, and the
-    # buffers read with the target's scale are the values (123 units at scale 2 are 1.23).
-    unscaled = pc.cast(array, pa.decimal128(target.precision, 0))
-    return pa.Array.from_buffers(target, len(unscaled), unscaled.buffers(), unscaled.null_count, unscaled.offset)

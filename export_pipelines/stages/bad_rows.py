@@ -7,11 +7,67 @@ hold back a partner's nightly file, but a broken column (every row bad) must sto
 from __future__ import annotations
 
 import csv
+import datetime as dt
+import decimal
 from dataclasses import dataclass
 from pathlib import Path
 
+import pyarrow as pa
+
 REJECTED_HEADER = ("row_number", "key", "field", "value", "reason")
 VALUE_PREVIEW_CHARS = 80
+
+# Why a value cannot be its field's type; each completes "<field> = <value> is ...". The SQL checks
+# (stages/dialects.py) and the conversion below use the same words, so both paths list a row alike.
+NOT_A_NUMBER = "not a number"
+NOT_FINITE = "not a finite number"
+NOT_AN_INTEGER = "not an integer"
+OUTSIDE_INTEGER_RANGE = "outside the 64-bit integer range"
+NOT_A_BOOLEAN = "not a boolean (0 or 1)"
+NOT_A_TIMESTAMP = "not an ISO 8601 timestamp"
+NOT_A_DATE = "not a date (YYYY-MM-DD)"
+INFINITE = "infinite"
+OUTSIDE_WRITTEN_YEARS = "outside the years 0001-9999"
+NOT_TEXT = "binary, not text"
+NOT_JSON = "not valid JSON"
+
+
+def more_decimal_places(scale: int) -> str:
+    return f"a number with more than {scale} decimal places (the field's scale)"
+
+
+def too_many_digits(precision: int) -> str:
+    return f"a number of more than {precision} digits"
+
+
+def conversion_problem(value: object, target: pa.DataType) -> str:
+    """Why `value` (as the driver returned it) cannot be an Arrow `target` value exactly."""
+    if pa.types.is_decimal(target):
+        return _decimal_problem(value, target)
+    if pa.types.is_integer(target):
+        if isinstance(value, int) and not isinstance(value, bool):
+            return OUTSIDE_INTEGER_RANGE
+        return NOT_AN_INTEGER
+    if pa.types.is_boolean(target):
+        return NOT_A_BOOLEAN
+    if pa.types.is_timestamp(target):
+        return OUTSIDE_WRITTEN_YEARS if isinstance(value, dt.datetime) else NOT_A_TIMESTAMP
+    if pa.types.is_date(target):
+        return OUTSIDE_WRITTEN_YEARS if isinstance(value, dt.date) else NOT_A_DATE
+    if pa.types.is_string(target) or pa.types.is_large_string(target):
+        return NOT_TEXT
+    return f"not a valid {target}"
+
+
+def _decimal_problem(value: object, target: pa.Decimal128Type | pa.Decimal256Type) -> str:
+    if isinstance(value, bool) or not isinstance(value, int | decimal.Decimal):
+        return NOT_A_NUMBER
+    number = decimal.Decimal(value)
+    if not number.is_finite():
+        return NOT_FINITE
+    if number.as_tuple().exponent < -target.scale and number != round(number, target.scale):
+        return more_decimal_places(target.scale)
+    return too_many_digits(target.precision)
 
 
 @dataclass(frozen=True)
@@ -37,6 +93,9 @@ class BadRows:
         self.export = export
         self.limit = limit
         self.rows: list[RejectedRow] = []
+
+    def in_row_order(self) -> tuple[RejectedRow, ...]:
+        return tuple(sorted(self.rows, key=lambda row: row.row_number))
 
     def reject(self, row: RejectedRow) -> None:
         self.rows.append(row)

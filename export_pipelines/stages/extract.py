@@ -1,9 +1,13 @@
-"""Extract: the spec's query run in the source database, streamed into an Arrow stage file (stages/stage_files.py).
+"""Extract: the plan's query (stages/query.py) run in the source database, streamed into an Arrow stage file.
 
-Filters, ordering and JSON property lookups are pushed into SQL built with SQLAlchemy
-Core from the resolved plan; every value from a spec is a bound parameter. An
-aggregating export's GROUP BY is pushed down too where the database can give the
-exact partial aggregates the Arrow path would (see stages/aggregation.py).
+Three ways to read, tried in order:
+1. an aggregating export's GROUP BY in the database (partial aggregates per group), when
+   the database can compute them exactly; abandoned for the row paths when a row has a
+   value that does not fit its field, or SQLite's integer SUM overflows;
+2. the fast path: the ADBC driver decodes rows into Arrow in C (stages/arrow_extract.py);
+3. the general path: SQLAlchemy streams rows in batches, converted to Arrow in Python;
+   it also names every value that cannot be converted exactly.
+Every path writes the same stage file and lists the same bad rows.
 """
 
 from __future__ import annotations
@@ -11,39 +15,37 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
-from functools import partial
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import sqlalchemy as sa
 
-from export_pipelines.catalog.sql_types import DECIMAL_PRECISION, model_table
-from export_pipelines.spec.plan import Condition, ConditionGroup, ExportPlan, SourceRef
+from export_pipelines.catalog.sql_types import DECIMAL_PRECISION
+from export_pipelines.spec.plan import ExportPlan, SourceRef
 from export_pipelines.stages import aggregation, arrow_extract
-from export_pipelines.stages.bad_rows import BadRows, RejectedRow, value_preview
-from export_pipelines.stages.audience import AUDIENCE_COLUMN, load_audience_table
-from export_pipelines.stages.stage_files import stage_writer
 from export_pipelines.stages.arrow_runtime import prepare_pyarrow
+from export_pipelines.stages.audience import load_audience_table
+from export_pipelines.stages.bad_rows import BadRows, RejectedRow, conversion_problem, value_preview
+from export_pipelines.stages.query import (
+    NO_PROBLEM,
+    PROBLEM_COLUMN,
+    PROBLEM_COUNT_COLUMN,
+    PROBLEM_SEPARATOR,
+    TimeWindow,
+    build_group_query,
+    build_query,
+    count_query,
+    pushes_down_aggregation,
+)
+from export_pipelines.stages.stage_files import stage_writer
 from export_pipelines.stages.write_behind import WriteBehind
 
-ARROW_DECIMAL_PRECISION = 38
-PUSHDOWN_DIALECTS = frozenset({"sqlite", "postgresql"})
 logger = logging.getLogger(__name__)
-
-
-class ExtractError(RuntimeError):
-    pass
-
-
-@dataclass(frozen=True)
-class TimeWindow:
-    """Half-open [start, end) on one timestamp field."""
-
-    source: SourceRef
-    start: dt.datetime
-    end: dt.datetime
+_CONVERSION_ERRORS = (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, OverflowError)
 
 
 @dataclass(frozen=True)
@@ -60,7 +62,7 @@ def arrow_type(source: SourceRef) -> pa.DataType:
         case "integer":
             return pa.int64()
         case "decimal":
-            return pa.decimal128(ARROW_DECIMAL_PRECISION, source.scale or 0)
+            return pa.decimal128(DECIMAL_PRECISION, source.scale or 0)
         case "boolean":
             return pa.bool_()
         case "timestamp":
@@ -74,214 +76,6 @@ def source_schema(sources: Sequence[SourceRef]) -> pa.Schema:
     return pa.schema([pa.field(source.label, arrow_type(source)) for source in sources])
 
 
-def source_expression(table: sa.Table, source: SourceRef, dialect: str) -> sa.ColumnElement:
-    column = table.c[source.column]
-    if source.json_property is not None:
-        return _json_property(column, source.json_property, dialect)
-    if source.field_type == "json" and dialect == "postgresql":
-        return sa.cast(column, sa.Text)
-    return column
-
-
-def _json_property(column: sa.ColumnElement, prop: str, dialect: str) -> sa.ColumnElement:
-    if dialect == "postgresql":
-        return column.op("->>", return_type=sa.Text)(sa.bindparam(None, prop, type_=sa.Text))
-    path = sa.bindparam(None, f'$."{prop}"', type_=sa.Text)
-    if dialect == "sqlite":
-        # json_extract turns JSON true/false into 1/0; keep them as the words PostgreSQL's ->> gives.
-        kind = sa.func.json_type(column, path)
-        return sa.case(
-            (kind == "true", sa.literal("true")),
-            (kind == "false", sa.literal("false")),
-            else_=sa.cast(sa.func.json_extract(column, path), sa.Text),
-        )
-    return sa.func.json_unquote(sa.func.json_extract(column, path))
-
-
-def _position(column: sa.ColumnElement, value: str, dialect: str) -> sa.ColumnElement | None:
-    """1-based position of value in column; None where the dialect has no such function."""
-    function = {"sqlite": sa.func.instr, "postgresql": sa.func.strpos, "mysql": sa.func.instr}.get(dialect)
-    return function(column, value) if function else None
-
-
-def condition_clause(table: sa.Table, condition: Condition, dialect: str) -> sa.ColumnElement[bool]:
-    column = source_expression(table, condition.source, dialect)
-    values = condition.values
-    match condition.operator:
-        case "$in":
-            return column.in_(values)
-        case "$not_in":
-            # "not in these" includes rows with no value: that is what a reader of the spec expects.
-            return sa.or_(column.is_(None), column.not_in(values))
-        case "$is":
-            return column == values[0]
-        case "$is_not":
-            return sa.or_(column.is_(None), column != values[0])
-        case "$gt" | "$after":
-            return column > values[0]
-        case "$gte":
-            return column >= values[0]
-        case "$lt" | "$before":
-            return column < values[0]
-        case "$lte":
-            return column <= values[0]
-        case "$is_unknown":
-            return column.is_(None)
-        case "$has_value":
-            return column.is_not(None)
-        case "$starts_with" | "$ends_with" | "$contains":
-            return _text_match(column, condition.operator, values, dialect)
-    raise ValueError(f"unknown filter operator {condition.operator}")
-
-
-def _text_match(column, operator: str, values: tuple, dialect: str) -> sa.ColumnElement[bool]:
-    # Case-sensitive everywhere: SQLite's LIKE ignores ASCII case, PostgreSQL's does not.
-    clauses = []
-    for value in values:
-        position = _position(column, value, dialect)
-        if operator == "$ends_with":
-            suffix_start = sa.func.length(column) - sa.func.length(sa.literal(value)) + 1
-            clauses.append(sa.and_(sa.func.length(column) >= len(value), sa.func.substr(column, suffix_start) == value))
-        elif position is None:
-            method = column.startswith if operator == "$starts_with" else column.contains
-            clauses.append(method(value, autoescape=True))
-        else:
-            clauses.append(position == 1 if operator == "$starts_with" else position > 0)
-    return sa.or_(*clauses)
-
-
-def build_query(
-    plan: ExportPlan, dialect: str, window: TimeWindow | None = None, audience_table: sa.Table | None = None
-) -> sa.Select:
-    table = model_table(plan.model)
-    columns = [_selected(table, source, dialect).label(f"c{i}") for i, source in enumerate(plan.sources)]
-    query = sa.select(*columns).select_from(table)
-    if plan.conditions:
-        clauses = [condition_clause(table, condition, dialect) for condition in plan.conditions]
-        query = query.where(sa.and_(*clauses) if plan.junction == "and" else sa.or_(*clauses))
-    if window is not None:
-        column = source_expression(table, window.source, dialect)
-        query = query.where(column >= window.start, column < window.end)
-    query = query.where(*narrowing_clauses(plan, table, dialect, audience_table))
-    order = []
-    for key in plan.order:
-        expression = source_expression(table, key.source, dialect)
-        order.append(expression.desc() if key.descending else expression.asc())
-    # The primary key last makes the row order, and so the file bytes, repeatable.
-    if plan.primary_key not in [key.source for key in plan.order]:
-        order.append(table.c[plan.primary_key.column].asc())
-    return query.order_by(*order)
-
-
-def _selected(table: sa.Table, source: SourceRef, dialect: str) -> sa.ColumnElement:
-    """A column as the extract reads it: SQLite decimals in exact minor units, as the pushed-down SUM adds them."""
-    value = source_expression(table, source, dialect)
-    if source.field_type == "decimal" and dialect == "sqlite":
-        return sa.type_coerce(_sqlite_minor_units(value, source.scale or 0), _MinorUnits(source.scale or 0))
-    return value
-
-
-def narrowing_clauses(plan: ExportPlan, table: sa.Table, dialect: str, audience_table: sa.Table | None) -> list:
-    """A KPI template's default filters and the audience, ANDed with the export's own filters."""
-    clauses = []
-    if plan.template_conditions is not None and plan.template_conditions.conditions:
-        clauses.append(group_clause(table, plan.template_conditions, dialect))
-    audience = plan.audience
-    if audience is not None:
-        customer = source_expression(table, audience.customer, dialect)
-        if audience_table is not None:
-            clauses.append(customer.in_(sa.select(audience_table.c[AUDIENCE_COLUMN])))
-        else:
-            # An alias, so the subquery's table never reads as the outer one when both are the same model.
-            members = model_table(audience.query_model).alias("audience_source")
-            subquery = sa.select(source_expression(members, audience.query_key, dialect))
-            if audience.query_conditions.conditions:
-                subquery = subquery.where(group_clause(members, audience.query_conditions, dialect))
-            clauses.append(customer.in_(subquery))
-    return clauses
-
-
-def group_clause(table: sa.Table | sa.Alias, group: ConditionGroup, dialect: str) -> sa.ColumnElement[bool]:
-    clauses = [condition_clause(table, condition, dialect) for condition in group.conditions]
-    return sa.and_(*clauses) if group.junction == "and" else sa.or_(*clauses)
-
-
-def pushes_down_aggregation(plan: ExportPlan, dialect: str) -> bool:
-    """GROUP BY in the database, unless group values need default/replace first (that runs on written text)."""
-    return (
-        plan.spec.aggregation_path == "auto"
-        and dialect in PUSHDOWN_DIALECTS
-        and not any(field.default is not None or field.replace for field in plan.group_fields)
-    )
-
-
-def build_group_query(
-    plan: ExportPlan, dialect: str, window: TimeWindow | None = None, audience_table: sa.Table | None = None
-) -> sa.Select:
-    """One row of partial aggregates per group, in aggregation.partial_schema's columns.
-
-    The rows' values are selected once in a subquery and grouped by its columns, so a
-    value that carries a bound parameter (a JSON property) is the same expression in
-    SELECT and GROUP BY, as PostgreSQL requires. SQLite decimals arrive as integer minor
-    units (see _selected), so they group, compare and sum exactly.
-    """
-    rows = build_query(plan, dialect, window, audience_table).order_by(None).subquery("matching_rows")
-    by_label = {source.label: rows.c[f"c{i}"] for i, source in enumerate(plan.sources)}
-    columns = [sa.func.count().label(aggregation.ROWS_COLUMN)]
-    groups = []
-    for index, field in enumerate(plan.fields):
-        name = aggregation.value_column(index)
-        value = by_label[field.source.label]
-        if field.source.field_type == "string" and field.aggregation in {"group", "min", "max"}:
-            # NULL and "" are one empty value; code point order as in Arrow, whatever the database's collation.
-            value = sa.func.coalesce(value, sa.literal_column("''", sa.Text))
-            if dialect == "postgresql" and field.aggregation != "group":
-                value = sa.collate(value, "C")
-        match field.aggregation:
-            case "group":
-                groups.append(value)
-                columns.append(value.label(name))
-            case "count":
-                columns.append(sa.func.count().label(name))
-            case "sum" | "avg":
-                columns.append(_exact_sum(value, field.source, dialect).label(name))
-                if field.aggregation == "avg":
-                    columns.append(sa.func.count(value).label(aggregation.value_count_column(index)))
-            case "min":
-                columns.append(sa.func.min(value).label(name))
-            case "max":
-                columns.append(sa.func.max(value).label(name))
-    return sa.select(*columns).group_by(*groups)
-
-
-class _MinorUnits(sa.types.TypeDecorator):
-    """An integer count of 10^-scale units read back as the exact Decimal."""
-
-    impl = sa.BigInteger
-    cache_ok = True
-
-    def __init__(self, scale: int):
-        super().__init__()
-        self.scale = scale
-
-    def process_result_value(self, value, dialect):
-        return None if value is None else decimal.Decimal(value).scaleb(-self.scale)
-
-
-def _sqlite_minor_units(value: sa.ColumnElement, scale: int) -> sa.ColumnElement:
-    # SQLite keeps decimals as 8-byte floats, and a float SUM drifts (0.1 + 0.2); each value rounded (half away
-    # from zero) to its minor units is exact (scale digits are all it has), and SQLite's integer SUM is exact or raises.
-    return sa.cast(sa.func.round(value * 10**scale), sa.BigInteger)
-
-
-def _exact_sum(value: sa.ColumnElement, source: SourceRef, dialect: str) -> sa.ColumnElement:
-    if source.field_type == "decimal" and dialect == "sqlite":
-        # Already minor units (the subquery selected them): an integer SUM.
-        return sa.type_coerce(sa.func.sum(value), _MinorUnits(source.scale or 0))
-    # PostgreSQL sums numeric and bigint exactly as numeric; SQLite's integer SUM raises on overflow.
-    return sa.type_coerce(sa.func.sum(value), sa.Numeric(DECIMAL_PRECISION * 2, source.scale or 0, asdecimal=True))
-
-
 def extract_to_stage_file(
     engine: sa.Engine,
     plan: ExportPlan,
@@ -291,144 +85,251 @@ def extract_to_stage_file(
     window: TimeWindow | None = None,
     max_bad_rows: int = 0,
 ) -> ExtractResult:
-    """Stream the query's rows (or, pushed down, its groups' partial aggregates) into `path`; memory is bounded by batch_size."""
+    """Stream the query's rows (or, pushed down, its groups' partial aggregates) into `path`; memory is bounded by batch_size.
+
+    Raises TooManyBadRows once more than max_bad_rows rows hold a value their field cannot hold.
+    """
     prepare_pyarrow()
-    dialect = engine.dialect.name
-    pushdown = plan.aggregates and pushes_down_aggregation(plan, dialect)
-    if pushdown:
-        value_types = [arrow_type(field.source) for field in plan.fields]
-        schema = aggregation.partial_schema(plan, value_types)
-    else:
-        schema = source_schema(plan.sources)
     extracted_at = dt.datetime.now(dt.UTC)
-    if arrow_extract.fast_extract_enabled() and not _has_audience_file(plan) and (not pushdown or dialect == "postgresql"):
+    if plan.aggregates and pushes_down_aggregation(plan, engine.dialect.name):
+        groups = _extract_group_partials(engine, plan, path, batch_size, window, extracted_at)
+        if groups is not None:
+            return groups
+    if arrow_extract.fast_extract_enabled() and not _has_audience_file(plan):
         try:
-            return _extract_with_adbc(engine, plan, path, schema, batch_size, window, extracted_at, pushdown)
+            return _extract_rows_with_adbc(engine, plan, path, batch_size, window, extracted_at, BadRows(plan.name, max_bad_rows))
         except arrow_extract.FastPathUnavailable as reason:
             logger.info("Extracting %s row by row: %s", plan.name, reason)
-    snapshot: dict = {}
-    if dialect == "postgresql":
-        # One snapshot for the count and the rows, so "rows expected" means the same data.
-        snapshot["isolation_level"] = "REPEATABLE READ"
-    rows = 0
-    bad_rows = BadRows(plan.name, max_bad_rows)
-    with engine.connect() as connection:
-        connection = connection.execution_options(**snapshot)
-        audience_table = None
-        if _has_audience_file(plan):
-            # Filled before streaming is switched on: PostgreSQL cannot run DDL through a server-side cursor.
-            audience_table = load_audience_table(connection, plan.audience.customers_file, plan.audience.customer)
-        connection = connection.execution_options(stream_results=True, yield_per=batch_size)
-        query = (build_group_query if pushdown else build_query)(plan, dialect, window, audience_table)
-        if pushdown and dialect == "postgresql":
-            # In the REPEATABLE READ snapshot a COUNT(*) of the groups is exactly the groups the query returns:
-            # counting first would run the GROUP BY twice.
-            expected = None
-        else:
-            expected = connection.execute(sa.select(sa.func.count()).select_from(query.order_by(None).subquery())).scalar_one()
-        result = connection.execute(query)
-        with stage_writer(path, schema) as writer:
-            seen = 0
-            for chunk in result.partitions(batch_size):
-                table = rows_to_table(chunk, schema, plan, seen, bad_rows)
-                writer.write_table(table)
-                rows += table.num_rows
-                seen += len(chunk)
-            if rows == 0:
-                writer.write_table(schema.empty_table())
-    expected_rows = rows if expected is None else expected
-    return ExtractResult(path, rows, expected_rows, extracted_at, tuple(bad_rows.rows))
+    return _extract_rows(engine, plan, path, batch_size, window, extracted_at, BadRows(plan.name, max_bad_rows))
 
 
 def _has_audience_file(plan: ExportPlan) -> bool:
     return plan.audience is not None and plan.audience.customers_file is not None
 
 
-def _extract_with_adbc(
+@contextmanager
+def _streamed(engine: sa.Engine, plan: ExportPlan, build: Callable, batch_size: int, *, count: bool) -> Iterator[tuple[int | None, Iterator]]:
+    """(COUNT(*) of the query's rows or None, its rows in lists of batch_size), read in one snapshot."""
+    with engine.connect() as connection:
+        if engine.dialect.name == "postgresql":
+            # One snapshot for the count and the rows, so "rows expected" means the same data.
+            connection = connection.execution_options(isolation_level="REPEATABLE READ")
+        audience_table = None
+        if _has_audience_file(plan):
+            # Filled before streaming is switched on: PostgreSQL cannot run DDL through a server-side cursor.
+            audience_table = load_audience_table(connection, plan.audience.customers_file, plan.audience.customer)
+        connection = connection.execution_options(stream_results=True, yield_per=batch_size)
+        query = build(audience_table)
+        expected = None
+        if count:
+            expected = connection.execute(count_query(query)).scalar_one()
+        yield expected, connection.execute(query).partitions(batch_size)
+
+
+def _extract_group_partials(
+    engine: sa.Engine, plan: ExportPlan, path: Path, batch_size: int, window: TimeWindow | None, extracted_at: dt.datetime
+) -> ExtractResult | None:
+    """The database's GROUP BY into `path`, or None (nothing written) when the row paths must aggregate instead.
+
+    PostgreSQL reads through ADBC where it can: COPY gets a parallel plan for the GROUP BY,
+    which the general path's server-side cursor never does, and its one statement is one
+    snapshot, so no COUNT of the groups is needed.
+    """
+    dialect = engine.dialect.name
+    schema = aggregation.partial_schema(plan, [arrow_type(field.source) for field in plan.fields])
+    if dialect == "postgresql" and arrow_extract.fast_extract_enabled() and not _has_audience_file(plan):
+        try:
+            sql = arrow_extract.literal_sql(build_group_query(plan, dialect, window), engine.dialect)
+            with arrow_extract.ArrowConnection(engine.url) as connection, arrow_extract.SnapshotRows(connection, sql, batch_size) as read:
+                return _write_group_partials(plan, path, schema, (pa.Table.from_batches([batch]) for batch in read), None, extracted_at)
+        except arrow_extract.FastPathUnavailable as reason:
+            logger.info("Reading %s's groups row by row: %s", plan.name, reason)
+    build = lambda audience_table: build_group_query(plan, dialect, window, audience_table)  # noqa: E731
+    try:
+        with _streamed(engine, plan, build, batch_size, count=dialect != "postgresql") as (expected, chunks):
+            tables = (pa.table(list(zip(*chunk, strict=True)), names=[*schema.names, PROBLEM_COUNT_COLUMN]) for chunk in chunks)
+            return _write_group_partials(plan, path, schema, tables, expected, extracted_at)
+    except sa.exc.OperationalError as error:
+        if "integer overflow" not in str(error):
+            raise
+        logger.info("%s: SQLite's integer SUM overflows; summing over Arrow instead", plan.name)
+        return None
+
+
+def _write_group_partials(
+    plan: ExportPlan, path: Path, schema: pa.Schema, tables: Iterator[pa.Table], expected: int | None, extracted_at: dt.datetime
+) -> ExtractResult | None:
+    groups = 0
+    try:
+        with stage_writer(path, schema) as writer:
+            for table in tables:
+                if pc.sum(table[PROBLEM_COUNT_COLUMN]).as_py():
+                    raise _GroupsUnusable("rows hold values that do not fit their fields; aggregating over Arrow to name them")
+                if table.num_rows:
+                    batch = arrow_extract.to_schema_batch(table.drop_columns([PROBLEM_COUNT_COLUMN]).combine_chunks().to_batches()[0], schema)
+                    writer.write_batch(batch)
+                    groups += batch.num_rows
+            if groups == 0:
+                writer.write_table(schema.empty_table())
+    except (_GroupsUnusable, arrow_extract.FastPathUnavailable) as reason:
+        logger.info("%s: %s", plan.name, reason)
+        path.unlink(missing_ok=True)
+        return None
+    return ExtractResult(path, groups, groups if expected is None else expected, extracted_at)
+
+
+class _GroupsUnusable(RuntimeError):
+    pass
+
+
+def _extract_rows_with_adbc(
     engine: sa.Engine,
     plan: ExportPlan,
     path: Path,
-    schema: pa.Schema,
     batch_size: int,
     window: TimeWindow | None,
     extracted_at: dt.datetime,
-    pushdown: bool,
+    bad_rows: BadRows,
 ) -> ExtractResult:
-    """The general path's query and stage file, rows decoded by the ADBC driver (see arrow_extract).
-
-    A pushed-down GROUP BY (PostgreSQL only) is read this way too: ADBC reads with COPY, for
-    which PostgreSQL plans the GROUP BY with parallel workers, which the general path's
-    server-side cursor never gets. Its one statement is one snapshot, so the groups it returns
-    are the groups there are, and no COUNT is run.
-    """
-    if pushdown:
-        rows_sql = arrow_extract.literal_sql(build_group_query(plan, engine.dialect.name, window), engine.dialect)
-        count_sql = None
-        to_stage = partial(arrow_extract.to_schema_batch, schema=schema)
-    else:
-        query = build_query(plan, engine.dialect.name, window)
-        rows_sql = arrow_extract.literal_sql(query, engine.dialect)
-        count_sql = arrow_extract.literal_sql(sa.select(sa.func.count()).select_from(query.order_by(None).subquery()), engine.dialect)
-        to_stage = partial(arrow_extract.to_stage_batch, schema=schema, sources=plan.sources)
-    rows = 0
+    """The general path's query and stage file, rows decoded by the ADBC driver (see arrow_extract)."""
+    query = build_query(plan, engine.dialect.name, window)
+    rows_sql = arrow_extract.literal_sql(query, engine.dialect)
+    count_sql = arrow_extract.literal_sql(count_query(query), engine.dialect)
+    schema = source_schema(plan.sources)
+    rows = seen = 0
     with arrow_extract.ArrowConnection(engine.url) as connection, arrow_extract.SnapshotRows(connection, rows_sql, batch_size, count_sql) as read:
         with stage_writer(path, schema) as writer, WriteBehind() as behind:
             for batch in read:
-                behind.submit(writer.write_batch, to_stage(batch))
-                rows += batch.num_rows
+                kept = _without_problem_rows(plan, batch, seen, bad_rows)
+                seen += batch.num_rows
+                behind.submit(writer.write_batch, arrow_extract.to_stage_batch(kept, schema=schema, sources=plan.sources))
+                rows += kept.num_rows
             behind.drain()
             if rows == 0:
                 writer.write_table(schema.empty_table())
         expected = read.expected_rows()
-    return ExtractResult(path=path, rows=rows, expected_rows=rows if expected is None else expected, extracted_at=extracted_at)
+    return ExtractResult(path, rows, rows if expected is None else expected, extracted_at, bad_rows.in_row_order())
 
 
-def rows_to_table(
-    rows: Sequence[sa.Row], schema: pa.Schema, plan: ExportPlan, offset: int, bad_rows: BadRows | None = None
-) -> pa.Table:
-    columns = list(zip(*rows, strict=True))
-    arrays = []
-    rejected: set[int] = set()
-    for index, field in enumerate(schema):
-        try:
-            arrays.append(pa.array(columns[index], type=field.type))
-        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, OverflowError) as error:
-            if bad_rows is None:
-                raise ExtractError(_bad_value_message(plan, field, columns[index], offset, error)) from error
-            rejected |= _reject_unconvertible(plan, schema, columns, index, offset, bad_rows)
-    if rejected:
-        # Rare: only a batch holding a bad row is converted a second time, without those rows.
-        kept = [position for position in range(len(rows)) if position not in rejected]
-        arrays = [pa.array([column[p] for p in kept], type=field.type) for column, field in zip(columns, schema, strict=True)]
-    return pa.Table.from_arrays(arrays, schema=schema)
+def _without_problem_rows(plan: ExportPlan, batch: pa.RecordBatch, offset: int, bad_rows: BadRows) -> pa.RecordBatch:
+    """The batch's value columns, without the rows the query found a bad value in (those are listed)."""
+    if PROBLEM_COLUMN not in batch.schema.names:
+        return batch
+    problems = batch.column(PROBLEM_COLUMN)
+    values = batch.drop_columns([PROBLEM_COLUMN])
+    fine = pc.equal(problems, NO_PROBLEM)
+    if pc.all(fine).as_py():
+        return values
+    keys = _key_values(plan, values.columns)
+    _reject_problem_rows(plan, problems.to_pylist(), keys, offset, bad_rows)
+    return values.filter(fine)
 
 
-def _reject_unconvertible(
-    plan: ExportPlan, schema: pa.Schema, columns: list, index: int, offset: int, bad_rows: BadRows
-) -> set[int]:
-    field = schema.field(index)
-    label = plan.sources[index].label if index < len(plan.sources) else field.name
-    key_index = next((i for i, source in enumerate(plan.sources) if source == plan.primary_key), None)
+def _key_values(plan: ExportPlan, columns: Sequence) -> Sequence | None:
+    """The primary key's values when the export selects it (rejected rows are named by it)."""
+    return columns[plan.sources.index(plan.primary_key)] if plan.primary_key in plan.sources else None
+
+
+def _key(plan: ExportPlan, keys: Sequence | None, position: int, row_number: int) -> str:
+    if keys is None:
+        return f"row {row_number}"
+    key = keys[position]
+    return f"{plan.primary_key.label}={key.as_py() if isinstance(key, pa.Scalar) else key}"
+
+
+def _reject_problem_rows(plan: ExportPlan, problems: Sequence[str | None], keys: Sequence | None, offset: int, bad_rows: BadRows) -> set[int]:
+    """Lists each row whose PROBLEM_COLUMN is set; returns their positions."""
     positions = set()
-    for position, value in enumerate(columns[index]):
-        try:
-            pa.array([value], type=field.type)
-        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, OverflowError):
+    for position, problem in enumerate(problems):
+        if problem != NO_PROBLEM:
+            field, reason, stored = problem.split(PROBLEM_SEPARATOR, 2)
             row_number = offset + position + 1
-            key = f"{plan.primary_key.label}={columns[key_index][position]}" if key_index is not None else f"row {row_number}"
-            bad_rows.reject(RejectedRow(row_number, key, label, value_preview(value), f"not a valid {field.type}"))
+            bad_rows.reject(RejectedRow(row_number, _key(plan, keys, position, row_number), field, value_preview(stored), reason))
             positions.add(position)
     return positions
 
 
-def _bad_value_message(plan: ExportPlan, field: pa.Field, values: Sequence, offset: int, error: Exception) -> str:
-    for position, value in enumerate(values):
+def _extract_rows(
+    engine: sa.Engine,
+    plan: ExportPlan,
+    path: Path,
+    batch_size: int,
+    window: TimeWindow | None,
+    extracted_at: dt.datetime,
+    bad_rows: BadRows,
+) -> ExtractResult:
+    schema = source_schema(plan.sources)
+    dialect = engine.dialect.name
+    rows = seen = 0
+    build = lambda audience_table: build_query(plan, dialect, window, audience_table)  # noqa: E731
+    with _streamed(engine, plan, build, batch_size, count=True) as (expected, chunks), stage_writer(path, schema) as writer:
+        for chunk in chunks:
+            table = rows_to_table(chunk, schema, plan, seen, bad_rows)
+            writer.write_table(table)
+            rows += table.num_rows
+            seen += len(chunk)
+        if rows == 0:
+            writer.write_table(schema.empty_table())
+    return ExtractResult(path, rows, expected, extracted_at, bad_rows.in_row_order())
+
+
+def rows_to_table(rows: Sequence[sa.Row], schema: pa.Schema, plan: ExportPlan, offset: int, bad_rows: BadRows) -> pa.Table:
+    """Python rows (value columns in schema order, then PROBLEM_COLUMN if the query has one) as an Arrow table.
+
+    A row with a problem, or with a value that does not convert exactly, is listed in
+    bad_rows and left out.
+    """
+    columns = list(zip(*rows, strict=True))
+    positions = list(range(len(rows)))
+    if len(columns) > len(schema):
+        problems = columns.pop()
+        rejected = _reject_problem_rows(plan, problems, _key_values(plan, columns), offset, bad_rows)
+        if rejected:
+            positions = [p for p in positions if p not in rejected]
+            columns = [[column[p] for p in positions] for column in columns]
+    arrays = []
+    unconvertible: set[int] = set()
+    for index, field in enumerate(schema):
         try:
-            pa.array([value], type=field.type)
-        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, OverflowError):
-            return (
-                f"For export {plan.name}, row {offset + position + 1} (ordered by {plan.primary_key.label}) has "
-                f"{field.name} = {value!r}, which is not a valid {field.type}; fix the value in the source "
-                f"or the field's type in models.yaml"
-            )
-    return f"For export {plan.name}, column {field.name} could not be converted: {error}"
+            arrays.append(to_arrow(columns[index], field.type))
+        except _CONVERSION_ERRORS:
+            unconvertible |= _reject_unconvertible(plan, field, index, columns, positions, offset, bad_rows)
+    if unconvertible:
+        # Rare: only a batch holding a bad value is converted a second time, without those rows.
+        keep = [p for p in range(len(positions)) if p not in unconvertible]
+        arrays = [to_arrow([column[p] for p in keep], field.type) for column, field in zip(columns, schema, strict=True)]
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def to_arrow(values: Sequence, kind: pa.DataType) -> pa.Array:
+    """pa.array, refusing what it would not convert exactly: it truncates 2.5 and Decimal('2.5') to an integer 2."""
+    if pa.types.is_integer(kind):
+        for value in values:
+            if value is not None and not _is_integral(value):
+                raise TypeError(f"{value!r} is not an integer")
+    return pa.array(values, type=kind)
+
+
+def _is_integral(value: object) -> bool:
+    if type(value) is int:
+        return True
+    if isinstance(value, float):
+        return value.is_integer()
+    return isinstance(value, decimal.Decimal) and value.is_finite() and value == value.to_integral_value()
+
+
+def _reject_unconvertible(
+    plan: ExportPlan, field: pa.Field, index: int, columns: list, positions: list[int], offset: int, bad_rows: BadRows
+) -> set[int]:
+    """Lists each row whose value in column `index` does not convert to the field's type; returns their places in columns."""
+    keys = _key_values(plan, columns)
+    places = set()
+    for place, value in enumerate(columns[index]):
+        try:
+            to_arrow([value], field.type)
+        except _CONVERSION_ERRORS:
+            row_number = offset + positions[place] + 1
+            reason = conversion_problem(value, field.type)
+            bad_rows.reject(RejectedRow(row_number, _key(plan, keys, place, row_number), plan.sources[index].label, value_preview(value), reason))
+            places.add(place)
+    return places

@@ -56,12 +56,13 @@ def map_batch(plan: ExportPlan, batch: pa.RecordBatch) -> pa.RecordBatch:
 def map_column(field: OutputField, array: pa.Array) -> pa.Array:
     if not field.replace and field.default is None:
         return array
-    text = to_text(array)
+    # NULL is written as the empty value, and Replace and Default see the value as it is written.
+    text = pc.fill_null(to_text(array), "")
     if field.replace:
         text = _replace(text, field.replace)
     if field.default is not None:
         # Antavo's Default fills "empty" cells: NULL and the empty string alike.
-        text = pc.if_else(pc.fill_null(pc.equal(text, ""), True), field.default, text)
+        text = pc.if_else(pc.equal(text, ""), field.default, text)
     return text
 
 

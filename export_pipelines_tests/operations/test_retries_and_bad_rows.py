@@ -62,12 +62,12 @@ def test_bad_rows_within_the_limit_are_skipped_and_listed(source_with_bad_timest
     rejected = list(csv.DictReader(open(run.metadata["rejected_file"], newline="", encoding="utf-8")))
     assert [r["key"] for r in rejected] == [f"id={bad_id}" for bad_id in BAD_IDS]
     assert {r["field"] for r in rejected} == {"created_at"}
-    assert all("31/12/2024 25:61" in r["value"] and "not a valid timestamp" in r["reason"] for r in rejected)
+    assert all("31/12/2024 25:61" in r["value"] and r["reason"] == "not an ISO 8601 timestamp" for r in rejected)
     [check] = run.result.get_asset_check_evaluations()
     assert check.passed and check.metadata["rows_rejected"].value == 2
     run_log = capfd.readouterr().err  # the run's console log: each skipped row with its key and reason
     for bad_id in BAD_IDS:
-        assert "Skipped row" in run_log and f"(id={bad_id}): created_at = '31/12/2024 25:61' is not a valid timestamp" in run_log
+        assert "Skipped row" in run_log and f"(id={bad_id}): created_at = '31/12/2024 25:61' is not an ISO 8601 timestamp" in run_log
 
 
 @pytest.mark.parametrize("limit", [None, 1])

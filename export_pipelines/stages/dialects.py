@@ -1,0 +1,374 @@
+"""How each database's stored values are read, compared and checked in SQL: the dialect-specific expressions in one place.
+
+A catalog field says what a value should be; what a database stores can differ (SQLite
+keeps any storage class in any column, PostgreSQL has infinite timestamps). Per field
+type, each dialect gives:
+- `readable`: what the extract selects, in one storage form the drivers decode exactly
+  (SQLite REALs as their 15 significant digits, timestamps as canonical UTC text);
+- `comparable`: what filters, windows, ORDER BY and GROUP BY use, so they select and
+  order by value and by instant, never by stored text form;
+- `problem`: NULL for a value the field can hold, else why not (bad_rows' wording), so a
+  row with such a value is rejected and named instead of being written wrong or filtered
+  by accident. With `converted`, the extract converts the value itself (Arrow's cast or
+  Python's, both of which refuse 2024-02-30 or 38 digits too many), so the SQL only checks
+  what a conversion cannot see; without it (a value only filtered on, or added up by a
+  pushed-down GROUP BY) the SQL checks everything.
+Only code constants are inlined into SQL; spec values stay bound parameters.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+
+from export_pipelines.catalog.sql_types import DECIMAL_PRECISION, DecimalText, IsoDate, UtcTimestamp
+from export_pipelines.spec.plan import SourceRef
+from export_pipelines.stages import bad_rows
+
+# Instants and dates are written YYYY: years outside 0001-9999 cannot be (and ADBC decodes infinity as garbage).
+FIRST_DAY, FIRST_DAY_AFTER = "0001-01-01", "10000-01-01"
+
+
+def _substr(text: sa.ColumnElement, start, length=None) -> sa.ColumnElement:
+    arguments = (text, start) if length is None else (text, start, length)
+    return sa.func.substr(*arguments, type_=sa.Text)
+
+
+@dataclass(frozen=True)
+class Check:
+    """A value its field cannot hold where `fails` is true; `reason` completes "<field> = <value> is ..."."""
+
+    fails: sa.ColumnElement[bool]
+    reason: str
+
+
+def _glob(text: sa.ColumnElement, pattern: str) -> sa.ColumnElement[bool]:
+    return text.op("GLOB", is_comparison=True)(constant(pattern))
+
+
+def constant(value: str | int) -> sa.ColumnElement:
+    """A code constant inlined as an SQL literal (never a spec value: those are bound parameters)."""
+    if isinstance(value, int):
+        return sa.literal_column(str(value), sa.Integer)
+    return sa.literal_column("'" + value.replace("'", "''") + "'", sa.Text)
+
+
+class SourceValues:
+    """Any other database: columns as they are, no storage checks (the general path's conversion names bad values).
+
+    Every method takes the source's table column; a JSON property is looked up inside it.
+    """
+
+    def value(self, column: sa.ColumnElement, source: SourceRef) -> sa.ColumnElement:
+        """The stored value: the column, or the JSON property's text."""
+        if source.json_property is not None:
+            return self.json_property(column, source.json_property)
+        if source.field_type == "json":
+            return self.whole_json(column)
+        return column
+
+    def readable(self, column: sa.ColumnElement, source: SourceRef) -> sa.ColumnElement:
+        return self.value(column, source)
+
+    def comparable(self, column: sa.ColumnElement, source: SourceRef) -> sa.ColumnElement:
+        return self.value(column, source)
+
+    def checks(self, column: sa.ColumnElement, source: SourceRef, *, converted: bool) -> list[Check]:
+        """What makes the stored value unfit for its field, as far as SQL must tell (see the module's docstring)."""
+        return []
+
+    def raw_text(self, column: sa.ColumnElement) -> sa.ColumnElement:
+        """The stored value as text, for the rejected-rows list."""
+        return sa.cast(column, sa.Text)
+
+    def json_property(self, column: sa.ColumnElement, prop: str) -> sa.ColumnElement:
+        path = sa.bindparam(None, f'$."{prop}"', type_=sa.Text)
+        return sa.func.json_unquote(sa.func.json_extract(column, path))
+
+    def position(self, column: sa.ColumnElement, value: str) -> sa.ColumnElement | None:
+        """1-based position of value in column; None where the dialect has no such function."""
+        return None
+
+    def whole_json(self, column: sa.ColumnElement) -> sa.ColumnElement:
+        return column
+
+
+class MysqlValues(SourceValues):
+    def position(self, column, value):
+        return sa.func.instr(column, value)
+
+
+class PostgresqlValues(SourceValues):
+    """PostgreSQL's types hold what they say, except infinite and out-of-range dates and times.
+
+    Sessions run with TimeZone UTC (source.py, arrow_extract.py), so a `timestamp without
+    time zone` compares and reads as UTC, as the README promises, whatever the server's setting.
+    """
+
+    def readable(self, column, source):
+        if source.field_type in {"timestamp", "date"} and source.json_property is None:
+            return sa.case((_within_written_years(column), column), else_=sa.null())
+        return self.value(column, source)
+
+    def checks(self, column, source, *, converted):
+        if source.json_property is not None:
+            return []
+        if source.field_type in {"timestamp", "date"}:
+            # ADBC decodes an infinity as a garbage instant: checked even where the value is converted.
+            return [
+                Check(sa.not_(sa.func.isfinite(column)), bad_rows.INFINITE),
+                Check(sa.not_(_within_written_years(column)), bad_rows.OUTSIDE_WRITTEN_YEARS),
+            ]
+        if not converted and source.field_type == "decimal":
+            scale = source.scale or 0
+            return [
+                Check(column.in_([constant("NaN"), constant("Infinity"), constant("-Infinity")]), bad_rows.NOT_FINITE),
+                Check(column != sa.func.round(column, scale), bad_rows.more_decimal_places(scale)),
+                Check(sa.func.abs(column) >= sa.literal_column(f"1e{DECIMAL_PRECISION - scale}"), bad_rows.too_many_digits(DECIMAL_PRECISION)),
+            ]
+        return []
+
+    def json_property(self, column, prop):
+        return column.op("->>", return_type=sa.Text)(sa.bindparam(None, prop, type_=sa.Text))
+
+    def whole_json(self, column):
+        return sa.cast(column, sa.Text)
+
+    def position(self, column, value):
+        return sa.func.strpos(column, value)
+
+
+def _within_written_years(column: sa.ColumnElement) -> sa.ColumnElement[bool]:
+    # Untyped literals take the column's own type (date, timestamp or timestamptz).
+    return sa.and_(column >= sa.literal_column(f"'{FIRST_DAY}'"), column < sa.literal_column(f"'{FIRST_DAY_AFTER}'"))
+
+
+class SqliteValues(SourceValues):
+    """SQLite stores any storage class in any column; each field type takes only the forms it can read exactly.
+
+    - integer: INTEGER only (a REAL 2.5 or the text '3x' is a bad row, never 2 or 3);
+    - decimal: INTEGER (exact), REAL (its 15 significant digits, SQLite's documented precision,
+      printed by printf('%!.15g'), which SQLite 3.40 and 3.53 print alike, unlike CAST AS TEXT)
+      or TEXT holding a number (every digit kept); other text is a bad row;
+    - timestamp: ISO 8601 text, `YYYY-MM-DD`, `T` or space, `HH:MM[:SS[.f...]]`, then
+      nothing (UTC), `Z` or an offset `+HH:MM`/`+HHMM`; read, compared and ordered as its UTC
+      instant in the canonical text bound parameters use (catalog/sql_types.py);
+    - date: `YYYY-MM-DD` text of a real calendar day; boolean: the integers 0 and 1;
+    - string and json: text (INTEGER as its digits, REAL as 15 significant digits); a BLOB is
+      a bad row. A json field's text is written as stored; its properties are read only from
+      valid JSON (json_extract stops the whole query at the first invalid document).
+    """
+
+    def readable(self, column, source):
+        if source.json_property is not None:
+            return self.value(column, source)
+        match source.field_type:
+            case "decimal":
+                # A BLOB as SQLite's X'..' literal, which no conversion takes for a number.
+                return sa.type_coerce(_as_text(column, blob=sa.func.quote(column)), DecimalText())
+            case "timestamp":
+                return sa.type_coerce(sqlite_instant(column), UtcTimestamp())
+            case "date":
+                return sa.type_coerce(sqlite_date(column), IsoDate())
+            case "string" | "json":
+                # A BLOB as its bytes: text when they are UTF-8, else the conversion refuses it.
+                return _as_text(column, blob=column)
+        # integer, boolean: as stored; a REAL or text among integers stops ADBC's typed read
+        # (the general path then names the row), and Python's conversion refuses it.
+        return column
+
+    def comparable(self, column, source):
+        if source.json_property is not None:
+            return self.value(column, source)
+        match source.field_type:
+            case "timestamp" | "date" | "string" | "json":
+                return self.readable(column, source)
+            case "decimal":
+                # Numbers compare as numbers (a REAL against the bound value); text that holds a number, too.
+                return sa.type_coerce(sa.cast(column, sa.Numeric), column.type)
+        return column
+
+    def checks(self, column, source, *, converted):
+        if source.json_property is not None:
+            return [Check(_invalid_json(column), bad_rows.NOT_JSON)]
+        kind = sa.func.typeof(column)
+        match source.field_type:
+            case "boolean":
+                # SQLAlchemy reads any integer as a boolean (2 is true): checked even where converted.
+                valid = sa.or_(column.is_(None), sa.and_(kind == constant("integer"), column.in_([constant(0), constant(1)])))
+                return [Check(sa.not_(valid), bad_rows.NOT_A_BOOLEAN)]
+            case "timestamp":
+                # The readable value of text that is no instant is NULL, which no conversion could tell from a NULL.
+                text = sa.type_coerce(column, sa.Text)
+                fine = _canonical_instant_shape(text) if converted else _canonical_instant(text)
+                return [Check(sa.and_(text.is_not(None), sa.not_(fine), _parsed_instant(text).is_(None)), bad_rows.NOT_A_TIMESTAMP)]
+            case "date":
+                text = sa.type_coerce(column, sa.Text)
+                fine = _date_shape(text) if converted else _real_date(text)
+                return [Check(sa.and_(text.is_not(None), sa.not_(fine)), bad_rows.NOT_A_DATE)]
+        if converted:
+            return []
+        match source.field_type:
+            case "integer":
+                return [Check(kind.not_in([constant("integer"), constant("null")]), bad_rows.NOT_AN_INTEGER)]
+            case "decimal":
+                not_number = sa.or_(
+                    kind == constant("blob"),
+                    sa.and_(kind == constant("text"), sa.or_(column == constant(""), _glob(column, "*[^0-9.eE+-]*"))),
+                )
+                return [Check(not_number, bad_rows.NOT_A_NUMBER)]
+        return [Check(kind == constant("blob"), bad_rows.NOT_TEXT)]
+
+    def raw_text(self, column):
+        return sa.case((sa.func.typeof(column) == constant("blob"), sa.func.quote(column)), else_=sa.cast(column, sa.Text))
+
+    def json_property(self, column, prop):
+        path = sa.bindparam(None, f'$."{prop}"', type_=sa.Text)
+        kind = sa.func.json_type(column, path)
+        return sa.case(
+            (_invalid_json(column), sa.null()),
+            (kind == constant("text"), sa.func.json_extract(column, path)),
+            # true/false as the words PostgreSQL's ->> gives; numbers, objects and arrays as the
+            # document's own JSON text (-> keeps 1.50, where json_extract would give the REAL 1.5).
+            (kind.in_([constant("true"), constant("false"), constant("integer"), constant("real"), constant("object"), constant("array")]),
+             column.op("->", return_type=sa.Text)(path)),
+            else_=sa.null(),
+        )
+
+    def position(self, column, value):
+        return sa.func.instr(column, value)
+
+
+def _invalid_json(column: sa.ColumnElement) -> sa.ColumnElement[bool]:
+    # SQLite 3.40's json_valid(NULL) is 0, later versions' NULL: a missing document is no problem.
+    return sa.and_(column.is_not(None), sa.func.json_valid(column) == 0)
+
+
+def _real_text(column: sa.ColumnElement) -> sa.ColumnElement:
+    return sa.func.printf(constant("%!.15g"), column, type_=sa.Text)
+
+
+def _as_text(column: sa.ColumnElement, *, blob: sa.ColumnElement) -> sa.ColumnElement:
+    """Text as stored, INTEGER as its digits, REAL as its 15 significant digits, a BLOB as given: one storage class."""
+    return sa.case(
+        {constant("real"): _real_text(column), constant("integer"): sa.cast(column, sa.Text), constant("blob"): blob},
+        value=sa.func.typeof(column),
+        else_=column,
+    )
+
+
+_DATE_GLOB = "[0-9][0-9][0-9][0-9]-[0-9][0-9]-[0-9][0-9]"
+_HOURS_MINUTES_GLOB = "[Tt ][0-9][0-9]:[0-9][0-9]"
+# The canonical form, each digit narrowed to the range it can take; Arrow's and Python's
+# conversions refuse what the pattern cannot (2024-02-30, 24:00:00, month 13).
+_CANONICAL_DATE_GLOB = "[0-9][0-9][0-9][0-9]-[01][0-9]-[0-3][0-9]"
+_CANONICAL_SECONDS_GLOB = _CANONICAL_DATE_GLOB + " [0-2][0-9]:[0-5][0-9]:[0-5][0-9]"
+_SECONDS_FORMAT = "%Y-%m-%d %H:%M:%S"
+_MICRO_DIGITS = 6
+_MAX_FRACTION_DIGITS = 9
+
+
+def _strftime_seconds(text: sa.ColumnElement, *modifiers: str) -> sa.ColumnElement:
+    return sa.func.strftime(constant(_SECONDS_FORMAT), text, *(constant(m) for m in modifiers), type_=sa.Text)
+
+
+def _normalizes_to_itself(wall: sa.ColumnElement) -> sa.ColumnElement[bool]:
+    # SQLite echoes 2024-02-30 and 24:00:00 back unless a modifier makes it compute the day:
+    # a wall time that survives '+0 seconds' unchanged is a real one.
+    # IS, not =: SQLite's NULL for a month 13 must make this false, not NULL (a NOT of it would be NULL too).
+    return sa.and_(wall.is_not(None), _strftime_seconds(wall, "+0 seconds").is_(wall), wall >= constant("0001"))
+
+
+def _canonical_instant_shape(text: sa.ColumnElement) -> sa.ColumnElement[bool]:
+    """Looks like 'YYYY-MM-DD HH:MM:SS', as bound parameters and most writers store it: the common case, in two cheap tests.
+
+    Text that only looks so is passed on as it is; the extract's conversion (Arrow's or
+    Python's, the same ISO parse) refuses it, so only the `_canonical_instant` check of a
+    value SQL alone sees needs to be exact. Year 0000 is kept out here: Arrow would read it.
+    """
+    return sa.and_(sa.func.length(text) == 19, _substr(text, 11, 1) == constant(" "), text >= constant("0001"))
+
+
+def _canonical_instant(text: sa.ColumnElement) -> sa.ColumnElement[bool]:
+    """Exactly the canonical form of a real time: days 01-28 of months 01-12 by text comparison, others by SQLite's calendar."""
+    common = sa.and_(
+        _substr(text, 6, 2).between(constant("01"), constant("12")),
+        _substr(text, 9, 2).between(constant("01"), constant("28")),
+        _substr(text, 12, 2) <= constant("23"),
+    )
+    return sa.and_(_glob(text, _CANONICAL_SECONDS_GLOB), text >= constant("0001"), sa.or_(common, _normalizes_to_itself(text)))
+
+
+def sqlite_instant(column: sa.ColumnElement) -> sa.ColumnElement:
+    """Stored ISO 8601 text -> 'YYYY-MM-DD HH:MM:SS[.ffffff]' in UTC, NULL when it is no instant.
+
+    Text already in that form is taken as it is (a conversion checks its calendar); other
+    forms are parsed. The fraction is cut off before SQLite's date functions see it (they
+    round it to milliseconds, differently across versions) and put back after: digits past
+    the sixth must be zeros, as the stage files hold microseconds.
+    """
+    text = sa.type_coerce(column, sa.Text)  # the column's own type may be a timestamp, whose + is not ||
+    return sa.case((_canonical_instant_shape(text), text), else_=_parsed_instant(text))
+
+
+def _parsed_instant(text: sa.ColumnElement) -> sa.ColumnElement:
+    """The UTC canonical text of any supported ISO 8601 form, or NULL. Pieces are cut by position, so each
+    appears in the SQL a few times, not nested inside one another (the SQL stays a few kilobytes)."""
+    zone_length = sa.case(
+        (_glob(text, "*[Zz]"), 1),
+        (_glob(text, "*[+-][0-9][0-9]:[0-9][0-9]"), 6),
+        (_glob(text, "*[+-][0-9][0-9][0-9][0-9]"), 5),
+        else_=0,
+    )
+    # Without its zone: 'YYYY-MM-DD', 'YYYY-MM-DDTHH:MM', 'YYYY-MM-DDTHH:MM:SS[.fraction]'.
+    wall_length = sa.func.length(text, type_=sa.Integer) - zone_length
+    offset = sa.case(
+        (zone_length == 6, _substr(text, -6)),
+        (zone_length == 5, _substr(text, -5, 3) + constant(":") + _substr(text, -2)),
+        else_=constant(""),
+    )
+    # SQLite's two-argument max() is scalar: a substr of negative length would count backwards.
+    fraction = _substr(text, 21, sa.func.max(wall_length - 20, 0, type_=sa.Integer))
+    fraction_ok = sa.or_(
+        wall_length == 19,
+        sa.and_(wall_length.between(21, 20 + _MAX_FRACTION_DIGITS), _substr(text, 20, 1) == constant("."), sa.not_(_glob(fraction, "*[^0-9]*"))),
+    )
+    date = _substr(text, 1, 10)
+    wall = sa.case(
+        (sa.and_(sa.func.length(text) == 10, _glob(text, _DATE_GLOB)), text + constant(" 00:00:00")),
+        (sa.and_(wall_length == 16, _glob(_substr(text, 1, 16), _DATE_GLOB + _HOURS_MINUTES_GLOB)), date + constant(" ") + _substr(text, 12, 5) + constant(":00")),
+        (sa.and_(_glob(_substr(text, 1, 19), _DATE_GLOB + _HOURS_MINUTES_GLOB + ":[0-9][0-9]"), fraction_ok), date + constant(" ") + _substr(text, 12, 8)),
+        else_=sa.null(),
+    )
+    micros = _substr(fraction + constant("0" * _MICRO_DIGITS), 1, _MICRO_DIGITS)
+    utc = _strftime_seconds(wall + offset)
+    valid = sa.and_(
+        _normalizes_to_itself(wall),
+        sa.not_(_glob(_substr(fraction, _MICRO_DIGITS + 1), "*[^0]*")),
+        utc >= constant("0001"),
+    )
+    with_fraction = utc + sa.case((micros == constant("0" * _MICRO_DIGITS), constant("")), else_=constant(".") + micros)
+    return sa.case((valid, with_fraction), else_=sa.null())
+
+
+def _date_shape(column: sa.ColumnElement) -> sa.ColumnElement[bool]:
+    return sa.and_(_glob(column, _CANONICAL_DATE_GLOB), column >= constant("0001"))
+
+
+def _real_date(column: sa.ColumnElement) -> sa.ColumnElement[bool]:
+    return sa.and_(_date_shape(column), sa.func.date(column, constant("+0 days"), type_=sa.Text).is_(column))
+
+
+def sqlite_date(column: sa.ColumnElement) -> sa.ColumnElement:
+    """Stored 'YYYY-MM-DD' text, else NULL (a conversion checks its calendar)."""
+    text = sa.type_coerce(column, sa.Text)
+    return sa.case((_date_shape(text), text), else_=sa.null())
+
+
+_DIALECTS: dict[str, SourceValues] = {"postgresql": PostgresqlValues(), "sqlite": SqliteValues(), "mysql": MysqlValues()}
+_ANY = SourceValues()
+
+
+def values_for(dialect: str) -> SourceValues:
+    return _DIALECTS.get(dialect, _ANY)

@@ -1,0 +1,262 @@
+"""Building the extract's SQL from a resolved plan: SQLAlchemy Core, every spec value a bound parameter.
+
+Filters, windows, ordering, JSON properties, audiences and (where the database can give
+exact partial aggregates) the GROUP BY are pushed into the query. What differs per
+database lives in stages/dialects.py; this module only composes it.
+
+Rows whose values their fields cannot hold are not dropped by the WHERE clause: a row that
+may match, except that a value it is filtered on cannot be judged, is selected with a
+PROBLEM_COLUMN saying which field, why, and the stored value, so the extract lists it as a
+bad row instead of silently leaving it out (or in).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+
+from export_pipelines.catalog.sql_types import DECIMAL_PRECISION, model_table
+from export_pipelines.spec.plan import Condition, ConditionGroup, ExportPlan, SourceRef
+from export_pipelines.stages import aggregation
+from export_pipelines.stages.audience import AUDIENCE_COLUMN
+from export_pipelines.stages.dialects import Check, values_for
+
+PUSHDOWN_DIALECTS = frozenset({"sqlite", "postgresql"})
+PROBLEM_COLUMN = "__problem"
+PROBLEM_COUNT_COLUMN = "__problems"
+# Field label, reason and stored value of a row's first bad value, in one text column; empty when
+# none (never NULL, so ADBC's SQLite driver, which types a column by its first rows, always sees text).
+PROBLEM_SEPARATOR = "\x1f"
+NO_PROBLEM = ""
+
+
+@dataclass(frozen=True)
+class TimeWindow:
+    """Half-open [start, end) on one timestamp field."""
+
+    source: SourceRef
+    start: dt.datetime
+    end: dt.datetime
+
+
+def readable(table: sa.Table | sa.Alias, source: SourceRef, dialect: str) -> sa.ColumnElement:
+    """The value as the extract selects it."""
+    return values_for(dialect).readable(table.c[source.column], source)
+
+
+def comparable(table: sa.Table | sa.Alias, source: SourceRef, dialect: str) -> sa.ColumnElement:
+    """The value as filters, windows and ORDER BY see it: by value and instant, not by stored form."""
+    return values_for(dialect).comparable(table.c[source.column], source)
+
+
+def checks(table: sa.Table | sa.Alias, source: SourceRef, dialect: str, *, converted: bool = False) -> list[Check]:
+    """What makes the source's value unfit for its field, as far as SQL must tell.
+
+    converted: the extract reads and converts this value itself, which refuses what it can.
+    """
+    return values_for(dialect).checks(table.c[source.column], source, converted=converted)
+
+
+def _undecided(clause: sa.ColumnElement[bool], table, source: SourceRef, dialect: str) -> sa.ColumnElement[bool]:
+    """The clause, or true where the source's value cannot be judged (so the row is kept and named as a bad row)."""
+    unfit = [check.fails for check in checks(table, source, dialect)]
+    return sa.or_(clause, *unfit) if unfit else clause
+
+
+def condition_clause(table: sa.Table | sa.Alias, condition: Condition, dialect: str) -> sa.ColumnElement[bool]:
+    column = comparable(table, condition.source, dialect)
+    values = condition.values
+    match condition.operator:
+        case "$in":
+            clause = column.in_(values)
+        case "$not_in":
+            # "not in these" includes rows with no value: that is what a reader of the spec expects.
+            clause = sa.or_(column.is_(None), column.not_in(values))
+        case "$is":
+            clause = column == values[0]
+        case "$is_not":
+            clause = sa.or_(column.is_(None), column != values[0])
+        case "$gt" | "$after":
+            clause = column > values[0]
+        case "$gte":
+            clause = column >= values[0]
+        case "$lt" | "$before":
+            clause = column < values[0]
+        case "$lte":
+            clause = column <= values[0]
+        case "$is_unknown":
+            clause = column.is_(None)
+        case "$has_value":
+            clause = column.is_not(None)
+        case "$starts_with" | "$ends_with" | "$contains":
+            clause = _text_match(column, condition.operator, values, dialect)
+        case _:
+            raise ValueError(f"unknown filter operator {condition.operator}")
+    return _undecided(clause, table, condition.source, dialect)
+
+
+def _text_match(column, operator: str, values: tuple, dialect: str) -> sa.ColumnElement[bool]:
+    # Case-sensitive everywhere: SQLite's LIKE ignores ASCII case, PostgreSQL's does not.
+    clauses = []
+    for value in values:
+        position = values_for(dialect).position(column, value)
+        if operator == "$ends_with":
+            suffix_start = sa.func.length(column) - sa.func.length(sa.literal(value)) + 1
+            clauses.append(sa.and_(sa.func.length(column) >= len(value), sa.func.substr(column, suffix_start) == value))
+        elif position is None:
+            method = column.startswith if operator == "$starts_with" else column.contains
+            clauses.append(method(value, autoescape=True))
+        else:
+            clauses.append(position == 1 if operator == "$starts_with" else position > 0)
+    return sa.or_(*clauses)
+
+
+def group_clause(table: sa.Table | sa.Alias, group: ConditionGroup, dialect: str) -> sa.ColumnElement[bool]:
+    clauses = [condition_clause(table, condition, dialect) for condition in group.conditions]
+    return sa.and_(*clauses) if group.junction == "and" else sa.or_(*clauses)
+
+
+def problem_column(sources: Iterable[SourceRef], table: sa.Table, dialect: str, *, converted: Collection[SourceRef]) -> sa.ColumnElement | None:
+    """PROBLEM_COLUMN: NO_PROBLEM for a row whose values all fit, else '<field>\\x1f<reason>\\x1f<stored value>' of the first that does not."""
+    whens = []
+    separator = sa.literal(PROBLEM_SEPARATOR, sa.Text)
+    for source in dict.fromkeys(sources):
+        stored = sa.func.coalesce(values_for(dialect).raw_text(table.c[source.column]), sa.literal("", sa.Text))
+        for check in checks(table, source, dialect, converted=source in converted):
+            described = sa.literal(source.label, sa.Text) + separator + sa.literal(check.reason, sa.Text) + separator + stored
+            whens.append((check.fails, described))
+    return sa.case(*whens, else_=sa.literal(NO_PROBLEM, sa.Text)) if whens else None
+
+
+def build_query(
+    plan: ExportPlan,
+    dialect: str,
+    window: TimeWindow | None = None,
+    audience_table: sa.Table | None = None,
+    *,
+    grouped: bool = False,
+) -> sa.Select:
+    """The export's rows: columns c0..cN (plan.sources' readable values), then PROBLEM_COLUMN where a value may not fit.
+
+    grouped: the rows feed a GROUP BY in the database, which adds and compares the raw
+    values, so every value is checked in SQL (no conversion will see them one by one).
+    """
+    table = model_table(plan.model)
+    columns = [readable(table, source, dialect).label(f"c{i}") for i, source in enumerate(plan.sources)]
+    checked = [*plan.sources, *(condition.source for condition in plan.conditions)]
+    if window is not None:
+        checked.append(window.source)
+    problems = problem_column(checked, table, dialect, converted=() if grouped else plan.sources)
+    if problems is not None:
+        columns.append(problems.label(PROBLEM_COLUMN))
+    query = sa.select(*columns).select_from(table)
+    if plan.conditions:
+        clauses = [condition_clause(table, condition, dialect) for condition in plan.conditions]
+        query = query.where(sa.and_(*clauses) if plan.junction == "and" else sa.or_(*clauses))
+    if window is not None:
+        column = comparable(table, window.source, dialect)
+        query = query.where(_undecided(sa.and_(column >= window.start, column < window.end), table, window.source, dialect))
+    query = query.where(*narrowing_clauses(plan, table, dialect, audience_table))
+    order = []
+    for key in plan.order:
+        expression = comparable(table, key.source, dialect)
+        order.append(expression.desc() if key.descending else expression.asc())
+    # The primary key last makes the row order, and so the file bytes, repeatable.
+    if plan.primary_key not in [key.source for key in plan.order]:
+        order.append(comparable(table, plan.primary_key, dialect).asc())
+    return query.order_by(*order)
+
+
+def count_query(query: sa.Select) -> sa.Select:
+    """SELECT COUNT(*) of the query's rows: its FROM and WHERE without its columns, whose expressions cost per row."""
+    if query._group_by_clauses:
+        return sa.select(sa.func.count()).select_from(query.order_by(None).subquery())
+    return query.with_only_columns(sa.func.count()).order_by(None)
+
+
+def narrowing_clauses(plan: ExportPlan, table: sa.Table, dialect: str, audience_table: sa.Table | None) -> list:
+    """A KPI template's default filters and the audience, ANDed with the export's own filters."""
+    clauses = []
+    if plan.template_conditions is not None and plan.template_conditions.conditions:
+        clauses.append(group_clause(table, plan.template_conditions, dialect))
+    audience = plan.audience
+    if audience is not None:
+        customer = comparable(table, audience.customer, dialect)
+        if audience_table is not None:
+            clauses.append(customer.in_(sa.select(audience_table.c[AUDIENCE_COLUMN])))
+        else:
+            # An alias, so the subquery's table never reads as the outer one when both are the same model.
+            members = model_table(audience.query_model).alias("audience_source")
+            subquery = sa.select(comparable(members, audience.query_key, dialect))
+            if audience.query_conditions.conditions:
+                subquery = subquery.where(group_clause(members, audience.query_conditions, dialect))
+            clauses.append(customer.in_(subquery))
+    return clauses
+
+
+def pushes_down_aggregation(plan: ExportPlan, dialect: str) -> bool:
+    """GROUP BY in the database where it gives the Arrow path's exact partials.
+
+    Not when group values need default/replace first (that runs on written text), and not
+    for SQLite decimals: SQLite stores them as REAL, INTEGER or text, which it can neither
+    add nor group exactly.
+    """
+    if plan.spec.aggregation_path != "auto" or dialect not in PUSHDOWN_DIALECTS:
+        return False
+    if any(field.default is not None or field.replace for field in plan.group_fields):
+        return False
+    return not (dialect == "sqlite" and any(source.field_type == "decimal" for source in plan.sources))
+
+
+def build_group_query(
+    plan: ExportPlan, dialect: str, window: TimeWindow | None = None, audience_table: sa.Table | None = None
+) -> sa.Select:
+    """One row of partial aggregates per group, in aggregation.partial_schema's columns, then PROBLEM_COUNT_COLUMN.
+
+    The rows' values are selected once in a subquery and grouped by its columns, so a
+    value that carries a bound parameter (a JSON property) is the same expression in
+    SELECT and GROUP BY, as PostgreSQL requires. PROBLEM_COUNT_COLUMN counts the group's
+    rows with a value that does not fit its field; when any has one, the extract aggregates
+    over Arrow instead and names them.
+    """
+    query = build_query(plan, dialect, window, audience_table, grouped=True).order_by(None)
+    rows = query.subquery("matching_rows")
+    by_label = {source.label: rows.c[f"c{i}"] for i, source in enumerate(plan.sources)}
+    columns = [sa.func.count().label(aggregation.ROWS_COLUMN)]
+    groups = []
+    for index, field in enumerate(plan.fields):
+        name = aggregation.value_column(index)
+        value = by_label[field.source.label]
+        if field.source.field_type == "string" and field.aggregation in {"group", "min", "max"}:
+            # NULL and "" are one empty value; code point order as in Arrow, whatever the database's collation.
+            value = sa.func.coalesce(value, sa.literal_column("''", sa.Text))
+            if dialect == "postgresql" and field.aggregation != "group":
+                value = sa.collate(value, "C")
+        match field.aggregation:
+            case "group":
+                groups.append(value)
+                columns.append(value.label(name))
+            case "count":
+                columns.append(sa.func.count().label(name))
+            case "sum" | "avg":
+                columns.append(_exact_sum(value, field.source).label(name))
+                if field.aggregation == "avg":
+                    columns.append(sa.func.count(value).label(aggregation.value_count_column(index)))
+            case "min":
+                columns.append(sa.func.min(value).label(name))
+            case "max":
+                columns.append(sa.func.max(value).label(name))
+    problem_count = (
+        sa.func.count(sa.case((rows.c[PROBLEM_COLUMN] != NO_PROBLEM, 1), else_=sa.null())) if PROBLEM_COLUMN in rows.c else sa.literal(0, sa.BigInteger)
+    )
+    columns.append(problem_count.label(PROBLEM_COUNT_COLUMN))
+    return sa.select(*columns).group_by(*groups)
+
+
+def _exact_sum(value: sa.ColumnElement, source: SourceRef) -> sa.ColumnElement:
+    # PostgreSQL sums numeric and bigint exactly as numeric; SQLite's integer SUM raises on overflow
+    # (the extract then aggregates over Arrow). Decimals never reach SQLite's SUM (pushes_down_aggregation).
+    return sa.type_coerce(sa.func.sum(value), sa.Numeric(2 * DECIMAL_PRECISION, source.scale or 0, asdecimal=True))

@@ -1,0 +1,97 @@
+"""Running one export's stages directly (no Dagster), the fast paths on or off, and reading back what it wrote."""
+
+from __future__ import annotations
+
+import datetime as dt
+import gzip
+import io
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from export_pipelines.source import SourceDatabase
+from export_pipelines.spec.loader import load_config
+from export_pipelines.stages.aggregation import aggregate_stage_file
+from export_pipelines.stages.extract import ExtractResult, extract_to_stage_file
+from export_pipelines.stages.mapping import map_stage_file
+from export_pipelines.stages.query import TimeWindow
+from export_pipelines.stages.serialization import DELIMITERS, LINE_ENDINGS, CsvDialect, OutputSettings, write_files
+from export_pipelines.stages.stage_files import read_batches
+from export_pipelines.targets.base import LocalFile
+from export_pipelines_tests.conftest import write_config
+
+FAST_PATH_SWITCHES = ("EXPORT_FAST_EXTRACT", "EXPORT_MAPPING_SHORTCUT", "EXPORT_WRITE_BEHIND")
+ARCHIVE_TIME = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+
+
+@dataclass
+class StageRun:
+    extracted: ExtractResult
+    aggregation: str | None
+    files: list[LocalFile]
+    compression: str
+
+    @property
+    def content(self) -> bytes:
+        """Every part's bytes, decompressed, one after the other."""
+        return b"".join(decompressed(file.path.read_bytes(), self.compression) for file in self.files)
+
+
+def decompressed(data: bytes, compression: str) -> bytes:
+    if compression == "gzip":
+        return gzip.decompress(data)
+    if compression == "zip":
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            [entry] = archive.namelist()
+            return archive.read(entry)
+    return data
+
+
+def run_stages(
+    url: str,
+    folder: Path,
+    spec: dict,
+    *,
+    fast: bool,
+    monkeypatch,
+    models: dict | None = None,
+    max_bad_rows: int = 0,
+    window: tuple[dt.datetime, dt.datetime] | None = None,
+) -> StageRun:
+    """Load `spec` through the real config loader and run extract, map, aggregate and serialize on `url`."""
+    for switch in FAST_PATH_SWITCHES:
+        monkeypatch.setenv(switch, "1" if fast else "0")
+    folder = folder / ("fast" if fast else "general") / spec["name"]
+    config = load_config(write_config(folder / "config", [spec], models=models))
+    assert not config.problems, [str(p) for p in config.problems]
+    plan = config.plans[spec["name"]]
+    engine = SourceDatabase(url=url).create_engine(folder)
+    time_window = TimeWindow(plan.window_field, *window) if window else None
+    try:
+        extracted = extract_to_stage_file(
+            engine, plan, folder / "extract.arrow", batch_size=plan.spec.batch_size, window=time_window, max_bad_rows=max_bad_rows
+        )
+    finally:
+        engine.dispose()
+    rows_path = folder / "mapped.arrow"
+    map_stage_file(plan, extracted.path, rows_path, batch_size=plan.spec.batch_size)
+    aggregation = None
+    if plan.aggregates:
+        result = aggregate_stage_file(plan, rows_path, folder / "aggregated.arrow", batch_size=plan.spec.batch_size)
+        rows_path, aggregation = result.path, result.execution
+    settings = OutputSettings(
+        dialect=CsvDialect(DELIMITERS[plan.spec.format], LINE_ENDINGS[plan.spec.line_ending]),
+        compression=plan.spec.compression,
+        max_rows_per_file=plan.spec.max_rows_per_file,
+        archive_time=ARCHIVE_TIME,
+    )
+    files = write_files(
+        read_batches(rows_path, plan.spec.batch_size), [f.header for f in plan.fields], folder / "files", lambda part: f"part{part}.{plan.ext}", settings
+    )
+    return StageRun(extracted, aggregation, files, plan.spec.compression)
+
+
+def export_bytes(url: str, tmp_path: Path, spec: dict, *, fast: bool, monkeypatch) -> bytes:
+    """The files' raw bytes, parts one after the other (compressed as written)."""
+    run = run_stages(url, tmp_path, spec, fast=fast, monkeypatch=monkeypatch)
+    return b"".join(file.path.read_bytes() for file in run.files)

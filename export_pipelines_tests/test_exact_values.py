@@ -1,0 +1,330 @@
+"""Every value is written exactly as the source holds it, or its row is refused with a reason.
+
+The inputs below were found writing wrong values silently; each stands here with its right
+bytes, on SQLite and PostgreSQL, with the fast paths on and off. Expected bytes are written
+by hand.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import sqlite3
+
+import pytest
+import sqlalchemy as sa
+
+from export_pipelines_tests.conftest import run_export
+from export_pipelines_tests.stage_runs import run_stages
+
+DDL_TYPES = {
+    "postgresql": {"int": "bigint", "text": "text", "ts": "timestamptz", "naive_ts": "timestamp", "date": "date"},
+    "sqlite": {"int": "INTEGER", "text": "TEXT", "ts": "TEXT", "naive_ts": "TEXT", "date": "TEXT"},
+}
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def source(request, tmp_path) -> tuple[str, str]:
+    """(URL, dialect) of an empty database: a SQLite file, or a fresh PostgreSQL schema."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'source.sqlite'}", "sqlite"
+    return request.getfixturevalue("postgres_schema_url"), "postgresql"
+
+
+@pytest.fixture(params=[True, False], ids=["fast", "general"])
+def fast(request) -> bool:
+    return request.param
+
+
+def create_table(url: str, name: str, columns: dict[str, str], rows: list[tuple]) -> None:
+    """CREATE TABLE with the given SQL column types and INSERT the rows (values bound as the driver binds them)."""
+    engine = sa.create_engine(url)
+    names = list(columns)
+    with engine.begin() as connection:
+        connection.execute(sa.text(f"CREATE TABLE {name} ({', '.join(f'{c} {t}' for c, t in columns.items())})"))
+        if rows:
+            insert = sa.text(f"INSERT INTO {name} ({', '.join(names)}) VALUES ({', '.join(':' + c for c in names)})")
+            connection.execute(insert, [dict(zip(names, row, strict=True)) for row in rows])
+    engine.dispose()
+
+
+def model(name: str, fields: dict, **keys) -> dict:
+    return {"models": {name: {"table": name, "primary_key": "id", "fields": {"id": {"type": "integer", "identifier": True}, **fields}, **keys}}}
+
+
+# --- Decimals: positional, exactly the field's scale, on every path --------------------------------------------------
+
+@pytest.mark.parametrize(
+    ("scale", "column", "values", "expected"),
+    [
+        (7, "numeric(20,7)", ["0", "-0.0000001", "0.0000001", "1", None], ["0.0000000", "-0.0000001", "0.0000001", "1.0000000", ""]),
+        (10, "numeric(30,10)", ["0", "-0.0000000001", "0.0000000001", "0.0000001", None],
+         ["0.0000000000", "-0.0000000001", "0.0000000001", "0.0000001000", ""]),
+    ],
+)
+def test_small_decimals_are_positional_not_scientific(source, fast, tmp_path, monkeypatch, scale, column, values, expected):
+    url, dialect = source
+    # SQLite's NUMERIC stores them as REAL (0.0 included).
+    stored = [(i + 1, f"r{i + 1}", float(v) if v is not None and dialect == "sqlite" else v) for i, v in enumerate(values)]
+    columns = {"id": DDL_TYPES[dialect]["int"], "n": DDL_TYPES[dialect]["text"], "v": column if dialect == "postgresql" else "NUMERIC"}
+    create_table(url, "amounts", columns, stored)
+    models = model("amounts", {"n": {"type": "string"}, "v": {"type": "decimal", "scale": scale}})
+    plain = run_stages(url, tmp_path / "plain", {"name": "plain", "model": "amounts", "fields": [{"from": "v", "to": "V"}], "order": "id"},
+                       fast=fast, monkeypatch=monkeypatch, models=models)
+    assert plain.content == ("V\r\n" + "".join(f"{e}\r\n" for e in expected)).encode()
+    # default/replace turn the value into its written text first
+    mapped_spec = {"name": "mapped", "model": "amounts", "order": "id",
+                   "fields": ["id", {"from": "v", "to": "V", "default": "none", "replace": {"1": "one"}}]}
+    mapped = run_stages(url, tmp_path / "mapped", mapped_spec, fast=fast, monkeypatch=monkeypatch, models=models)
+    assert mapped.content == ("id,V\r\n" + "".join(f"{i},{e or 'none'}\r\n" for i, e in enumerate(expected, 1))).encode()
+    # ...and aggregates of them, one group per row: sum and min keep the scale, avg adds two places
+    grouped_spec = {"name": "grouped", "model": "amounts", "fields": [
+        {"from": "n", "aggregation": "group"}, {"from": "v", "to": "S", "aggregation": "sum"},
+        {"from": "v", "to": "A", "aggregation": "avg"}, {"from": "v", "to": "M", "aggregation": "min"}]}
+    grouped = run_stages(url, tmp_path / "grouped", grouped_spec, fast=fast, monkeypatch=monkeypatch, models=models)
+    rows = [f"r{i},{e},{e + '00' if e else ''},{e}" for i, e in enumerate(expected, 1)]
+    assert grouped.content == ("n,S,A,M\r\n" + "".join(f"{r}\r\n" for r in rows)).encode()
+
+
+@pytest.mark.parametrize("path", ["auto", "arrow"])
+def test_sums_and_averages_beyond_38_digits_are_exact(source, fast, tmp_path, monkeypatch, path):
+    url, dialect = source
+    # SQLite: TEXT keeps every digit (its NUMERIC affinity would keep 15).
+    sql_type = "numeric(38,10)" if dialect == "postgresql" else "TEXT"
+    rows = [(1, "a", "100000000000000000000000000"), (2, "b", "6000000000000000000000000000"), (3, "b", "6000000000000000000000000000")]
+    create_table(url, "big", {"id": DDL_TYPES[dialect]["int"], "n": DDL_TYPES[dialect]["text"], "v": sql_type}, rows)
+    models = model("big", {"n": {"type": "string"}, "v": {"type": "decimal", "scale": 10}})
+    spec = {"name": "big_totals", "model": "big", "aggregation_path": path, "fields": [
+        {"from": "n", "to": "N", "aggregation": "group"}, {"from": "v", "to": "Avg", "aggregation": "avg"},
+        {"from": "v", "to": "Sum", "aggregation": "sum"}]}
+    run = run_stages(url, tmp_path, spec, fast=fast, monkeypatch=monkeypatch, models=models)
+    assert run.content == (
+        b"N,Avg,Sum\r\n"
+        b"a,100000000000000000000000000.000000000000,100000000000000000000000000.0000000000\r\n"
+        b"b,6000000000000000000000000000.000000000000,12000000000000000000000000000.0000000000\r\n"
+    )
+    assert run.aggregation == ("pushdown" if dialect == "postgresql" and path == "auto" else "arrow")
+
+
+def test_sqlite_numeric_is_never_capped(fast, tmp_path, monkeypatch):
+    url = f"sqlite:///{tmp_path / 'source.sqlite'}"
+    # 1000000000 is stored as INTEGER, 1.2345678901234568E27 as REAL: SQLite keeps 15 significant digits of a REAL.
+    rows = [(1, "a", 1000000000), (2, "b", -1.2345678901234568e27), (3, "b", -1.2345678901234568e27), (4, "c", 0.1 + 0.2)]
+    create_table(url, "amounts", {"id": "INTEGER", "n": "TEXT", "v": "NUMERIC"}, rows)
+    models = model("amounts", {"n": {"type": "string"}, "v": {"type": "decimal", "scale": 10}})
+    plain = run_stages(url, tmp_path / "plain", {"name": "plain", "model": "amounts", "fields": ["v"], "order": "id"},
+                       fast=fast, monkeypatch=monkeypatch, models=models)
+    assert plain.content == (
+        b"v\r\n1000000000.0000000000\r\n-1234567890123460000000000000.0000000000\r\n"
+        b"-1234567890123460000000000000.0000000000\r\n0.3000000000\r\n"
+    )
+    spec = {"name": "totals", "model": "amounts", "fields": [{"from": "n", "aggregation": "group"},
+            {"from": "v", "to": "avg", "aggregation": "avg"}, {"from": "v", "to": "sum", "aggregation": "sum"}]}
+    totals = run_stages(url, tmp_path / "totals", spec, fast=fast, monkeypatch=monkeypatch, models=models)
+    assert totals.content == (
+        b"n,avg,sum\r\n"
+        b"a,1000000000.000000000000,1000000000.0000000000\r\n"
+        b"b,-1234567890123460000000000000.000000000000,-2469135780246920000000000000.0000000000\r\n"
+        b"c,0.300000000000,0.3000000000\r\n"
+    )
+
+
+def test_decimal_that_does_not_fit_is_a_bad_row(source, fast, tmp_path, monkeypatch):
+    url, dialect = source
+    sql_type = "numeric" if dialect == "postgresql" else "TEXT"
+    rows = [(1, "12.50"), (2, "12.505"), (3, "1" + "0" * 40), (4, "-0.01")]
+    create_table(url, "amounts", {"id": DDL_TYPES[dialect]["int"], "v": sql_type}, rows)
+    models = model("amounts", {"v": {"type": "decimal", "scale": 2}})
+    spec = {"name": "fits", "model": "amounts", "fields": ["id", "v"], "order": "id"}
+    run = run_stages(url, tmp_path, spec, fast=fast, monkeypatch=monkeypatch, models=models, max_bad_rows=2)
+    assert run.content == b"id,v\r\n1,12.50\r\n4,-0.01\r\n"
+    rejected = [(r.key, r.field, r.reason) for r in run.extracted.rejected]
+    assert rejected == [
+        ("id=2", "v", "a number with more than 2 decimal places (the field's scale)"),
+        ("id=3", "v", "a number of more than 38 digits"),
+    ]
+
+
+# --- SQLite values stored in another form than the column says ----------------------------------------------------
+
+DIRTY_TRANSACTIONS = [
+    (1, "PAID", "12.50", 1),
+    (2, "PAID", "12,50", 2),
+    (3, "PAID", "n/a", 1),
+    (4, "FULFILLED", "7.25", 2.5),
+    (5, "FULFILLED", "1.00", "3x"),
+    (6, "PAID", "0.10", 3),
+]
+
+
+@pytest.fixture
+def dirty_sqlite(tmp_path) -> str:
+    path = tmp_path / "dirty.sqlite"
+    with sqlite3.connect(path) as connection:
+        connection.execute("CREATE TABLE transactions (id INTEGER PRIMARY KEY, status TEXT, amount NUMERIC(12, 2), items_count INTEGER)")
+        connection.executemany("INSERT INTO transactions VALUES (?, ?, ?, ?)", DIRTY_TRANSACTIONS)
+    return f"sqlite:///{path}"
+
+
+DIRTY_MODELS = model("transactions", {"status": {"type": "string"}, "amount": {"type": "decimal", "scale": 2},
+                                      "items_count": {"type": "integer"}})
+DIRTY_REJECTED = [
+    ("id=2", "amount", "'12,50'", "not a number"),
+    ("id=3", "amount", "'n/a'", "not a number"),
+    ("id=4", "items_count", "2.5", "not an integer"),
+    ("id=5", "items_count", "'3x'", "not an integer"),
+]
+
+
+def test_sqlite_values_of_another_storage_class_are_bad_rows(dirty_sqlite, fast, tmp_path, monkeypatch):
+    spec = {"name": "dirty", "model": "transactions", "fields": ["id", "amount", "items_count"], "order": "id"}
+    run = run_stages(dirty_sqlite, tmp_path, spec, fast=fast, monkeypatch=monkeypatch, models=DIRTY_MODELS, max_bad_rows=4)
+    assert run.content == b"id,amount,items_count\r\n1,12.50,1\r\n6,0.10,3\r\n"
+    assert [(r.key, r.field, r.value, r.reason) for r in run.extracted.rejected] == DIRTY_REJECTED
+    assert run.extracted.expected_rows == 6
+
+
+@pytest.mark.parametrize(
+    ("measure", "totals", "rejected_ids"),
+    [
+        # Rows 4 and 5 are bad in items_count only, which the first export does not read.
+        ("amount", "status,total\r\nFULFILLED,8.25\r\nPAID,12.60\r\n", ["row 2", "row 3"]),
+        ("items_count", "status,total\r\nPAID,7\r\n", ["row 4", "row 5"]),
+    ],
+)
+def test_sqlite_bad_rows_are_named_when_aggregating_too(dirty_sqlite, fast, tmp_path, monkeypatch, measure, totals, rejected_ids):
+    spec = {"name": "dirty_totals", "model": "transactions",
+            "fields": [{"from": "status", "aggregation": "group"}, {"from": measure, "to": "total", "aggregation": "sum"}]}
+    run = run_stages(dirty_sqlite, tmp_path, spec, fast=fast, monkeypatch=monkeypatch, models=DIRTY_MODELS, max_bad_rows=2)
+    assert run.content.decode() == totals
+    # An integer sum would be pushed down; SQLite would add 2.5 and '3x' as 2.5 and 3: the rows path names them instead.
+    assert run.aggregation == "arrow"
+    assert [(r.key, r.field) for r in run.extracted.rejected] == [(key, measure) for key in rejected_ids]
+
+
+def test_sqlite_bad_rows_go_to_the_rejected_file_and_count_against_the_limit(dirty_sqlite, tmp_path):
+    spec = {"name": "dirty", "model": "transactions", "fields": ["id", "amount", "items_count"], "order": "id", "max_bad_rows": 4}
+    run = run_export(spec, dirty_sqlite, tmp_path / "within", models=DIRTY_MODELS)
+    assert run.metadata["rows_rejected"] == 4
+    rejected = list(csv.DictReader(open(run.metadata["rejected_file"], newline="", encoding="utf-8")))
+    assert [(r["key"], r["field"], r["value"], r["reason"]) for r in rejected] == DIRTY_REJECTED
+    over = run_export({**spec, "max_bad_rows": 3}, dirty_sqlite, tmp_path / "over", models=DIRTY_MODELS, raise_on_error=False)
+    assert not over.result.success
+
+
+# --- Time: filters, windows and order compare instants, whatever the stored text form -----------------------------
+
+STORED_TIMES = [
+    (1, "2024-03-10T08:00:00Z"),  # 08:00Z
+    (2, "2024-03-10T13:00:00+02:00"),  # 11:00Z
+    (3, "2024-03-10 12:00:00"),  # 12:00Z, equal to the bound
+    (4, "2024-03-10T12:00:00.000000Z"),  # 12:00Z again, other text
+    (5, "2024-03-10T12:00:00.000001Z"),  # just after
+    (6, "2024-03-11T01:30:00+02:00"),  # 2024-03-10 23:30Z: March 10 in UTC
+    (7, "2024-03-10T23:30:00-01:00"),  # 2024-03-11 00:30Z: March 11
+    (8, "2024-03-10T14:00:00+0530"),  # 08:30Z
+    (9, "2024-03-09T23:59:59.999999Z"),  # March 9
+    (10, "2024-03-10"),  # midnight, March 10
+    (11, None),
+]
+INSTANTS = {
+    1: "2024-03-10T08:00:00Z", 2: "2024-03-10T11:00:00Z", 3: "2024-03-10T12:00:00Z", 4: "2024-03-10T12:00:00Z",
+    5: "2024-03-10T12:00:00.000001Z", 6: "2024-03-10T23:30:00Z", 7: "2024-03-11T00:30:00Z", 8: "2024-03-10T08:30:00Z",
+    9: "2024-03-09T23:59:59.999999Z", 10: "2024-03-10T00:00:00Z", 11: "",
+}
+TIMES_MODELS = model("events", {"created_at": {"type": "timestamp"}}, event_date="created_at")
+
+
+@pytest.fixture
+def iso_text_times(tmp_path) -> str:
+    path = tmp_path / "times.sqlite"
+    with sqlite3.connect(path) as connection:
+        connection.execute("CREATE TABLE events (id INTEGER PRIMARY KEY, created_at TEXT)")
+        connection.executemany("INSERT INTO events VALUES (?, ?)", STORED_TIMES)
+    return f"sqlite:///{path}"
+
+
+def ids_and_times(content: bytes) -> list[tuple[int, str]]:
+    return [(int(i), t) for i, t in (line.split(",") for line in content.decode().splitlines()[1:])]
+
+
+def test_sqlite_iso_text_is_read_as_its_instant(iso_text_times, fast, tmp_path, monkeypatch):
+    spec = {"name": "times", "model": "events", "fields": ["id", "created_at"], "order": ["created_at"]}
+    run = run_stages(iso_text_times, tmp_path, spec, fast=fast, monkeypatch=monkeypatch, models=TIMES_MODELS)
+    # Ordered by instant (NULL first, as SQLite sorts it), ties by id.
+    expected = sorted(INSTANTS.items(), key=lambda item: (item[1] != "", dt.datetime.fromisoformat(item[1] or "2000-01-01"), item[0]))
+    assert ids_and_times(run.content) == expected
+
+
+def test_sqlite_after_filter_is_strict_by_instant(iso_text_times, fast, tmp_path, monkeypatch):
+    spec = {"name": "after_noon", "model": "events", "fields": ["id", "created_at"], "order": "id",
+            "filters": {"created_at": {"conditions": {"$after": ["2024-03-10T12:00:00Z"]}}}}
+    run = run_stages(iso_text_times, tmp_path, spec, fast=fast, monkeypatch=monkeypatch, models=TIMES_MODELS)
+    assert [i for i, _ in ids_and_times(run.content)] == [5, 6, 7]
+
+
+def test_sqlite_daily_window_holds_its_day_in_utc(iso_text_times, fast, tmp_path, monkeypatch):
+    spec = {"name": "march_10", "model": "events", "fields": ["id"], "order": "id",
+            "incremental": {"by": "event_date", "grain": "daily", "start": "2024-01-01"}}
+    window = (dt.datetime(2024, 3, 10, tzinfo=dt.UTC), dt.datetime(2024, 3, 11, tzinfo=dt.UTC))
+    run = run_stages(iso_text_times, tmp_path, spec, fast=fast, monkeypatch=monkeypatch, models=TIMES_MODELS, window=window)
+    assert run.content == b"id\r\n" + b"".join(f"{i}\r\n".encode() for i in (1, 2, 3, 4, 5, 6, 8, 10))
+
+
+def test_a_value_that_is_no_timestamp_is_a_bad_row_even_when_only_filtered_on(tmp_path, fast, monkeypatch):
+    path = tmp_path / "times.sqlite"
+    with sqlite3.connect(path) as connection:
+        connection.execute("CREATE TABLE events (id INTEGER PRIMARY KEY, created_at TEXT)")
+        connection.executemany("INSERT INTO events VALUES (?, ?)", [(1, "2024-03-10T13:00:00Z"), (2, "yesterday"), (3, "2024-02-30 10:00:00"),
+                                                                   (4, "2024-03-10T25:00:00Z"), (5, 20240310)])
+    spec = {"name": "after", "model": "events", "fields": ["id"], "order": "id",
+            "filters": {"created_at": {"conditions": {"$after": ["2024-03-10T12:00:00Z"]}}}}
+    run = run_stages(f"sqlite:///{path}", tmp_path, spec, fast=fast, monkeypatch=monkeypatch, models=TIMES_MODELS, max_bad_rows=4)
+    assert run.content == b"id\r\n1\r\n"
+    assert [(r.key, r.field, r.value, r.reason) for r in run.extracted.rejected] == [
+        ("id=2", "created_at", "'yesterday'", "not an ISO 8601 timestamp"),
+        ("id=3", "created_at", "'2024-02-30 10:00:00'", "not an ISO 8601 timestamp"),
+        ("id=4", "created_at", "'2024-03-10T25:00:00Z'", "not an ISO 8601 timestamp"),
+        ("id=5", "created_at", "'20240310'", "not an ISO 8601 timestamp"),
+    ]
+
+
+def test_postgresql_naive_timestamps_are_utc_whatever_the_session_zone(postgres_schema_url, fast, tmp_path, monkeypatch):
+    # The server's (here: the connection's) TimeZone and DateStyle must not move or garble a naive timestamp.
+    chatham = sa.make_url(postgres_schema_url)
+    chatham = chatham.update_query_dict({"options": chatham.query["options"] + " -c TimeZone=Pacific/Chatham -c DateStyle=SQL,DMY"})
+    url = chatham.render_as_string(hide_password=False)
+    create_table(url, "events", {"id": "bigint", "created_at": "timestamp"},
+                 [(1, "2024-03-10 11:59:59.999999"), (2, "2024-03-10 12:00:00"), (3, "2024-03-10 12:00:00.000001")])
+    spec = {"name": "after_noon", "model": "events", "fields": ["id", "created_at"], "order": "id",
+            "filters": {"created_at": {"conditions": {"$after": ["2024-03-10T12:00:00Z"]}}}}
+    run = run_stages(url, tmp_path, spec, fast=fast, monkeypatch=monkeypatch, models=TIMES_MODELS)
+    assert run.content == b"id,created_at\r\n3,2024-03-10T12:00:00.000001Z\r\n"
+
+
+def test_postgresql_infinite_and_five_digit_years_are_bad_rows(postgres_schema_url, fast, tmp_path, monkeypatch):
+    create_table(postgres_schema_url, "events", {"id": "bigint", "created_at": "timestamptz", "day": "date"},
+                 [(1, "2024-03-10 12:00:00+00", "2024-03-10"), (2, "infinity", "2024-03-10"), (3, "2024-03-10 12:00:00+00", "-infinity"),
+                  (4, "10000-01-01 00:00:00+00", "2024-03-10"), (5, "0044-03-15 00:00:00+00 BC", "2024-03-10"),
+                  (6, "0001-01-01 00:00:00+00", "9999-12-31")])
+    models = model("events", {"created_at": {"type": "timestamp"}, "day": {"type": "date"}})
+    spec = {"name": "events", "model": "events", "fields": ["id", "created_at", "day"], "order": "id"}
+    run = run_stages(postgres_schema_url, tmp_path, spec, fast=fast, monkeypatch=monkeypatch, models=models, max_bad_rows=4)
+    assert run.content == b"id,created_at,day\r\n1,2024-03-10T12:00:00Z,2024-03-10\r\n6,0001-01-01T00:00:00Z,9999-12-31\r\n"
+    assert [(r.key, r.field, r.reason) for r in run.extracted.rejected] == [
+        ("id=2", "created_at", "infinite"),
+        ("id=3", "day", "infinite"),
+        ("id=4", "created_at", "outside the years 0001-9999"),
+        ("id=5", "created_at", "outside the years 0001-9999"),
+    ]
+
+
+# --- NULL and empty: the written form is what default and replace see ------------------------------------------------
+
+def test_replace_of_the_empty_value_covers_null(source, fast, tmp_path, monkeypatch):
+    url, dialect = source
+    create_table(url, "notes", {"id": DDL_TYPES[dialect]["int"], "note": DDL_TYPES[dialect]["text"]}, [(1, ""), (2, None), (3, "x")])
+    models = model("notes", {"note": {"type": "string"}})
+    spec = {"name": "notes", "model": "notes", "order": "id", "fields": ["id", {"from": "note", "replace": {"": "(none)"}}]}
+    run = run_stages(url, tmp_path, spec, fast=fast, monkeypatch=monkeypatch, models=models)
+    assert run.content == b"id,note\r\n1,(none)\r\n2,(none)\r\n3,x\r\n"
