@@ -16,7 +16,8 @@ $(VENV)/.installed: pyproject.toml requirements.lock
 
 dagster-home:
 	mkdir -p $(DAGSTER_HOME)
-	test -f $(DAGSTER_HOME)/dagster.yaml || cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml
+	# Refreshed when the repository's file is newer (its pools and limits are what the guarantees rest on).
+	cp -u dagster.yaml $(DAGSTER_HOME)/dagster.yaml
 
 demo: install dagster-home
 	$(VENV)/bin/export-pipelines demo

@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import sqlite as sqlite_dialect
 
 from export_pipelines.catalog.models import FieldDef, ModelDef
 from export_pipelines.spec.problems import SpecProblem, closest, format_key_path
@@ -65,38 +66,62 @@ def check_source(config: ExportConfig, engine: sa.Engine) -> list[SpecProblem]:
 def unreadable(field: FieldDef, column_type: sa.types.TypeEngine, sqlite: bool) -> str | None:
     """What a column of `column_type` would need to be for the extract to read it as `field`, or None when it reads.
 
-    SQLite keeps any value in any column, so there a column's declared type only has to give
-    values the extract converts (text for timestamps, integer 0/1 for booleans, numbers for
-    decimals, which SQLite stores as floats anyway: see the README's known limitation).
     A type SQLAlchemy does not know (a PostgreSQL extension's) cannot be judged and passes.
     """
     kind = column_type
     if isinstance(kind, sa.types.NullType):
         return None
+    if sqlite:
+        return _sqlite_unreadable(field, _sqlite_affinity(kind))
     exact_number = isinstance(kind, sa.Integer) or (isinstance(kind, sa.Numeric) and not isinstance(kind, sa.Float))
     match field.type:
         case "integer":
-            whole = isinstance(kind, sa.Integer) or (exact_number and (kind.scale == 0 or (sqlite and kind.scale is None)))
+            whole = isinstance(kind, sa.Integer) or (exact_number and kind.scale == 0)
             return None if whole else "an integer column (or numeric with scale 0)"
         case "decimal":
-            if not (exact_number or (sqlite and isinstance(kind, sa.Numeric))):
+            if not exact_number:
                 return "numeric or an integer column (a float column's values are not exact)"
             places = getattr(kind, "scale", None)
-            if not sqlite and places is not None and field.scale is not None and places > field.scale:
+            if places is not None and field.scale is not None and places > field.scale:
                 return f"a scale of at most {field.scale} (values with {places} places would not fit the field's scale), or scale: {places} in models.yaml"
             return None
         case "string":
             return None if isinstance(kind, sa.String) else "a text column (text, varchar or char)"
         case "boolean":
-            return None if isinstance(kind, sa.Boolean) or (sqlite and exact_number) else "a boolean column"
+            return None if isinstance(kind, sa.Boolean) else "a boolean column"
         case "timestamp":
-            return None if isinstance(kind, sa.DateTime) or (sqlite and isinstance(kind, sa.String)) else "a timestamp column"
+            return None if isinstance(kind, sa.DateTime) else "a timestamp column"
         case "date":
-            return None if isinstance(kind, sa.Date) or (sqlite and isinstance(kind, sa.String)) else "a date column"
+            return None if isinstance(kind, sa.Date) else "a date column"
         case "json":
-            if isinstance(kind, sa.JSON) or (sqlite and isinstance(kind, sa.String)):
-                return None
-            return "a json or jsonb column (properties such as metadata.tier are read with ->>)"
+            return None if isinstance(kind, sa.JSON) else "a json or jsonb column (properties such as metadata.tier are read with ->>)"
+    return None
+
+
+def _sqlite_affinity(kind: sa.types.TypeEngine) -> str:
+    """The column's type affinity, from its declared type (SQLite's "Datatypes In SQLite", section 3.1)."""
+    declared = str(kind.compile(dialect=sqlite_dialect.dialect())).upper()
+    if "INT" in declared:
+        return "integer"
+    if any(text in declared for text in ("CHAR", "CLOB", "TEXT")):
+        return "text"
+    if "BLOB" in declared or not declared:
+        return "blob"
+    if any(real in declared for real in ("REAL", "FLOA", "DOUB")):
+        return "real"
+    return "numeric"
+
+
+def _sqlite_unreadable(field: FieldDef, affinity: str) -> str | None:
+    """SQLite keeps what the column's affinity makes of a value (README, "Values: exact or refused"): an INTEGER
+    or NUMERIC column keeps integers, a TEXT one turns them into text, a REAL one into floats."""
+    match field.type:
+        case "integer" | "boolean":
+            return None if affinity in {"integer", "numeric", "blob"} else "an INTEGER or NUMERIC column (it would store the integers as text or REAL)"
+        case "timestamp" | "date":
+            # NUMERIC affinity (DATETIME, DATE) keeps ISO text as text: it is no number.
+            return None if affinity in {"text", "numeric", "blob"} else "a TEXT column holding ISO 8601 text"
+    # decimal: INTEGER, REAL and number text are all read exactly; string and json: any value reads as text.
     return None
 
 

@@ -112,8 +112,8 @@ def test_password_refused(sshd, remote_folder, source, tmp_path, monkeypatch):
 
 
 def test_sftp_folder_without_permission(sshd, source, tmp_path):
-    # /root is 700: the test user may not look inside, let alone create a folder there.
-    outcome = export("/root/classified_outbox", sftp_connection(sshd), source, tmp_path)
+    # /root is 700: the test user may not look inside, let alone create a folder there (root "/" lets the path leave home).
+    outcome = export("/root/classified_outbox", sftp_connection(sshd, root="/"), source, tmp_path)
     assert_failed_at_once(outcome, "failed while preparing the folder", "Permission denied", "check the connection's username and path")
 
 
@@ -125,7 +125,7 @@ def test_ftps_certificate_not_trusted(vsftpd_tls, remote_folder, source, tmp_pat
 
 def test_ftp_unknown_folder_it_may_not_create(vsftpd_plain, source, tmp_path, monkeypatch, test_user):
     monkeypatch.setenv("PARTNER_FTP_PASSWORD", test_user[1])
-    outcome = export("/root/classified_outbox", ftp_connection(vsftpd_plain, "ftp"), source, tmp_path)
+    outcome = export("/root/classified_outbox", ftp_connection(vsftpd_plain, "ftp", root="/"), source, tmp_path)
     assert_failed_at_once(outcome, "550", "an unknown folder is answered the same way")
 
 
