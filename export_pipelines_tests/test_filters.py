@@ -17,6 +17,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from export_pipelines.spec.loader import load_config
 from export_pipelines.stages.extract import extract_to_stage_file
+from export_pipelines.stages.dialects import dialect_for
 from export_pipelines.stages.query import build_query
 from export_pipelines.stages.stage_files import read_table
 from export_pipelines_tests.conftest import write_config
@@ -389,7 +390,7 @@ LITERALS = [
 @pytest.mark.parametrize("dialect", ["sqlite", "postgresql"])
 def test_filter_values_are_bound_parameters_not_sql_text(tmp_path, dialect):
     plan = plan_for(tmp_path, SECRET_VALUES_SPEC)
-    query = build_query(plan, dialect)
+    query = build_query(plan, dialect_for(dialect))
     compiled = query.compile(dialect=(sqlite.dialect() if dialect == "sqlite" else postgresql.dialect()))
     for text in (str(query), str(compiled)):
         for literal in LITERALS:

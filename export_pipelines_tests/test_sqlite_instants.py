@@ -23,7 +23,7 @@ from sqlalchemy.dialects import sqlite as sqlite_dialect
 from export_pipelines.catalog.models import FieldDef, ModelDef
 from export_pipelines.catalog.sql_types import model_table
 from export_pipelines.spec.plan import SourceRef
-from export_pipelines.stages.dialects import SqliteValues, sqlite_date, sqlite_instant
+from export_pipelines.stages.dialects import SqliteDialect, sqlite_date, sqlite_instant
 
 DATES = ["2024-03-10", "2024-02-29", "2023-02-29", "2024-02-30", "2024-13-01", "0000-01-01", "0001-01-01", "9999-12-31", "1969-12-31", "2024-3-10"]
 TIMES = ["", "T08:00", " 08:00", "T08:00:00", " 23:59:59", "t12:30:45", "T24:00:00", "T23:60:00", "T08:00:00.5", "T08:00:00.123456",
@@ -95,7 +95,7 @@ def evaluate(cursor, *expressions) -> list[tuple]:
 
 
 def fails(source: SourceRef, *, converted: bool):
-    return lambda table: sa.case((sa.or_(*[c.fails for c in SqliteValues().checks(table.c[source.column], source, converted=converted)]), 1), else_=0)
+    return lambda table: sa.case((sa.or_(*[c.fails for c in SqliteDialect().checks(table.c[source.column], source, converted=converted)]), 1), else_=0)
 
 
 TIMESTAMP = SourceRef("created_at", "created_at", "timestamp")

@@ -14,7 +14,8 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import sqlite as sqlite_dialect
+
+from export_pipelines.stages.dialects import sqlite_affinity
 
 from export_pipelines.catalog.models import FieldDef, ModelDef
 from export_pipelines.spec.problems import SpecProblem, closest, format_key_path
@@ -72,7 +73,7 @@ def unreadable(field: FieldDef, column_type: sa.types.TypeEngine, sqlite: bool) 
     if isinstance(kind, sa.types.NullType):
         return None
     if sqlite:
-        return _sqlite_unreadable(field, _sqlite_affinity(kind))
+        return _sqlite_unreadable(field, sqlite_affinity(kind))
     exact_number = isinstance(kind, sa.Integer) or (isinstance(kind, sa.Numeric) and not isinstance(kind, sa.Float))
     match field.type:
         case "integer":
@@ -96,20 +97,6 @@ def unreadable(field: FieldDef, column_type: sa.types.TypeEngine, sqlite: bool) 
         case "json":
             return None if isinstance(kind, sa.JSON) else "a json or jsonb column (properties such as metadata.tier are read with ->>)"
     return None
-
-
-def _sqlite_affinity(kind: sa.types.TypeEngine) -> str:
-    """The column's type affinity, from its declared type (SQLite's "Datatypes In SQLite", section 3.1)."""
-    declared = str(kind.compile(dialect=sqlite_dialect.dialect())).upper()
-    if "INT" in declared:
-        return "integer"
-    if any(text in declared for text in ("CHAR", "CLOB", "TEXT")):
-        return "text"
-    if "BLOB" in declared or not declared:
-        return "blob"
-    if any(real in declared for real in ("REAL", "FLOA", "DOUB")):
-        return "real"
-    return "numeric"
 
 
 def _sqlite_unreadable(field: FieldDef, affinity: str) -> str | None:

@@ -18,9 +18,11 @@ Only code constants are inlined into SQL; spec values stay bound parameters.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import sqlite as sqlite_sql
 
 from export_pipelines.catalog.sql_types import DECIMAL_PRECISION, DecimalText, IsoDate, UtcTimestamp
 from export_pipelines.spec.plan import SourceRef
@@ -54,11 +56,13 @@ def constant(value: str | int) -> sa.ColumnElement:
     return sa.literal_column("'" + value.replace("'", "''") + "'", sa.Text)
 
 
-class SourceValues:
+class SourceDialect:
     """Any other database: columns as they are, no storage checks (the general path's conversion names bad values).
 
     Every method takes the source's table column; a JSON property is looked up inside it.
     """
+
+    name = "other"
 
     def value(self, column: sa.ColumnElement, source: SourceRef) -> sa.ColumnElement:
         """The stored value: the column, or the JSON property's text."""
@@ -94,17 +98,21 @@ class SourceValues:
         return column
 
 
-class MysqlValues(SourceValues):
+class MysqlDialect(SourceDialect):
+    name = "mysql"
+
     def position(self, column, value):
         return sa.func.instr(column, value)
 
 
-class PostgresqlValues(SourceValues):
+class PostgresqlDialect(SourceDialect):
     """PostgreSQL's types hold what they say, except infinite and out-of-range dates and times.
 
     Sessions run with TimeZone UTC (source.py, arrow_extract.py), so a `timestamp without
     time zone` compares and reads as UTC, as the README promises, whatever the server's setting.
     """
+
+    name = "postgresql"
 
     def readable(self, column, source):
         if source.field_type in {"timestamp", "date"} and source.json_property is None:
@@ -144,7 +152,7 @@ def _within_written_years(column: sa.ColumnElement) -> sa.ColumnElement[bool]:
     return sa.and_(column >= sa.literal_column(f"'{FIRST_DAY}'"), column < sa.literal_column(f"'{FIRST_DAY_AFTER}'"))
 
 
-class SqliteValues(SourceValues):
+class SqliteDialect(SourceDialect):
     """SQLite stores any storage class in any column; each field type takes only the forms it can read exactly.
 
     - integer: INTEGER only (a REAL 2.5 or the text '3x' is a bad row, never 2 or 3);
@@ -155,14 +163,29 @@ class SqliteValues(SourceValues):
       nothing (UTC), `Z` or an offset `+HH:MM`/`+HHMM`; read, compared and ordered as its UTC
       instant in the canonical text bound parameters use (catalog/sql_types.py);
     - date: `YYYY-MM-DD` text of a real calendar day; boolean: the integers 0 and 1;
-    - string and json: text (INTEGER as its digits, REAL as 15 significant digits); a BLOB is
-      a bad row. A json field's text is written as stored; its properties are read only from
-      valid JSON (json_extract stops the whole query at the first invalid document).
+    - string and json: text (INTEGER as its digits, REAL as 15 significant digits); a BLOB as
+      its bytes when they are UTF-8, else a bad row. A json field's text is written as stored;
+      its properties are read only from valid JSON (json_extract stops the whole query at the
+      first invalid document).
+
+    text_columns: the (table, column) pairs whose declared type gives them TEXT affinity, which
+    makes SQLite store numbers written into them as text: their text needs no per-row CASE.
     """
+
+    name = "sqlite"
+
+    def __init__(self, text_columns: frozenset[tuple[str, str]] = frozenset()):
+        self.text_columns = text_columns
+
+    def _holds_only_text(self, column: sa.ColumnElement) -> bool:
+        table = getattr(column.table, "element", column.table)  # an alias reads its table's columns
+        return (table.fullname, column.name) in self.text_columns
 
     def readable(self, column, source):
         if source.json_property is not None:
             return self.value(column, source)
+        if source.field_type in {"string", "json"} and self._holds_only_text(column):
+            return column
         match source.field_type:
             case "decimal":
                 # A BLOB as SQLite's X'..' literal, which no conversion takes for a number.
@@ -366,9 +389,40 @@ def sqlite_date(column: sa.ColumnElement) -> sa.ColumnElement:
     return sa.case((_date_shape(text), text), else_=sa.null())
 
 
-_DIALECTS: dict[str, SourceValues] = {"postgresql": PostgresqlValues(), "sqlite": SqliteValues(), "mysql": MysqlValues()}
-_ANY = SourceValues()
+_DIALECTS: dict[str, SourceDialect] = {"postgresql": PostgresqlDialect(), "sqlite": SqliteDialect(), "mysql": MysqlDialect()}
+_ANY = SourceDialect()
 
 
-def values_for(dialect: str) -> SourceValues:
-    return _DIALECTS.get(dialect, _ANY)
+def dialect_for(name: str) -> SourceDialect:
+    """What a database of this name holds, knowing nothing of its tables."""
+    return _DIALECTS.get(name, _ANY)
+
+
+def sqlite_affinity(declared: sa.types.TypeEngine) -> str:
+    """A column's type affinity from its declared type (SQLite's "Datatypes In SQLite", section 3.1)."""
+    text = str(declared.compile(dialect=sqlite_sql.dialect())).upper()
+    if "INT" in text:
+        return "integer"
+    if any(name in text for name in ("CHAR", "CLOB", "TEXT")):
+        return "text"
+    if "BLOB" in text or not text:
+        return "blob"
+    if any(name in text for name in ("REAL", "FLOA", "DOUB")):
+        return "real"
+    return "numeric"
+
+
+def reflected_dialect(connection: sa.Connection, tables: Iterable[sa.Table]) -> SourceDialect:
+    """The connection's dialect, knowing the columns of `tables` that hold only text (SQLite); a table it
+    cannot reflect is left to the query, which names it."""
+    if connection.dialect.name != "sqlite":
+        return dialect_for(connection.dialect.name)
+    inspector = sa.inspect(connection)
+    text_columns = set()
+    for table in tables:
+        try:
+            columns = inspector.get_columns(table.name, schema=table.schema)
+        except sa.exc.NoSuchTableError:
+            continue
+        text_columns |= {(table.fullname, column["name"]) for column in columns if sqlite_affinity(column["type"]) == "text"}
+    return SqliteDialect(frozenset(text_columns))

@@ -24,11 +24,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import sqlalchemy as sa
 
-from export_pipelines.catalog.sql_types import DECIMAL_PRECISION
+from export_pipelines.catalog.sql_types import DECIMAL_PRECISION, model_table
 from export_pipelines.spec.plan import ExportPlan, SourceRef
 from export_pipelines.stages import aggregation, arrow_extract
 from export_pipelines.stages.arrow_runtime import prepare_pyarrow
 from export_pipelines.stages.audience import load_audience_table
+from export_pipelines.stages.dialects import SourceDialect, dialect_for, reflected_dialect
 from export_pipelines.stages.bad_rows import BadRows, RejectedRow, conversion_problem, value_preview
 from export_pipelines.stages.query import (
     NO_PROBLEM,
@@ -91,16 +92,28 @@ def extract_to_stage_file(
     """
     prepare_pyarrow()
     extracted_at = dt.datetime.now(dt.UTC)
-    if plan.aggregates and pushes_down_aggregation(plan, engine.dialect.name):
-        groups = _extract_group_partials(engine, plan, path, batch_size, window, extracted_at)
+    dialect = source_dialect(engine, plan)
+    if plan.aggregates and pushes_down_aggregation(plan, dialect):
+        groups = _extract_group_partials(engine, dialect, plan, path, batch_size, window, extracted_at)
         if groups is not None:
             return groups
     if arrow_extract.fast_extract_enabled() and not _has_audience_file(plan):
         try:
-            return _extract_rows_with_adbc(engine, plan, path, batch_size, window, extracted_at, BadRows(plan.name, max_bad_rows))
+            return _extract_rows_with_adbc(engine, dialect, plan, path, batch_size, window, extracted_at, BadRows(plan.name, max_bad_rows))
         except arrow_extract.FastPathUnavailable as reason:
             logger.info("Extracting %s row by row: %s", plan.name, reason)
-    return _extract_rows(engine, plan, path, batch_size, window, extracted_at, BadRows(plan.name, max_bad_rows))
+    return _extract_rows(engine, dialect, plan, path, batch_size, window, extracted_at, BadRows(plan.name, max_bad_rows))
+
+
+def source_dialect(engine: sa.Engine, plan: ExportPlan) -> SourceDialect:
+    """How the source holds the plan's values; for SQLite, which of its tables' columns hold only text."""
+    if engine.dialect.name != "sqlite":
+        return dialect_for(engine.dialect.name)
+    tables = [model_table(plan.model)]
+    if plan.audience is not None and plan.audience.query_model is not None:
+        tables.append(model_table(plan.audience.query_model))
+    with engine.connect() as connection:
+        return reflected_dialect(connection, tables)
 
 
 def _has_audience_file(plan: ExportPlan) -> bool:
@@ -127,7 +140,13 @@ def _streamed(engine: sa.Engine, plan: ExportPlan, build: Callable, batch_size: 
 
 
 def _extract_group_partials(
-    engine: sa.Engine, plan: ExportPlan, path: Path, batch_size: int, window: TimeWindow | None, extracted_at: dt.datetime
+    engine: sa.Engine,
+    dialect: SourceDialect,
+    plan: ExportPlan,
+    path: Path,
+    batch_size: int,
+    window: TimeWindow | None,
+    extracted_at: dt.datetime,
 ) -> ExtractResult | None:
     """The database's GROUP BY into `path`, or None (nothing written) when the row paths must aggregate instead.
 
@@ -135,9 +154,8 @@ def _extract_group_partials(
     which the general path's server-side cursor never does, and its one statement is one
     snapshot, so no COUNT of the groups is needed.
     """
-    dialect = engine.dialect.name
     schema = aggregation.partial_schema(plan, [arrow_type(field.source) for field in plan.fields])
-    if dialect == "postgresql" and arrow_extract.fast_extract_enabled() and not _has_audience_file(plan):
+    if dialect.name == "postgresql" and arrow_extract.fast_extract_enabled() and not _has_audience_file(plan):
         try:
             sql = arrow_extract.literal_sql(build_group_query(plan, dialect, window), engine.dialect)
             with arrow_extract.ArrowConnection(engine.url) as connection, arrow_extract.SnapshotRows(connection, sql, batch_size) as read:
@@ -146,7 +164,7 @@ def _extract_group_partials(
             logger.info("Reading %s's groups row by row: %s", plan.name, reason)
     build = lambda audience_table: build_group_query(plan, dialect, window, audience_table)  # noqa: E731
     try:
-        with _streamed(engine, plan, build, batch_size, count=dialect != "postgresql") as (expected, chunks):
+        with _streamed(engine, plan, build, batch_size, count=dialect.name != "postgresql") as (expected, chunks):
             tables = (pa.table(list(zip(*chunk, strict=True)), names=[*schema.names, PROBLEM_COUNT_COLUMN]) for chunk in chunks)
             return _write_group_partials(plan, path, schema, tables, expected, extracted_at)
     except sa.exc.OperationalError as error:
@@ -184,6 +202,7 @@ class _GroupsUnusable(RuntimeError):
 
 def _extract_rows_with_adbc(
     engine: sa.Engine,
+    dialect: SourceDialect,
     plan: ExportPlan,
     path: Path,
     batch_size: int,
@@ -192,7 +211,7 @@ def _extract_rows_with_adbc(
     bad_rows: BadRows,
 ) -> ExtractResult:
     """The general path's query and stage file, rows decoded by the ADBC driver (see arrow_extract)."""
-    query = build_query(plan, engine.dialect.name, window)
+    query = build_query(plan, dialect, window)
     rows_sql = arrow_extract.literal_sql(query, engine.dialect)
     count_sql = arrow_extract.literal_sql(count_query(query), engine.dialect)
     schema = source_schema(plan.sources)
@@ -251,6 +270,7 @@ def _reject_problem_rows(plan: ExportPlan, problems: Sequence[str | None], keys:
 
 def _extract_rows(
     engine: sa.Engine,
+    dialect: SourceDialect,
     plan: ExportPlan,
     path: Path,
     batch_size: int,
@@ -259,7 +279,6 @@ def _extract_rows(
     bad_rows: BadRows,
 ) -> ExtractResult:
     schema = source_schema(plan.sources)
-    dialect = engine.dialect.name
     rows = seen = 0
     build = lambda audience_table: build_query(plan, dialect, window, audience_table)  # noqa: E731
     with _streamed(engine, plan, build, batch_size, count=True) as (expected, chunks), stage_writer(path, schema) as writer:

@@ -22,7 +22,7 @@ from export_pipelines.catalog.sql_types import DECIMAL_PRECISION, model_table
 from export_pipelines.spec.plan import Condition, ConditionGroup, ExportPlan, SourceRef
 from export_pipelines.stages import aggregation
 from export_pipelines.stages.audience import AUDIENCE_COLUMN
-from export_pipelines.stages.dialects import Check, values_for
+from export_pipelines.stages.dialects import Check, SourceDialect
 
 PUSHDOWN_DIALECTS = frozenset({"sqlite", "postgresql"})
 PROBLEM_COLUMN = "__problem"
@@ -42,31 +42,31 @@ class TimeWindow:
     end: dt.datetime
 
 
-def readable(table: sa.Table | sa.Alias, source: SourceRef, dialect: str) -> sa.ColumnElement:
+def readable(table: sa.Table | sa.Alias, source: SourceRef, dialect: SourceDialect) -> sa.ColumnElement:
     """The value as the extract selects it."""
-    return values_for(dialect).readable(table.c[source.column], source)
+    return dialect.readable(table.c[source.column], source)
 
 
-def comparable(table: sa.Table | sa.Alias, source: SourceRef, dialect: str) -> sa.ColumnElement:
+def comparable(table: sa.Table | sa.Alias, source: SourceRef, dialect: SourceDialect) -> sa.ColumnElement:
     """The value as filters, windows and ORDER BY see it: by value and instant, not by stored form."""
-    return values_for(dialect).comparable(table.c[source.column], source)
+    return dialect.comparable(table.c[source.column], source)
 
 
-def checks(table: sa.Table | sa.Alias, source: SourceRef, dialect: str, *, converted: bool = False) -> list[Check]:
+def checks(table: sa.Table | sa.Alias, source: SourceRef, dialect: SourceDialect, *, converted: bool = False) -> list[Check]:
     """What makes the source's value unfit for its field, as far as SQL must tell.
 
     converted: the extract reads and converts this value itself, which refuses what it can.
     """
-    return values_for(dialect).checks(table.c[source.column], source, converted=converted)
+    return dialect.checks(table.c[source.column], source, converted=converted)
 
 
-def _undecided(clause: sa.ColumnElement[bool], table, source: SourceRef, dialect: str) -> sa.ColumnElement[bool]:
+def _undecided(clause: sa.ColumnElement[bool], table, source: SourceRef, dialect: SourceDialect) -> sa.ColumnElement[bool]:
     """The clause, or true where the source's value cannot be judged (so the row is kept and named as a bad row)."""
     unfit = [check.fails for check in checks(table, source, dialect)]
     return sa.or_(clause, *unfit) if unfit else clause
 
 
-def condition_clause(table: sa.Table | sa.Alias, condition: Condition, dialect: str) -> sa.ColumnElement[bool]:
+def condition_clause(table: sa.Table | sa.Alias, condition: Condition, dialect: SourceDialect) -> sa.ColumnElement[bool]:
     column = comparable(table, condition.source, dialect)
     values = condition.values
     match condition.operator:
@@ -98,11 +98,11 @@ def condition_clause(table: sa.Table | sa.Alias, condition: Condition, dialect: 
     return _undecided(clause, table, condition.source, dialect)
 
 
-def _text_match(column, operator: str, values: tuple, dialect: str) -> sa.ColumnElement[bool]:
+def _text_match(column, operator: str, values: tuple, dialect: SourceDialect) -> sa.ColumnElement[bool]:
     # Case-sensitive everywhere: SQLite's LIKE ignores ASCII case, PostgreSQL's does not.
     clauses = []
     for value in values:
-        position = values_for(dialect).position(column, value)
+        position = dialect.position(column, value)
         if operator == "$ends_with":
             suffix_start = sa.func.length(column) - sa.func.length(sa.literal(value)) + 1
             clauses.append(sa.and_(sa.func.length(column) >= len(value), sa.func.substr(column, suffix_start) == value))
@@ -114,17 +114,17 @@ def _text_match(column, operator: str, values: tuple, dialect: str) -> sa.Column
     return sa.or_(*clauses)
 
 
-def group_clause(table: sa.Table | sa.Alias, group: ConditionGroup, dialect: str) -> sa.ColumnElement[bool]:
+def group_clause(table: sa.Table | sa.Alias, group: ConditionGroup, dialect: SourceDialect) -> sa.ColumnElement[bool]:
     clauses = [condition_clause(table, condition, dialect) for condition in group.conditions]
     return sa.and_(*clauses) if group.junction == "and" else sa.or_(*clauses)
 
 
-def problem_column(sources: Iterable[SourceRef], table: sa.Table, dialect: str, *, converted: Collection[SourceRef]) -> sa.ColumnElement | None:
+def problem_column(sources: Iterable[SourceRef], table: sa.Table, dialect: SourceDialect, *, converted: Collection[SourceRef]) -> sa.ColumnElement | None:
     """PROBLEM_COLUMN: NO_PROBLEM for a row whose values all fit, else '<field>\\x1f<reason>\\x1f<stored value>' of the first that does not."""
     whens = []
     separator = sa.literal(PROBLEM_SEPARATOR, sa.Text)
     for source in dict.fromkeys(sources):
-        stored = sa.func.coalesce(values_for(dialect).raw_text(table.c[source.column]), sa.literal("", sa.Text))
+        stored = sa.func.coalesce(dialect.raw_text(table.c[source.column]), sa.literal("", sa.Text))
         for check in checks(table, source, dialect, converted=source in converted):
             described = sa.literal(source.label, sa.Text) + separator + sa.literal(check.reason, sa.Text) + separator + stored
             whens.append((check.fails, described))
@@ -133,7 +133,7 @@ def problem_column(sources: Iterable[SourceRef], table: sa.Table, dialect: str, 
 
 def build_query(
     plan: ExportPlan,
-    dialect: str,
+    dialect: SourceDialect,
     window: TimeWindow | None = None,
     audience_table: sa.Table | None = None,
     *,
@@ -177,7 +177,7 @@ def count_query(query: sa.Select) -> sa.Select:
     return query.with_only_columns(sa.func.count()).order_by(None)
 
 
-def narrowing_clauses(plan: ExportPlan, table: sa.Table, dialect: str, audience_table: sa.Table | None) -> list:
+def narrowing_clauses(plan: ExportPlan, table: sa.Table, dialect: SourceDialect, audience_table: sa.Table | None) -> list:
     """A KPI template's default filters and the audience, ANDed with the export's own filters."""
     clauses = []
     if plan.template_conditions is not None and plan.template_conditions.conditions:
@@ -197,22 +197,22 @@ def narrowing_clauses(plan: ExportPlan, table: sa.Table, dialect: str, audience_
     return clauses
 
 
-def pushes_down_aggregation(plan: ExportPlan, dialect: str) -> bool:
+def pushes_down_aggregation(plan: ExportPlan, dialect: SourceDialect) -> bool:
     """GROUP BY in the database where it gives the Arrow path's exact partials.
 
     Not when group values need default/replace first (that runs on written text), and not
     for SQLite decimals: SQLite stores them as REAL, INTEGER or text, which it can neither
     add nor group exactly.
     """
-    if plan.spec.aggregation_path != "auto" or dialect not in PUSHDOWN_DIALECTS:
+    if plan.spec.aggregation_path != "auto" or dialect.name not in PUSHDOWN_DIALECTS:
         return False
     if any(field.default is not None or field.replace for field in plan.group_fields):
         return False
-    return not (dialect == "sqlite" and any(source.field_type == "decimal" for source in plan.sources))
+    return not (dialect.name == "sqlite" and any(source.field_type == "decimal" for source in plan.sources))
 
 
 def build_group_query(
-    plan: ExportPlan, dialect: str, window: TimeWindow | None = None, audience_table: sa.Table | None = None
+    plan: ExportPlan, dialect: SourceDialect, window: TimeWindow | None = None, audience_table: sa.Table | None = None
 ) -> sa.Select:
     """One row of partial aggregates per group, in aggregation.partial_schema's columns, then PROBLEM_COUNT_COLUMN.
 
@@ -233,7 +233,7 @@ def build_group_query(
         if field.source.field_type == "string" and field.aggregation in {"group", "min", "max"}:
             # NULL and "" are one empty value; code point order as in Arrow, whatever the database's collation.
             value = sa.func.coalesce(value, sa.literal_column("''", sa.Text))
-            if dialect == "postgresql" and field.aggregation != "group":
+            if dialect.name == "postgresql" and field.aggregation != "group":
                 value = sa.collate(value, "C")
         match field.aggregation:
             case "group":
