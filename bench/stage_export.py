@@ -24,8 +24,7 @@ from export_pipelines.stages.mapping import map_stage_file
 from export_pipelines.stages.serialization import DELIMITERS, LINE_ENDINGS, CsvDialect, OutputSettings, write_files
 from export_pipelines.stages.stage_files import read_batches
 from export_pipelines.database_urls import normalize_url
-from export_pipelines.source import pinned_session_url
-import sqlalchemy as sa
+from export_pipelines.source import session_engine
 
 # The reference query: 10 transaction columns incl. numeric, timestamptz and jsonb.
 TRANSACTION_COLUMNS = ["id", "number", "customer_id", "store_id", "status", "channel", "amount", "metadata", "created_at", "updated_at"]
@@ -63,7 +62,7 @@ def run(url: str, out_dir: Path, aggregate: bool, compression: str, batch_size: 
         config = load_config(Path(config_dir))
     assert not config.problems, [str(problem) for problem in config.problems]
     plan = config.plans[spec["name"]]
-    engine = sa.create_engine(pinned_session_url(normalize_url(url)))
+    engine = session_engine(normalize_url(url))
     work = out_dir / "work"
     work.mkdir(parents=True, exist_ok=True)
     seconds = {}

@@ -185,9 +185,14 @@ def build_export_asset(plan: ExportPlan, connections: Mapping[str, DeliveryConne
         result = aggregate_stage_file(plan, Path(mapped.path), destination, batch_size=spec.batch_size)
         expected_groups = mapped.facts.expected_rows
         if result.execution == "arrow":
-            # The extract counted rows, not groups: every counted row must be in a group, and the files hold the groups.
-            if result.rows_in != mapped.facts.expected_rows:
-                raise dg.Failure(f"Aggregated {result.rows_in} rows but the extract counted {mapped.facts.expected_rows}")
+            # The extract counted rows, not groups: every counted row that was not rejected as a bad row
+            # must be in a group, and the files hold the groups.
+            kept_rows = mapped.facts.expected_rows - mapped.facts.rejected_rows
+            if result.rows_in != kept_rows:
+                raise dg.Failure(
+                    f"For export {name}, aggregated {result.rows_in} rows but the extract counted {kept_rows} "
+                    f"({mapped.facts.expected_rows} matching, {mapped.facts.rejected_rows} rejected as bad rows)"
+                )
             expected_groups = result.groups
         facts = dataclasses.replace(mapped.facts, expected_rows=expected_groups, aggregation=result.execution)
         metadata = {"rows_in": result.rows_in, "rows_out": result.groups, "aggregation": result.execution}

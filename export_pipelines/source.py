@@ -10,12 +10,9 @@ from dagster import ConfigurableResource
 from pydantic import Field
 
 from export_pipelines.database_urls import normalize_url
+from export_pipelines.stages.dialects import dialect_for
 
 SOURCE_URL_ENV_VAR = "EXPORT_SOURCE_URL"
-# Settings the extract's results depend on, pinned per session whatever the server's or role's defaults:
-# a `timestamp without time zone` reads and compares as UTC (README: naive values are UTC), and
-# psycopg's text loaders get the ISO dates they parse.
-POSTGRESQL_SESSION_OPTIONS = "-c TimeZone=UTC -c DateStyle=ISO,YMD"
 
 
 def demo_database_path(instance_root: Path) -> Path:
@@ -46,15 +43,23 @@ class SourceDatabase(ConfigurableResource):
         return sa.make_url(f"sqlite:///{path}")
 
     def create_engine(self, instance_root: Path) -> sa.Engine:
-        """An engine whose sessions have the settings extraction relies on (its URL carries them to ADBC too)."""
-        return sa.create_engine(pinned_session_url(self.resolved_url(instance_root)), pool_pre_ping=True)
+        """An engine whose sessions have the settings extraction relies on (SESSION_SETTINGS)."""
+        return session_engine(self.resolved_url(instance_root))
 
 
-def pinned_session_url(url: sa.URL) -> sa.URL:
-    """The URL with POSTGRESQL_SESSION_OPTIONS added to its libpq `options` (psycopg and ADBC's libpq both read them)."""
-    if url.get_backend_name() != "postgresql":
-        return url
-    options = url.query.get("options", "")
-    if isinstance(options, tuple):
-        options = " ".join(options)
-    return url.update_query_dict({"options": f"{options} {POSTGRESQL_SESSION_OPTIONS}".strip()})
+def session_engine(url: sa.URL) -> sa.Engine:
+    """An engine that runs the dialect's SESSION_SETTINGS on every new connection: whatever the server's,
+    the role's or the environment's (PGTZ) defaults, a result means the same."""
+    engine = sa.create_engine(url, pool_pre_ping=True)
+    settings = dialect_for(engine.dialect.name).session_settings
+    if settings:
+
+        @sa.event.listens_for(engine, "connect")
+        def _pin(dbapi_connection, _record) -> None:
+            cursor = dbapi_connection.cursor()
+            for statement in settings:
+                cursor.execute(statement)
+            cursor.close()
+            dbapi_connection.commit()
+
+    return engine

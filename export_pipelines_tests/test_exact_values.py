@@ -169,10 +169,10 @@ def dirty_sqlite(tmp_path) -> str:
 DIRTY_MODELS = model("transactions", {"status": {"type": "string"}, "amount": {"type": "decimal", "scale": 2},
                                       "items_count": {"type": "integer"}})
 DIRTY_REJECTED = [
-    ("id=2", "amount", "'12,50'", "not a number"),
-    ("id=3", "amount", "'n/a'", "not a number"),
+    ("id=2", "amount", "12,50", "not a number"),
+    ("id=3", "amount", "n/a", "not a number"),
     ("id=4", "items_count", "2.5", "not an integer"),
-    ("id=5", "items_count", "'3x'", "not an integer"),
+    ("id=5", "items_count", "3x", "not an integer"),
 ]
 
 
@@ -282,10 +282,10 @@ def test_a_value_that_is_no_timestamp_is_a_bad_row_even_when_only_filtered_on(tm
     run = run_stages(f"sqlite:///{path}", tmp_path, spec, fast=fast, monkeypatch=monkeypatch, models=TIMES_MODELS, max_bad_rows=4)
     assert run.content == b"id\r\n1\r\n"
     assert [(r.key, r.field, r.value, r.reason) for r in run.extracted.rejected] == [
-        ("id=2", "created_at", "'yesterday'", "not an ISO 8601 timestamp"),
-        ("id=3", "created_at", "'2024-02-30 10:00:00'", "not an ISO 8601 timestamp"),
-        ("id=4", "created_at", "'2024-03-10T25:00:00Z'", "not an ISO 8601 timestamp"),
-        ("id=5", "created_at", "'20240310'", "not an ISO 8601 timestamp"),
+        ("id=2", "created_at", "yesterday", "not an ISO 8601 timestamp"),
+        ("id=3", "created_at", "2024-02-30 10:00:00", "not an ISO 8601 timestamp"),
+        ("id=4", "created_at", "2024-03-10T25:00:00Z", "not an ISO 8601 timestamp"),
+        ("id=5", "created_at", "20240310", "not an ISO 8601 timestamp"),
     ]
 
 
@@ -328,3 +328,167 @@ def test_replace_of_the_empty_value_covers_null(source, fast, tmp_path, monkeypa
     spec = {"name": "notes", "model": "notes", "order": "id", "fields": ["id", {"from": "note", "replace": {"": "(none)"}}]}
     run = run_stages(url, tmp_path, spec, fast=fast, monkeypatch=monkeypatch, models=models)
     assert run.content == b"id,note\r\n1,(none)\r\n2,(none)\r\n3,x\r\n"
+
+
+# --- Inputs of the same kinds, found by a review of the change ----------------------------------------------------------
+
+def test_an_aggregation_skips_bad_rows_within_the_limit(source, tmp_path):
+    url, dialect = source
+    bad = "12,50" if dialect == "sqlite" else "NaN"  # PostgreSQL's numeric holds NaN, which no decimal field can
+    create_table(url, "vals", {"id": DDL_TYPES[dialect]["int"], "grp": DDL_TYPES[dialect]["text"], "d2": "numeric" if dialect == "postgresql" else "TEXT"},
+                 [(1, "a", "10.00"), (2, "a", bad), (3, "b", "1.25")])
+    models = model("vals", {"grp": {"type": "string"}, "d2": {"type": "decimal", "scale": 2}})
+    spec = {"name": "totals", "model": "vals", "max_bad_rows": 1,
+            "fields": [{"from": "grp", "aggregation": "group"}, {"from": "d2", "to": "total", "aggregation": "sum"}]}
+    run = run_export(spec, url, tmp_path, models=models)
+    [content] = run.files.values()
+    assert content == b"grp,total\r\na,10.00\r\nb,1.25\r\n"
+    assert run.metadata["rows_rejected"] == 1 and run.metadata["aggregation"] == "arrow"
+    [check] = run.result.get_asset_check_evaluations()
+    assert check.passed
+
+
+def test_a_row_with_two_bad_values_is_one_bad_row(tmp_path):
+    url = f"sqlite:///{tmp_path / 'source.sqlite'}"
+    create_table(url, "vals", {"id": "INTEGER", "d2": "TEXT", "i": "INTEGER"}, [(1, "1.00", 1), (2, "n/a", 2.5)])
+    models = model("vals", {"d2": {"type": "decimal", "scale": 2}, "i": {"type": "integer"}})
+    spec = {"name": "vals", "model": "vals", "fields": ["id", "d2", "i"], "order": "id", "max_bad_rows": 1}
+    run = run_export(spec, url, tmp_path, models=models)
+    assert run.metadata["rows_rejected"] == 1
+    [check] = run.result.get_asset_check_evaluations()
+    assert check.passed
+
+
+def test_sqlite_json_that_is_no_text_or_no_json_is_a_bad_row(fast, tmp_path, monkeypatch):
+    path = tmp_path / "docs.sqlite"
+    with sqlite3.connect(path) as connection:
+        connection.execute("CREATE TABLE docs (id INTEGER PRIMARY KEY, doc TEXT)")
+        connection.executemany("INSERT INTO docs VALUES (?, ?)", [(1, '{"a": 1}'), (2, b"{}"), (3, "not json{"), (4, ""), (5, None)])
+    models = model("docs", {"doc": {"type": "json"}})
+    spec = {"name": "docs", "model": "docs", "fields": ["id", "doc"], "order": "id"}
+    run = run_stages(f"sqlite:///{path}", tmp_path, spec, fast=fast, monkeypatch=monkeypatch, models=models, max_bad_rows=3)
+    assert run.content == b'id,doc\r\n1,"{""a"": 1}"\r\n5,\r\n'
+    assert [(r.key, r.value, r.reason) for r in run.extracted.rejected] == [
+        ("id=2", "X'7B7D'", "binary, not text"), ("id=3", "not json{", "not valid JSON"), ("id=4", "", "not valid JSON")]
+
+
+def test_postgresql_float_columns_read_as_decimals_keep_15_digits_and_are_never_rounded(postgres_schema_url, fast, tmp_path, monkeypatch):
+    engine = sa.create_engine(postgres_schema_url)
+    with engine.begin() as connection:
+        connection.execute(sa.text("CREATE TABLE vals (id bigint, grp text, v double precision)"))
+        connection.execute(sa.text("INSERT INTO vals VALUES (1, 'a', 12.5), (2, 'a', 12.345), (3, 'b', 0.1::float8 + 0.2::float8), (4, 'b', 2.675)"))
+    engine.dispose()
+    models = model("vals", {"grp": {"type": "string"}, "v": {"type": "decimal", "scale": 2}})
+    plain = {"name": "plain", "model": "vals", "fields": ["id", "v"], "order": "id", "filters": {"v": {"conditions": {"$gt": [0]}}}}
+    run = run_stages(postgres_schema_url, tmp_path / "plain", plain, fast=fast, monkeypatch=monkeypatch, models=models, max_bad_rows=2)
+    assert run.content == b"id,v\r\n1,12.50\r\n3,0.30\r\n"
+    assert [(r.key, r.value) for r in run.extracted.rejected] == [("id=2", "12.345"), ("id=4", "2.675")]
+    grouped = {"name": "grouped", "model": "vals", "fields": [{"from": "grp", "aggregation": "group"}, {"from": "v", "to": "total", "aggregation": "sum"}]}
+    totals = run_stages(postgres_schema_url, tmp_path / "grouped", grouped, fast=fast, monkeypatch=monkeypatch, models=models, max_bad_rows=2)
+    assert totals.content == b"grp,total\r\na,12.50\r\nb,0.30\r\n"
+
+
+@pytest.mark.parametrize("path", ["auto", "arrow"])
+def test_postgresql_non_integers_in_an_integer_field_are_bad_rows_on_every_path(postgres_schema_url, fast, tmp_path, monkeypatch, path):
+    create_table(postgres_schema_url, "vals", {"id": "bigint", "grp": "text", "i": "numeric"}, [(1, "a", "2.5"), (2, "a", "3.5"), (3, "a", "4")])
+    models = model("vals", {"grp": {"type": "string"}, "i": {"type": "integer"}})
+    spec = {"name": "items", "model": "vals", "aggregation_path": path,
+            "fields": [{"from": "grp", "aggregation": "group"}, {"from": "i", "to": "total", "aggregation": "sum"}]}
+    run = run_stages(postgres_schema_url, tmp_path, spec, fast=fast, monkeypatch=monkeypatch, models=models, max_bad_rows=2)
+    assert run.content == b"grp,total\r\na,4\r\n"
+    assert [r.reason for r in run.extracted.rejected] == ["not an integer", "not an integer"]
+
+
+def test_sqlite_timestamp_text_in_no_supported_form_is_a_bad_row_not_compared_as_text(fast, tmp_path, monkeypatch):
+    path = tmp_path / "times.sqlite"
+    with sqlite3.connect(path) as connection:
+        connection.execute("CREATE TABLE events (id INTEGER PRIMARY KEY, created_at TEXT)")
+        connection.executemany("INSERT INTO events VALUES (?, ?)",
+                               [(1, "2024-03-10 08:00+01"), (2, "2024-03-10 13+01:00"), (3, "2024-03-10 12:30:00"), (4, "2024-03-10 00000400")])
+    spec = {"name": "after", "model": "events", "fields": ["id", "created_at"], "order": "-created_at",
+            "filters": {"created_at": {"conditions": {"$after": ["2024-03-10T12:00:00Z"]}}}}
+    run = run_stages(f"sqlite:///{path}", tmp_path, spec, fast=fast, monkeypatch=monkeypatch, models=TIMES_MODELS, max_bad_rows=3)
+    assert run.content == b"id,created_at\r\n3,2024-03-10T12:30:00Z\r\n"
+    assert sorted(r.key for r in run.extracted.rejected) == ["id=1", "id=2", "id=4"]
+
+
+def test_sqlite_decimal_filter_names_text_that_is_no_number(fast, tmp_path, monkeypatch):
+    texts = ["5e5e5", "200.5.1", "1.2.3", "--5", "-", ".", "1e999", "150", "50", "1e2"]
+    url = f"sqlite:///{tmp_path / 'vals.sqlite'}"
+    create_table(url, "vals", {"id": "INTEGER", "v": "TEXT"}, [(i, text) for i, text in enumerate(texts, 1)])
+    models = model("vals", {"v": {"type": "decimal", "scale": 2}})
+    spec = {"name": "big", "model": "vals", "fields": ["id"], "order": "id", "filters": {"v": {"conditions": {"$gt": [100]}}}}
+    run = run_stages(url, tmp_path, spec, fast=fast, monkeypatch=monkeypatch, models=models, max_bad_rows=7)
+    assert run.content == b"id\r\n8\r\n"
+    assert [(r.key, r.reason) for r in run.extracted.rejected] == [(f"id={i}", "not a number") for i in range(1, 7)] + [("id=7", "not a finite number")]
+
+
+@pytest.mark.parametrize("how", ["url-options", "PGTZ"])
+def test_postgresql_session_zone_from_the_environment_changes_nothing(postgres_schema_url, fast, tmp_path, monkeypatch, how):
+    url = postgres_schema_url
+    if how == "PGTZ":
+        monkeypatch.setenv("PGTZ", "America/New_York")
+        monkeypatch.setenv("PGDATESTYLE", "SQL, DMY")
+    else:
+        parsed = sa.make_url(url)
+        url = parsed.update_query_dict({"options": parsed.query["options"] + " -c TimeZone=America/New_York"}).render_as_string(hide_password=False)
+    create_table(url, "events", {"id": "bigint", "created_at": "timestamp"}, [(1, "2024-03-10 07:00:00"), (2, "2024-03-10 07:30:00"), (3, "2024-03-10 08:00:00")])
+    spec = {"name": "after", "model": "events", "fields": ["id", "created_at"], "order": "id",
+            "filters": {"created_at": {"conditions": {"$after": ["2024-03-10T07:30:00Z"]}}}}
+    run = run_stages(url, tmp_path, spec, fast=fast, monkeypatch=monkeypatch, models=TIMES_MODELS)
+    assert run.content == b"id,created_at\r\n3,2024-03-10T08:00:00Z\r\n"
+
+
+def test_text_compares_and_groups_by_code_point_whatever_the_collation(source, fast, tmp_path, monkeypatch):
+    url, dialect = source
+    engine = sa.create_engine(url)
+    with engine.begin() as connection:
+        if dialect == "postgresql":
+            connection.execute(sa.text("CREATE COLLATION case_blind (provider = icu, locale = 'und-u-ks-level2', deterministic = false)"))
+            connection.execute(sa.text("CREATE TABLE words (id bigint, w text COLLATE case_blind)"))
+        else:
+            connection.execute(sa.text("CREATE TABLE words (id INTEGER, w TEXT COLLATE NOCASE)"))
+        connection.execute(sa.text("INSERT INTO words VALUES (1, 'a'), (2, 'A'), (3, 'b'), (4, 'B'), (5, 'é')"))
+    engine.dispose()
+    models = model("words", {"w": {"type": "string"}})
+    picked = {"name": "picked", "model": "words", "fields": ["id", "w"], "order": ["w", "id"],
+              "filters": {"junction": "or", "w": {"conditions": {"$in": ["a"], "$gt": ["a"]}}}}
+    run = run_stages(url, tmp_path / "picked", picked, fast=fast, monkeypatch=monkeypatch, models=models)
+    assert run.content == "id,w\r\n1,a\r\n3,b\r\n5,é\r\n".encode()
+    for path in ("auto", "arrow"):
+        spec = {"name": f"groups_{path}", "model": "words", "aggregation_path": path,
+                "fields": [{"from": "w", "aggregation": "group"}, {"from": "id", "to": "n", "aggregation": "count"}]}
+        grouped = run_stages(url, tmp_path / path, spec, fast=fast, monkeypatch=monkeypatch, models=models)
+        assert grouped.content == "w,n\r\nA,1\r\nB,1\r\na,1\r\nb,1\r\né,1\r\n".encode()
+
+
+def test_a_number_compared_with_text_is_refused_at_load(tmp_path):
+    from export_pipelines.spec.loader import load_config
+    from export_pipelines_tests.conftest import write_config
+
+    specs = [{"name": "by_points", "model": "customers", "fields": ["id"], "filters": {"metadata.points": {"conditions": {"$gt": [100]}}}},
+             {"name": "by_text", "model": "customers", "fields": ["id"], "filters": {"metadata.points": {"conditions": {"$gt": ["100"]}}}}]
+    config = load_config(write_config(tmp_path / "config", specs))
+    assert "by_text" in config.plans and "by_points" not in config.plans
+    [problem] = [str(p) for p in config.problems]
+    assert "metadata.points is read as text (JSON properties always are), so $gt compares text, where '99' is greater than '100'" in problem
+
+
+def test_postgresql_exact_values_written_with_trailing_zeros_and_booleans_as_0_and_1(postgres_schema_url, fast, tmp_path, monkeypatch):
+    create_table(postgres_schema_url, "vals", {"id": "bigint", "v": "numeric", "flag": "smallint"},
+                 [(1, "1." + "0" * 42, 1), (2, "2.50", 0), (3, "3.00", 2)])
+    models = model("vals", {"v": {"type": "decimal", "scale": 2}, "flag": {"type": "boolean"}})
+    spec = {"name": "vals", "model": "vals", "fields": ["id", "v", "flag"], "order": "id"}
+    run = run_stages(postgres_schema_url, tmp_path, spec, fast=fast, monkeypatch=monkeypatch, models=models, max_bad_rows=1)
+    assert run.content == b"id,v,flag\r\n1,1.00,true\r\n2,2.50,false\r\n"
+    assert [(r.key, r.reason) for r in run.extracted.rejected] == [("id=3", "not a boolean (0 or 1)")]
+
+
+def test_postgresql_columns_of_another_type_than_the_field_are_read_exactly_or_refused(postgres_schema_url, fast, tmp_path, monkeypatch):
+    create_table(postgres_schema_url, "vals", {"id": "bigint", "amount": "money", "day": "timestamp", "at": "date"},
+                 [(1, "12.50", "2024-01-05 00:00:00", "2024-01-05"), (2, "0.07", "2024-01-05 10:30:00", "2024-01-06")])
+    models = model("vals", {"amount": {"type": "decimal", "scale": 2}, "day": {"type": "date"}, "at": {"type": "timestamp"}})
+    spec = {"name": "vals", "model": "vals", "fields": ["id", "amount", "day", "at"], "order": "id"}
+    run = run_stages(postgres_schema_url, tmp_path, spec, fast=fast, monkeypatch=monkeypatch, models=models, max_bad_rows=1)
+    assert run.content == b"id,amount,day,at\r\n1,12.50,2024-01-05,2024-01-05T00:00:00Z\r\n"
+    assert [(r.key, r.field, r.reason) for r in run.extracted.rejected] == [("id=2", "day", "a time of day, not a date (the column is a timestamp)")]

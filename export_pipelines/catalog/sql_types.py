@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import json
+import math
 import re
 
 import sqlalchemy as sa
@@ -27,6 +28,11 @@ DECIMAL_PRECISION = 38
 # A number as text, as SQLite's printf and PostgreSQL write them and as Arrow's decimal cast reads
 # them; Python's Decimal() alone would also take ' 1_000 ', 'NaN' and 'Infinity'.
 NUMBER_TEXT = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+
+
+# That form exactly: the only text a timestamp is read from (stages/dialects.py turns the other ISO 8601
+# forms into it in SQL, so the SQL's reading and the conversion's cannot differ).
+SQLITE_TIMESTAMP_TEXT = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{6})?")
 
 
 def sqlite_timestamp_text(value: dt.datetime) -> str:
@@ -57,10 +63,16 @@ class UtcTimestamp(sa.types.TypeDecorator):
         if value is None:
             return None
         if isinstance(value, str):
+            # Any other text is left as it is, for the extract to reject its row and name it.
+            if not SQLITE_TIMESTAMP_TEXT.fullmatch(value):
+                return value
             try:
                 value = dt.datetime.fromisoformat(value)
             except ValueError:
-                return value  # left as text: the extract step rejects the row and names it
+                return value
+        if not isinstance(value, dt.datetime):
+            # A date column read as a timestamp field: its midnight in UTC, as a bare date in a filter means.
+            value = dt.datetime.combine(value, dt.time())
         if value.tzinfo is None:
             return value.replace(tzinfo=dt.UTC)
         return value.astimezone(dt.UTC)
@@ -79,6 +91,27 @@ class IsoDate(sa.types.TypeDecorator):
             except ValueError:
                 return value
         return value
+
+
+class ExactDecimal(sa.types.TypeDecorator):
+    """A decimal column read without a float detour: a Decimal as the driver gives it; a float (a float
+    column mapped as a decimal) by its 15 significant digits, as SQLite's REALs are read; anything
+    else unchanged, for the extract to refuse. SQLAlchemy's own Numeric would round a float to the
+    column's scale, silently."""
+
+    impl = sa.Numeric
+    cache_ok = True
+
+    def __init__(self, precision: int, scale: int | None):
+        super().__init__(precision, scale, asdecimal=True)
+
+    def result_processor(self, dialect, coltype):
+        def process(value):
+            if isinstance(value, float):
+                return decimal.Decimal(format(value, ".15g")) if math.isfinite(value) else value
+            return value
+
+        return process
 
 
 class DecimalText(sa.types.TypeDecorator):
@@ -114,7 +147,8 @@ class JsonDocument(sa.types.TypeDecorator):
         return value
 
     def process_result_value(self, value, dialect):
-        if value is not None and not isinstance(value, str):
+        # A driver that parses JSON hands over the document; bytes (a SQLite BLOB) stay bytes, for the extract to refuse.
+        if value is not None and not isinstance(value, str | bytes):
             return json.dumps(value)
         return value
 
@@ -126,7 +160,7 @@ def sql_type(field: FieldDef) -> sa.types.TypeEngine:
         case "integer":
             return sa.BigInteger()
         case "decimal":
-            return sa.Numeric(DECIMAL_PRECISION, field.scale, asdecimal=True)
+            return ExactDecimal(DECIMAL_PRECISION, field.scale)
         case "boolean":
             return sa.Boolean()
         case "timestamp":

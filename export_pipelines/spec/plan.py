@@ -279,7 +279,16 @@ def coerce_values(source: SourceRef, operator: str, raw, key_path: str) -> tuple
         raise PlanError(key_path, f"{operator} works on timestamp and date fields; {source.label} is {source.field_type}")
     if operator in ORDERING_OPERATORS and source.field_type == "boolean":
         raise PlanError(key_path, f"{operator} does not apply to the boolean field {source.label}")
+    if operator in ORDERING_OPERATORS and source.field_type == "string" and any(_is_number(value) for value in values):
+        # Text compares character by character: '99' > '100'. A number here is almost always meant as one.
+        what = f"{source.label} is read as text (JSON properties always are)" if source.json_property else f"{source.label} is a text field"
+        raise PlanError(key_path, f"{what}, so {operator} compares text, where '99' is greater than '100'; "
+                        "quote the value to compare text, or map the value as a number field in models.yaml")
     return tuple(_coerce(source, value, f"{key_path}[{i}]") for i, value in enumerate(values))
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, int | float | decimal.Decimal) and not isinstance(value, bool)
 
 
 def _coerce(source: SourceRef, value, key_path: str):

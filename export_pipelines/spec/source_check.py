@@ -59,9 +59,13 @@ def check_source(config: ExportConfig, engine: sa.Engine) -> list[SpecProblem]:
                 message = f"table {model.table} has no column {column}{closest(column, columns)}"
                 problems.append(_problem(document, ("models", model_name, "fields", field_name, "column"), message, _users([users])))
             elif (need := unreadable(model.fields[field_name], reflected, sqlite)) is not None:
-                message = f"column {model.table}.{column} is {reflected}, which cannot be read as a {model.fields[field_name].type}: {need}"
+                message = f"column {model.table}.{column} is {reflected}, which cannot be read as {_article(model.fields[field_name].type)}: {need}"
                 problems.append(_problem(document, ("models", model_name, "fields", field_name, "type"), message, _users([users])))
     return problems
+
+
+def _article(field_type: str) -> str:
+    return f"an {field_type}" if field_type[0] in "aeiou" else f"a {field_type}"
 
 
 def unreadable(field: FieldDef, column_type: sa.types.TypeEngine, sqlite: bool) -> str | None:

@@ -25,7 +25,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import sqlalchemy as sa
 
+from export_pipelines.catalog.sql_types import SQLITE_TIMESTAMP_TEXT
 from export_pipelines.spec.plan import SourceRef
+from export_pipelines.stages.dialects import dialect_for
 
 FAST_EXTRACT_ENV_VAR = "EXPORT_FAST_EXTRACT"
 # PostgreSQL's driver sizes batches in bytes; rows of an export are rarely wider than this.
@@ -92,6 +94,8 @@ class ArrowConnection:
             raise FastPathUnavailable(f"ADBC could not connect: {error}") from error
         self.backend = url.get_backend_name()
         self.url = url
+        for statement in dialect_for(self.backend).session_settings:
+            self.run(statement)
 
     def run(self, sql: str) -> None:
         with _as_fast_path_unavailable("run a statement"), closing(adbc_driver_manager.AdbcStatement(self._connection)) as statement:
@@ -268,6 +272,11 @@ def to_stage_column(array: pa.Array, source: SourceRef, target: pa.DataType) -> 
     kind = array.storage.type if isinstance(array.type, pa.BaseExtensionType) else array.type
     if not pa.types.is_null(kind) and not any(check(kind) for check in EXPECTED_DRIVER_TYPES[source.field_type]):
         raise FastPathUnavailable(f"{source.label} arrived as {kind}, not a type expected for a {source.field_type}")
+    if source.field_type == "timestamp" and pa.types.is_string(kind) and not _all_match(array, SQLITE_TIMESTAMP_TEXT.pattern):
+        # Arrow's parse also takes other ISO forms, which SQL compared as text: the general path names them.
+        raise FastPathUnavailable(f"{source.label}: text that is not 'YYYY-MM-DD HH:MM:SS[.ffffff]'")
+    if source.field_type == "boolean" and pa.types.is_integer(kind) and not _all_in(array, (0, 1)):
+        raise FastPathUnavailable(f"{source.label}: an integer other than 0 and 1")
     if source.field_type in {"string", "json"}:
         # SQLite's driver copies a BLOB's bytes into a text column unchecked; text that is not UTF-8 is a bad row.
         try:
@@ -275,3 +284,11 @@ def to_stage_column(array: pa.Array, source: SourceRef, target: pa.DataType) -> 
         except pa.ArrowInvalid as error:
             raise FastPathUnavailable(f"{source.label}: {error}") from error
     return cast_column(array, target, source.label)
+
+
+def _all_match(array: pa.Array, pattern: str) -> bool:
+    return pc.all(pc.match_substring_regex(array, f"^(?:{pattern})$")).as_py() in (True, None)
+
+
+def _all_in(array: pa.Array, values: tuple) -> bool:
+    return pc.all(pc.is_in(array.drop_null(), value_set=pa.array(values, array.type))).as_py() in (True, None)

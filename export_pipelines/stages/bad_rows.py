@@ -29,7 +29,9 @@ NOT_A_DATE = "not a date (YYYY-MM-DD)"
 INFINITE = "infinite"
 OUTSIDE_WRITTEN_YEARS = "outside the years 0001-9999"
 NOT_TEXT = "binary, not text"
+A_NUMBER_NOT_TEXT = "a number, not text (map the field as an integer or decimal in models.yaml)"
 NOT_JSON = "not valid JSON"
+A_TIME_NOT_A_DATE = "a time of day, not a date (the column is a timestamp)"
 
 
 def more_decimal_places(scale: int) -> str:
@@ -55,7 +57,9 @@ def conversion_problem(value: object, target: pa.DataType) -> str:
     if pa.types.is_date(target):
         return OUTSIDE_WRITTEN_YEARS if isinstance(value, dt.date) else NOT_A_DATE
     if pa.types.is_string(target) or pa.types.is_large_string(target):
-        return NOT_TEXT
+        if isinstance(value, bytes):
+            return NOT_TEXT
+        return A_NUMBER_NOT_TEXT if isinstance(value, int | float | decimal.Decimal) else "not text"
     return f"not a valid {target}"
 
 
@@ -79,7 +83,7 @@ class RejectedRow:
     reason: str
 
     def describe(self) -> str:
-        return f"row {self.row_number} ({self.key}): {self.field} = {self.value} is {self.reason}"
+        return f"row {self.row_number} ({self.key}): {self.field} = {self.value!r} is {self.reason}"
 
 
 class TooManyBadRows(RuntimeError):
@@ -108,7 +112,19 @@ class BadRows:
 
 
 def value_preview(value: object) -> str:
-    text = repr(value)
+    """The stored value as text, as a data engineer would look it up in the source: text as it is, a
+    BLOB as SQLite's X'..' literal, a number in positional notation; cut at VALUE_PREVIEW_CHARS."""
+    match value:
+        case str():
+            text = value
+        case bytes():
+            text = f"X'{value.hex().upper()}'"
+        case decimal.Decimal() if value.is_finite():
+            text = format(value, "f")
+        case dt.date():
+            text = value.isoformat()
+        case _:
+            text = str(value)
     return text if len(text) <= VALUE_PREVIEW_CHARS else text[: VALUE_PREVIEW_CHARS - 3] + "..."
 
 

@@ -18,7 +18,7 @@ Only code constants are inlined into SQL; spec values stay bound parameters.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -63,6 +63,8 @@ class SourceDialect:
     """
 
     name = "other"
+    # Statements every session runs first, so no result depends on a server's, role's or client's defaults.
+    session_settings: tuple[str, ...] = ()
 
     def value(self, column: sa.ColumnElement, source: SourceRef) -> sa.ColumnElement:
         """The stored value: the column, or the JSON property's text."""
@@ -76,7 +78,12 @@ class SourceDialect:
         return self.value(column, source)
 
     def comparable(self, column: sa.ColumnElement, source: SourceRef) -> sa.ColumnElement:
-        return self.value(column, source)
+        value = self.value(column, source)
+        return self.by_code_point(value) if source.field_type in {"string", "json"} else value
+
+    def by_code_point(self, text: sa.ColumnElement) -> sa.ColumnElement:
+        """Text compared, ordered and grouped by code point (UTF-8 bytes), whatever the column's collation."""
+        return text
 
     def checks(self, column: sa.ColumnElement, source: SourceRef, *, converted: bool) -> list[Check]:
         """What makes the stored value unfit for its field, as far as SQL must tell (see the module's docstring)."""
@@ -106,35 +113,84 @@ class MysqlDialect(SourceDialect):
 
 
 class PostgresqlDialect(SourceDialect):
-    """PostgreSQL's types hold what they say, except infinite and out-of-range dates and times.
+    """PostgreSQL's types hold what they say, except infinite and out-of-range dates and times,
+    and a column whose type is not the field's (a float or numeric column read as a decimal or integer).
 
     Sessions run with TimeZone UTC (source.py, arrow_extract.py), so a `timestamp without
     time zone` compares and reads as UTC, as the README promises, whatever the server's setting.
+
+    column_types: (table, column) -> "integer", "numeric", "float", "money" or "timestamp", as
+    reflected; a column not in it is taken to have its field's own type.
     """
 
     name = "postgresql"
+    # A `timestamp without time zone` reads and compares as UTC (README: naive values are UTC); psycopg's
+    # text loaders get the ISO dates they parse. SET, not libpq options: PGTZ in the environment beats those.
+    session_settings = ("SET TIME ZONE 'UTC'", "SET DateStyle = 'ISO, YMD'")
+
+    def __init__(self, column_types: Mapping[tuple[str, str], str] | None = None):
+        self.column_types = dict(column_types or {})
+
+    def _number(self, column: sa.ColumnElement) -> sa.ColumnElement:
+        """A float or money column as numeric. The cast keeps a double's 15 significant digits, the rule SQLite's
+        REALs follow too (a double's binary noise, 0.30000000000000004, is no digit of the value); money's
+        exact amount (ADBC would hand over money's integer cents, which read as a decimal are 100 times too much)."""
+        if _column_type(self.column_types, column) in {"float", "money"}:
+            return sa.cast(column, sa.Numeric)
+        return column
 
     def readable(self, column, source):
-        if source.field_type in {"timestamp", "date"} and source.json_property is None:
-            return sa.case((_within_written_years(column), column), else_=sa.null())
+        if source.json_property is not None:
+            return self.value(column, source)
+        if source.field_type in {"timestamp", "date"}:
+            value = sa.cast(column, sa.Date) if source.field_type == "date" and self._holds_times(column) else column
+            return sa.case((_within_written_years(column), value), else_=sa.null())
+        if source.field_type == "decimal":
+            return self._number(column)
         return self.value(column, source)
+
+    def _holds_times(self, column: sa.ColumnElement) -> bool:
+        return _column_type(self.column_types, column) == "timestamp"
+
+    def comparable(self, column, source):
+        if source.json_property is None and source.field_type == "decimal":
+            return self._number(column)
+        return super().comparable(column, source)
+
+    def by_code_point(self, text):
+        return sa.collate(text, "C")
 
     def checks(self, column, source, *, converted):
         if source.json_property is not None:
             return []
-        if source.field_type in {"timestamp", "date"}:
-            # ADBC decodes an infinity as a garbage instant: checked even where the value is converted.
-            return [
-                Check(sa.not_(sa.func.isfinite(column)), bad_rows.INFINITE),
-                Check(sa.not_(_within_written_years(column)), bad_rows.OUTSIDE_WRITTEN_YEARS),
-            ]
-        if not converted and source.field_type == "decimal":
-            scale = source.scale or 0
-            return [
-                Check(column.in_([constant("NaN"), constant("Infinity"), constant("-Infinity")]), bad_rows.NOT_FINITE),
-                Check(column != sa.func.round(column, scale), bad_rows.more_decimal_places(scale)),
-                Check(sa.func.abs(column) >= sa.literal_column(f"1e{DECIMAL_PRECISION - scale}"), bad_rows.too_many_digits(DECIMAL_PRECISION)),
-            ]
+        kind = _column_type(self.column_types, column)
+        match source.field_type:
+            case "timestamp" | "date":
+                # ADBC decodes an infinity as a garbage instant: checked even where the value is converted.
+                found = [
+                    Check(sa.not_(sa.func.isfinite(column)), bad_rows.INFINITE),
+                    Check(sa.not_(_within_written_years(column)), bad_rows.OUTSIDE_WRITTEN_YEARS),
+                ]
+                if source.field_type == "date" and self._holds_times(column):
+                    # A timestamp column read as a date: only a midnight is a date; any other time would be cut off.
+                    found.append(Check(sa.cast(column, sa.Date) != column, bad_rows.A_TIME_NOT_A_DATE))
+                return found
+            case "decimal":
+                if converted:
+                    return []
+                number, scale = self._number(column), source.scale or 0
+                return [
+                    Check(number.in_([constant("NaN"), constant("Infinity"), constant("-Infinity")]), bad_rows.NOT_FINITE),
+                    Check(number != sa.func.round(number, scale), bad_rows.more_decimal_places(scale)),
+                    Check(sa.func.abs(number) >= sa.literal_column(f"1e{DECIMAL_PRECISION - scale}"), bad_rows.too_many_digits(DECIMAL_PRECISION)),
+                ]
+            case "integer" if kind in {"numeric", "float", "money"} and not converted:
+                whole = sa.cast(column, sa.Numeric)
+                return [
+                    Check(whole.in_([constant("NaN"), constant("Infinity"), constant("-Infinity")]), bad_rows.NOT_AN_INTEGER),
+                    Check(whole != sa.func.trunc(whole), bad_rows.NOT_AN_INTEGER),
+                    Check(sa.func.abs(whole) > sa.literal_column(str(2**63 - 1)), bad_rows.OUTSIDE_INTEGER_RANGE),
+                ]
         return []
 
     def json_property(self, column, prop):
@@ -145,6 +201,11 @@ class PostgresqlDialect(SourceDialect):
 
     def position(self, column, value):
         return sa.func.strpos(column, value)
+
+
+def _column_type(types: Mapping[tuple[str, str], str], column: sa.ColumnElement) -> str | None:
+    table = getattr(column.table, "element", column.table)  # an alias reads its table's columns
+    return types.get((table.fullname, column.name))
 
 
 def _within_written_years(column: sa.ColumnElement) -> sa.ColumnElement[bool]:
@@ -163,10 +224,10 @@ class SqliteDialect(SourceDialect):
       nothing (UTC), `Z` or an offset `+HH:MM`/`+HHMM`; read, compared and ordered as its UTC
       instant in the canonical text bound parameters use (catalog/sql_types.py);
     - date: `YYYY-MM-DD` text of a real calendar day; boolean: the integers 0 and 1;
-    - string and json: text (INTEGER as its digits, REAL as 15 significant digits); a BLOB as
-      its bytes when they are UTF-8, else a bad row. A json field's text is written as stored;
-      its properties are read only from valid JSON (json_extract stops the whole query at the
-      first invalid document).
+    - string: text (INTEGER as its digits, REAL as 15 significant digits); a BLOB as its bytes
+      when they are UTF-8, else a bad row;
+    - json: text that is valid JSON, written as stored; a BLOB or invalid JSON is a bad row
+      (and json_extract, which properties use, would stop the whole query at it).
 
     text_columns: the (table, column) pairs whose declared type gives them TEXT affinity, which
     makes SQLite store numbers written into them as text: their text needs no per-row CASE.
@@ -180,6 +241,10 @@ class SqliteDialect(SourceDialect):
     def _holds_only_text(self, column: sa.ColumnElement) -> bool:
         table = getattr(column.table, "element", column.table)  # an alias reads its table's columns
         return (table.fullname, column.name) in self.text_columns
+
+    def by_code_point(self, text):
+        # A column declared COLLATE NOCASE (or RTRIM) would otherwise compare 'a' and 'A' equal.
+        return sa.collate(text, "BINARY")
 
     def readable(self, column, source):
         if source.json_property is not None:
@@ -203,10 +268,12 @@ class SqliteDialect(SourceDialect):
 
     def comparable(self, column, source):
         if source.json_property is not None:
-            return self.value(column, source)
+            return self.by_code_point(self.value(column, source))
         match source.field_type:
-            case "timestamp" | "date" | "string" | "json":
+            case "timestamp" | "date":
                 return self.readable(column, source)
+            case "string" | "json":
+                return self.by_code_point(self.readable(column, source))
             case "decimal":
                 # Numbers compare as numbers (a REAL against the bound value); text that holds a number, too.
                 return sa.type_coerce(sa.cast(column, sa.Numeric), column.type)
@@ -230,17 +297,23 @@ class SqliteDialect(SourceDialect):
                 text = sa.type_coerce(column, sa.Text)
                 fine = _date_shape(text) if converted else _real_date(text)
                 return [Check(sa.and_(text.is_not(None), sa.not_(fine)), bad_rows.NOT_A_DATE)]
+            case "json":
+                # A BLOB first: newer SQLite versions take one for binary JSON (JSONB), 3.40 does not.
+                return [Check(kind == constant("blob"), bad_rows.NOT_TEXT), Check(_invalid_json(column), bad_rows.NOT_JSON)]
         if converted:
             return []
         match source.field_type:
             case "integer":
                 return [Check(kind.not_in([constant("integer"), constant("null")]), bad_rows.NOT_AN_INTEGER)]
             case "decimal":
-                not_number = sa.or_(
-                    kind == constant("blob"),
-                    sa.and_(kind == constant("text"), sa.or_(column == constant(""), _glob(column, "*[^0-9.eE+-]*"))),
-                )
-                return [Check(not_number, bad_rows.NOT_A_NUMBER)]
+                # Only SQL sees a value that is only filtered on: CAST AS NUMERIC would read '5e5e5' as 500000.
+                not_number = sa.or_(kind == constant("blob"), sa.and_(kind == constant("text"), sa.not_(_number_literal(column))))
+                number = sa.cast(column, sa.Float)
+                return [
+                    Check(not_number, bad_rows.NOT_A_NUMBER),
+                    Check(sa.not_(number.between(-_LARGEST_DOUBLE, _LARGEST_DOUBLE)), bad_rows.NOT_FINITE),
+                    Check(sa.func.abs(number) >= 10.0 ** (DECIMAL_PRECISION - (source.scale or 0)), bad_rows.too_many_digits(DECIMAL_PRECISION)),
+                ]
         return [Check(kind == constant("blob"), bad_rows.NOT_TEXT)]
 
     def raw_text(self, column):
@@ -261,6 +334,28 @@ class SqliteDialect(SourceDialect):
 
     def position(self, column, value):
         return sa.func.instr(column, value)
+
+
+_LARGEST_DOUBLE = 1.7976931348623157e308
+
+
+def _number_literal(text: sa.ColumnElement) -> sa.ColumnElement[bool]:
+    """SQL's number literal, [+-]digits[.digits][e[+-]digits] with digits on at least one side of the point,
+    the grammar Arrow's and Python's conversions read (catalog/sql_types.NUMBER_TEXT)."""
+    lower = sa.func.lower(text, type_=sa.Text)
+    mantissa = sa.case((_glob(lower, "*e*"), _substr(lower, 1, sa.func.instr(lower, constant("e")) - 1)), else_=lower)
+    exponent = sa.case((_glob(lower, "*e*"), _substr(lower, sa.func.instr(lower, constant("e")) + 1)), else_=constant("0"))
+    unsigned = sa.case((_glob(mantissa, "[+-]*"), _substr(mantissa, 2)), else_=mantissa)
+    return sa.and_(
+        sa.not_(_glob(lower, "*[^0-9.e+-]*")),
+        sa.not_(_glob(lower, "*e*e*")),
+        sa.not_(_glob(unsigned, "*[^0-9.]*")),
+        sa.not_(_glob(unsigned, "*.*.*")),
+        _glob(unsigned, "*[0-9]*"),
+        _glob(exponent, "[-+0-9]*"),
+        sa.not_(_glob(_substr(exponent, 2), "*[^0-9]*")),
+        _glob(exponent, "*[0-9]"),
+    )
 
 
 def _invalid_json(column: sa.ColumnElement) -> sa.ColumnElement[bool]:
@@ -413,16 +508,35 @@ def sqlite_affinity(declared: sa.types.TypeEngine) -> str:
 
 
 def reflected_dialect(connection: sa.Connection, tables: Iterable[sa.Table]) -> SourceDialect:
-    """The connection's dialect, knowing the columns of `tables` that hold only text (SQLite); a table it
-    cannot reflect is left to the query, which names it."""
-    if connection.dialect.name != "sqlite":
-        return dialect_for(connection.dialect.name)
+    """The connection's dialect, knowing what the columns of `tables` can hold: for SQLite the columns
+    that hold only text, for PostgreSQL the number columns' types. A table it cannot reflect is left
+    to the query, which names it."""
+    name = connection.dialect.name
+    if name not in {"sqlite", "postgresql"}:
+        return dialect_for(name)
     inspector = sa.inspect(connection)
-    text_columns = set()
+    reflected: dict[tuple[str, str], sa.types.TypeEngine] = {}
     for table in tables:
         try:
             columns = inspector.get_columns(table.name, schema=table.schema)
         except sa.exc.NoSuchTableError:
             continue
-        text_columns |= {(table.fullname, column["name"]) for column in columns if sqlite_affinity(column["type"]) == "text"}
-    return SqliteDialect(frozenset(text_columns))
+        reflected |= {(table.fullname, column["name"]): column["type"] for column in columns}
+    if name == "sqlite":
+        return SqliteDialect(frozenset(key for key, declared in reflected.items() if sqlite_affinity(declared) == "text"))
+    return PostgresqlDialect({key: kind for key, declared in reflected.items() if (kind := _column_kind(declared))})
+
+
+def _column_kind(declared: sa.types.TypeEngine) -> str | None:
+    """What a PostgreSQL column's type means to the fields read from it."""
+    if isinstance(declared, sa.Float):
+        return "float"
+    if isinstance(declared, sa.Integer):
+        return "integer"
+    if isinstance(declared, sa.Numeric):
+        return "numeric"
+    if isinstance(declared, sa.DateTime):
+        return "timestamp"
+    if type(declared).__name__ == "MONEY":
+        return "money"
+    return None

@@ -106,8 +106,8 @@ def extract_to_stage_file(
 
 
 def source_dialect(engine: sa.Engine, plan: ExportPlan) -> SourceDialect:
-    """How the source holds the plan's values; for SQLite, which of its tables' columns hold only text."""
-    if engine.dialect.name != "sqlite":
+    """How the source holds the plan's values, from its tables' declared column types (stages/dialects.py)."""
+    if engine.dialect.name not in {"sqlite", "postgresql"}:
         return dialect_for(engine.dialect.name)
     tables = [model_table(plan.model)]
     if plan.audience is not None and plan.audience.query_model is not None:
@@ -312,7 +312,8 @@ def rows_to_table(rows: Sequence[sa.Row], schema: pa.Schema, plan: ExportPlan, o
         try:
             arrays.append(to_arrow(columns[index], field.type))
         except _CONVERSION_ERRORS:
-            unconvertible |= _reject_unconvertible(plan, field, index, columns, positions, offset, bad_rows)
+            # A row is one bad row however many of its values are bad: the first names it.
+            unconvertible |= _reject_unconvertible(plan, field, index, columns, positions, offset, bad_rows, unconvertible)
     if unconvertible:
         # Rare: only a batch holding a bad value is converted a second time, without those rows.
         keep = [p for p in range(len(positions)) if p not in unconvertible]
@@ -321,12 +322,28 @@ def rows_to_table(rows: Sequence[sa.Row], schema: pa.Schema, plan: ExportPlan, o
 
 
 def to_arrow(values: Sequence, kind: pa.DataType) -> pa.Array:
-    """pa.array, refusing what it would not convert exactly: it truncates 2.5 and Decimal('2.5') to an integer 2."""
+    """pa.array, refusing what it would not convert exactly (it truncates 2.5 and Decimal('2.5') to an
+    integer 2) and taking what it would refuse though exact (Decimal('1.000...0') with more places than
+    the scale but only zeros past it; 0 and 1 as booleans)."""
     if pa.types.is_integer(kind):
         for value in values:
             if value is not None and not _is_integral(value):
                 raise TypeError(f"{value!r} is not an integer")
+    elif pa.types.is_decimal(kind):
+        values = [_at_scale(value, kind.scale) for value in values]
+    elif pa.types.is_boolean(kind):
+        values = [bool(value) if type(value) is int and value in (0, 1) else value for value in values]
     return pa.array(values, type=kind)
+
+
+def _at_scale(value: object, scale: int) -> object:
+    """A Decimal written with more places than `scale` whose extra places are zeros, at `scale`; else as it is."""
+    if isinstance(value, decimal.Decimal) and value.is_finite() and value.as_tuple().exponent < -scale:
+        with decimal.localcontext(prec=2 * DECIMAL_PRECISION + len(value.as_tuple().digits)):
+            scaled = value.quantize(decimal.Decimal(1).scaleb(-scale))
+        if scaled == value:
+            return scaled
+    return value
 
 
 def _is_integral(value: object) -> bool:
@@ -338,12 +355,22 @@ def _is_integral(value: object) -> bool:
 
 
 def _reject_unconvertible(
-    plan: ExportPlan, field: pa.Field, index: int, columns: list, positions: list[int], offset: int, bad_rows: BadRows
+    plan: ExportPlan,
+    field: pa.Field,
+    index: int,
+    columns: list,
+    positions: list[int],
+    offset: int,
+    bad_rows: BadRows,
+    already: set[int],
 ) -> set[int]:
-    """Lists each row whose value in column `index` does not convert to the field's type; returns their places in columns."""
+    """Lists each row (not `already` listed) whose value in column `index` does not convert to the field's type;
+    returns their places in columns."""
     keys = _key_values(plan, columns)
     places = set()
     for place, value in enumerate(columns[index]):
+        if place in already:
+            continue
         try:
             to_arrow([value], field.type)
         except _CONVERSION_ERRORS:

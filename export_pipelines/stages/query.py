@@ -231,10 +231,9 @@ def build_group_query(
         name = aggregation.value_column(index)
         value = by_label[field.source.label]
         if field.source.field_type == "string" and field.aggregation in {"group", "min", "max"}:
-            # NULL and "" are one empty value; code point order as in Arrow, whatever the database's collation.
-            value = sa.func.coalesce(value, sa.literal_column("''", sa.Text))
-            if dialect.name == "postgresql" and field.aggregation != "group":
-                value = sa.collate(value, "C")
+            # NULL and "" are one empty value; groups and extremes by code point as in Arrow, whatever the
+            # column's collation (a case-insensitive one would merge 'a' and 'A' into one group).
+            value = dialect.by_code_point(sa.func.coalesce(value, sa.literal_column("''", sa.Text)))
         match field.aggregation:
             case "group":
                 groups.append(value)

@@ -392,7 +392,8 @@ def _normalised_frame(engine: sa.Engine, table_name: str, schema: str | None) ->
         if isinstance(value, dt.datetime):
             return value.astimezone(dt.UTC).isoformat()
         if isinstance(value, decimal.Decimal):
-            return str(value)
+            # SQLite's REAL reads back as its digits (46.1), PostgreSQL's numeric(38, 2) at its scale (46.10).
+            return format(value.normalize(), "f")
         if isinstance(value, dt.date):
             return value.isoformat()
         return value
