@@ -94,10 +94,10 @@ class IsoDate(sa.types.TypeDecorator):
 
 
 class ExactDecimal(sa.types.TypeDecorator):
-    """A decimal column read without a float detour: a Decimal as the driver gives it; a float (a float
-    column mapped as a decimal) by its 15 significant digits, as SQLite's REALs are read; anything
-    else unchanged, for the extract to refuse. SQLAlchemy's own Numeric would round a float to the
-    column's scale, silently."""
+    """A decimal column read without a float detour: a Decimal as the driver gives it, an integer as
+    its Decimal, a float (a float column mapped as a decimal) by its 15 significant digits, as
+    SQLite's REALs are read; anything else unchanged, for the extract to refuse. SQLAlchemy's own
+    Numeric would round a float to the column's scale, silently."""
 
     impl = sa.Numeric
     cache_ok = True
@@ -109,6 +109,8 @@ class ExactDecimal(sa.types.TypeDecorator):
         def process(value):
             if isinstance(value, float):
                 return decimal.Decimal(format(value, ".15g")) if math.isfinite(value) else value
+            if type(value) is int:
+                return decimal.Decimal(value)
             return value
 
         return process
