@@ -81,7 +81,9 @@ def target_for(
         connection=target.connection,
         keep_last=target.keep_last,
         finish_with=target.finish_with,
-        own_files=template_pattern(plan.file_template, spec.name, plan.model_name, plan.ext),
+        own_files=template_pattern(
+            plan.file_template, spec.name, plan.model_name, plan.ext, spec.incremental.timezone if spec.incremental else "UTC"
+        ),
         ext=plan.ext,
         run_time=run_time,
         run_id=run_id,
