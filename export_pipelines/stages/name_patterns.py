@@ -96,8 +96,8 @@ def template_pattern(template: str, export: str, model: str, ext: str, timezone:
             continue
         if conversion:
             raise FileNameError(f"{token}: a conversion (!{conversion}) on a changing token cannot be matched exactly")
-        if field == "part":
-            pieces.append(_part(spec, token))
+        if field == "part":  # a named group, so that a run's split set can be told by the rest of the name
+            pieces.append(f"(?P<{_PART_GROUP}{len(pieces)}>{_part(spec, token)})")
         elif field == "run_time":
             pieces.append(_datetime(spec, token, "UTC"))
         elif field in ("window_start", "window_end"):
@@ -105,6 +105,20 @@ def template_pattern(template: str, export: str, model: str, ext: str, timezone:
         else:
             raise FileNameError(f"unknown token {token} in file_name")
     return re.compile("".join(pieces))
+
+
+_PART_GROUP = "part"
+
+
+def file_set_key(match: re.Match[str]) -> str:
+    """The owned name `match` (of a template_pattern) without its part numbers: the files one run
+    writes (its split set: part 1, 2, ...) share it, and files of other runs differ in it as long as
+    the template names runs apart (a run time or a window)."""
+    name, cut, start = match.string, [], 0
+    for group in sorted((g for g in match.groupdict() if g.startswith(_PART_GROUP)), key=match.start):
+        cut.append(name[start : match.start(group)])
+        start = match.end(group)
+    return "".join(cut) + name[start:]
 
 
 def _datetime(spec: str, token: str, timezone: str) -> str:

@@ -16,7 +16,7 @@ import paramiko
 from export_pipelines.spec.connections import SftpConnection
 from export_pipelines.targets.base import DeliveryError, LocalFile
 from export_pipelines.targets.known_hosts import KnownKeys, lookup_name, read_known_hosts
-from export_pipelines.targets.remote import FolderSession, RemoteEntry, display_folder
+from export_pipelines.targets.remote import FolderSession, ListingRefused, RemoteEntry, display_folder
 
 
 def fingerprint(key: paramiko.PKey) -> str:
@@ -225,7 +225,11 @@ class SftpSession(FolderSession):
         self.sftp.mkdir(folder)
 
     def list_entries(self) -> list[RemoteEntry]:
-        return [RemoteEntry(a.filename, float(a.st_mtime or 0)) for a in self.sftp.listdir_attr(self.folder)]
+        try:
+            listing = self.sftp.listdir_attr(self.folder)
+        except PermissionError as error:
+            raise ListingRefused(f"the server does not let {self.connection.username!r} list {self.folder} ({error.strerror or error})") from error
+        return [RemoteEntry(a.filename, float(a.st_mtime or 0)) for a in listing]
 
     def put(self, local: Path, name: str) -> None:
         request_bytes = self._write_request_bytes()
