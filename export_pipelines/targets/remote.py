@@ -197,10 +197,20 @@ class DeliveryOptions:
     # was canceled, False while it is queued or running, None when the instance does not know it.
     run_id: str
     run_is_over: Callable[[str], bool | None]
+    # For an export that exists for one run only (an ad-hoc export, named by naming.adhoc_export_name):
+    # that naming rule. Such a run's temporaries would otherwise have no later run of their export to
+    # sweep them, so every run of an export so named sweeps those of the others once they are over.
+    named_after_run: Callable[[str], str] | None = None
 
     def __post_init__(self) -> None:
         if not re.fullmatch(_RUN_ID, self.run_id):
             raise ValueError(f"run id {self.run_id!r} is not a Dagster run id (a UUID)")
+
+    def owns_temporary(self, temporary: Temporary) -> bool:
+        """This export's temporaries; for a run-named export, also those of every other run-named one."""
+        if temporary.export == self.export:
+            return True
+        return self.named_after_run is not None and temporary.export == self.named_after_run(temporary.run_id)
 
 
 class RemoteTarget(Target):
@@ -254,7 +264,8 @@ class RemoteTarget(Target):
         return Delivery(delivered, completion, swept, retired)
 
     def _sweep(self, session: RemoteSession, log: Log) -> list[str]:
-        """Remove this export's temporaries whose runs are over; never one of a run still going.
+        """Remove the temporaries this run owns (DeliveryOptions.owns_temporary) whose runs are over;
+        never one of a run still going.
         A folder the server will not list (a write-only drop folder) is not swept: a warning says so."""
         try:
             entries = session.list_temporaries()
@@ -268,7 +279,7 @@ class RemoteTarget(Target):
         swept = []
         for entry in entries:
             temporary = parse_temporary(entry.name)
-            if temporary.export == self.options.export and self._abandoned(temporary.run_id, entry.mtime, now):
+            if self.options.owns_temporary(temporary) and self._abandoned(temporary.run_id, entry.mtime, now):
                 session.discard(entry)
                 swept.append(entry.label)
         return swept
