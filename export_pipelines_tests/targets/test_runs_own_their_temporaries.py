@@ -101,14 +101,14 @@ def test_a_killed_runs_temporaries_are_swept_by_the_next_run_once_it_is_over(par
     assert leftovers and runs_of(leftovers) == {killed_run}
     assert WINDOW_FILES[0] not in partner.names()
 
-    # The instance still says STARTED (no monitoring has noticed yet): the next run leaves them alone.
+    # The instance still says STARTED (nothing has noticed yet): the next run leaves them alone.
     second_content = os.urandom(1000)
     second = make_target(partner.connection, partner.folder, export=EXPORT, template=TEMPLATE, run_is_over=runs.is_over)
     delivery = second.deliver([local_file(tmp_path / "2", WINDOW_FILES[1], second_content)], Log())
     assert delivery.swept == []
     assert partner.temporaries() == leftovers
 
-    runs.fail(killed_run)  # what run monitoring, or a user terminating the run in the UI, records
+    runs.fail(killed_run)  # what the code server, or a user terminating the run in the UI, records
     third_content = os.urandom(1000)
     third = make_target(partner.connection, partner.folder, export=EXPORT, template=TEMPLATE, run_is_over=runs.is_over)
     delivery = third.deliver([local_file(tmp_path / "3", WINDOW_FILES[2], third_content)], Log())
