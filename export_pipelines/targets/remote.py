@@ -367,7 +367,8 @@ class RemoteTarget(Target):
                 if suffix and (companion := completion_stem(name, self.options.ext) + suffix) in names:
                     session.delete(companion)
         except Exception as error:
-            raise self._failure(f"deleting files older than the last {keep} runs' (retention); the new files are delivered", error) from error
+            what = f"deleting files older than the last {keep} runs' (retention); the new files are delivered"
+            raise self._failure(what, error) from error
         for name in retired:
             log(f"Retention (keep_last {keep}): deleted {session.location_of(name)}")
         return retired

@@ -228,7 +228,8 @@ class SftpSession(FolderSession):
         try:
             listing = self.sftp.listdir_attr(self.folder)
         except PermissionError as error:
-            raise ListingRefused(f"the server does not let {self.connection.username!r} list {self.folder} ({error.strerror or error})") from error
+            reason = error.strerror or error
+            raise ListingRefused(f"the server does not let {self.connection.username!r} list {self.folder} ({reason})") from error
         return [RemoteEntry(a.filename, float(a.st_mtime or 0)) for a in listing]
 
     def put(self, local: Path, name: str) -> None:

@@ -64,7 +64,8 @@ def deployment(tmp_path, sshd, proxy_to, remote_folder):
     proxy = proxy_to(sshd.port)
     proxy.throttle(4_000)  # the upload of ~50 kB takes seconds: time to kill it mid-way
     connection = sftp_connection(sshd, port=proxy.port, known_hosts_path=None, host_key_fingerprint=sshd.host_key_fingerprint)
-    spec = {"name": EXPORT, "model": "customer", "fields": ["id", "email"], "order": "id", "target": {"connection": "partner", "path": folder}}
+    target = {"connection": "partner", "path": folder}
+    spec = {"name": EXPORT, "model": "customer", "fields": ["id", "email"], "order": "id", "target": target}
     config = write_config(tmp_path / "config", [spec], connections={"connections": {"partner": connection}})
     environment = {"EXPORT_PIPELINES_CONFIG": str(config), "EXPORT_SOURCE_URL": source}
     servers = [start_webserver(tmp_path, environment)]

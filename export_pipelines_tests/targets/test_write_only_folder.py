@@ -34,7 +34,8 @@ def test_a_folder_that_refuses_listing_still_takes_the_files(drop_folder, tmp_pa
 
 
 def test_retention_in_a_folder_that_refuses_listing_fails_clearly_after_delivering(drop_folder, tmp_path):
-    with pytest.raises(DeliveryError, match=r"For export x, .* failed while deleting files older than the last 2 runs' .*the new files are delivered.*list"):
+    expected = r"For export x, .* failed while deleting files older than the last 2 runs' .*the new files are delivered.*list"
+    with pytest.raises(DeliveryError, match=expected):
         make_target(drop_folder.connection, drop_folder.folder, export="x", keep_last=2).deliver(
             [local_file(tmp_path, "x_20261123T020000Z.csv", b"new\r\n")], Log()
         )
