@@ -116,3 +116,8 @@ ADHOC_OBJECT_TAG = "export_pipelines/exported_object"
 def adhoc_export_name(run_id: str) -> str:
     """An ad-hoc export's name, and so its download folder: one per run, a valid export name."""
     return "adhoc_" + run_id.replace("-", "")
+
+
+def is_adhoc_export_name(name: str) -> bool:
+    """Whether `name` is an ad-hoc export's: that of the run that planned it (a re-execution keeps its parent's)."""
+    return re.fullmatch(r"adhoc_[0-9a-f]{32}", name) is not None

@@ -28,8 +28,8 @@ ZONES = ["UTC", "Europe/Budapest", "America/St_Johns", "Asia/Kathmandu", "Pacifi
          "Australia/Lord_Howe", "America/New_York"]
 
 
-def owns(template: str, export: str, name: str, ext: str = "csv") -> bool:
-    return template_pattern(template, export, "customers", ext).fullmatch(name) is not None
+def owns(template: str, export: str, name: str, ext: str = "csv", timezone: str = "UTC") -> bool:
+    return template_pattern(template, export, "customers", ext, timezone).fullmatch(name) is not None
 
 
 # --- the issue's inputs ---------------------------------------------------------------------------------
@@ -96,7 +96,7 @@ def random_instants(count: int, seed: int) -> list[dt.datetime]:
 
 @pytest.mark.parametrize("template", TEMPLATES)
 def test_every_name_the_template_renders_is_owned(template):
-    pattern = template_pattern(template, "daily_customers", "customers", "csv")
+    patterns = {zone: template_pattern(template, "daily_customers", "customers", "csv", zone) for zone in ZONES}
     instants = random_instants(300, seed=len(template))
     # Microseconds of zero drop the fraction from str(datetime); whole hours hit DST switches.
     instants += [dt.datetime(2026, 3, 29, 1, 0, tzinfo=dt.UTC), dt.datetime(2026, 10, 25, 1, 0, tzinfo=dt.UTC)]
@@ -115,7 +115,7 @@ def test_every_name_the_template_renders_is_owned(template):
             name = render_file_name(template, values)
         except FileNameError:
             continue  # e.g. a name with a '/' that delivery refuses anyway
-        assert pattern.fullmatch(name), (template, name)
+        assert patterns[zone.key].fullmatch(name), (template, name)
 
 
 @pytest.mark.parametrize(
@@ -149,6 +149,37 @@ def test_a_sibling_exports_names_are_not_owned(template, export, sibling):
 def test_out_of_shape_values_are_not_owned(template, not_owned):
     for name in not_owned:
         assert not owns(template, "x", name), name
+
+
+# --- the review's inputs: %Z, %z and %s match only what they write; glibc's am/pm flags ------------------
+
+
+@pytest.mark.parametrize(
+    ("template", "timezone", "owned", "not_owned"),
+    [
+        # Berlin's abbreviations and offsets over its history: LMT, CET, CEST and 1945's CEMT.
+        ("{export}_{window_start:%Z}.{ext}", "Europe/Berlin", ["x_CET.csv", "x_CEST.csv", "x_CEMT.csv", "x_LMT.csv"],
+         ["x_UTC.csv", "x_EST.csv", "x_ABCDE.csv", "x_+01.csv", "x_cet.csv", "x_CE.csv"]),
+        ("{export}_{window_start:%Z}.{ext}", "America/Sao_Paulo", ["x_-03.csv", "x_-02.csv"], ["x_-0300.csv", "x_+03.csv", "x_BRT.csv"]),
+        ("{export}_{window_start:%z}.{ext}", "Europe/Berlin", ["x_+0100.csv", "x_+0200.csv", "x_+0300.csv", "x_+005328.csv"],
+         ["x_+0000.csv", "x_+0500.csv", "x_-0100.csv", "x_+0130.csv"]),
+        ("{export}_{window_start}.{ext}", "Asia/Kathmandu", ["x_2024-01-01 00:00:00+05:45.csv"],
+         ["x_2024-01-01 00:00:00+05:00.csv", "x_2024-01-01 00:00:00+00:00.csv"]),
+        ("{export}_{run_time:%Z}.{ext}", "Europe/Berlin", ["x_UTC.csv"], ["x_CET.csv", "x_GMT.csv"]),  # run_time is UTC
+        ("{export}_{run_time:%s}.{ext}", "UTC", ["x_1700000000.csv", "x_999999999.csv"],
+         ["x_5.csv", "x_0.csv", "x_17000000001.csv", "x_0700000000.csv", "x_12345678.csv", "x_170000000a.csv"]),
+        ("{export}_{run_time:%P}.{ext}", "UTC", ["x_am.csv", "x_pm.csv"], ["x_AM.csv", "x_PM.csv", "x_Am.csv"]),
+        ("{export}_{run_time:%^P}.{ext}", "UTC", ["x_am.csv", "x_pm.csv"], ["x_AM.csv", "x_PM.csv"]),  # glibc: still lower case
+        ("{export}_{run_time:%^p}.{ext}", "UTC", ["x_AM.csv", "x_PM.csv"], ["x_am.csv", "x_pm.csv"]),
+        ("{export}_{run_time:%#p}.{ext}", "UTC", ["x_am.csv", "x_pm.csv"], ["x_AM.csv", "x_PM.csv"]),  # '#' swaps case
+        ("{export}_{run_time:%#a}.{ext}", "UTC", ["x_MON.csv", "x_SUN.csv"], ["x_Mon.csv", "x_mon.csv"]),
+    ],
+)
+def test_zone_epoch_and_am_pm_tokens_match_only_what_they_write(template, timezone, owned, not_owned):
+    for name in owned:
+        assert owns(template, "x", name, timezone=timezone), name
+    for name in not_owned:
+        assert not owns(template, "x", name, timezone=timezone), name
 
 
 # --- what cannot be matched exactly is refused, at load time when retention needs it ------------------

@@ -6,31 +6,28 @@ and people share; so every token matches exactly the text its format yields: `%Y
 three digits, and `{export}`, `{model}` and `{ext}` their own values. A format whose output
 cannot be pinned down that way is refused (FileNameError), never matched loosely.
 
-Month and weekday names are those of the C locale, the only one strftime uses here (Python
-never sets LC_TIME from the environment).
+Month, weekday and am/pm names are what strftime writes for them here (the C locale: Python never
+sets LC_TIME from the environment), flags included (glibc's `%^P` is still "am"). Window bounds
+carry the export's time zone: `%Z` and `%z` match exactly the abbreviations and offsets that zone
+has used (its TZif data), and `{run_time}` is always UTC.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import functools
 import re
 import string
+import zoneinfo
+from pathlib import Path
+from zoneinfo import _common as tzif  # the standard library's own TZif reader
 
 from export_pipelines.stages.file_naming import FileNameError
 
-_WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
-_MONTHS = (
-    "January", "February", "March", "April", "May", "June",
-    "July", "August", "September", "October", "November", "December",
-)  # fmt: skip
-_NAMES: dict[str, tuple[str, ...]] = {
-    "a": tuple(day[:3] for day in _WEEKDAYS),
-    "A": _WEEKDAYS,
-    "b": tuple(month[:3] for month in _MONTHS),
-    "h": tuple(month[:3] for month in _MONTHS),
-    "B": _MONTHS,
-    "p": ("AM", "PM"),
-    "P": ("am", "pm"),
-}
+# Directives that write a name; flags `^` and `#` change its case, each in its own way (glibc).
+_NAMES = frozenset("aAbhBpP")
+# A leap year's days at midnight and noon: every weekday, month and half of the day.
+_NAME_SAMPLES = [dt.datetime(2024, 1, 1, hour) + dt.timedelta(days=day) for day in range(366) for hour in (0, 12)]
 # directive: (smallest value, largest value, width, padding) as glibc's strftime writes them.
 _NUMBERS: dict[str, tuple[int, int, int, str]] = {
     "d": (1, 31, 2, "0"),
@@ -53,7 +50,9 @@ _NUMBERS: dict[str, tuple[int, int, int, str]] = {
     "V": (1, 53, 2, "0"),
     "u": (1, 7, 1, "0"),
     "w": (0, 6, 1, "0"),
-    "s": (0, 10**11 - 1, 1, ""),
+    # Epoch seconds: nine or ten digits for every instant from 1973-03-03 to 2286-11-20 (glibc reads
+    # the fields as the process's local time, which moves the value by hours, not its length).
+    "s": (10**8, 10**10 - 1, 1, ""),
 }
 # What glibc's C locale expands these to.
 _COMPOSITES = {
@@ -69,14 +68,12 @@ _COMPOSITES = {
 _LITERALS = {"%": "%", "n": "\n", "t": "\t"}
 _PADDING_FLAGS = {"-": "", "_": " ", "0": "0"}
 _DIRECTIVE = re.compile(r"%(?P<flag>[-_0^#])?(?P<width>[0-9]+)?(?P<modifier>[EO])?(?P<conversion>.)?", re.DOTALL)
-# Offsets of real time zones lie within -12:00..+14:00, whole minutes since 1900.
-_OFFSET = r"[+-](?:0[0-9]|1[0-4])%s[0-5][0-9]"
-_ZONE_NAME = r"(?:[A-Za-z]{3,5}|[+-][0-9]{2}(?:[0-9]{2})?)"
 
 
-def template_pattern(template: str, export: str, model: str, ext: str) -> re.Pattern[str]:
+def template_pattern(template: str, export: str, model: str, ext: str, timezone: str = "UTC") -> re.Pattern[str]:
     """The names `template` renders for this export over every run time, window and part, as a
-    pattern to `fullmatch`. Raises FileNameError naming the token whose output it cannot pin down."""
+    pattern to `fullmatch`; window bounds are in `timezone` (the export's incremental timezone).
+    Raises FileNameError naming the token whose output it cannot pin down."""
     formatter = string.Formatter()
     fixed = {"export": export, "model": model, "ext": ext}
     try:
@@ -99,26 +96,40 @@ def template_pattern(template: str, export: str, model: str, ext: str) -> re.Pat
             continue
         if conversion:
             raise FileNameError(f"{token}: a conversion (!{conversion}) on a changing token cannot be matched exactly")
-        if field == "part":
-            pieces.append(_part(spec, token))
+        if field == "part":  # a named group, so that a run's split set can be told by the rest of the name
+            pieces.append(f"(?P<{_PART_GROUP}{len(pieces)}>{_part(spec, token)})")
         elif field == "run_time":
-            pieces.append(_datetime(spec, token, utc=True))
+            pieces.append(_datetime(spec, token, "UTC"))
         elif field in ("window_start", "window_end"):
-            pieces.append(_datetime(spec, token, utc=False))
+            pieces.append(_datetime(spec, token, timezone))
         else:
             raise FileNameError(f"unknown token {token} in file_name")
     return re.compile("".join(pieces))
 
 
-def _datetime(spec: str, token: str, *, utc: bool) -> str:
-    """run_time is always UTC; window bounds carry the export's time zone, which may change offset."""
+_PART_GROUP = "part"
+
+
+def file_set_key(match: re.Match[str]) -> str:
+    """The owned name `match` (of a template_pattern) without its part numbers: the files one run
+    writes (its split set: part 1, 2, ...) share it, and files of other runs differ in it as long as
+    the template names runs apart (a run time or a window)."""
+    name, cut, start = match.string, [], 0
+    for group in sorted((g for g in match.groupdict() if g.startswith(_PART_GROUP)), key=match.start):
+        cut.append(name[start : match.start(group)])
+        start = match.end(group)
+    return "".join(cut) + name[start:]
+
+
+def _datetime(spec: str, token: str, timezone: str) -> str:
+    """A datetime in `timezone` (run_time: always UTC), whose offset and abbreviation may change."""
     if not spec:  # str(datetime): 2024-03-01 00:02:03.456789+00:00, the fraction only when non-zero
-        offset = re.escape("+00:00") if utc else _OFFSET % ":"
-        return _strftime("%Y-%m-%d %H:%M:%S", token, utc=utc) + r"(?:\.[0-9]{6})?" + offset
-    return _strftime(spec, token, utc=utc)
+        offset = _alternatives(_offset_text(seconds, ":") for seconds in _zone_shapes(timezone)[1])
+        return _strftime("%Y-%m-%d %H:%M:%S", token, timezone) + r"(?:\.[0-9]{6})?" + offset
+    return _strftime(spec, token, timezone)
 
 
-def _strftime(spec: str, token: str, *, utc: bool) -> str:
+def _strftime(spec: str, token: str, timezone: str) -> str:
     pieces, position = [], 0
     while position < len(spec):
         percent = spec.find("%", position)
@@ -127,12 +138,12 @@ def _strftime(spec: str, token: str, *, utc: bool) -> str:
             break
         pieces.append(re.escape(spec[position:percent]))
         match = _DIRECTIVE.match(spec, percent)
-        pieces.append(_directive(match, token, utc=utc))
+        pieces.append(_directive(match, token, timezone))
         position = match.end()
     return "".join(pieces)
 
 
-def _directive(match: re.Match[str], token: str, *, utc: bool) -> str:
+def _directive(match: re.Match[str], token: str, timezone: str) -> str:
     flag, conversion = match["flag"], match["conversion"]
     unsupported = FileNameError(
         f"{token}: strftime directive {match[0]!r} has no output shape this product can match exactly "
@@ -146,23 +157,64 @@ def _directive(match: re.Match[str], token: str, *, utc: bool) -> str:
         smallest, largest, width, padding = _NUMBERS[conversion]
         return _number(smallest, largest, width, padding if flag is None else _PADDING_FLAGS[flag])
     if conversion in _NAMES:
-        if flag not in (None, "^"):
+        if flag not in (None, "^", "#"):
             raise unsupported
-        names = _NAMES[conversion]
-        return "(?:" + "|".join(re.escape(name.upper() if flag else name) for name in names) + ")"
+        return _alternatives(_names_written(match[0]))
     if flag is not None:
         raise unsupported
     if conversion in _COMPOSITES:
-        return _strftime(_COMPOSITES[conversion], token, utc=utc)
+        return _strftime(_COMPOSITES[conversion], token, timezone)
     if conversion in _LITERALS:
         return re.escape(_LITERALS[conversion])
     if conversion == "f":
         return "[0-9]{6}"
     if conversion == "z":
-        return re.escape("+0000") if utc else _OFFSET % ""
+        return _alternatives(_offset_text(seconds, "") for seconds in _zone_shapes(timezone)[1])
     if conversion == "Z":
-        return "UTC" if utc else _ZONE_NAME
+        return _alternatives(_zone_shapes(timezone)[0])
     raise unsupported
+
+
+def _alternatives(texts) -> str:
+    return "(?:" + "|".join(re.escape(text) for text in sorted(set(texts), key=lambda t: (-len(t), t))) + ")"
+
+
+@functools.cache
+def _names_written(directive: str) -> tuple[str, ...]:
+    """Every text strftime writes for a name directive such as `%^a` or `%P`."""
+    return tuple({sample.strftime(directive) for sample in _NAME_SAMPLES})
+
+
+def _offset_text(seconds: int, separator: str) -> str:
+    """An offset as datetime writes it: %z `+0530` (`+005328` with seconds), str() `+05:30`."""
+    sign = "-" if seconds < 0 else "+"
+    hours, rest = divmod(abs(seconds), 3600)
+    minutes, rest = divmod(rest, 60)
+    return f"{sign}{hours:02d}{separator}{minutes:02d}" + (f"{separator}{rest:02d}" if rest else "")
+
+
+@functools.cache
+def _zone_shapes(timezone: str) -> tuple[frozenset[str], frozenset[int]]:
+    """The abbreviations (%Z) and UTC offsets in seconds (%z) a zone has ever used, from its TZif
+    data, which zoneinfo reads too; they cover its rules for the future as well (the standard and
+    daylight types of the footer are among them). UTC is Python's timezone.utc for Dagster."""
+    if timezone.upper() == "UTC":
+        return frozenset({"UTC"}), frozenset({0})
+    try:
+        with _tzif_file(timezone) as source:
+            _, _, offsets, _, abbreviations, _ = tzif.load_data(source)
+    except (OSError, ValueError, zoneinfo.ZoneInfoNotFoundError) as error:
+        raise FileNameError(f"time zone {timezone!r} has no readable TZif data: {error}") from error
+    return frozenset(abbreviations), frozenset(offsets)
+
+
+def _tzif_file(timezone: str):
+    """The file zoneinfo.ZoneInfo(timezone) reads: the first in TZPATH, else the tzdata package's."""
+    for folder in zoneinfo.TZPATH:
+        path = Path(folder, timezone)
+        if path.is_file():
+            return path.open("rb")
+    return tzif.load_tzdata(timezone)
 
 
 def _number(smallest: int, largest: int, width: int, padding: str) -> str:

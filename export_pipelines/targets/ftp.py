@@ -5,15 +5,18 @@ from __future__ import annotations
 import calendar
 import ftplib
 import posixpath
+import re
 import ssl
 import time
 from pathlib import Path
 
 from export_pipelines.spec.connections import FtpConnection
 from export_pipelines.targets.base import DeliveryError, LocalFile
-from export_pipelines.targets.remote import FolderSession, RemoteEntry, display_folder
+from export_pipelines.targets.remote import FolderSession, ListingRefused, RemoteEntry, display_folder
 
 BLOCK_SIZE = 256 * 1024
+# A listing refused for want of permission rather than for an empty folder (both can be a 550).
+_REFUSED = re.compile(r"permission|denied|access|privilege", re.IGNORECASE)
 
 
 class SessionReusingFTP_TLS(ftplib.FTP_TLS):
@@ -102,12 +105,20 @@ class FtpSession(FolderSession):
             ]
         except ftplib.error_perm:
             pass  # vsftpd has no MLSD: NLST -a (dot files included) and MDTM per file
+        listed: list[str] = []
         try:
-            names = [posixpath.basename(n) for n in self.ftp.nlst("-a", folder)]
+            reply = self.ftp.retrlines(f"NLST -a {folder}", listed.append)
         except ftplib.error_perm as error:
+            if _REFUSED.search(str(error)):
+                raise self._refused(error) from error
             if str(error).startswith("550"):  # some servers answer an empty folder with 550
                 return []
             raise
+        if folder in listed:
+            # vsftpd lists a folder it may not open as if it were a file: its own path, which no
+            # entry of the folder can be (entries are names, or the folder's path plus a name).
+            raise self._refused(f"{reply.strip()} with the folder itself as the only entry")
+        names = [posixpath.basename(n) for n in listed]
         entries = []
         for name in names:
             if name in {".", ".."}:
@@ -118,6 +129,9 @@ class FtpSession(FolderSession):
                 continue  # a folder, not a file
             entries.append(RemoteEntry(name, _ftp_time(stamp)))
         return entries
+
+    def _refused(self, reply: object) -> ListingRefused:
+        return ListingRefused(f"the server does not let {self.connection.username!r} list {self.folder} ({reply})")
 
     def put(self, local: Path, name: str) -> None:
         with local.open("rb") as source:

@@ -71,6 +71,9 @@ def target_for(
 ) -> Target:
     """The target of one run of the export. `run_is_over(run_id)` tells whether another run is
     over (True), still queued or running (False) or unknown (None): the sweep of temporaries asks it."""
+    # Dagster's naming module, imported here: a delivery outside a run (tests' child processes) needs no Dagster.
+    from export_pipelines.naming import adhoc_export_name, is_adhoc_export_name
+
     spec = plan.spec
     if redirect_to_download or not isinstance(spec.target, ConnectionTarget):
         return DownloadTarget(downloads_folder(storage_dir, spec.name))
@@ -81,11 +84,14 @@ def target_for(
         connection=target.connection,
         keep_last=target.keep_last,
         finish_with=target.finish_with,
-        own_files=template_pattern(plan.file_template, spec.name, plan.model_name, plan.ext),
+        own_files=template_pattern(
+            plan.file_template, spec.name, plan.model_name, plan.ext, spec.incremental.timezone if spec.incremental else "UTC"
+        ),
         ext=plan.ext,
         run_time=run_time,
         run_id=run_id,
         run_is_over=run_is_over,
+        named_after_run=adhoc_export_name if is_adhoc_export_name(spec.name) else None,
     )
     open_session = SESSIONS[connection.type]
     warning = None

@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from export_pipelines.stages.name_patterns import file_set_key
 from export_pipelines.targets.base import Delivery, DeliveredFile, DeliveryError, LocalFile, Log, Target
 
 COMPLETION_SUFFIXES = {"manifest": ".manifest.json", "done_marker": ".done"}
@@ -31,6 +32,10 @@ MAX_NAME_BYTES = 255
 # deployment delivering to the same folder) is swept once it has not changed for this long:
 # far longer than any upload stalls before its timeout fails it.
 ABANDONED_AFTER = dt.timedelta(hours=48)
+
+
+class ListingRefused(DeliveryError):
+    """The server takes uploads to the folder but refuses to list it (a write-only drop folder)."""
 
 
 @dataclass(frozen=True)
@@ -87,7 +92,8 @@ class RemoteSession(ABC):
         raise DeliveryError, before anything is written, when the folder leads outside the root."""
 
     @abstractmethod
-    def list_entries(self) -> list[RemoteEntry]: ...
+    def list_entries(self) -> list[RemoteEntry]:
+        """The folder's files; raises ListingRefused when the server does not let this login list it."""
 
     @abstractmethod
     def put(self, local: Path, name: str) -> None:
@@ -191,10 +197,20 @@ class DeliveryOptions:
     # was canceled, False while it is queued or running, None when the instance does not know it.
     run_id: str
     run_is_over: Callable[[str], bool | None]
+    # For an export that exists for one run only (an ad-hoc export, named by naming.adhoc_export_name):
+    # that naming rule. Such a run's temporaries would otherwise have no later run of their export to
+    # sweep them, so every run of an export so named sweeps those of the others once they are over.
+    named_after_run: Callable[[str], str] | None = None
 
     def __post_init__(self) -> None:
         if not re.fullmatch(_RUN_ID, self.run_id):
             raise ValueError(f"run id {self.run_id!r} is not a Dagster run id (a UUID)")
+
+    def owns_temporary(self, temporary: Temporary) -> bool:
+        """This export's temporaries; for a run-named export, also those of every other run-named one."""
+        if temporary.export == self.export:
+            return True
+        return self.named_after_run is not None and temporary.export == self.named_after_run(temporary.run_id)
 
 
 class RemoteTarget(Target):
@@ -235,7 +251,7 @@ class RemoteTarget(Target):
     def _deliver_in(self, session: RemoteSession, files: Sequence[LocalFile], log: Log) -> Delivery:
         try:
             session.prepare_folder()
-            swept = self._sweep(session)
+            swept = self._sweep(session, log)
         except Exception as error:
             raise self._failure("preparing the folder", error) from error
         for label in swept:
@@ -247,13 +263,23 @@ class RemoteTarget(Target):
         retired = self._retire_old_files(session, {file.name for file in files}, log)
         return Delivery(delivered, completion, swept, retired)
 
-    def _sweep(self, session: RemoteSession) -> list[str]:
-        """Remove this export's temporaries whose runs are over; never one of a run still going."""
+    def _sweep(self, session: RemoteSession, log: Log) -> list[str]:
+        """Remove the temporaries this run owns (DeliveryOptions.owns_temporary) whose runs are over;
+        never one of a run still going.
+        A folder the server will not list (a write-only drop folder) is not swept: a warning says so."""
+        try:
+            entries = session.list_temporaries()
+        except ListingRefused as error:
+            log(
+                f"WARNING: {error}; temporaries that killed runs of {self.options.export} may have left on "
+                f"{self.address} are not swept (only someone allowed to list the folder can remove them)"
+            )
+            return []
         now = time.time()
         swept = []
-        for entry in session.list_temporaries():
+        for entry in entries:
             temporary = parse_temporary(entry.name)
-            if temporary.export == self.options.export and self._abandoned(temporary.run_id, entry.mtime, now):
+            if self.options.owns_temporary(temporary) and self._abandoned(temporary.run_id, entry.mtime, now):
                 session.discard(entry)
                 swept.append(entry.label)
         return swept
@@ -318,23 +344,31 @@ class RemoteTarget(Target):
         return LocalFile(path, sum(file.rows for file in files), len(content), hashlib.sha256(content).hexdigest())
 
     def _retire_old_files(self, session: RemoteSession, just_delivered: set[str], log: Log) -> list[str]:
+        """Keep the `keep_last` newest runs' file sets (this run's first) and delete the older sets'
+        files, with their completion files of the kind this export writes."""
         keep = self.options.keep_last
         if keep is None:
             return []
         try:
             entries = session.list_entries()
-            ours = [e for e in entries if self.options.own_files.fullmatch(e.name)]
-            ours.sort(key=lambda e: (e.name in just_delivered, e.mtime, e.name), reverse=True)
-            retired = [e.name for e in ours[keep:] if e.name not in just_delivered]
-            names = {e.name for e in entries}
+            sets: dict[str, list[RemoteEntry]] = {}
+            for entry in entries:
+                if match := self.options.own_files.fullmatch(entry.name):
+                    sets.setdefault(file_set_key(match), []).append(entry)
+            current = {key for key, members in sets.items() if any(entry.name in just_delivered for entry in members)}
+            newest_first = sorted(sets, key=lambda key: (key in current, max(e.mtime for e in sets[key]), key), reverse=True)
+            retired = sorted(entry.name for key in newest_first[keep:] if key not in current for entry in sets[key])
+            names = {entry.name for entry in entries}
+            # Only the kind of completion file this export writes is its own: a .done beside a file
+            # of an export that writes manifests (or none) was put there by someone else.
+            suffix = COMPLETION_SUFFIXES.get(self.options.finish_with or "")
             for name in retired:
                 session.delete(name)
-                for suffix in COMPLETION_SUFFIXES.values():
-                    companion = completion_stem(name, self.options.ext) + suffix
-                    if companion in names:
-                        session.delete(companion)
+                if suffix and (companion := completion_stem(name, self.options.ext) + suffix) in names:
+                    session.delete(companion)
         except Exception as error:
-            raise self._failure(f"deleting files older than the last {keep} (retention); the new files are delivered", error) from error
+            what = f"deleting files older than the last {keep} runs' (retention); the new files are delivered"
+            raise self._failure(what, error) from error
         for name in retired:
             log(f"Retention (keep_last {keep}): deleted {session.location_of(name)}")
         return retired

@@ -11,6 +11,7 @@ only; metadata or tags given at CreateMultipartUpload cannot be read until it co
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import posixpath
 from pathlib import Path
@@ -21,7 +22,7 @@ from dagster_aws.s3 import S3Resource
 
 from export_pipelines.spec.connections import S3Connection
 from export_pipelines.targets.base import DeliveryError, LocalFile
-from export_pipelines.targets.remote import RemoteEntry, RemoteSession, parse_temporary
+from export_pipelines.targets.remote import ListingRefused, RemoteEntry, RemoteSession, parse_temporary
 
 MIB = 1024 * 1024
 # CopyObject copies up to 5 GiB in one request; a larger object is copied in parts.
@@ -88,21 +89,35 @@ class S3Session(RemoteSession):
     def list_entries(self) -> list[RemoteEntry]:
         entries = []
         paginator = self.client.get_paginator("list_objects_v2")
-        for page in paginator.paginate(Bucket=self.connection.bucket, Prefix=self._folder_prefix, Delimiter="/"):
-            for item in page.get("Contents", []):
-                entries.append(RemoteEntry(posixpath.basename(item["Key"]), item["LastModified"].timestamp()))
+        with self._listing("s3:ListBucket"):
+            for page in paginator.paginate(Bucket=self.connection.bucket, Prefix=self._folder_prefix, Delimiter="/"):
+                for item in page.get("Contents", []):
+                    entries.append(RemoteEntry(posixpath.basename(item["Key"]), item["LastModified"].timestamp()))
         return entries
 
     def list_temporaries(self) -> list[RemoteEntry]:
         """Temporary objects (uploaded, not yet copied) and unfinished multipart uploads to temporary keys."""
         entries = super().list_temporaries()
         paginator = self.client.get_paginator("list_multipart_uploads")
-        for page in paginator.paginate(Bucket=self.connection.bucket, Prefix=self._folder_prefix):
-            for upload in page.get("Uploads", []):
-                name = upload["Key"][len(self._folder_prefix):]
-                if "/" not in name and parse_temporary(name):
-                    entries.append(RemoteEntry(name, upload["Initiated"].timestamp(), upload["UploadId"]))
+        with self._listing("s3:ListBucketMultipartUploads"):
+            for page in paginator.paginate(Bucket=self.connection.bucket, Prefix=self._folder_prefix):
+                for upload in page.get("Uploads", []):
+                    name = upload["Key"][len(self._folder_prefix):]
+                    if "/" not in name and parse_temporary(name):
+                        entries.append(RemoteEntry(name, upload["Initiated"].timestamp(), upload["UploadId"]))
         return entries
+
+    @contextlib.contextmanager
+    def _listing(self, permission: str):
+        """A listing the credentials may not make (a bucket policy granting PutObject only) is refused."""
+        try:
+            yield
+        except ClientError as error:
+            if error.response.get("Error", {}).get("Code") != "AccessDenied":
+                raise
+            raise ListingRefused(
+                f"the credentials may not list s3://{self.connection.bucket}/{self._folder_prefix} ({permission} is denied)"
+            ) from error
 
     def discard(self, entry: RemoteEntry) -> None:
         if entry.upload_id is None:

@@ -15,17 +15,14 @@ import paramiko
 
 from export_pipelines.spec.connections import SftpConnection
 from export_pipelines.targets.base import DeliveryError, LocalFile
-from export_pipelines.targets.remote import FolderSession, RemoteEntry, display_folder
+from export_pipelines.targets.known_hosts import KnownKeys, lookup_name, read_known_hosts
+from export_pipelines.targets.remote import FolderSession, ListingRefused, RemoteEntry, display_folder
 
 
 def fingerprint(key: paramiko.PKey) -> str:
     """The SHA256 fingerprint exactly as `ssh-keygen -lf` prints it."""
     digest = hashlib.sha256(key.asbytes()).digest()
     return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
-
-
-def known_hosts_name(host: str, port: int) -> str:
-    return host if port == 22 else f"[{host}]:{port}"
 
 
 # known_hosts names a key's type; SSH negotiates a host-key (signature) algorithm. The two are the
@@ -56,20 +53,19 @@ class HostKeyPolicy:
     def __init__(self, name: str, connection: SftpConnection):
         self.name = name
         self.connection = connection
-        self.entry_name = known_hosts_name(connection.host, connection.port)
-        self.known: dict[str, paramiko.PKey] = {}
+        self.entry_name = lookup_name(connection.host, connection.port)
+        self.known = KnownKeys()
         if connection.known_hosts_path:
             path = Path(connection.known_hosts_path).expanduser()
             try:
-                host_keys = paramiko.HostKeys(str(path))
+                self.known = read_known_hosts(path, connection.host, connection.port)
             except OSError as error:
                 raise DeliveryError(f"cannot read known_hosts_path {path}: {error.strerror or error}") from error
-            self.known = dict(host_keys.lookup(self.entry_name) or {})
 
     @property
     def known_key_types(self) -> list[str]:
         """The key types known_hosts holds for this host (`ssh-ed25519`, `ecdsa-sha2-nistp384`, `ssh-rsa`, ...)."""
-        return list(self.known)
+        return self.known.key_types
 
     def check(self, key: paramiko.PKey) -> None:
         c = self.connection
@@ -81,6 +77,11 @@ class HostKeyPolicy:
         )
         if c.insecure_accept_any_host_key:
             return
+        if self.known.is_revoked(key):
+            raise DeliveryError(
+                f"the server {self.entry_name} presented {presented}, which {c.known_hosts_path} marks @revoked; "
+                f"refusing to connect (a revoked key is never accepted: ask the server's operator for its new key)"
+            )
         if c.host_key_fingerprint is not None:
             if fingerprint(key) != c.host_key_fingerprint.rstrip("="):
                 raise DeliveryError(
@@ -88,18 +89,24 @@ class HostKeyPolicy:
                     f"{c.host_key_fingerprint}; refusing to connect (the key changed, or someone is in between). {how_to_pin}"
                 )
             return
-        expected = self.known.get(key.get_name())
-        if expected is None:
+        if self.known.accepts(key):
+            return
+        same_type = [known for known in self.known.keys if known.get_name() == key.get_name()]
+        if same_type:
+            listed = ", ".join(f"{known.get_name()} {fingerprint(known)}" for known in same_type)
             raise DeliveryError(
-                f"the server {self.entry_name} is not in {c.known_hosts_path} "
-                f"(it presented {presented}); refusing to connect to an unknown host. {how_to_pin}"
+                f"HOST KEY CHANGED for {self.entry_name}: known_hosts has {listed}, the server presented {presented}; "
+                f"refusing to connect (someone may be intercepting the connection). {how_to_pin}"
             )
-        if expected.asbytes() != key.asbytes():
+        if not self.known.keys and self.known.authorities:
             raise DeliveryError(
-                f"HOST KEY CHANGED for {self.entry_name}: known_hosts has "
-                f"{expected.get_name()} {fingerprint(expected)}, the server presented {presented}; refusing to connect "
-                f"(someone may be intercepting the connection). {how_to_pin}"
+                f"{c.known_hosts_path} has only @cert-authority lines for {self.entry_name}, and this client does not "
+                f"verify host certificates (the server presented {presented}); refusing to connect. {how_to_pin}"
             )
+        raise DeliveryError(
+            f"the server {self.entry_name} is not in {c.known_hosts_path} "
+            f"(it presented {presented}); refusing to connect to an unknown host. {how_to_pin}"
+        )
 
 
 LARGE_WRITES_ENV_VAR = "EXPORT_SFTP_LARGE_WRITES"
@@ -218,7 +225,12 @@ class SftpSession(FolderSession):
         self.sftp.mkdir(folder)
 
     def list_entries(self) -> list[RemoteEntry]:
-        return [RemoteEntry(a.filename, float(a.st_mtime or 0)) for a in self.sftp.listdir_attr(self.folder)]
+        try:
+            listing = self.sftp.listdir_attr(self.folder)
+        except PermissionError as error:
+            reason = error.strerror or error
+            raise ListingRefused(f"the server does not let {self.connection.username!r} list {self.folder} ({reason})") from error
+        return [RemoteEntry(a.filename, float(a.st_mtime or 0)) for a in listing]
 
     def put(self, local: Path, name: str) -> None:
         request_bytes = self._write_request_bytes()

@@ -3,6 +3,7 @@ when a test asks for them. The suite's conftest imports these fixtures."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import ssl
@@ -92,7 +93,9 @@ def moto_endpoint() -> str:
 
 @pytest.fixture
 def s3_bucket(moto_endpoint, request) -> str:
-    bucket = f"exports-{request.node.name.lower().replace('_', '-')[:40].strip('-[]')}-{os.getpid()}"
+    # The name's start for people, a hash of all of it so that parametrized tests never share a bucket.
+    digest = hashlib.sha256(request.node.name.encode()).hexdigest()[:8]
+    bucket = f"exports-{request.node.name.lower().replace('_', '-')[:32].strip('-[]')}-{digest}-{os.getpid()}"
     bucket = "".join(ch if ch.isalnum() or ch == "-" else "-" for ch in bucket)[:63]
     s3_client(moto_endpoint).create_bucket(Bucket=bucket, CreateBucketConfiguration={"LocationConstraint": "eu-central-1"})
     return bucket

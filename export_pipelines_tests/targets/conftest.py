@@ -23,7 +23,7 @@ class Runs:
         return run_id
 
     def fail(self, run_id: str) -> None:
-        """What run monitoring does to a run whose process died."""
+        """What the code server records when a run's process dies, or a user's termination in the UI."""
         self.instance.report_run_failed(self.instance.get_run_by_id(run_id))
 
     def is_over(self, run_id: str) -> bool | None:

@@ -33,17 +33,18 @@ def make_target(
     keep_last: int | None = None,
     finish_with: str | None = None,
     template: str = DEFAULT_TEMPLATE,
+    timezone: str = "UTC",
     run_id: str | None = None,
     run_is_over: Callable[[str], bool | None] = no_run_known,
 ) -> RemoteTarget:
-    """A target for one run (`run_id`, a fresh one by default) of `export`."""
+    """A target for one run (`run_id`, a fresh one by default) of `export`; window bounds in `timezone`."""
     parsed = ConnectionsFile.model_validate({"connections": {"partner": connection}}).connections["partner"]
     options = DeliveryOptions(
         export=export,
         connection="partner",
         keep_last=keep_last,
         finish_with=finish_with,
-        own_files=template_pattern(template, export, "customers", "csv"),
+        own_files=template_pattern(template, export, "customers", "csv", timezone),
         ext="csv",
         run_time=RUN_TIME,
         run_id=run_id or str(uuid.uuid4()),

@@ -4,6 +4,7 @@ another template's, or a file placed by hand."""
 
 from __future__ import annotations
 
+import pytest
 import sqlalchemy as sa
 
 from export_pipelines.stages.file_naming import DEFAULT_SPLIT_TEMPLATE, DEFAULT_TEMPLATE
@@ -68,6 +69,65 @@ def test_the_sibling_export_x_eu_keeps_to_its_own_files_too(partner, tmp_path):
     target.deliver([local_file(tmp_path, new, b"new\r\n")], Log())
 
     assert partner.names() == sorted([*others, new])
+
+
+def test_keep_last_counts_runs_so_a_split_set_stays_whole(partner, tmp_path):
+    """keep_last 2: this run's set and the newest earlier run's set, all of its parts."""
+    older_runs = [  # oldest first, each run's parts
+        ["x_20261119T020000Z_part001.csv", "x_20261119T020000Z_part002.csv", "x_20261119T020000Z_part003.csv"],
+        ["x_20261120T020000Z_part001.csv", "x_20261120T020000Z_part002.csv"],
+        ["x_20261121T020000Z_part001.csv", "x_20261121T020000Z_part002.csv", "x_20261121T020000Z_part003.csv"],
+    ]
+    for index, names in enumerate(older_runs):
+        for name in names:
+            partner.place(name, b"old\r\n", age_seconds=(len(older_runs) - index) * DAY)
+    new = ["x_20261123T020000Z_part001.csv", "x_20261123T020000Z_part002.csv"]
+
+    target = make_target(partner.connection, partner.folder, export="x", keep_last=2, template=DEFAULT_SPLIT_TEMPLATE)
+    delivery = target.deliver([local_file(tmp_path, name, b"new\r\n") for name in new], Log())
+
+    assert partner.names() == sorted([*older_runs[2], *new])
+    assert delivery.retired == sorted([*older_runs[0], *older_runs[1]])
+
+
+@pytest.mark.parametrize(("finish_with", "owned_companion"), [(None, None), ("manifest", ".manifest.json"), ("done_marker", ".done")])
+def test_only_the_completion_files_this_export_writes_are_its_own(partner, tmp_path, finish_with, owned_companion):
+    old = "x_20261120T020000Z.csv"
+    companions = ["x_20261120T020000Z.done", "x_20261120T020000Z.manifest.json"]
+    partner.place(old, b"old\r\n", age_seconds=2 * DAY)
+    for name in companions:
+        partner.place(name, b"", age_seconds=2 * DAY)
+    new = "x_20261123T020000Z.csv"
+
+    target = make_target(partner.connection, partner.folder, export="x", keep_last=1, finish_with=finish_with)
+    target.deliver([local_file(tmp_path, new, b"new\r\n")], Log())
+
+    written = [new.replace(".csv", owned_companion)] if owned_companion else []
+    surviving = [name for name in companions if not (owned_companion and name.endswith(owned_companion))]
+    assert partner.names() == sorted([new, *written, *surviving])
+
+
+@pytest.mark.parametrize(
+    ("template", "timezone", "old", "new", "foreign"),
+    [
+        ("{export}_{run_time:%s}.{ext}", "UTC", "x_1763604000.csv", "x_1763863200.csv",
+         ["x_5.csv", "x_17636040001.csv", "x_0763604000.csv"]),
+        ("{export}_{run_time:%Y%m%d%^P}.{ext}", "UTC", "x_20261120am.csv", "x_20261123am.csv",
+         ["x_20261120AM.csv", "x_20261120PM.csv"]),
+        ("{export}_{window_start:%Y%m%d%Z}.{ext}", "Europe/Berlin", "x_20261120CET.csv", "x_20261123CET.csv",
+         ["x_20261120EST.csv", "x_20261120UTC.csv", "x_20261120ABCDE.csv"]),
+    ],
+)
+def test_zone_epoch_and_am_pm_tokens_own_only_their_shapes(partner, tmp_path, template, timezone, old, new, foreign):
+    partner.place(old, b"old\r\n", age_seconds=2 * DAY)
+    for name in foreign:
+        partner.place(name, b"other\r\n", age_seconds=10 * DAY)
+
+    target = make_target(partner.connection, partner.folder, export="x", keep_last=1, template=template, timezone=timezone)
+    delivery = target.deliver([local_file(tmp_path, new, b"new\r\n")], Log())
+
+    assert partner.names() == sorted([new, *foreign])
+    assert delivery.retired == [old]
 
 
 def test_issue_input_one_run_of_customers_keeps_customers_eu_and_the_backup(partner, tmp_path):

@@ -12,9 +12,13 @@ import sys
 import threading
 import time
 
+from export_pipelines.spec.loader import load_config
 from export_pipelines.stages.file_naming import default_template
+from export_pipelines.targets.registry import target_for
 from export_pipelines.targets.remote import Temporary, parse_temporary, temporary_name
-from export_pipelines_tests.targets.delivery_helpers import Log, local_file, make_target
+from export_pipelines_tests.conftest import write_config
+from export_pipelines_tests.servers.fixtures import s3_client
+from export_pipelines_tests.targets.delivery_helpers import RUN_TIME, Log, local_file, make_target
 
 EXPORT = "inc_big"
 TEMPLATE = default_template("daily", split=False)  # {export}_{window_start:%Y%m%d}_{window_end:%Y%m%d}.{ext}
@@ -97,14 +101,14 @@ def test_a_killed_runs_temporaries_are_swept_by_the_next_run_once_it_is_over(par
     assert leftovers and runs_of(leftovers) == {killed_run}
     assert WINDOW_FILES[0] not in partner.names()
 
-    # The instance still says STARTED (no monitoring has noticed yet): the next run leaves them alone.
+    # The instance still says STARTED (nothing has noticed yet): the next run leaves them alone.
     second_content = os.urandom(1000)
     second = make_target(partner.connection, partner.folder, export=EXPORT, template=TEMPLATE, run_is_over=runs.is_over)
     delivery = second.deliver([local_file(tmp_path / "2", WINDOW_FILES[1], second_content)], Log())
     assert delivery.swept == []
     assert partner.temporaries() == leftovers
 
-    runs.fail(killed_run)  # what run monitoring, or a user terminating the run in the UI, records
+    runs.fail(killed_run)  # what the code server, or a user terminating the run in the UI, records
     third_content = os.urandom(1000)
     third = make_target(partner.connection, partner.folder, export=EXPORT, template=TEMPLATE, run_is_over=runs.is_over)
     delivery = third.deliver([local_file(tmp_path / "3", WINDOW_FILES[2], third_content)], Log())
@@ -125,3 +129,36 @@ def test_a_temporary_name_carries_export_and_run_and_fits_a_file_name():
     assert parse_temporary(shortened) == Temporary("inc_big", run_id)
     assert parse_temporary("inc_big_20240101_20240102.csv") is None
     assert parse_temporary(".inc_big.0123456789ab.inc_big_20240101_20240102.csv.part") is None  # no run id
+
+
+def adhoc_temporary(run_id: str, file_name: str) -> str:
+    """What an ad-hoc run (export adhoc_<run id without dashes>) uploads under, written by hand."""
+    return f".adhoc_{run_id.replace('-', '')}.{run_id}.{file_name}.part"
+
+
+def test_a_killed_adhoc_runs_temporaries_are_swept_by_a_later_adhoc_run(partner, runs, tmp_path):
+    """Each ad-hoc run is an export of its own (adhoc_<run id>): no later run of that export ever comes,
+    so a later ad-hoc run sweeps them once the killed run is over; a live ad-hoc run's and a spec
+    export's temporaries stay."""
+    killed, alive, spec_run, later = runs.started(), runs.started(), runs.started(), runs.started()
+    runs.fail(killed)
+    runs.fail(spec_run)
+    killed_temporary = adhoc_temporary(killed, "adhoc_20261123T020000Z.csv")
+    alive_temporary = adhoc_temporary(alive, "adhoc_20261123T020000Z.csv")
+    spec_temporary = f".x.{spec_run}.x_20261123T020000Z.csv.part"
+    for name in (killed_temporary, alive_temporary, spec_temporary):
+        partner.place(name, b"partial")
+    if partner.bucket:  # and the killed run's unfinished multipart upload to its temporary key
+        s3_client(partner.endpoint).create_multipart_upload(Bucket=partner.bucket, Key=f"{partner.folder}/{killed_temporary}")
+    export = f"adhoc_{later.replace('-', '')}"
+    spec = {"name": export, "model": "customers", "fields": ["id"], "target": {"connection": "partner", "path": partner.folder}}
+    config = load_config(write_config(tmp_path / "config", [spec], connections={"connections": {"partner": partner.connection}}))
+    assert not config.problems, [str(problem) for problem in config.problems]
+    target = target_for(config.plans[export], config.connections.connections, tmp_path, RUN_TIME, later, runs.is_over)
+
+    delivery = target.deliver([local_file(tmp_path / "out", f"{export}.csv", b"id\r\n1\r\n")], Log())
+
+    expected_swept = [killed_temporary] + ([f"{killed_temporary} (unfinished multipart upload"] if partner.bucket else [])
+    assert sorted(label.rsplit(" ", 1)[0] if "multipart" in label else label for label in delivery.swept) == expected_swept
+    assert partner.names() == sorted([alive_temporary, spec_temporary, f"{export}.csv"])
+    assert partner.unfinished_uploads() == []
