@@ -33,7 +33,7 @@ from export_pipelines.stages.extract import extract_to_stage_file
 from export_pipelines.stages.query import TimeWindow
 from export_pipelines.stages.file_naming import NameValues, render_file_name
 from export_pipelines.stages.mapping import map_stage_file
-from export_pipelines.stages.serialization import LINE_ENDINGS, CsvDialect, OutputSettings, DELIMITERS, write_files
+from export_pipelines.stages.serialization import OutputSettings, UnrepresentableText, dialect_of, write_files
 from export_pipelines.stages.stage_files import read_batches
 from export_pipelines.spec.connections import DeliveryConnection
 from export_pipelines.targets.base import Delivery, DeliveredFile, LocalFile, Target
@@ -204,7 +204,7 @@ def build_export_asset(plan: ExportPlan, connections: Mapping[str, DeliveryConne
         note_reused_input(context, mapped)
         folder = work_dir(context, name) / "files"
         settings = OutputSettings(
-            dialect=CsvDialect(DELIMITERS[spec.format], LINE_ENDINGS[spec.line_ending]),
+            dialect=dialect_of(spec),
             compression=spec.compression,
             max_rows_per_file=spec.max_rows_per_file,
             archive_time=mapped.facts.extracted_at,
@@ -224,13 +224,19 @@ def build_export_asset(plan: ExportPlan, connections: Mapping[str, DeliveryConne
             )
             return render_file_name(plan.file_template, values)
 
-        files = write_files(
-            read_batches(Path(mapped.path), spec.batch_size),
-            [field.header for field in plan.fields],
-            folder,
-            name_for_part,
-            settings,
-        )
+        try:
+            files = write_files(
+                read_batches(Path(mapped.path), spec.batch_size),
+                [field.header for field in plan.fields],
+                folder,
+                name_for_part,
+                settings,
+            )
+        except UnrepresentableText as error:
+            # Only where no row is at hand to reject: a group's value, or a Replace's own output.
+            raise dg.Failure(
+                f"For export {name}, {error}: map it with replace, or write encoding: utf-8", allow_retries=False
+            ) from None
         file_set = FileSet(tuple(files), mapped.rows, mapped.facts)
         return dg.Output(
             file_set,

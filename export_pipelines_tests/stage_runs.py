@@ -15,7 +15,7 @@ from export_pipelines.stages.aggregation import aggregate_stage_file
 from export_pipelines.stages.extract import ExtractResult, extract_to_stage_file
 from export_pipelines.stages.mapping import map_stage_file
 from export_pipelines.stages.query import TimeWindow
-from export_pipelines.stages.serialization import DELIMITERS, LINE_ENDINGS, CsvDialect, OutputSettings, write_files
+from export_pipelines.stages.serialization import OutputSettings, dialect_of, write_files
 from export_pipelines.stages.stage_files import read_batches
 from export_pipelines.targets.base import LocalFile
 from export_pipelines_tests.conftest import write_config
@@ -80,7 +80,7 @@ def run_stages(
         result = aggregate_stage_file(plan, rows_path, folder / "aggregated.arrow", batch_size=plan.spec.batch_size)
         rows_path, aggregation = result.path, result.execution
     settings = OutputSettings(
-        dialect=CsvDialect(DELIMITERS[plan.spec.format], LINE_ENDINGS[plan.spec.line_ending]),
+        dialect=dialect_of(plan.spec),
         compression=plan.spec.compression,
         max_rows_per_file=plan.spec.max_rows_per_file,
         archive_time=ARCHIVE_TIME,
