@@ -33,6 +33,8 @@ from export_pipelines.stages.extract import extract_to_stage_file
 from export_pipelines.stages.query import TimeWindow
 from export_pipelines.stages.file_naming import NameValues, render_file_name
 from export_pipelines.stages.mapping import map_stage_file
+from export_pipelines.spec.encryption import encryption_keys, plaintext_name
+from export_pipelines.stages.encryption import EncryptionError, encrypt_files
 from export_pipelines.stages.serialization import OutputSettings, UnrepresentableText, dialect_of, write_files
 from export_pipelines.stages.stage_files import read_batches
 from export_pipelines.spec.connections import DeliveryConnection
@@ -229,7 +231,7 @@ def build_export_asset(plan: ExportPlan, connections: Mapping[str, DeliveryConne
                 read_batches(Path(mapped.path), spec.batch_size),
                 [field.header for field in plan.fields],
                 folder,
-                name_for_part,
+                plaintext_name(plan, name_for_part) if plan.encryption else name_for_part,
                 settings,
             )
         except UnrepresentableText as error:
@@ -237,6 +239,15 @@ def build_export_asset(plan: ExportPlan, connections: Mapping[str, DeliveryConne
             raise dg.Failure(
                 f"For export {name}, {error}: map it with replace, or write encoding: utf-8", allow_retries=False
             ) from None
+        if plan.encryption is not None:
+            try:
+                plain_files = files
+                files = encrypt_files(plain_files, encryption_keys(plan), lambda plain: name_for_part(plain_files.index(plain) + 1))
+            except EncryptionError as error:
+                for written in plain_files:
+                    written.path.unlink(missing_ok=True)
+                # Before any upload: nothing of this run reaches the partner's folder.
+                raise dg.Failure(f"For export {name}, {error}", allow_retries=False) from None
         file_set = FileSet(tuple(files), mapped.rows, mapped.facts)
         return dg.Output(
             file_set,
@@ -401,6 +412,9 @@ def materialization_metadata(
         metadata["connection"] = plan.spec.target.connection
     if delivery.completion_file is not None:
         metadata["completion_file"] = delivery.completion_file.location
+    if plan.encryption is not None:
+        # The delivered bytes are ciphertext; the analyst checking a decrypted file compares these.
+        metadata["plaintext_sha256"] = dg.MetadataValue.json({f.name: f.plaintext_sha256 for f in file_set.files})
     if delivery.swept:
         metadata["swept_temporary_files"] = dg.MetadataValue.json(delivery.swept)
     if delivery.retired:

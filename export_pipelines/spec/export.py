@@ -11,6 +11,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, PlainValidator, Tag, field_validator, model_validator
 
+from export_pipelines.spec.connections import EnvSecret
 from export_pipelines.spec.problems import KeyValueError, closest
 from export_pipelines.stages.encodings import cannot_hold
 
@@ -394,6 +395,49 @@ class Notify(BaseModel):
     via: str | None = Field(default=None, description="The smtp connection; the only one in connections.yaml by default.")
 
 
+FINGERPRINT_PATTERN = re.compile(r"^(0x)?[0-9A-Fa-f]{40}$")
+
+
+def _secret_reference(value: Any) -> Any:
+    """A passphrase is read from the environment; the message never echoes what was written instead."""
+    if not isinstance(value, dict):
+        raise ValueError("a passphrase is never written in a spec; write passphrase: {env: VARIABLE_NAME} and set that variable")
+    return value
+
+
+class SigningKey(BaseModel):
+    """Our secret key, to sign what we encrypt (the partner verifies it came from us)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    key_file: str = Field(description="Armored or binary secret key; keep it out of the config folder (e.g. a mounted secret).")
+    passphrase: Annotated[EnvSecret, BeforeValidator(_secret_reference)] | None = None
+
+
+class Encryption(BaseModel):
+    """OpenPGP encryption of every delivered file, after compression: a partner's drop folder is untrusted storage.
+
+    At spec level, not the connection's, because it changes the file (its name gains .pgp): where
+    the file is delivered, or redirected to the download folder, must not change what it is.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    recipients: list[str] = Field(
+        min_length=1, description="Public key files in the config folder (keys/partner.asc), or fingerprints of keys in its keys/ folder."
+    )
+    sign_with: SigningKey | None = None
+    armor: bool = Field(default=False, description="ASCII armor instead of binary OpenPGP.")
+    extension: Literal["pgp", "gpg"] = "pgp"
+
+    @field_validator("recipients")
+    @classmethod
+    def _distinct(cls, value: list[str]) -> list[str]:
+        if len({item.lower().removeprefix("0x") for item in value}) != len(value):
+            raise ValueError("a recipient is listed twice")
+        return value
+
+
 class ExportSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -436,6 +480,7 @@ class ExportSpec(BaseModel):
     timestamp_timezone: TimezoneName | None = Field(
         default=None, description="IANA zone timestamps are written in (needs timestamp_format); default UTC."
     )
+    encrypt: Encryption | None = Field(default=None, description="OpenPGP: every file encrypted to the recipients' keys, named .pgp.")
     csv_injection: Literal["off", "escape"] = Field(
         default="off", description="escape: text starting with = + - @ tab or CR gets a leading ' (OWASP CSV injection)."
     )
