@@ -35,8 +35,8 @@ from export_pipelines.stages.file_naming import NameValues, render_file_name
 from export_pipelines.stages.mapping import map_stage_file
 from export_pipelines.spec.encryption import encryption_keys, plaintext_name
 from export_pipelines.stages.encryption import EncryptionError, encrypt_files
-from export_pipelines.stages.serialization import OutputSettings, UnrepresentableText, dialect_of, write_files
-from export_pipelines.stages.stage_files import read_batches
+from export_pipelines.stages.serialization import OutputSettings, UnrepresentableText, dialect_of, raw_json_columns, write_files
+from export_pipelines.stages.stage_files import read_batches, read_schema
 from export_pipelines.spec.connections import DeliveryConnection
 from export_pipelines.targets.base import Delivery, DeliveredFile, LocalFile, Target
 from export_pipelines.targets.registry import downloads_folder, target_for
@@ -207,6 +207,8 @@ def build_export_asset(plan: ExportPlan, connections: Mapping[str, DeliveryConne
         folder = work_dir(context, name) / "files"
         settings = OutputSettings(
             dialect=dialect_of(spec),
+            file_format=spec.format,
+            raw_json=raw_json_columns(plan),
             compression=spec.compression,
             max_rows_per_file=spec.max_rows_per_file,
             archive_time=mapped.facts.extracted_at,
@@ -233,6 +235,7 @@ def build_export_asset(plan: ExportPlan, connections: Mapping[str, DeliveryConne
                 folder,
                 plaintext_name(plan, name_for_part) if plan.encryption else name_for_part,
                 settings,
+                schema=read_schema(Path(mapped.path)),
             )
         except UnrepresentableText as error:
             # Only where no row is at hand to reject: a group's value, or a Replace's own output.

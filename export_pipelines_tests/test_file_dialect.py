@@ -33,7 +33,8 @@ ROWS = [
 ]
 MODELS = model(
     "people",
-    {"name": {"type": "string"}, "amount": {"type": "decimal", "scale": 2}, "born": {"type": "date"}, "seen": {"type": "timestamp"}},
+    {"name": {"type": "string"}, "amount": {"type": "decimal", "scale": 2}, "born": {"type": "date"}, "seen": {"type": "timestamp"},
+     "doc": {"type": "json"}},
 )
 FIELDS = ["id", "name", "amount", "born", "seen"]
 
@@ -51,6 +52,22 @@ def people(request, tmp_path) -> tuple[str, str]:
         rows = ROWS
     create_table(url, "people", columns, rows)
     return url, request.param
+
+
+# A JSON document in row 1 (the others NULL), for the formats that keep JSON as JSON.
+DOCUMENT = '{"tier": "gold", "n": 1.50, "tags": ["a", "\\u00e9"]}'
+
+
+@pytest.fixture
+def people_with_documents(people) -> tuple[str, str]:
+    url, dialect = people
+    engine = sa.create_engine(url)
+    with engine.begin() as connection:
+        connection.execute(sa.text(f"ALTER TABLE people ADD COLUMN doc {'jsonb' if dialect == 'postgresql' else 'TEXT'}"))
+        cast = "CAST(:d AS jsonb)" if dialect == "postgresql" else ":d"
+        connection.execute(sa.text(f"UPDATE people SET doc = {cast} WHERE id = 1"), {"d": DOCUMENT})
+    engine.dispose()
+    return url, dialect
 
 
 @pytest.fixture(params=[True, False], ids=["fast", "general"])

@@ -395,6 +395,11 @@ class Notify(BaseModel):
     via: str | None = Field(default=None, description="The smtp connection; the only one in connections.yaml by default.")
 
 
+# The keys of a CSV/PSV file's dialect: a JSON Lines or Parquet file has fixed rules instead.
+CSV_DIALECT_KEYS = frozenset({
+    "delimiter", "quoting", "encoding", "header", "null_text", "decimal_separator", "date_format",
+    "timestamp_format", "timestamp_timezone", "csv_injection", "line_ending",
+})
 FINGERPRINT_PATTERN = re.compile(r"^(0x)?[0-9A-Fa-f]{40}$")
 
 
@@ -448,7 +453,9 @@ class ExportSpec(BaseModel):
     fields: list[Annotated[FieldSpec, BeforeValidator(_field_shorthand)]] = Field(min_length=1)
     filters: Filters | None = None
     order: list[str] = Field(default_factory=list, description="Field names; a leading - sorts descending.")
-    format: Literal["csv", "psv"] = "csv"
+    format: Literal["csv", "psv", "jsonl", "parquet"] = Field(
+        default="csv", description="csv, psv (|-separated), jsonl (JSON Lines) or parquet (Arrow types kept)."
+    )
     compression: Literal["none", "gzip", "zip"] = "none"
     line_ending: Literal["crlf", "lf"] = "crlf"
     file_name: str | None = Field(default=None, description="Template; see file_naming.TOKENS.")
@@ -505,6 +512,9 @@ class ExportSpec(BaseModel):
 
     @model_validator(mode="after")
     def _dialect_agrees(self) -> ExportSpec:
+        if self.format in ("jsonl", "parquet"):
+            for key in sorted(CSV_DIALECT_KEYS & self.model_fields_set):
+                raise KeyValueError(key, f"applies to csv and psv files; format {self.format} has its own rules (docs/export-specs.md)")
         if self.format == "psv" and self.delimiter not in (None, "|"):
             raise KeyValueError("delimiter", f"format psv is |-separated; drop delimiter or write format: csv with delimiter {self.delimiter!r}")
         if self.timestamp_timezone is not None and self.timestamp_format is None:

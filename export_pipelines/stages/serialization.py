@@ -1,4 +1,4 @@
-"""Serialization: RFC 4180 CSV or PSV, UTF-8, written straight into gzip or zip, split into parts.
+"""Serialization: RFC 4180 CSV or PSV (or JSON Lines, or Parquet), written straight into gzip or zip, split into parts.
 
 Rows are formatted a whole column at a time with pyarrow.compute and joined into one
 buffer per batch, so no Python code runs per row. By default values are quoted only when
@@ -22,6 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from export_pipelines.stages.arrow_runtime import prepare_pyarrow
+from export_pipelines.stages.json_lines import format_json_lines
 from export_pipelines.stages.encodings import BYTE_ORDER_MARK, CODECS, cannot_hold, is_unicode, unrepresentable_rows
 from export_pipelines.stages.text_format import CANONICAL, ValueFormat, to_text, value_format_of
 from export_pipelines.stages.write_behind import WriteBehind, in_order
@@ -63,7 +64,7 @@ class CsvDialect:
 def dialect_of(spec) -> CsvDialect:
     """The CsvDialect an ExportSpec (spec/export.py) asks for: the one place its dialect keys are read."""
     return CsvDialect(
-        delimiter=spec.delimiter or DELIMITERS[spec.format],
+        delimiter=spec.delimiter or DELIMITERS.get(spec.format, ","),  # jsonl and parquet have none
         line_ending=LINE_ENDINGS[spec.line_ending],
         quoting=spec.quoting,
         encoding=spec.encoding,
@@ -71,6 +72,16 @@ def dialect_of(spec) -> CsvDialect:
         null_text=spec.null_text,
         injection_guard=spec.csv_injection == "escape",
         value_format=value_format_of(spec),
+    )
+
+
+def raw_json_columns(plan) -> frozenset[int]:
+    """Positions of an ExportPlan's output fields that are whole JSON documents as stored (a json field
+    without default or replace), which JSON Lines embeds as values rather than strings."""
+    return frozenset(
+        index
+        for index, field in enumerate(plan.fields)
+        if field.source.field_type == "json" and field.source.json_property is None and not field.replace and field.default is None
     )
 
 
@@ -86,6 +97,8 @@ class OutputSettings:
     # Compressed files carry a timestamp; a fixed one per window makes a re-run's bytes identical.
     archive_time: dt.datetime
     compression_level: int = 6
+    file_format: str = "csv"  # csv and psv (the dialect decides), jsonl, parquet
+    raw_json: frozenset[int] = frozenset()  # jsonl: positions of columns holding JSON text, embedded as values
 
 
 def quote_where_needed(text: pa.Array, dialect: CsvDialect) -> pa.Array:
@@ -206,10 +219,14 @@ class _HashingSink(io.RawIOBase):
 
 
 class _PartWriter:
-    def __init__(self, path: Path, settings: OutputSettings, header: bytes, behind: WriteBehind):
+    """One file: bytes (CSV, JSON Lines) or record batches (Parquet, when `parquet_schema` is given),
+    through gzip or zip, counted and hashed on their way to the disk."""
+
+    def __init__(self, path: Path, settings: OutputSettings, header: bytes, behind: WriteBehind, parquet_schema: pa.Schema | None = None):
         self.path = path
         self.rows = 0
         self._behind = behind
+        self._parquet = None
         self._raw = open(path, "wb", buffering=WRITE_BUFFER_BYTES)
         self._sink = _HashingSink(self._raw)
         self._zip = None
@@ -230,13 +247,20 @@ class _PartWriter:
         else:
             self._stream = self._sink
         self._stream.write(header)
+        if parquet_schema is not None:
+            import pyarrow.parquet as pq  # only Parquet exports pay for its import
+
+            # Parquet writes its footer last and never seeks back, so it streams into gzip or zip as well.
+            self._parquet = pq.ParquetWriter(self._stream, parquet_schema)
 
     def write(self, data, rows: int) -> None:
-        self._behind.submit(self._stream.write, data)
+        self._behind.submit(self._stream.write if self._parquet is None else self._parquet.write_batch, data)
         self.rows += rows
 
     def close(self) -> LocalFile:
         self._behind.drain()
+        if self._parquet is not None:
+            self._parquet.close()
         self._stream.close()
         if self._zip is not None:
             self._zip.close()
@@ -248,7 +272,7 @@ class _PartWriter:
             self._behind.drain()
         except Exception:  # the failure being handled already; the file is deleted below
             pass
-        for closable in (self._stream, self._zip, self._sink):
+        for closable in (self._parquet, self._stream, self._zip, self._sink):
             try:
                 if closable is not None:
                     closable.close()
@@ -278,22 +302,33 @@ def write_files(
     folder: Path,
     name_for_part: Callable[[int], str],
     settings: OutputSettings,
+    schema: pa.Schema | None = None,
 ) -> list[LocalFile]:
-    """Write the rows into one or more files (parts of at most max_rows_per_file rows, each with the header)."""
+    """Write the rows into one or more files (parts of at most max_rows_per_file rows, each with the header).
+
+    schema: the batches' schema, which Parquet needs before the first batch (a file without rows has it too).
+    """
     prepare_pyarrow()
     folder.mkdir(parents=True, exist_ok=True)
-    header = file_start(headers, settings.dialect)
+    parquet_schema = None
+    if settings.file_format == "parquet":
+        parquet_schema = pa.schema([pa.field(header, field.type) for header, field in zip(headers, schema, strict=False)])
+        start, content = b"", lambda batch: pa.RecordBatch.from_arrays(batch.columns[: len(headers)], schema=parquet_schema)
+    elif settings.file_format == "jsonl":
+        start, content = b"", lambda batch: format_json_lines(batch, headers, settings.raw_json)
+    else:
+        start, content = file_start(headers, settings.dialect), lambda batch: format_lines(batch, settings.dialect)
     limit = settings.max_rows_per_file
     files: list[LocalFile] = []
     behind = WriteBehind()
-    writer = _PartWriter(folder / name_for_part(1), settings, header, behind)
+    writer = _PartWriter(folder / name_for_part(1), settings, start, behind, parquet_schema)
     try:
         # Formatting is most of the work: batches are formatted two at a time, written in order.
         pieces = _cut_into_parts(batches, limit)
-        for (starts_part, piece), text in in_order(lambda item: format_lines(item[1], settings.dialect), pieces):
+        for (starts_part, piece), text in in_order(lambda item: content(item[1]), pieces):
             if starts_part:
                 files.append(writer.close())
-                writer = _PartWriter(folder / name_for_part(len(files) + 1), settings, header, behind)
+                writer = _PartWriter(folder / name_for_part(len(files) + 1), settings, start, behind, parquet_schema)
             writer.write(text, piece.num_rows)
         files.append(writer.close())
     except BaseException:
