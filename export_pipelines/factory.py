@@ -33,8 +33,10 @@ from export_pipelines.stages.extract import extract_to_stage_file
 from export_pipelines.stages.query import TimeWindow
 from export_pipelines.stages.file_naming import NameValues, render_file_name
 from export_pipelines.stages.mapping import map_stage_file
-from export_pipelines.stages.serialization import LINE_ENDINGS, CsvDialect, OutputSettings, DELIMITERS, write_files
-from export_pipelines.stages.stage_files import read_batches
+from export_pipelines.spec.encryption import encryption_keys, plaintext_name
+from export_pipelines.stages.encryption import EncryptionError, encrypt_files
+from export_pipelines.stages.serialization import OutputSettings, UnrepresentableText, dialect_of, raw_json_columns, write_files
+from export_pipelines.stages.stage_files import read_batches, read_schema
 from export_pipelines.spec.connections import DeliveryConnection
 from export_pipelines.targets.base import Delivery, DeliveredFile, LocalFile, Target
 from export_pipelines.targets.registry import downloads_folder, target_for
@@ -204,7 +206,9 @@ def build_export_asset(plan: ExportPlan, connections: Mapping[str, DeliveryConne
         note_reused_input(context, mapped)
         folder = work_dir(context, name) / "files"
         settings = OutputSettings(
-            dialect=CsvDialect(DELIMITERS[spec.format], LINE_ENDINGS[spec.line_ending]),
+            dialect=dialect_of(spec),
+            file_format=spec.format,
+            raw_json=raw_json_columns(plan),
             compression=spec.compression,
             max_rows_per_file=spec.max_rows_per_file,
             archive_time=mapped.facts.extracted_at,
@@ -224,13 +228,29 @@ def build_export_asset(plan: ExportPlan, connections: Mapping[str, DeliveryConne
             )
             return render_file_name(plan.file_template, values)
 
-        files = write_files(
-            read_batches(Path(mapped.path), spec.batch_size),
-            [field.header for field in plan.fields],
-            folder,
-            name_for_part,
-            settings,
-        )
+        try:
+            files = write_files(
+                read_batches(Path(mapped.path), spec.batch_size),
+                [field.header for field in plan.fields],
+                folder,
+                plaintext_name(plan, name_for_part) if plan.encryption else name_for_part,
+                settings,
+                schema=read_schema(Path(mapped.path)),
+            )
+        except UnrepresentableText as error:
+            # Only where no row is at hand to reject: a group's value, or a Replace's own output.
+            raise dg.Failure(
+                f"For export {name}, {error}: map it with replace, or write encoding: utf-8", allow_retries=False
+            ) from None
+        if plan.encryption is not None:
+            try:
+                plain_files = files
+                files = encrypt_files(plain_files, encryption_keys(plan), lambda plain: name_for_part(plain_files.index(plain) + 1))
+            except EncryptionError as error:
+                for written in plain_files:
+                    written.path.unlink(missing_ok=True)
+                # Before any upload: nothing of this run reaches the partner's folder.
+                raise dg.Failure(f"For export {name}, {error}", allow_retries=False) from None
         file_set = FileSet(tuple(files), mapped.rows, mapped.facts)
         return dg.Output(
             file_set,
@@ -395,6 +415,9 @@ def materialization_metadata(
         metadata["connection"] = plan.spec.target.connection
     if delivery.completion_file is not None:
         metadata["completion_file"] = delivery.completion_file.location
+    if plan.encryption is not None:
+        # The delivered bytes are ciphertext; the analyst checking a decrypted file compares these.
+        metadata["plaintext_sha256"] = dg.MetadataValue.json({f.name: f.plaintext_sha256 for f in file_set.files})
     if delivery.swept:
         metadata["swept_temporary_files"] = dg.MetadataValue.json(delivery.swept)
     if delivery.retired:

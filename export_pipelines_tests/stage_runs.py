@@ -15,8 +15,8 @@ from export_pipelines.stages.aggregation import aggregate_stage_file
 from export_pipelines.stages.extract import ExtractResult, extract_to_stage_file
 from export_pipelines.stages.mapping import map_stage_file
 from export_pipelines.stages.query import TimeWindow
-from export_pipelines.stages.serialization import DELIMITERS, LINE_ENDINGS, CsvDialect, OutputSettings, write_files
-from export_pipelines.stages.stage_files import read_batches
+from export_pipelines.stages.serialization import OutputSettings, dialect_of, raw_json_columns, write_files
+from export_pipelines.stages.stage_files import read_batches, read_schema
 from export_pipelines.targets.base import LocalFile
 from export_pipelines_tests.conftest import write_config
 
@@ -80,13 +80,16 @@ def run_stages(
         result = aggregate_stage_file(plan, rows_path, folder / "aggregated.arrow", batch_size=plan.spec.batch_size)
         rows_path, aggregation = result.path, result.execution
     settings = OutputSettings(
-        dialect=CsvDialect(DELIMITERS[plan.spec.format], LINE_ENDINGS[plan.spec.line_ending]),
+        dialect=dialect_of(plan.spec),
+        file_format=plan.spec.format,
+        raw_json=raw_json_columns(plan),
         compression=plan.spec.compression,
         max_rows_per_file=plan.spec.max_rows_per_file,
         archive_time=ARCHIVE_TIME,
     )
     files = write_files(
-        read_batches(rows_path, plan.spec.batch_size), [f.header for f in plan.fields], folder / "files", lambda part: f"part{part}.{plan.ext}", settings
+        read_batches(rows_path, plan.spec.batch_size), [f.header for f in plan.fields], folder / "files", lambda part: f"part{part}.{plan.ext}", settings,
+        schema=read_schema(rows_path),
     )
     return StageRun(extracted, aggregation, files, plan.spec.compression)
 

@@ -161,7 +161,7 @@ CASES = [
     case("unquoted_fraction_as_text", spec("c_default", fields="[id, {from: gender, default: 0.50}]"),
          P(ex("c_default"), 3, "fields[1].default", "0.5 was read as a number", "quote the text")),
     # --- unknown and misspelt keys at every depth -----------------------------------------------------------
-    case("top_level_typo", spec("c_fomat", "fomat: psv\n"), P(ex("c_fomat"), 4, "fomat", "unknown key 'fomat'", "did you mean format?")),
+    case("top_level_typo", spec("c_fomat", "fomat: psv\n"), P(ex("c_fomat"), 4, "fomat", "unknown key 'fomat'", "did you mean format")),
     case("field_key_typo", spec("c_too", fields="[id, {from: email, too: Mail}]"),
          P(ex("c_too"), 3, "fields[1].too", "unknown key 'too'", "did you mean to?")),
     case("schedule_key_typo", {ex("sana_orders"): ("every: 30m}", "every: 30m, tiemzone: UTC}")},

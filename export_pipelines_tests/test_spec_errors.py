@@ -409,7 +409,7 @@ def test_one_bad_spec_does_not_hide_the_good_ones(tmp_path):
         ("fields[1].from", 3),
         ("filters.created_at.conditions.$after[0]", 7),
     ]
-    assert "did you mean format?" in config.problems[0].message
+    assert "did you mean format" in config.problems[0].message
 
 
 def test_validate_command_fails_and_prints_every_problem(tmp_path):

@@ -26,7 +26,7 @@ from export_pipelines.stages.aggregation import aggregate_stage_file
 from export_pipelines.stages.extract import extract_to_stage_file
 from export_pipelines.stages.file_naming import NameValues, render_file_name
 from export_pipelines.stages.mapping import map_stage_file
-from export_pipelines.stages.serialization import DELIMITERS, LINE_ENDINGS, CsvDialect, OutputSettings, write_files
+from export_pipelines.stages.serialization import OutputSettings, dialect_of, write_files
 from export_pipelines.stages.stage_files import read_batches
 
 def build_adhoc_job(loaded: ExportConfig) -> dg.JobDefinition:
@@ -76,7 +76,7 @@ def build_adhoc_job(loaded: ExportConfig) -> dg.JobDefinition:
     def serialize(context: dg.OpExecutionContext, plan: ExportPlan, rows: StageFile) -> FileSet:
         spec = plan.spec
         settings = OutputSettings(
-            dialect=CsvDialect(DELIMITERS[spec.format], LINE_ENDINGS[spec.line_ending]),
+            dialect=dialect_of(spec),
             compression=spec.compression,
             max_rows_per_file=spec.max_rows_per_file,
             archive_time=rows.facts.extracted_at,

@@ -6,11 +6,14 @@ import datetime as dt
 import difflib
 import re
 import zoneinfo
+from collections.abc import Iterator
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, PlainValidator, Tag, field_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Discriminator, Field, PlainValidator, Tag, field_validator, model_validator
 
+from export_pipelines.spec.connections import EnvSecret
 from export_pipelines.spec.problems import KeyValueError, closest
+from export_pipelines.stages.encodings import cannot_hold
 
 EXPORT_NAME_PATTERN = r"^[a-z0-9_]{1,64}$"
 
@@ -176,6 +179,25 @@ def _timezone_name(value: str) -> str:
         matches = difflib.get_close_matches(value, sorted(zoneinfo.available_timezones()), n=3, cutoff=0.6)
         hint = f"; did you mean {', '.join(matches)}?" if matches else " (use an IANA name such as Europe/Budapest)"
         raise ValueError(f"unknown timezone {value!r}{hint}") from None
+    return value
+
+
+# The strftime directives whose output is the same in every locale and on every platform (Arrow's
+# strftime, C locale); %f is the microseconds, added by text_format. Anything else is refused, not guessed.
+DATE_DIRECTIVES = "YmdyjbBaAe"
+TIME_DIRECTIVES = "HIMSpfzZ"
+
+
+def time_format_problem(value: str, directives: str) -> str:
+    """`value` when each % starts one of `directives` (or %%) and it holds at least one; else ValueError naming the culprit."""
+    found = re.findall(r"%(.?)", value)
+    unknown = sorted({d or "(end)" for d in found if d != "%" and d not in directives})
+    if unknown:
+        raise ValueError(f"%{unknown[0]} is not a directive here; use {' '.join('%' + d for d in directives)} (and %% for %)")
+    if not any(d in directives for d in found):
+        raise ValueError(f"{value!r} holds no directive, so every value would be written the same; e.g. %d.%m.%Y")
+    if re.search(r"[\x00-\x1f]", value):
+        raise ValueError("a format must not contain control characters")
     return value
 
 
@@ -373,6 +395,54 @@ class Notify(BaseModel):
     via: str | None = Field(default=None, description="The smtp connection; the only one in connections.yaml by default.")
 
 
+# The keys of a CSV/PSV file's dialect: a JSON Lines or Parquet file has fixed rules instead.
+CSV_DIALECT_KEYS = frozenset({
+    "delimiter", "quoting", "encoding", "header", "null_text", "decimal_separator", "date_format",
+    "timestamp_format", "timestamp_timezone", "csv_injection", "line_ending",
+})
+FINGERPRINT_PATTERN = re.compile(r"^(0x)?[0-9A-Fa-f]{40}$")
+
+
+def _secret_reference(value: Any) -> Any:
+    """A passphrase is read from the environment; the message never echoes what was written instead."""
+    if not isinstance(value, dict):
+        raise ValueError("a passphrase is never written in a spec; write passphrase: {env: VARIABLE_NAME} and set that variable")
+    return value
+
+
+class SigningKey(BaseModel):
+    """Our secret key, to sign what we encrypt (the partner verifies it came from us)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    key_file: str = Field(description="Armored or binary secret key; keep it out of the config folder (e.g. a mounted secret).")
+    passphrase: Annotated[EnvSecret, BeforeValidator(_secret_reference)] | None = None
+
+
+class Encryption(BaseModel):
+    """OpenPGP encryption of every delivered file, after compression: a partner's drop folder is untrusted storage.
+
+    At spec level, not the connection's, because it changes the file (its name gains .pgp): where
+    the file is delivered, or redirected to the download folder, must not change what it is.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    recipients: list[str] = Field(
+        min_length=1, description="Public key files in the config folder (keys/partner.asc), or fingerprints of keys in its keys/ folder."
+    )
+    sign_with: SigningKey | None = None
+    armor: bool = Field(default=False, description="ASCII armor instead of binary OpenPGP.")
+    extension: Literal["pgp", "gpg"] = "pgp"
+
+    @field_validator("recipients")
+    @classmethod
+    def _distinct(cls, value: list[str]) -> list[str]:
+        if len({item.lower().removeprefix("0x") for item in value}) != len(value):
+            raise ValueError("a recipient is listed twice")
+        return value
+
+
 class ExportSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -383,7 +453,9 @@ class ExportSpec(BaseModel):
     fields: list[Annotated[FieldSpec, BeforeValidator(_field_shorthand)]] = Field(min_length=1)
     filters: Filters | None = None
     order: list[str] = Field(default_factory=list, description="Field names; a leading - sorts descending.")
-    format: Literal["csv", "psv"] = "csv"
+    format: Literal["csv", "psv", "jsonl", "parquet"] = Field(
+        default="csv", description="csv, psv (|-separated), jsonl (JSON Lines) or parquet (Arrow types kept)."
+    )
     compression: Literal["none", "gzip", "zip"] = "none"
     line_ending: Literal["crlf", "lf"] = "crlf"
     file_name: str | None = Field(default=None, description="Template; see file_naming.TOKENS.")
@@ -401,6 +473,69 @@ class ExportSpec(BaseModel):
     aggregation_path: Literal["auto", "arrow"] = Field(
         default="auto", description="auto: GROUP BY in the database where it can; arrow: always over Arrow batches."
     )
+    # The importer's dialect (docs/export-specs.md, "File dialect"); the defaults write RFC 4180 UTF-8.
+    delimiter: Literal[",", ";", "|", "\t"] | None = Field(default=None, description="Default: the format's (csv , psv |).")
+    quoting: Literal["needed", "all", "nonnumeric"] = Field(
+        default="needed", description="needed: RFC 4180; all: every value; nonnumeric: every value but numbers. NULL is never quoted."
+    )
+    encoding: Literal["utf-8", "utf-8-sig", "windows-1252", "iso-8859-1"] = "utf-8"
+    header: bool = True
+    null_text: str = Field(default="", max_length=32, description="How NULL is written.")
+    decimal_separator: Literal[".", ","] = "."
+    date_format: str | None = Field(default=None, description="strftime directives, e.g. %d.%m.%Y; default YYYY-MM-DD.")
+    timestamp_format: str | None = Field(default=None, description="strftime directives (and %f); default ISO 8601 UTC with Z.")
+    timestamp_timezone: TimezoneName | None = Field(
+        default=None, description="IANA zone timestamps are written in (needs timestamp_format); default UTC."
+    )
+    encrypt: Encryption | None = Field(default=None, description="OpenPGP: every file encrypted to the recipients' keys, named .pgp.")
+    csv_injection: Literal["off", "escape"] = Field(
+        default="off", description="escape: text starting with = + - @ tab or CR gets a leading ' (OWASP CSV injection)."
+    )
+
+    @field_validator("date_format")
+    @classmethod
+    def _date_directives(cls, value: str | None) -> str | None:
+        return None if value is None else time_format_problem(value, DATE_DIRECTIVES)
+
+    @field_validator("timestamp_format")
+    @classmethod
+    def _timestamp_directives(cls, value: str | None) -> str | None:
+        return None if value is None else time_format_problem(value, DATE_DIRECTIVES + TIME_DIRECTIVES)
+
+    @field_validator("null_text")
+    @classmethod
+    def _null_text_unquoted(cls, value: str) -> str:
+        """NULL is never quoted (as PostgreSQL's COPY writes it), so it must not need quotes."""
+        if re.search(r'[",;|\t\r\n\x00-\x1f]', value):
+            raise ValueError('null_text must not contain a delimiter, a quote or a control character (it is written unquoted)')
+        return value
+
+    @model_validator(mode="after")
+    def _dialect_agrees(self) -> ExportSpec:
+        if self.format in ("jsonl", "parquet"):
+            for key in sorted(CSV_DIALECT_KEYS & self.model_fields_set):
+                raise KeyValueError(key, f"applies to csv and psv files; format {self.format} has its own rules (docs/export-specs.md)")
+        if self.format == "psv" and self.delimiter not in (None, "|"):
+            raise KeyValueError("delimiter", f"format psv is |-separated; drop delimiter or write format: csv with delimiter {self.delimiter!r}")
+        if self.timestamp_timezone is not None and self.timestamp_format is None:
+            raise KeyValueError(
+                "timestamp_timezone", "needs a timestamp_format (the default, ISO 8601 with Z, is UTC by definition), e.g. \"%d.%m.%Y %H:%M\""
+            )
+        for key, text in self._written_texts():
+            reason = cannot_hold(text, self.encoding)
+            if reason is not None:
+                raise KeyValueError(key, f"{text!r} is {reason}; change the text or write encoding: utf-8")
+        return self
+
+    def _written_texts(self) -> Iterator[tuple[str, str]]:
+        """The spec's own texts that reach the file: headers, defaults, replacements, null_text."""
+        yield "null_text", self.null_text
+        for index, field in enumerate(self.fields):
+            yield f"fields[{index}].to", field.header
+            if field.default is not None:
+                yield f"fields[{index}].default", field.default
+            for old, new in field.replace.items():
+                yield f"fields[{index}].replace.{old}", new
 
     @field_validator("owner")
     @classmethod

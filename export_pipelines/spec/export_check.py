@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from export_pipelines.spec.audience import resolve_audience
+from export_pipelines.spec.encryption import resolve_encryption
 from export_pipelines.spec.connections import DELIVERY_TYPES
 from export_pipelines.spec.export import ExportSpec
 from export_pipelines.spec.kpi import KPI_EXPORT_KEYS, KpiSelection, KpiTemplate, expand_export
@@ -66,7 +67,7 @@ def check_export(
     spec = shape.spec
     if spec is None:
         return None, problems
-    plan, audience = None, None
+    plan, audience, encryption = None, None, None
     if shape.plannable:
         try:
             plan = build_plan(
@@ -83,6 +84,11 @@ def check_export(
                 audience = resolve_audience(spec, config.catalog, config.root)
             except ExceptionGroup as group:
                 problems += _plan_problems(document, group)
+    if "encrypt" not in shape.set_aside:
+        try:
+            encryption = resolve_encryption(spec, config.root)
+        except ExceptionGroup as group:
+            problems += _plan_problems(document, group)
     if "target" not in shape.set_aside and (target_problem := _target_problem(spec, config)):
         problems.append(document.problem_at("target.connection", target_problem))
     if "notify" not in shape.set_aside and (mail_problem := _mail_problem(spec, config)):
@@ -91,7 +97,7 @@ def check_export(
     problems = [p for p in problems if p in reported or not document.reported_within(parse_key_path(p.key_path))]
     if problems or plan is None:
         return None, problems
-    return dataclasses.replace(plan, audience=audience), []
+    return dataclasses.replace(plan, audience=audience, encryption=encryption), []
 
 
 def _shape(keys: dict, document: YamlDocument, *, plannable: bool) -> _Shape:

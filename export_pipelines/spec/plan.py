@@ -22,6 +22,7 @@ from export_pipelines.stages import file_naming, name_patterns
 
 if TYPE_CHECKING:
     from export_pipelines.spec.audience import AudiencePlan
+    from export_pipelines.spec.encryption import EncryptionPlan
 
 VALUELESS_OPERATORS = frozenset({"$is_unknown", "$has_value"})
 SINGLE_VALUE_OPERATORS = frozenset({"$is", "$is_not", "$gt", "$gte", "$lt", "$lte", "$after", "$before"})
@@ -103,6 +104,7 @@ class ExportPlan:
     template_conditions: ConditionGroup | None = None
     kpi: str | None = None
     audience: AudiencePlan | None = None
+    encryption: EncryptionPlan | None = None
 
     @property
     def name(self) -> str:
@@ -351,7 +353,13 @@ def _file_template(spec: ExportSpec) -> tuple[str, str]:
     """The spec's file name template (its own, or the default for its kind) and extension."""
     grain = spec.incremental.grain if spec.incremental else None
     template = spec.file_name or file_naming.default_template(grain, split=spec.max_rows_per_file is not None)
-    return template, file_naming.extension(spec.format, spec.compression)
+    if spec.encrypt is None:
+        return template, file_naming.extension(spec.format, spec.compression)
+    # The delivered name gains .pgp: through {ext}, or at the end of a template without it.
+    suffix = f".{spec.encrypt.extension}"
+    if "{ext" not in template:
+        template += suffix
+    return template, file_naming.extension(spec.format, spec.compression) + suffix
 
 
 def _file_and_time_problems(spec: ExportSpec, model_name: str | None, model: ModelDef | None) -> list[PlanError]:

@@ -33,6 +33,7 @@ import pyarrow.compute as pc
 from export_pipelines.catalog.sql_types import DECIMAL_PRECISION
 from export_pipelines.spec.plan import ExportPlan, OutputField
 from export_pipelines.stages.mapping import group_order_column, map_column, typed_order_groups
+from export_pipelines.stages.text_format import value_format_of
 from export_pipelines.stages.stage_files import GROUP_PARTIALS_METADATA, holds_group_partials, read_batches, read_schema, write_table
 
 ROWS_COLUMN = "__rows"
@@ -182,7 +183,7 @@ def finish(plan: ExportPlan, combined: pa.Table) -> pa.Table:
         if field.aggregation == "avg":
             values = average(values, ordered[value_count_column(index)].combine_chunks(), average_scale(field))
         if field.aggregation != "group":
-            values = map_column(field, values)
+            values = map_column(field, values, value_format_of(plan.spec))
         columns.append(values)
     return pa.Table.from_arrays(columns, names=[field.header for field in plan.fields])
 

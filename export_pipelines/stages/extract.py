@@ -31,6 +31,7 @@ from export_pipelines.stages.arrow_runtime import prepare_pyarrow
 from export_pipelines.stages.audience import load_audience_table
 from export_pipelines.stages.dialects import SourceDialect, dialect_for, reflected_dialect
 from export_pipelines.stages.bad_rows import BadRows, RejectedRow, conversion_problem, value_preview
+from export_pipelines.stages.encodings import cannot_hold, unrepresentable_rows
 from export_pipelines.stages.query import (
     NO_PROBLEM,
     PROBLEM_COLUMN,
@@ -219,9 +220,10 @@ def _extract_rows_with_adbc(
     with arrow_extract.ArrowConnection(engine.url) as connection, arrow_extract.SnapshotRows(connection, rows_sql, batch_size, count_sql) as read:
         with stage_writer(path, schema) as writer, WriteBehind() as behind:
             for batch in read:
-                kept = _without_problem_rows(plan, batch, seen, bad_rows)
+                kept, positions = _without_problem_rows(plan, batch, seen, bad_rows)
+                kept = _without_unrepresentable_rows(plan, arrow_extract.to_stage_batch(kept, schema=schema, sources=plan.sources), positions, seen, bad_rows)
                 seen += batch.num_rows
-                behind.submit(writer.write_batch, arrow_extract.to_stage_batch(kept, schema=schema, sources=plan.sources))
+                behind.submit(writer.write_batch, kept)
                 rows += kept.num_rows
             behind.drain()
             if rows == 0:
@@ -230,18 +232,47 @@ def _extract_rows_with_adbc(
     return ExtractResult(path, rows, rows if expected is None else expected, extracted_at, bad_rows.in_row_order())
 
 
-def _without_problem_rows(plan: ExportPlan, batch: pa.RecordBatch, offset: int, bad_rows: BadRows) -> pa.RecordBatch:
-    """The batch's value columns, without the rows the query found a bad value in (those are listed)."""
+def _without_problem_rows(plan: ExportPlan, batch: pa.RecordBatch, offset: int, bad_rows: BadRows) -> tuple[pa.RecordBatch, Sequence[int]]:
+    """The batch's value columns without the rows the query found a bad value in (those are listed),
+    and each kept row's place in `batch`."""
     if PROBLEM_COLUMN not in batch.schema.names:
-        return batch
+        return batch, range(batch.num_rows)
     problems = batch.column(PROBLEM_COLUMN)
     values = batch.drop_columns([PROBLEM_COLUMN])
     fine = pc.equal(problems, NO_PROBLEM)
     if pc.all(fine).as_py():
-        return values
+        return values, range(batch.num_rows)
     keys = _key_values(plan, values.columns)
     _reject_problem_rows(plan, problems.to_pylist(), keys, offset, bad_rows)
-    return values.filter(fine)
+    return values.filter(fine), pc.indices_nonzero(fine).to_pylist()
+
+
+def _without_unrepresentable_rows(plan: ExportPlan, values, positions: Sequence[int], offset: int, bad_rows: BadRows):
+    """`values` (a batch or table of stage columns) without the rows whose text the file's encoding cannot
+    hold, each listed as a bad row; positions: each row's place in the batch the query returned.
+
+    A field every output of which Replaces or Defaults is left to serialization: a replacement may be
+    exactly how the spec makes a value writable.
+    """
+    checked = [
+        index
+        for index, source in enumerate(plan.sources)
+        if pa.types.is_string(values.schema.field(index).type)
+        and any(not field.replace and field.default is None for field in plan.fields if field.source == source)
+    ]
+    found = unrepresentable_rows([values.column(index) for index in checked], plan.spec.encoding) if checked else None
+    if found is None:
+        return values
+    keys = _key_values(plan, values.columns)
+    for row in pc.indices_nonzero(found).to_pylist():
+        row_number = offset + positions[row] + 1
+        for index in checked:
+            value = values.column(index)[row].as_py()
+            reason = None if value is None else cannot_hold(value, plan.spec.encoding)
+            if reason is not None:
+                bad_rows.reject(RejectedRow(row_number, _key(plan, keys, row, row_number), plan.sources[index].label, value_preview(value), reason))
+                break
+    return values.filter(pc.invert(found))
 
 
 def _key_values(plan: ExportPlan, columns: Sequence) -> Sequence | None:
@@ -318,7 +349,8 @@ def rows_to_table(rows: Sequence[sa.Row], schema: pa.Schema, plan: ExportPlan, o
         # Rare: only a batch holding a bad value is converted a second time, without those rows.
         keep = [p for p in range(len(positions)) if p not in unconvertible]
         arrays = [to_arrow([column[p] for p in keep], field.type) for column, field in zip(columns, schema, strict=True)]
-    return pa.Table.from_arrays(arrays, schema=schema)
+        positions = [positions[p] for p in keep]
+    return _without_unrepresentable_rows(plan, pa.Table.from_arrays(arrays, schema=schema), positions, offset, bad_rows)
 
 
 def to_arrow(values: Sequence, kind: pa.DataType) -> pa.Array:

@@ -17,7 +17,7 @@ import pyarrow.compute as pc
 
 from export_pipelines.spec.plan import ExportPlan, OutputField
 from export_pipelines.stages.stage_files import holds_group_partials, read_batches, row_count, stage_writer
-from export_pipelines.stages.text_format import to_text
+from export_pipelines.stages.text_format import CANONICAL, ValueFormat, to_text, value_format_of
 
 
 TEXT_SOURCE_TYPES = frozenset({"string", "json"})
@@ -42,7 +42,7 @@ def map_batch(plan: ExportPlan, batch: pa.RecordBatch) -> pa.RecordBatch:
     """The output columns; an aggregating export also carries each typed_order_groups field's typed value, last."""
     columns = {source.label: batch.column(index) for index, source in enumerate(plan.sources)}
     arrays = [
-        columns[field.source.label] if plan.aggregates and field.aggregation != "group" else map_column(field, columns[field.source.label])
+        columns[field.source.label] if plan.aggregates and field.aggregation != "group" else map_column(field, columns[field.source.label], value_format_of(plan.spec))
         for field in plan.fields
     ]
     names = [field.header for field in plan.fields]
@@ -53,11 +53,12 @@ def map_batch(plan: ExportPlan, batch: pa.RecordBatch) -> pa.RecordBatch:
     return pa.RecordBatch.from_arrays(arrays, names=names)
 
 
-def map_column(field: OutputField, array: pa.Array) -> pa.Array:
+def map_column(field: OutputField, array: pa.Array, value_format: ValueFormat = CANONICAL) -> pa.Array:
     if not field.replace and field.default is None:
         return array
-    # NULL is written as the empty value, and Replace and Default see the value as it is written.
-    text = pc.fill_null(to_text(array), "")
+    # NULL is written as the empty value, and Replace and Default see the value as it is written
+    # (in the file dialect's date, timestamp and decimal formats).
+    text = pc.fill_null(to_text(array, value_format), "")
     if field.replace:
         text = _replace(text, field.replace)
     if field.default is not None:

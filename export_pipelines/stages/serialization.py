@@ -1,12 +1,14 @@
-"""Serialization: RFC 4180 CSV or PSV, UTF-8, written straight into gzip or zip, split into parts.
+"""Serialization: RFC 4180 CSV or PSV (or JSON Lines, or Parquet), written straight into gzip or zip, split into parts.
 
 Rows are formatted a whole column at a time with pyarrow.compute and joined into one
-buffer per batch, so no Python code runs per row. Values are quoted only when they
-contain the delimiter, a quote or a line break, as RFC 4180 asks and psql does.
+buffer per batch, so no Python code runs per row. By default values are quoted only when
+they contain the delimiter, a quote or a line break, as RFC 4180 asks and psql does; an
+importer's dialect (CsvDialect) may ask for another delimiter, quoting, encoding or formats.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import gzip
 import hashlib
@@ -20,7 +22,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from export_pipelines.stages.arrow_runtime import prepare_pyarrow
-from export_pipelines.stages.text_format import to_text
+from export_pipelines.stages.json_lines import format_json_lines
+from export_pipelines.stages.encodings import BYTE_ORDER_MARK, CODECS, cannot_hold, is_unicode, unrepresentable_rows
+from export_pipelines.stages.text_format import CANONICAL, ValueFormat, to_text, value_format_of
 from export_pipelines.stages.write_behind import WriteBehind, in_order
 from export_pipelines.targets.base import LocalFile
 
@@ -31,8 +35,22 @@ WRITE_BUFFER_BYTES = 1 << 20
 
 @dataclass(frozen=True)
 class CsvDialect:
+    """How values become a file's bytes; the defaults write RFC 4180 UTF-8 as psql does.
+
+    quoting: "needed" quotes a value holding the delimiter, a quote or a line break (RFC 4180);
+    "all" every value; "nonnumeric" every value but integers, decimals and floats. NULL is
+    written as null_text and never quoted, as PostgreSQL's COPY ... FORCE_QUOTE writes it, so
+    an empty text ("") stays apart from NULL. injection_guard: OWASP's CSV injection advice.
+    """
+
     delimiter: str
     line_ending: str
+    quoting: str = "needed"
+    encoding: str = "utf-8"
+    header: bool = True
+    null_text: str = ""
+    injection_guard: bool = False
+    value_format: ValueFormat = CANONICAL
 
     @property
     def special_bytes(self) -> tuple[bytes, ...]:
@@ -43,6 +61,34 @@ class CsvDialect:
         return '["\r\n' + ("\\|" if self.delimiter == "|" else self.delimiter) + "]"
 
 
+def dialect_of(spec) -> CsvDialect:
+    """The CsvDialect an ExportSpec (spec/export.py) asks for: the one place its dialect keys are read."""
+    return CsvDialect(
+        delimiter=spec.delimiter or DELIMITERS.get(spec.format, ","),  # jsonl and parquet have none
+        line_ending=LINE_ENDINGS[spec.line_ending],
+        quoting=spec.quoting,
+        encoding=spec.encoding,
+        header=spec.header,
+        null_text=spec.null_text,
+        injection_guard=spec.csv_injection == "escape",
+        value_format=value_format_of(spec),
+    )
+
+
+def raw_json_columns(plan) -> frozenset[int]:
+    """Positions of an ExportPlan's output fields that are whole JSON documents as stored (a json field
+    without default or replace), which JSON Lines embeds as values rather than strings."""
+    return frozenset(
+        index
+        for index, field in enumerate(plan.fields)
+        if field.source.field_type == "json" and field.source.json_property is None and not field.replace and field.default is None
+    )
+
+
+class UnrepresentableText(ValueError):
+    """A value the file's encoding cannot hold reached serialization (a row export rejects such rows earlier)."""
+
+
 @dataclass(frozen=True)
 class OutputSettings:
     dialect: CsvDialect
@@ -51,16 +97,17 @@ class OutputSettings:
     # Compressed files carry a timestamp; a fixed one per window makes a re-run's bytes identical.
     archive_time: dt.datetime
     compression_level: int = 6
+    file_format: str = "csv"  # csv and psv (the dialect decides), jsonl, parquet
+    raw_json: frozenset[int] = frozenset()  # jsonl: positions of columns holding JSON text, embedded as values
 
 
 def quote_where_needed(text: pa.Array, dialect: CsvDialect) -> pa.Array:
     if not _may_need_quotes(text, dialect):
         return text
-    needs_quotes = pc.match_substring_regex(text, dialect.needs_quotes_pattern)
+    needs_quotes = pc.fill_null(pc.match_substring_regex(text, dialect.needs_quotes_pattern), False)
     if not pc.any(needs_quotes).as_py():
         return text
-    quoted = pc.binary_join_element_wise('"', pc.replace_substring(text, '"', '""'), '"', "")
-    return pc.if_else(needs_quotes, quoted, text)
+    return pc.if_else(needs_quotes, _quoted(text), text)
 
 
 def _may_need_quotes(text: pa.Array, dialect: CsvDialect) -> bool:
@@ -73,14 +120,61 @@ def _may_need_quotes(text: pa.Array, dialect: CsvDialect) -> bool:
     return any(special in data for special in dialect.special_bytes)
 
 
+# A cell a spreadsheet would run as a formula (OWASP, "CSV Injection"); numbers are left alone.
+FORMULA_START = r"^[=+\-@\t\r]"
+NUMBER_TEXT = r"^[+-]?(\d+([.,]\d*)?|[.,]\d+)([eE][+-]?\d+)?$"
+
+
 def format_lines(batch: pa.RecordBatch, dialect: CsvDialect) -> bytes | pa.Buffer:
-    """The batch as CSV lines, one contiguous buffer."""
+    """The batch as lines in the dialect's encoding, one contiguous buffer.
+
+    Raises UnrepresentableText when a value holds a character the encoding has no byte for.
+    """
     if batch.num_rows == 0:
         return b""
-    cells = [quote_where_needed(pc.fill_null(to_text(column), ""), dialect) for column in batch.columns]
+    cells = [_cell(column, dialect) for column in batch.columns]
     lines = pc.binary_join_element_wise(*cells, dialect.delimiter) if len(cells) > 1 else cells[0]
     lines = pc.binary_join_element_wise(lines, dialect.line_ending, "")
-    return _contiguous_bytes(lines)
+    data = _contiguous_bytes(lines)
+    if is_unicode(dialect.encoding):
+        return data
+    try:
+        return data.to_pybytes().decode("utf-8").encode(CODECS[dialect.encoding])
+    except UnicodeEncodeError:
+        raise _unrepresentable(batch, dialect) from None
+
+
+def _cell(column: pa.Array, dialect: CsvDialect) -> pa.Array:
+    text = to_text(column, dialect.value_format)
+    if dialect.injection_guard and (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
+        text = _formula_escaped(text)
+    numeric = pa.types.is_integer(column.type) or pa.types.is_decimal(column.type) or pa.types.is_floating(column.type)
+    if dialect.quoting == "all" or (dialect.quoting == "nonnumeric" and not numeric):
+        text = _quoted(text)
+    else:
+        text = quote_where_needed(text, dialect)
+    return pc.fill_null(text, dialect.null_text)
+
+
+def _quoted(text: pa.Array) -> pa.Array:
+    return pc.binary_join_element_wise('"', pc.replace_substring(text, '"', '""'), '"', "")
+
+
+def _formula_escaped(text: pa.Array) -> pa.Array:
+    risky = pc.and_(pc.match_substring_regex(text, FORMULA_START), pc.invert(pc.match_substring_regex(text, NUMBER_TEXT)))
+    if not pc.any(risky).as_py():
+        return text
+    return pc.if_else(risky, pc.binary_join_element_wise("'", text, ""), text)
+
+
+def _unrepresentable(batch: pa.RecordBatch, dialect: CsvDialect) -> UnrepresentableText:
+    for name, column in zip(batch.schema.names, batch.columns, strict=True):
+        text = to_text(column, dialect.value_format)
+        rows = unrepresentable_rows([text], dialect.encoding)
+        if rows is not None:
+            value = text.filter(rows)[0].as_py()
+            return UnrepresentableText(f"{name} = {value!r} is {cannot_hold(value, dialect.encoding)}")
+    return UnrepresentableText(f"a value is not representable in {dialect.encoding}")
 
 
 def _contiguous_bytes(strings: pa.Array) -> pa.Buffer:
@@ -90,9 +184,15 @@ def _contiguous_bytes(strings: pa.Array) -> pa.Buffer:
     return strings.buffers()[2][start:end]
 
 
-def header_line(headers: Iterable[str], dialect: CsvDialect) -> bytes:
+def file_start(headers: Iterable[str], dialect: CsvDialect) -> bytes:
+    """What each file (each part) starts with: the byte order mark the encoding asks for, then the header line."""
+    mark = BYTE_ORDER_MARK.get(dialect.encoding, b"")
+    if not dialect.header:
+        return mark
+    headers = list(headers)
+    # The names come from the spec, checked at load: no formula guard, and the encoding holds them.
     batch = pa.RecordBatch.from_arrays([pa.array([h], pa.string()) for h in headers], names=[str(i) for i, _ in enumerate(headers)])
-    return bytes(format_lines(batch, dialect))
+    return mark + bytes(format_lines(batch, dataclasses.replace(dialect, injection_guard=False)))
 
 
 class _HashingSink(io.RawIOBase):
@@ -119,10 +219,14 @@ class _HashingSink(io.RawIOBase):
 
 
 class _PartWriter:
-    def __init__(self, path: Path, settings: OutputSettings, header: bytes, behind: WriteBehind):
+    """One file: bytes (CSV, JSON Lines) or record batches (Parquet, when `parquet_schema` is given),
+    through gzip or zip, counted and hashed on their way to the disk."""
+
+    def __init__(self, path: Path, settings: OutputSettings, header: bytes, behind: WriteBehind, parquet_schema: pa.Schema | None = None):
         self.path = path
         self.rows = 0
         self._behind = behind
+        self._parquet = None
         self._raw = open(path, "wb", buffering=WRITE_BUFFER_BYTES)
         self._sink = _HashingSink(self._raw)
         self._zip = None
@@ -143,13 +247,20 @@ class _PartWriter:
         else:
             self._stream = self._sink
         self._stream.write(header)
+        if parquet_schema is not None:
+            import pyarrow.parquet as pq  # only Parquet exports pay for its import
+
+            # Parquet writes its footer last and never seeks back, so it streams into gzip or zip as well.
+            self._parquet = pq.ParquetWriter(self._stream, parquet_schema)
 
     def write(self, data, rows: int) -> None:
-        self._behind.submit(self._stream.write, data)
+        self._behind.submit(self._stream.write if self._parquet is None else self._parquet.write_batch, data)
         self.rows += rows
 
     def close(self) -> LocalFile:
         self._behind.drain()
+        if self._parquet is not None:
+            self._parquet.close()
         self._stream.close()
         if self._zip is not None:
             self._zip.close()
@@ -161,7 +272,7 @@ class _PartWriter:
             self._behind.drain()
         except Exception:  # the failure being handled already; the file is deleted below
             pass
-        for closable in (self._stream, self._zip, self._sink):
+        for closable in (self._parquet, self._stream, self._zip, self._sink):
             try:
                 if closable is not None:
                     closable.close()
@@ -191,22 +302,33 @@ def write_files(
     folder: Path,
     name_for_part: Callable[[int], str],
     settings: OutputSettings,
+    schema: pa.Schema | None = None,
 ) -> list[LocalFile]:
-    """Write the rows into one or more files (parts of at most max_rows_per_file rows, each with the header)."""
+    """Write the rows into one or more files (parts of at most max_rows_per_file rows, each with the header).
+
+    schema: the batches' schema, which Parquet needs before the first batch (a file without rows has it too).
+    """
     prepare_pyarrow()
     folder.mkdir(parents=True, exist_ok=True)
-    header = header_line(headers, settings.dialect)
+    parquet_schema = None
+    if settings.file_format == "parquet":
+        parquet_schema = pa.schema([pa.field(header, field.type) for header, field in zip(headers, schema, strict=False)])
+        start, content = b"", lambda batch: pa.RecordBatch.from_arrays(batch.columns[: len(headers)], schema=parquet_schema)
+    elif settings.file_format == "jsonl":
+        start, content = b"", lambda batch: format_json_lines(batch, headers, settings.raw_json)
+    else:
+        start, content = file_start(headers, settings.dialect), lambda batch: format_lines(batch, settings.dialect)
     limit = settings.max_rows_per_file
     files: list[LocalFile] = []
     behind = WriteBehind()
-    writer = _PartWriter(folder / name_for_part(1), settings, header, behind)
+    writer = _PartWriter(folder / name_for_part(1), settings, start, behind, parquet_schema)
     try:
         # Formatting is most of the work: batches are formatted two at a time, written in order.
         pieces = _cut_into_parts(batches, limit)
-        for (starts_part, piece), text in in_order(lambda item: format_lines(item[1], settings.dialect), pieces):
+        for (starts_part, piece), text in in_order(lambda item: content(item[1]), pieces):
             if starts_part:
                 files.append(writer.close())
-                writer = _PartWriter(folder / name_for_part(len(files) + 1), settings, header, behind)
+                writer = _PartWriter(folder / name_for_part(len(files) + 1), settings, start, behind, parquet_schema)
             writer.write(text, piece.num_rows)
         files.append(writer.close())
     except BaseException:

@@ -2,10 +2,13 @@
 
 Timestamps are ISO 8601 in UTC with a Z (fractional seconds only when present),
 decimals are positional with exactly their scale (12.30 stays 12.30, zero at scale 7 is
-0.0000000, never 0E-7), booleans are true/false, dates YYYY-MM-DD.
+0.0000000, never 0E-7), booleans are true/false, dates YYYY-MM-DD. An export's file dialect
+(ValueFormat) may ask for other date and timestamp formats and a decimal comma instead.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -16,7 +19,30 @@ MICROS_PER_SECOND = 1_000_000
 ARROW_POSITIONAL_MAX_SCALE = 6
 
 
-def to_text(array: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
+@dataclass(frozen=True)
+class ValueFormat:
+    """An importer's formats for dates, timestamps and decimals; the defaults are the canonical ones above.
+
+    date_format / timestamp_format: strftime directives as Arrow's strftime reads them in the C
+    locale (spec.export.time_format_problem lists the allowed ones), plus %f for the 6 digits of
+    microseconds. timestamp_timezone: the IANA zone timestamps are written in (default UTC).
+    """
+
+    date_format: str | None = None
+    timestamp_format: str | None = None
+    timestamp_timezone: str | None = None
+    decimal_separator: str = "."
+
+
+CANONICAL = ValueFormat()
+
+
+def value_format_of(spec) -> ValueFormat:
+    """The ValueFormat an ExportSpec's date_format, timestamp_format, timestamp_timezone and decimal_separator ask for."""
+    return ValueFormat(spec.date_format, spec.timestamp_format, spec.timestamp_timezone, spec.decimal_separator)
+
+
+def to_text(array: pa.Array | pa.ChunkedArray, value_format: ValueFormat = CANONICAL) -> pa.Array | pa.ChunkedArray:
     """The array's values as they appear in the file; NULL stays NULL."""
     kind = array.type
     if pa.types.is_string(kind):
@@ -24,10 +50,43 @@ def to_text(array: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
     if pa.types.is_large_string(kind):
         return array.cast(pa.string())
     if pa.types.is_timestamp(kind):
+        if value_format.timestamp_format is not None:
+            return _strftime(array, value_format.timestamp_format, value_format.timestamp_timezone or "UTC")
         return _timestamp_text(array)
+    if pa.types.is_date(kind) and value_format.date_format is not None:
+        return _strftime(array.cast(pa.timestamp("s")), value_format.date_format, "UTC")
     if pa.types.is_decimal(kind):
-        return decimal_text(array)
+        return _with_separator(decimal_text(array), value_format.decimal_separator)
+    if pa.types.is_floating(kind):
+        return _with_separator(array.cast(pa.string()), value_format.decimal_separator)
     return array.cast(pa.string())
+
+
+def _with_separator(text, separator: str):
+    # A number's text holds at most one ".", the decimal point: the separator is the only thing replaced.
+    return text if separator == "." else pc.replace_substring(text, ".", separator)
+
+
+def _strftime(array, template: str, zone: str):
+    """Arrow's strftime in `zone`; %f (not Arrow's) is the microseconds, zero-padded to 6 digits.
+
+    Arrow writes %S with the unit's fraction, so the values are cut to whole seconds first and
+    the fraction comes only from an explicit %f.
+    """
+    instants = array.cast(pa.timestamp("us", tz="UTC"))  # a naive value is UTC (see _timestamp_text)
+    seconds = pc.floor_temporal(instants, unit="second").cast(pa.timestamp("s", tz=zone))
+    pieces = [pc.strftime(seconds, format=piece, locale="C") if piece else None for piece in template.split("%f")]
+    if len(pieces) == 1:
+        return pieces[0]
+    micros = pc.subtract(instants.cast(pa.int64()), pc.multiply(seconds.cast(pa.int64()), MICROS_PER_SECOND))
+    micro_text = pc.utf8_lpad(micros.cast(pa.string()), 6, "0")
+    parts = []
+    for index, piece in enumerate(pieces):
+        if index:
+            parts.append(micro_text)
+        if piece is not None:
+            parts.append(piece)
+    return pc.binary_join_element_wise(*parts, "")
 
 
 def decimal_text(array: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:

@@ -16,6 +16,8 @@ class LocalFile:
     rows: int
     bytes: int
     sha256: str
+    # An encrypted file's plaintext (after compression), which the partner gets back by decrypting.
+    plaintext_sha256: str | None = None
 
     @property
     def name(self) -> str:

@@ -335,7 +335,11 @@ class RemoteTarget(Target):
                 "export": self.options.export,
                 "run_time": self.options.run_time.astimezone(dt.UTC).isoformat().replace("+00:00", "Z"),
                 "rows": sum(file.rows for file in files),
-                "files": [{"name": f.name, "rows": f.rows, "bytes": f.bytes, "sha256": f.sha256} for f in files],
+                "files": [
+                    {"name": f.name, "rows": f.rows, "bytes": f.bytes, "sha256": f.sha256}
+                    | ({"plaintext_sha256": f.plaintext_sha256} if f.plaintext_sha256 else {})
+                    for f in files
+                ],
             }
             content = (json.dumps(manifest, indent=2) + "\n").encode()
         else:

@@ -1,0 +1,58 @@
+"""JSON Lines (jsonlines.org): one JSON object per row, the `to` names as keys, in spec order.
+
+Values keep their JSON kinds: integers and decimals are JSON numbers written positionally with
+exactly the field's scale (`12.50`: JSON numbers are text of any precision, RFC 8259 section 6;
+parse them with Decimal, e.g. Python's json.loads(..., parse_float=decimal.Decimal), to keep
+every digit), booleans true/false, NULL null, a json field its own JSON value, and text,
+timestamps and dates strings (timestamps ISO 8601 UTC with Z). Built a column at a time
+with pyarrow.compute, as the CSV lines are.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from export_pipelines.stages.text_format import to_text
+
+# RFC 8259 section 7: the two-character escapes; the other control characters are \u00XX.
+SHORT_ESCAPES = {"\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def format_json_lines(batch: pa.RecordBatch, keys: Sequence[str], raw_json: frozenset[int]) -> pa.Buffer | bytes:
+    """The batch as JSON Lines; raw_json: positions of columns holding JSON text, embedded as values."""
+    if batch.num_rows == 0:
+        return b""
+    members = [
+        pc.binary_join_element_wise(json.dumps(key, ensure_ascii=False) + ":", _json_value(column, index in raw_json), "")
+        for index, (key, column) in enumerate(zip(keys, batch.columns, strict=True))
+    ]
+    lines = pc.binary_join_element_wise("{", pc.binary_join_element_wise(*members, ","), "}\n", "")
+    offsets = pa.Array.from_buffers(pa.int32(), len(lines) + 1, [None, lines.buffers()[1]], offset=lines.offset)
+    return lines.buffers()[2][offsets[0].as_py() : offsets[len(lines)].as_py()]
+
+
+def _json_value(column: pa.Array, raw_json: bool) -> pa.Array:
+    kind = column.type
+    if raw_json:
+        text = column.cast(pa.string())
+    elif pa.types.is_integer(kind) or pa.types.is_decimal(kind) or pa.types.is_boolean(kind):
+        text = to_text(column)
+    else:
+        text = json_string(to_text(column))
+    return pc.fill_null(text, "null")
+
+
+def json_string(text: pa.Array) -> pa.Array:
+    """Each value as a JSON string literal (quoted, escaped); NULL stays NULL."""
+    text = pc.replace_substring(text, "\\", "\\\\")
+    text = pc.replace_substring(text, '"', '\\"')
+    if pc.any(pc.match_substring_regex(text, "[\\x00-\\x1f]")).as_py():
+        for code in range(32):
+            character = chr(code)
+            if pc.any(pc.match_substring(text, character)).as_py():
+                text = pc.replace_substring(text, character, SHORT_ESCAPES.get(character, f"\\u{code:04x}"))
+    return pc.binary_join_element_wise('"', text, '"', "")
