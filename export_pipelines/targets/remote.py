@@ -22,6 +22,9 @@ from export_pipelines.stages.name_patterns import file_set_key
 from export_pipelines.targets.base import Delivery, DeliveredFile, DeliveryError, LocalFile, Log, Target
 
 COMPLETION_SUFFIXES = {"manifest": ".manifest.json", "done_marker": ".done"}
+# Servers list modification times in whole seconds (FTP's MDTM, S3's LastModified): a set written in
+# the second this run started is counted as written beside it.
+CLOCK_SLACK_SECONDS = 2.0
 
 # `.{export}.{run id}.{final name}.part`: hidden from receivers that skip dot files, never a
 # valid export file name (those cannot start with a dot), and owned by exactly one run.
@@ -349,33 +352,65 @@ class RemoteTarget(Target):
 
     def _retire_old_files(self, session: RemoteSession, just_delivered: set[str], log: Log) -> list[str]:
         """Keep the `keep_last` newest runs' file sets (this run's first) and delete the older sets'
-        files, with their completion files of the kind this export writes."""
+        files, with their completion files of the kind this export writes.
+
+        A set delivered after this run started belongs to a run going on beside it (another window)
+        or after it: it is never deleted here, and it counts among the N kept. Parts an earlier run
+        of this very set wrote beyond this run's last part (a window re-run with fewer rows) are
+        deleted with or without keep_last: the set is this run's now, whole.
+        """
         keep = self.options.keep_last
-        if keep is None:
+        splits = any(self._set_key(name) not in (None, name) for name in just_delivered)
+        if keep is None and not splits:
             return []
         try:
-            entries = session.list_entries()
+            try:
+                entries = session.list_entries()
+            except ListingRefused as error:
+                if keep is not None:
+                    raise
+                log(f"WARNING: {error}; parts an earlier run of this set may have left beyond its last part are not removed")
+                return []
             sets: dict[str, list[RemoteEntry]] = {}
             for entry in entries:
-                if match := self.options.own_files.fullmatch(entry.name):
-                    sets.setdefault(file_set_key(match), []).append(entry)
+                if (key := self._set_key(entry.name)) is not None:
+                    sets.setdefault(key, []).append(entry)
             current = {key for key, members in sets.items() if any(entry.name in just_delivered for entry in members)}
-            newest_first = sorted(sets, key=lambda key: (key in current, max(e.mtime for e in sets[key]), key), reverse=True)
-            retired = sorted(entry.name for key in newest_first[keep:] if key not in current for entry in sets[key])
+            stale_parts = [entry.name for key in current for entry in sets[key] if entry.name not in just_delivered]
+            retired = sorted(stale_parts)
+            if keep is not None:
+                beside = self._delivered_since_this_run_started(sets, current, just_delivered)
+                kept = current | beside
+                older = sorted((key for key in sets if key not in kept), key=lambda key: (max(e.mtime for e in sets[key]), key), reverse=True)
+                retired += sorted(entry.name for key in older[max(keep - len(kept), 0):] for entry in sets[key])
             names = {entry.name for entry in entries}
             # Only the kind of completion file this export writes is its own: a .done beside a file
             # of an export that writes manifests (or none) was put there by someone else.
             suffix = COMPLETION_SUFFIXES.get(self.options.finish_with or "")
             for name in retired:
                 session.delete(name)
-                if suffix and (companion := completion_stem(name, self.options.ext) + suffix) in names:
+                if suffix and name not in stale_parts and (companion := completion_stem(name, self.options.ext) + suffix) in names:
                     session.delete(companion)
         except Exception as error:
             what = f"deleting files older than the last {keep} runs' (retention); the new files are delivered"
             raise self._failure(what, error) from error
         for name in retired:
-            log(f"Retention (keep_last {keep}): deleted {session.location_of(name)}")
+            why = "a part an earlier run of this set left" if name in stale_parts else f"keep_last {keep}"
+            log(f"Retention ({why}): deleted {session.location_of(name)}")
         return retired
+
+    def _set_key(self, name: str) -> str | None:
+        match = self.options.own_files.fullmatch(name)
+        return file_set_key(match) if match else None
+
+    def _delivered_since_this_run_started(self, sets: dict[str, list[RemoteEntry]], current: set[str], just_delivered: set[str]) -> set[str]:
+        """Sets whose newest file is younger than this run, by the server's clock: this run's own files
+        were written moments ago by it, which tells how the server's clock reads this run's start."""
+        own = [entry.mtime for key in current for entry in sets[key] if entry.name in just_delivered]
+        if not own:
+            return set()
+        started = min(own) - (time.time() - self.options.run_time.timestamp()) - CLOCK_SLACK_SECONDS
+        return {key for key, members in sets.items() if key not in current and max(e.mtime for e in members) >= started}
 
 
 def completion_stem(file_name: str, ext: str) -> str:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import os
 import uuid
 from collections.abc import Callable
 from pathlib import Path
@@ -36,8 +37,12 @@ def make_target(
     timezone: str = "UTC",
     run_id: str | None = None,
     run_is_over: Callable[[str], bool | None] = no_run_known,
+    run_time: dt.datetime | None = None,
 ) -> RemoteTarget:
-    """A target for one run (`run_id`, a fresh one by default) of `export`; window bounds in `timezone`."""
+    """A target for one run (`run_id`, a fresh one by default) of `export`; window bounds in `timezone`.
+
+    run_time: when the run extracted its rows; by default now, as for a run delivering what it just wrote.
+    """
     parsed = ConnectionsFile.model_validate({"connections": {"partner": connection}}).connections["partner"]
     options = DeliveryOptions(
         export=export,
@@ -46,12 +51,20 @@ def make_target(
         finish_with=finish_with,
         own_files=template_pattern(template, export, "customers", "csv", timezone),
         ext="csv",
-        run_time=RUN_TIME,
+        run_time=run_time or dt.datetime.now(dt.UTC),
         run_id=run_id or str(uuid.uuid4()),
         run_is_over=run_is_over,
     )
     open_session = SESSIONS[parsed.type]
     return RemoteTarget(options, target_address(parsed, folder), lambda: open_session("partner", parsed, options, folder))
+
+
+def age_files(folder: Path, seconds: float = 86_400) -> None:
+    """Make every file in a server's folder (on this machine's disk) `seconds` older: an earlier run's,
+    delivered long before the next run starts (retention keeps sets written after a run started)."""
+    for path in folder.iterdir():
+        stat = path.stat()
+        os.utime(path, (stat.st_atime - seconds, stat.st_mtime - seconds))
 
 
 def local_file(folder: Path, name: str, content: bytes, rows: int = 1) -> LocalFile:

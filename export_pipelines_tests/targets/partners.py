@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from export_pipelines.targets.remote import CLOCK_SLACK_SECONDS
 from export_pipelines_tests.servers.fixtures import s3_client
 from export_pipelines_tests.servers.system_user import owned_folder
 from export_pipelines_tests.targets.test_ftp import ftp_connection
@@ -24,15 +25,27 @@ THROTTLED_S3_BYTES_PER_SECOND = 3_000_000
 S3_PART_BYTES = 5 * 1024 * 1024  # the smallest multipart threshold: a file this large goes in parts
 
 
+# S3 keeps no modification time a client can set, and lists whole seconds: a file placed "earlier"
+# is only older than a run once the run starts past the retention's clock slack.
+S3_AGE_SECONDS = CLOCK_SLACK_SECONDS + 1.5
+
+
 @dataclass
 class Partner:
     kind: str
-    connection: dict
+    folder_connection: dict
     folder: str
     request: pytest.FixtureRequest
     home: Path | None = None  # SFTP/FTPS: the folder on this machine's disk
     bucket: str | None = None
     endpoint: str | None = None
+    _aged_after: float = 0.0
+
+    @property
+    def connection(self) -> dict:
+        """The folder's connection; on S3, once files placed as older than the next run really are."""
+        time.sleep(max(0.0, self._aged_after - time.time()))
+        return self.folder_connection
 
     @property
     def large_bytes(self) -> int:
@@ -43,6 +56,8 @@ class Partner:
         """Put a file there by hand, as the partner or another program would."""
         if self.bucket:
             s3_client(self.endpoint).put_object(Bucket=self.bucket, Key=f"{self.folder}/{name}", Body=content)
+            if age_seconds:
+                self._aged_after = time.time() + S3_AGE_SECONDS
             return
         path = self.home / name
         path.write_bytes(content)

@@ -10,7 +10,7 @@ import ssl
 import pytest
 
 from export_pipelines.targets.base import DeliveryError
-from export_pipelines_tests.targets.delivery_helpers import Log, export_file_name, local_file, make_target
+from export_pipelines_tests.targets.delivery_helpers import age_files, Log, export_file_name, local_file, make_target
 
 
 def ftp_connection(server, kind: str, **changes) -> dict:
@@ -93,6 +93,7 @@ def test_ftp_sweep_sees_hidden_temporaries_and_retention_keeps_the_newest(
     connection = ftp_connection(vsftpd_plain, "ftp")
     days = [dt.datetime(2026, 11, day, 2, 0, tzinfo=dt.UTC) for day in (21, 22)]
     make_target(connection, folder, keep_last=1).deliver([local_file(tmp_path / "1", export_file_name("probe", days[0]), b"1\r\n")], Log())
+    age_files(path)
     failed_run, live_run = runs.started(), runs.started()
     runs.fail(failed_run)
     stale = path / f".probe.{failed_run}.probe_20261121T020000Z.csv.part"
@@ -110,9 +111,9 @@ def test_ftp_sweep_sees_hidden_temporaries_and_retention_keeps_the_newest(
 def test_ftps_manifest_and_retention_together(vsftpd_tls, certificates, remote_folder, tmp_path, ftp_password):
     folder, path = remote_folder
     connection = ftp_connection(vsftpd_tls, "ftps", ca_file=str(certificates.ca_file))
-    target = make_target(connection, folder, keep_last=1, finish_with="done_marker")
     first, second = (export_file_name("probe", dt.datetime(2026, 11, day, tzinfo=dt.UTC)) for day in (21, 22))
-    target.deliver([local_file(tmp_path / "1", first, b"1\r\n")], Log())
-    target.deliver([local_file(tmp_path / "2", second, b"2\r\n")], Log())
+    make_target(connection, folder, keep_last=1, finish_with="done_marker").deliver([local_file(tmp_path / "1", first, b"1\r\n")], Log())
+    age_files(path)
+    make_target(connection, folder, keep_last=1, finish_with="done_marker").deliver([local_file(tmp_path / "2", second, b"2\r\n")], Log())
     # the older file goes together with its done marker
     assert sorted(p.name for p in path.iterdir()) == sorted([second, second.removesuffix(".csv") + ".done"])

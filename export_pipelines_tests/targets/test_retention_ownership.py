@@ -4,10 +4,13 @@ another template's, or a file placed by hand."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 import sqlalchemy as sa
 
 from export_pipelines.stages.file_naming import DEFAULT_SPLIT_TEMPLATE, DEFAULT_TEMPLATE
+from export_pipelines.targets.remote import CLOCK_SLACK_SECONDS
 from export_pipelines_tests.conftest import run_export
 from export_pipelines_tests.sample_data import create_sample_tables
 from export_pipelines_tests.targets.delivery_helpers import Log, local_file, make_target
@@ -150,3 +153,42 @@ def test_issue_input_one_run_of_customers_keeps_customers_eu_and_the_backup(part
     with sa.create_engine(source).connect() as connection:
         ids = [str(row[0]) for row in connection.execute(sa.text("SELECT id FROM customers ORDER BY id"))]
     assert partner.read(delivered).decode() == "\r\n".join(["id", *ids]) + "\r\n"
+
+
+WINDOW_SPLIT_TEMPLATE = "{export}_{window_start:%Y%m%d}_{window_end:%Y%m%d}_part{part:03d}.{ext}"
+
+
+def test_two_windows_delivering_side_by_side_keep_each_others_files(partner, tmp_path):
+    """keep_last 1 for windows 01 and 02 of one export, their runs alive at once: run B (window 02)
+    delivers while run A (window 01) is still going; A's retention must not take B's new file."""
+    template = "{export}_{window_start:%Y%m%d}_{window_end:%Y%m%d}.{ext}"
+    partner.place("inc_20231230_20231231.csv", b"old\r\n", age_seconds=2 * DAY)
+    run_a = make_target(partner.connection, partner.folder, export="inc", keep_last=1, template=template)
+    run_b = make_target(partner.connection, partner.folder, export="inc", keep_last=1, template=template)
+
+    run_b.deliver([local_file(tmp_path / "b", "inc_20240102_20240103.csv", b"b\r\n")], Log())
+    delivery_a = run_a.deliver([local_file(tmp_path / "a", "inc_20240101_20240102.csv", b"a\r\n")], Log())
+
+    assert partner.names() == ["inc_20240101_20240102.csv", "inc_20240102_20240103.csv"]
+    assert delivery_a.retired == []
+    # The next run, started after both, keeps only its own set again.
+    time.sleep(CLOCK_SLACK_SECONDS + 1)  # past the servers' whole-second clocks
+    run_c = make_target(partner.connection, partner.folder, export="inc", keep_last=1, template=template)
+    run_c.deliver([local_file(tmp_path / "c", "inc_20240103_20240104.csv", b"c\r\n")], Log())
+    assert partner.names() == ["inc_20240103_20240104.csv"]
+
+
+@pytest.mark.parametrize("keep_last", [None, 3])
+def test_a_window_rerun_with_fewer_parts_takes_the_old_runs_extra_parts(partner, tmp_path, keep_last):
+    old_parts = [f"rp_20240101_20240102_part00{n}.csv" for n in (1, 2, 3)]
+    for name in old_parts:
+        partner.place(name, b"old\r\n", age_seconds=DAY)
+    partner.place("rp_20231231_20240101_part001.csv", b"other window\r\n", age_seconds=DAY)
+    new_parts = old_parts[:2]
+    target = make_target(partner.connection, partner.folder, export="rp", keep_last=keep_last, template=WINDOW_SPLIT_TEMPLATE)
+    log = Log()
+    delivery = target.deliver([local_file(tmp_path, name, b"new\r\n") for name in new_parts], log)
+    assert partner.names() == sorted(["rp_20231231_20240101_part001.csv", *new_parts])
+    assert delivery.retired == [old_parts[2]]
+    assert [partner.read(name) for name in new_parts] == [b"new\r\n", b"new\r\n"]
+    assert any("a part an earlier run of this set left" in line for line in log)

@@ -18,7 +18,7 @@ from export_pipelines.targets.registry import target_for
 from export_pipelines.targets.sftp import SftpSession
 from export_pipelines_tests.conftest import write_config
 from export_pipelines_tests.servers.network import HOST
-from export_pipelines_tests.targets.delivery_helpers import RUN_TIME, Log, export_file_name, local_file, make_target, no_run_known
+from export_pipelines_tests.targets.delivery_helpers import age_files, RUN_TIME, Log, export_file_name, local_file, make_target, no_run_known
 
 
 def sftp_connection(sshd, **changes) -> dict:
@@ -214,13 +214,14 @@ def test_sweep_removes_only_this_exports_temporaries_whose_runs_are_over(sshd, r
 
 def test_retention_keeps_the_newest_files_of_this_export_only(sshd, remote_folder, tmp_path):
     folder, path = remote_folder
-    target = make_target(sftp_connection(sshd), folder, keep_last=2)
     days = [dt.datetime(2026, 11, day, 2, 0, tzinfo=dt.UTC) for day in (20, 21, 22, 23)]
-    target.deliver([local_file(tmp_path / "0", export_file_name("probe", days[0]), b"0\r\n")], Log())
+    make_target(sftp_connection(sshd), folder, keep_last=2).deliver([local_file(tmp_path / "0", export_file_name("probe", days[0]), b"0\r\n")], Log())
     unrelated = ["notes.txt", export_file_name("other", days[0]), "probe_manual_copy.txt"]
     for name in unrelated:
         (path / name).write_bytes(b"keep me")
     for index, day in enumerate(days[1:], start=1):
+        age_files(path)  # each run starts a day after the one before
+        target = make_target(sftp_connection(sshd), folder, keep_last=2)
         delivery = target.deliver([local_file(tmp_path / str(index), export_file_name("probe", day), b"%d\r\n" % index)], Log())
     expected = sorted([export_file_name("probe", days[2]), export_file_name("probe", days[3]), *unrelated])
     assert sorted(p.name for p in path.iterdir()) == expected
@@ -231,7 +232,7 @@ def test_manifest_is_written_last_and_describes_the_set(sshd, remote_folder, tmp
     folder, path = remote_folder
     contents = {"probe_20261123T020000Z_part001.csv": b"a\r\n1\r\n", "probe_20261123T020000Z_part002.csv": b"a\r\n2\r\n3\r\n"}
     files = [local_file(tmp_path, name, content, rows=content.count(b"\r\n") - 1) for name, content in contents.items()]
-    delivery = make_target(sftp_connection(sshd), folder, finish_with="manifest").deliver(files, Log())
+    delivery = make_target(sftp_connection(sshd), folder, finish_with="manifest", run_time=RUN_TIME).deliver(files, Log())
     manifest_name = "probe_20261123T020000Z_part001.manifest.json"
     manifest = json.loads((path / manifest_name).read_bytes())
     assert manifest == {
