@@ -11,7 +11,8 @@ import dataclasses
 import datetime as dt
 import functools
 import shutil
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,7 +36,8 @@ from export_pipelines.stages.file_naming import NameValues, render_file_name
 from export_pipelines.stages.mapping import map_stage_file
 from export_pipelines.spec.encryption import encryption_keys, plaintext_name
 from export_pipelines.stages.encryption import EncryptionError, encrypt_files
-from export_pipelines.stages.serialization import OutputSettings, UnrepresentableText, dialect_of, raw_json_columns, write_files
+from export_pipelines.stages.serialization import OutputSettings, dialect_of, raw_json_columns, write_files
+from export_pipelines.stages.text_format import UnwritableValue
 from export_pipelines.stages.stage_files import read_batches, read_schema
 from export_pipelines.spec.connections import DeliveryConnection
 from export_pipelines.targets.base import Delivery, DeliveredFile, LocalFile, Target
@@ -175,7 +177,8 @@ def build_export_asset(plan: ExportPlan, connections: Mapping[str, DeliveryConne
         tag_export_run(context, plan)
         note_reused_input(context, extracted)
         destination = work_dir(context, name) / "mapped.arrow"
-        rows = map_stage_file(plan, Path(extracted.path), destination, batch_size=spec.batch_size)
+        with unwritable_values_fail(name):
+            rows = map_stage_file(plan, Path(extracted.path), destination, batch_size=spec.batch_size)
         stage = StageFile(str(destination), rows, extracted.facts)
         return dg.Output(stage, metadata={"rows_in": extracted.rows, "rows_out": rows})
 
@@ -184,7 +187,8 @@ def build_export_asset(plan: ExportPlan, connections: Mapping[str, DeliveryConne
         tag_export_run(context, plan)
         note_reused_input(context, mapped)
         destination = work_dir(context, name) / "aggregated.arrow"
-        result = aggregate_stage_file(plan, Path(mapped.path), destination, batch_size=spec.batch_size)
+        with unwritable_values_fail(name):
+            result = aggregate_stage_file(plan, Path(mapped.path), destination, batch_size=spec.batch_size)
         expected_groups = mapped.facts.expected_rows
         if result.execution == "arrow":
             # The extract counted rows, not groups: every counted row that was not rejected as a bad row
@@ -228,7 +232,7 @@ def build_export_asset(plan: ExportPlan, connections: Mapping[str, DeliveryConne
             )
             return render_file_name(plan.file_template, values)
 
-        try:
+        with unwritable_values_fail(name):
             files = write_files(
                 read_batches(Path(mapped.path), spec.batch_size),
                 [field.header for field in plan.fields],
@@ -237,11 +241,6 @@ def build_export_asset(plan: ExportPlan, connections: Mapping[str, DeliveryConne
                 settings,
                 schema=read_schema(Path(mapped.path)),
             )
-        except UnrepresentableText as error:
-            # Only where no row is at hand to reject: a group's value, or a Replace's own output.
-            raise dg.Failure(
-                f"For export {name}, {error}: map it with replace, or write encoding: utf-8", allow_retries=False
-            ) from None
         if plan.encryption is not None:
             try:
                 plain_files = files
@@ -382,6 +381,16 @@ def window_label(window: TimeWindow | None) -> str:
     if window is None:
         return "snapshot"
     return f"{window.source.label} in [{window.start.isoformat()}, {window.end.isoformat()})"
+
+
+@contextmanager
+def unwritable_values_fail(export: str) -> Iterator[None]:
+    """A value the file's formats cannot write fails the step at once, by name: no row is at hand to
+    reject there (a group's value, a Replace's output, a time outside the years in timestamp_timezone)."""
+    try:
+        yield
+    except UnwritableValue as error:
+        raise dg.Failure(f"For export {export}, {error}", allow_retries=False) from None
 
 
 def materialization_metadata(

@@ -150,10 +150,13 @@ def test_a_replacement_makes_a_value_writable(people, tmp_path, monkeypatch):
     assert run.content.split(b"\r\n")[0] == b"1,Anna O"
 
 
-def test_a_group_value_the_encoding_cannot_hold_fails_the_run_by_name(people, tmp_path):
+@pytest.mark.parametrize("aggregation_path", ["auto", "arrow"])
+def test_a_group_value_the_encoding_cannot_hold_fails_the_run_by_name(people, tmp_path, aggregation_path):
+    """Leaving the row out would silently change the group's totals: pushed down or over Arrow, the run fails."""
     url, _ = people
     fields = [{"from": "name", "aggregation": "group"}, {"from": "id", "to": "n", "aggregation": "count"}]
-    grouped = {key: value for key, value in spec("grouped", fields=fields, encoding="iso-8859-1").items() if key != "order"}
+    keys = spec("grouped", fields=fields, encoding="iso-8859-1", aggregation_path=aggregation_path)
+    grouped = {key: value for key, value in keys.items() if key != "order"}
     result = run_export(grouped, url, tmp_path, models=MODELS, raise_on_error=False)
     assert not result.result.success
     [failure] = [event.step_failure_data.error.message for event in result.result.get_step_failure_events()]
@@ -193,3 +196,41 @@ def test_dialect_mistakes_are_named_at_load(tmp_path, keys, key_path, message):
     [problem] = config.problems
     assert problem.key_path == key_path
     assert message in problem.message
+
+
+def test_null_text_stays_apart_from_text_and_from_mapped_fields(people, fast, tmp_path, monkeypatch):
+    """A text that reads as null_text is quoted (as COPY quotes it); a NULL a replace leaves alone stays NULL."""
+    url, _ = people
+    engine = sa.create_engine(url)
+    with engine.begin() as connection:
+        connection.execute(sa.text("UPDATE people SET name = 'NULL' WHERE id = 2"))
+    engine.dispose()
+    fields = ["id", "name", {"from": "born", "to": "b", "replace": {"2000-01-01": "Y2K"}}]
+    run = run_stages(url, tmp_path, spec("nulls", fields=fields, null_text="NULL", header=False, quoting="needed"),
+                     fast=fast, monkeypatch=monkeypatch, models=MODELS)
+    assert run.content.split(b"\r\n")[1:4] == [b'2,"NULL",NULL', b"3,NULL,Y2K", b"4,=1+1,2024-02-29"]
+    run = run_stages(url, tmp_path / "nonnumeric", spec("nulls2", fields=fields, null_text="NULL", header=False, quoting="nonnumeric"),
+                     fast=fast, monkeypatch=monkeypatch, models=MODELS)
+    assert run.content.split(b"\r\n")[1:3] == [b'2,"NULL",NULL', b'3,NULL,"Y2K"']
+
+
+def test_a_literal_percent_f_and_years_outside_the_zone(people, tmp_path):
+    url, _ = people
+    literal = run_export(spec("literal", fields=["id", "seen"], timestamp_format="%Y %%f %f"), url, tmp_path / "a", models=MODELS)
+    assert literal.files[literal.metadata["file_names"][0]].split(b"\r\n")[1] == b"1,2024 %f 123456"
+    engine = sa.create_engine(url)
+    with engine.begin() as connection:
+        last = "9999-12-31T23:59:59Z" if "sqlite" in url else dt.datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
+        connection.execute(sa.text("UPDATE people SET seen = :s WHERE id = 5"), {"s": last})
+    engine.dispose()
+    berlin = spec("berlin", fields=["id", "seen"], timestamp_format="%d.%m.%Y", timestamp_timezone="Europe/Berlin")
+    result = run_export(berlin, url, tmp_path / "b", models=MODELS, raise_on_error=False)
+    [failure] = [event.step_failure_data.error.message for event in result.result.get_step_failure_events()]
+    assert "For export berlin, seen: 9999-12-31T23:59:59+00:00 falls outside the years 0001-9999 in Europe/Berlin" in failure
+
+
+def test_null_text_read_by_yaml_as_no_value_is_explained(tmp_path):
+    folder = write_config(tmp_path, [], models=MODELS)
+    (folder / "exports" / "n.yaml").write_text("name: n\nmodel: people\nfields: [id]\nnull_text: NULL\n")
+    [problem] = load_config(folder).problems
+    assert (problem.key_path, 'quote the text: null_text: "NULL"' in problem.message) == ("null_text", True)

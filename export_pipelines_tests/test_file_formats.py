@@ -3,6 +3,7 @@ value by value with the source rows as written by hand (test_file_dialect.ROWS).
 
 from __future__ import annotations
 
+import datetime as dt
 import decimal
 import gzip
 import json
@@ -10,6 +11,7 @@ import json
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+import sqlalchemy as sa
 
 from export_pipelines.spec.loader import load_config
 from export_pipelines_tests.conftest import write_config
@@ -77,3 +79,32 @@ def test_csv_dialect_keys_are_refused_for_other_formats(tmp_path, key, file_form
     [problem] = config.problems
     assert problem.key_path == next(iter(key))
     assert f"applies to csv and psv files; format {file_format} has its own rules" in problem.message
+
+
+def test_a_pretty_printed_json_document_stays_on_its_line(people_with_documents, tmp_path, monkeypatch):
+    url, dialect = people_with_documents
+    pretty = '{\n  "tier": "pretty",\r\n  "n": [1,\n 2]\n}'
+    engine = sa.create_engine(url)
+    with engine.begin() as connection:
+        # PostgreSQL's json (not jsonb) keeps the text as written, as SQLite does.
+        if dialect == "postgresql":
+            connection.execute(sa.text("ALTER TABLE people ALTER COLUMN doc TYPE json USING doc::json"))
+        connection.execute(sa.text(f"UPDATE people SET doc = {'CAST(:d AS json)' if dialect == 'postgresql' else ':d'} WHERE id = 2"), {"d": pretty})
+    engine.dispose()
+    run = run_stages(url, tmp_path, spec("pretty", fields=["id", "doc"], format="jsonl"), fast=True, monkeypatch=monkeypatch, models=MODELS)
+    lines = run.content.decode().split("\n")
+    assert len(lines) == len(ROWS) + 1
+    assert json.loads(lines[1]) == {"id": 2, "doc": {"tier": "pretty", "n": [1, 2]}}
+
+
+def test_parquet_sums_are_decimal128_as_readers_take_them(people, tmp_path, monkeypatch):
+    url, _ = people
+    fields = [{"from": "born", "aggregation": "group"}, {"from": "amount", "to": "total", "aggregation": "sum"},
+              {"from": "amount", "to": "mean", "aggregation": "avg"}]
+    grouped = {key: value for key, value in spec("sums", fields=fields, format="parquet").items() if key != "order"}
+    run = run_stages(url, tmp_path, grouped, fast=True, monkeypatch=monkeypatch, models=MODELS)
+    table = pq.read_table(run.files[0].path)
+    assert (table.schema.field("total").type, table.schema.field("mean").type) == (pa.decimal128(38, 2), pa.decimal128(38, 4))
+    by_day = {row["born"]: (row["total"], row["mean"]) for row in table.to_pylist()}
+    assert by_day[None] == (decimal.Decimal("-0.05"), decimal.Decimal("-0.0250"))  # -0.05 + 0.00 (NULLs not counted)
+    assert by_day[dt.date(2024, 2, 29)] == (decimal.Decimal("3.00"), decimal.Decimal("3.0000"))

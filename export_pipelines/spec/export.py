@@ -502,6 +502,13 @@ class ExportSpec(BaseModel):
     def _timestamp_directives(cls, value: str | None) -> str | None:
         return None if value is None else time_format_problem(value, DATE_DIRECTIVES + TIME_DIRECTIVES)
 
+    @field_validator("null_text", mode="before")
+    @classmethod
+    def _null_text_as_written(cls, value: Any) -> Any:
+        if value is None:
+            raise ValueError('YAML reads NULL, null and ~ as no value; quote the text: null_text: "NULL"')
+        return value
+
     @field_validator("null_text")
     @classmethod
     def _null_text_unquoted(cls, value: str) -> str:

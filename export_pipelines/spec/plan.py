@@ -355,9 +355,10 @@ def _file_template(spec: ExportSpec) -> tuple[str, str]:
     template = spec.file_name or file_naming.default_template(grain, split=spec.max_rows_per_file is not None)
     if spec.encrypt is None:
         return template, file_naming.extension(spec.format, spec.compression)
-    # The delivered name gains .pgp: through {ext}, or at the end of a template without it.
+    # The delivered name gains .pgp: through {ext}, or at the end of a template without it that
+    # does not already end with it (x.csv.gz becomes x.csv.gz.pgp; x.csv.gz.pgp stays).
     suffix = f".{spec.encrypt.extension}"
-    if "{ext" not in template:
+    if "{ext" not in template and not template.endswith(suffix):
         template += suffix
     return template, file_naming.extension(spec.format, spec.compression) + suffix
 

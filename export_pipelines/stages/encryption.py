@@ -157,6 +157,11 @@ def _signer(gpg: gnupg.GPG, keys: EncryptionKeys) -> str | None:
     # A wrong passphrase must fail here, before any file is encrypted, not in the middle of a file set.
     check = gpg.sign(b"passphrase check", keyid=fingerprint, passphrase=keys.passphrase, detach=True)
     if not check.data:
+        if keys.passphrase is None and any(sign in (check.stderr or "") for sign in ("NEED_PASSPHRASE", "Inappropriate ioctl", "pinentry")):
+            raise EncryptionError(
+                f"the signing key {keys.signing_key_file} cannot sign without its passphrase; add "
+                "sign_with.passphrase: {env: VARIABLE} and set that variable"
+            )
         status = check.status or _last_line(check.stderr)
         if "bad passphrase" in status.lower() or "BAD_PASSPHRASE" in (check.stderr or "") or "No passphrase" in status:
             raise EncryptionError(f"the passphrase of the signing key {keys.signing_key_file} is wrong or not set")

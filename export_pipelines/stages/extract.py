@@ -252,8 +252,11 @@ def _without_unrepresentable_rows(plan: ExportPlan, values, positions: Sequence[
     hold, each listed as a bad row; positions: each row's place in the batch the query returned.
 
     A field every output of which Replaces or Defaults is left to serialization: a replacement may be
-    exactly how the spec makes a value writable.
+    exactly how the spec makes a value writable. So is every field of an aggregating export: leaving
+    out a row would silently change a group's totals, where serialization fails the run by name.
     """
+    if plan.aggregates:
+        return values
     checked = [
         index
         for index, source in enumerate(plan.sources)

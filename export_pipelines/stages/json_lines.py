@@ -38,7 +38,9 @@ def format_json_lines(batch: pa.RecordBatch, keys: Sequence[str], raw_json: froz
 def _json_value(column: pa.Array, raw_json: bool) -> pa.Array:
     kind = column.type
     if raw_json:
-        text = column.cast(pa.string())
+        # A line break in valid JSON is whitespace between tokens (inside a string it would be escaped),
+        # so a pretty-printed document becomes one line by turning each into a space.
+        text = pc.replace_substring(pc.replace_substring(column.cast(pa.string()), "\n", " "), "\r", " ")
     elif pa.types.is_integer(kind) or pa.types.is_decimal(kind) or pa.types.is_boolean(kind):
         text = to_text(column)
     else:

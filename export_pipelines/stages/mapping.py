@@ -64,6 +64,9 @@ def map_column(field: OutputField, array: pa.Array, value_format: ValueFormat = 
     if field.default is not None:
         # Antavo's Default fills "empty" cells: NULL and the empty string alike.
         text = pc.if_else(pc.equal(text, ""), field.default, text)
+    if array.null_count:
+        # A NULL that nothing replaced stays NULL, so the file dialect writes it as NULL (null_text, unquoted).
+        text = pc.if_else(pc.and_(pc.is_null(array), pc.equal(text, "")), pa.scalar(None, pa.string()), text)
     return text
 
 

@@ -24,7 +24,7 @@ import pyarrow.compute as pc
 from export_pipelines.stages.arrow_runtime import prepare_pyarrow
 from export_pipelines.stages.json_lines import format_json_lines
 from export_pipelines.stages.encodings import BYTE_ORDER_MARK, CODECS, cannot_hold, is_unicode, unrepresentable_rows
-from export_pipelines.stages.text_format import CANONICAL, ValueFormat, to_text, value_format_of
+from export_pipelines.stages.text_format import CANONICAL, UnwritableValue, ValueFormat, to_text, value_format_of
 from export_pipelines.stages.write_behind import WriteBehind, in_order
 from export_pipelines.targets.base import LocalFile
 
@@ -85,8 +85,9 @@ def raw_json_columns(plan) -> frozenset[int]:
     )
 
 
-class UnrepresentableText(ValueError):
-    """A value the file's encoding cannot hold reached serialization (a row export rejects such rows earlier)."""
+class UnrepresentableText(UnwritableValue):
+    """A value the file's encoding (or format) cannot write reached serialization, named by its field
+    (a row export rejects rows the encoding cannot hold earlier)."""
 
 
 @dataclass(frozen=True)
@@ -132,7 +133,12 @@ def format_lines(batch: pa.RecordBatch, dialect: CsvDialect) -> bytes | pa.Buffe
     """
     if batch.num_rows == 0:
         return b""
-    cells = [_cell(column, dialect) for column in batch.columns]
+    cells = []
+    for name, column in zip(batch.schema.names, batch.columns, strict=True):
+        try:
+            cells.append(_cell(column, dialect))
+        except UnwritableValue as error:
+            raise UnrepresentableText(f"{name}: {error}; write it in another timestamp_timezone, or leave such rows out with a filter") from None
     lines = pc.binary_join_element_wise(*cells, dialect.delimiter) if len(cells) > 1 else cells[0]
     lines = pc.binary_join_element_wise(lines, dialect.line_ending, "")
     data = _contiguous_bytes(lines)
@@ -150,10 +156,15 @@ def _cell(column: pa.Array, dialect: CsvDialect) -> pa.Array:
         text = _formula_escaped(text)
     numeric = pa.types.is_integer(column.type) or pa.types.is_decimal(column.type) or pa.types.is_floating(column.type)
     if dialect.quoting == "all" or (dialect.quoting == "nonnumeric" and not numeric):
-        text = _quoted(text)
+        written = _quoted(text)
     else:
-        text = quote_where_needed(text, dialect)
-    return pc.fill_null(text, dialect.null_text)
+        written = quote_where_needed(text, dialect)
+        if dialect.null_text:
+            # A value that reads as null_text is quoted, as PostgreSQL's COPY does, so NULL stays apart.
+            same = pc.fill_null(pc.equal(text, dialect.null_text), False)
+            if pc.any(same).as_py():
+                written = pc.if_else(same, _quoted(text), written)
+    return pc.fill_null(written, dialect.null_text)
 
 
 def _quoted(text: pa.Array) -> pa.Array:
@@ -173,7 +184,7 @@ def _unrepresentable(batch: pa.RecordBatch, dialect: CsvDialect) -> Unrepresenta
         rows = unrepresentable_rows([text], dialect.encoding)
         if rows is not None:
             value = text.filter(rows)[0].as_py()
-            return UnrepresentableText(f"{name} = {value!r} is {cannot_hold(value, dialect.encoding)}")
+            return UnrepresentableText(f"{name} = {value!r} is {cannot_hold(value, dialect.encoding)}: map it with replace, or write encoding: utf-8")
     return UnrepresentableText(f"a value is not representable in {dialect.encoding}")
 
 
@@ -281,6 +292,25 @@ class _PartWriter:
         self.path.unlink(missing_ok=True)
 
 
+def _parquet_type(kind: pa.DataType) -> pa.DataType:
+    """Sums and averages are computed as decimal256(76); Parquet readers (Spark, Hive, Athena,
+    Snowflake) take decimals of at most 38 digits, so the file holds them as decimal128(38)."""
+    return pa.decimal128(38, kind.scale) if pa.types.is_decimal256(kind) else kind
+
+
+def _parquet_batch(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
+    columns = []
+    for column, field in zip(batch.columns, schema, strict=False):
+        try:
+            columns.append(column.cast(field.type) if column.type != field.type else column)
+        except pa.ArrowInvalid:
+            raise UnrepresentableText(
+                f"{field.name} holds a value of more than 38 digits, more than a Parquet decimal column holds for its readers; "
+                "write format csv, or narrow the groups"
+            ) from None
+    return pa.RecordBatch.from_arrays(columns, schema=schema)
+
+
 def _cut_into_parts(batches: Iterable[pa.RecordBatch], limit: int | None) -> Iterator[tuple[bool, pa.RecordBatch]]:
     """The rows, cut where a part reaches `limit` rows: (whether the piece starts a new part, the piece)."""
     in_part = 0
@@ -312,8 +342,8 @@ def write_files(
     folder.mkdir(parents=True, exist_ok=True)
     parquet_schema = None
     if settings.file_format == "parquet":
-        parquet_schema = pa.schema([pa.field(header, field.type) for header, field in zip(headers, schema, strict=False)])
-        start, content = b"", lambda batch: pa.RecordBatch.from_arrays(batch.columns[: len(headers)], schema=parquet_schema)
+        parquet_schema = pa.schema([pa.field(header, _parquet_type(field.type)) for header, field in zip(headers, schema, strict=False)])
+        start, content = b"", lambda batch: _parquet_batch(batch, parquet_schema)
     elif settings.file_format == "jsonl":
         start, content = b"", lambda batch: format_json_lines(batch, headers, settings.raw_json)
     else:

@@ -8,6 +8,7 @@ decimals are positional with exactly their scale (12.30 stays 12.30, zero at sca
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -67,26 +68,44 @@ def _with_separator(text, separator: str):
     return text if separator == "." else pc.replace_substring(text, ".", separator)
 
 
+class UnwritableValue(ValueError):
+    """A value the file's formats cannot write (a time whose year leaves 0001-9999 in the chosen zone)."""
+
+
+# %% and %f are read as one token each, so "%%f" is a literal "%f" and only a lone %f is the microseconds.
+_FORMAT_TOKENS = re.compile(r"%%|%f|%.|[^%]+", re.DOTALL)
+
+
 def _strftime(array, template: str, zone: str):
     """Arrow's strftime in `zone`; %f (not Arrow's) is the microseconds, zero-padded to 6 digits.
 
     Arrow writes %S with the unit's fraction, so the values are cut to whole seconds first and
-    the fraction comes only from an explicit %f.
+    the fraction comes only from an explicit %f. Raises UnwritableValue when a value's year in
+    `zone` leaves 0001-9999 (9999-12-31T23:59:59Z is in the year 10000 in Berlin).
     """
     instants = array.cast(pa.timestamp("us", tz="UTC"))  # a naive value is UTC (see _timestamp_text)
     seconds = pc.floor_temporal(instants, unit="second").cast(pa.timestamp("s", tz=zone))
-    pieces = [pc.strftime(seconds, format=piece, locale="C") if piece else None for piece in template.split("%f")]
-    if len(pieces) == 1:
-        return pieces[0]
-    micros = pc.subtract(instants.cast(pa.int64()), pc.multiply(seconds.cast(pa.int64()), MICROS_PER_SECOND))
-    micro_text = pc.utf8_lpad(micros.cast(pa.string()), 6, "0")
+    years = pc.min_max(pc.year(seconds))
+    low, high = years["min"].as_py(), years["max"].as_py()
+    if low is not None and (low < 1 or high > 9999):
+        outside = instants.filter(pc.or_(pc.less(pc.year(seconds), 1), pc.greater(pc.year(seconds), 9999)))[0].as_py()
+        raise UnwritableValue(f"{outside.isoformat()} falls outside the years 0001-9999 in {zone}")
+    pieces: list[str | None] = [""]  # strftime formats, None where the microseconds go
+    for token in _FORMAT_TOKENS.findall(template):
+        if token == "%f":
+            pieces += [None, ""]
+        else:
+            pieces[-1] += token
+    micros = None
     parts = []
-    for index, piece in enumerate(pieces):
-        if index:
-            parts.append(micro_text)
-        if piece is not None:
-            parts.append(piece)
-    return pc.binary_join_element_wise(*parts, "")
+    for piece in pieces:
+        if piece is None:
+            if micros is None:
+                micros = pc.utf8_lpad(pc.subtract(instants.cast(pa.int64()), pc.multiply(seconds.cast(pa.int64()), MICROS_PER_SECOND)).cast(pa.string()), 6, "0")
+            parts.append(micros)
+        elif piece:
+            parts.append(pc.strftime(seconds, format=piece, locale="C"))
+    return parts[0] if len(parts) == 1 else pc.binary_join_element_wise(*parts, "")
 
 
 def decimal_text(array: pa.Array | pa.ChunkedArray) -> pa.Array | pa.ChunkedArray:
