@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import dagster as dg
 
-from export_pipelines.automation.notifications import exports_of_run, step_errors, window_text
+from export_pipelines.automation.notifications import exports_of_run, run_failure_messages, step_errors, window_text
 from export_pipelines.naming import ADHOC_CHANNEL_TAG, TRIGGER_TAG, asset_key_for
 
 RUNS_SCANNED = 500
@@ -92,6 +92,7 @@ def summarize(instance: dg.DagsterInstance, record, export: str) -> RunSummary:
     error = None
     if run.status in (dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED):
         errors = [f"{step}: {message}" for step, message in step_errors(instance, run.run_id)]
+        errors = errors or [f"run: {message}" for message in run_failure_messages(instance, run.run_id)]
         error = "; ".join(errors) or "the run failed before any step did (see the run in the UI)"
     return RunSummary(
         run_id=run.run_id,
