@@ -4,7 +4,7 @@ and dagster-daemon:
 - runs are tagged with their export and window when queued, whatever launched them (a UI
   backfill, Materialize of a partition, a partition picked for `<export>_job`, all_exports),
   so the UI's run filter by export finds runs still waiting in the queue;
-- a run whose process is killed while it uploads is marked failed by run monitoring with that
+- a run whose process is killed while it uploads (only then: see the last test) is marked failed by run monitoring with that
   cause, gives its export's pool slot back (the export's next upload is not held for ever), and
   `export-pipelines rerun --failed-only` delivers its window from the upload step.
 """
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -20,8 +21,12 @@ from pathlib import Path
 import dagster as dg
 import pytest
 import yaml
+from dagster._core.events import DagsterEvent
+from dagster._core.execution.plan.objects import StepSuccessData
+from dagster._core.launcher import WorkerStatus
 
 from export_pipelines.factory import ROWS_CHECK
+from export_pipelines.naming import HOST_TAG
 from export_pipelines_tests.conftest import require_service, write_config
 from export_pipelines_tests.operations.test_ui_backfills import (
     CLI,
@@ -154,3 +159,38 @@ def test_a_run_killed_while_uploading_fails_frees_its_slot_and_reruns(monitored_
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     assert f"Re-executing run {run_id} ({window}) from the failed step" in rerun.stdout
     assert (remote / file_name(window, window)).read_bytes() == expected_bytes(window, window)
+
+
+def dead_process_id() -> int:
+    """The id of a process that existed and has ended (and been reaped)."""
+    process = subprocess.Popen(["sleep", "60"])
+    process.kill()
+    process.wait()
+    return process.pid
+
+
+@pytest.mark.parametrize(
+    ("host", "events", "status"),
+    [
+        ("here", [("STEP_START", "dead")], WorkerStatus.FAILED),
+        ("here", [("STEP_START", "alive")], WorkerStatus.RUNNING),
+        ("here", [("STEP_START", "dead"), ("STEP_UP_FOR_RETRY", "dead"), ("STEP_RESTARTED", "alive")], WorkerStatus.RUNNING),
+        ("here", [("STEP_START", "dead"), ("STEP_SUCCESS", "dead")], WorkerStatus.RUNNING),  # between steps: nothing to check
+        ("another-host", [("STEP_START", "dead")], WorkerStatus.RUNNING),  # its processes cannot be seen from here
+        (None, [("STEP_START", "dead")], WorkerStatus.RUNNING),  # not an export run
+    ],
+)
+def test_run_monitoring_fails_a_run_only_when_its_step_processes_are_gone_from_this_host(tmp_path, host, events, status):
+    settings = yaml.safe_load(instance_yaml())
+    pids = {"dead": dead_process_id(), "alive": os.getpid()}
+    with dg.instance_for_test(temp_dir=str(tmp_path), overrides=settings) as instance:
+        tags = {HOST_TAG: socket.gethostname() if host == "here" else host} if host else {}
+        run = instance.add_run(dg.DagsterRun(job_name="__ASSET_JOB", run_id="0" * 8 + "-0000-0000-0000-" + "0" * 12, tags=tags))
+        for event_type, process in events:
+            data = StepSuccessData(duration_ms=1.0) if event_type == "STEP_SUCCESS" else None
+            event = DagsterEvent(event_type, "__ASSET_JOB", step_key="exports__a.a__upload", pid=pids[process], event_specific_data=data)
+            instance.report_dagster_event(event, run.run_id)
+        result = instance.run_launcher.check_run_worker_health(run)
+    assert result.status == status, result.msg
+    if status == WorkerStatus.FAILED:
+        assert result.msg == f"the process of step(s) exports__a.a__upload on {socket.gethostname()} no longer exists (killed?)"
