@@ -79,7 +79,24 @@ class ExportRunLauncher(DefaultRunLauncher):
 
     def check_run_worker_health(self, run: dg.DagsterRun) -> CheckRunHealthResult:
         status = worker_status(self._instance, run)
-        if status == WorkerStatus.FAILED:
-            steps = ", ".join(sorted(step_processes(self._instance, run.run_id)))
-            return CheckRunHealthResult(status, f"the process of step(s) {steps} on {this_host()} no longer exists (killed?)")
-        return CheckRunHealthResult(status)
+        return CheckRunHealthResult(status, dead_worker_message(self._instance, run) if status == WorkerStatus.FAILED else None)
+
+
+def dead_worker_message(instance: dg.DagsterInstance, run: dg.DagsterRun) -> str:
+    steps = ", ".join(sorted(step_processes(instance, run.run_id)))
+    return f"the process of step(s) {steps} on {this_host()} no longer exists (killed?)"
+
+
+def end_dead_runs(instance: dg.DagsterInstance) -> list[str]:
+    """What run monitoring does, for a deployment without dagster-daemon (`export-pipelines run`
+    from cron): mark each started export run of this host whose step processes are gone failed,
+    and free the pool slots it held, so this process's uploads do not wait for it for ever.
+    Returns the ids of the runs it ended."""
+    ended = []
+    for run in instance.get_runs(dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED], tags={HOST_TAG: this_host()})):
+        if worker_status(instance, run) != WorkerStatus.FAILED:
+            continue
+        instance.report_run_failed(run, dead_worker_message(instance, run))
+        instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
+        ended.append(run.run_id)
+    return ended

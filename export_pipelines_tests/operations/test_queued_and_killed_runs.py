@@ -112,9 +112,9 @@ def test_runs_carry_their_export_tags_while_queued(tmp_path):
 
 
 @pytest.fixture
-def monitored_instance(tmp_path, source, sshd, proxy_to, remote_folder):
-    """An instance with the repository's dagster.yaml (run monitoring every second), its daemon,
-    and an export whose SFTP server answers each connection only after 60 s."""
+def slow_server_instance(tmp_path, source, sshd, proxy_to, remote_folder):
+    """An instance with the repository's dagster.yaml (run monitoring every second) and an export
+    whose SFTP server answers each connection only after 60 s."""
     folder, path = remote_folder
     proxy = proxy_to(sshd.port)
     proxy.hold(60)
@@ -125,40 +125,68 @@ def monitored_instance(tmp_path, source, sshd, proxy_to, remote_folder):
     home.mkdir()
     (home / "dagster.yaml").write_text(instance_yaml(poll_interval_seconds=1, free_slots_after_run_end_seconds=1))
     environment = {"EXPORT_PIPELINES_CONFIG": str(config), "EXPORT_SOURCE_URL": source}
-    daemon = start_daemon(home, tmp_path, environment)
-    yield home, environment, proxy, path
-    stop(daemon)
+    return home, environment, proxy, path
 
 
-def test_a_run_killed_while_uploading_fails_frees_its_slot_and_reruns(monitored_instance):
-    home, environment, proxy, remote = monitored_instance
-    window = FAILING_WINDOW[0]
+WINDOW = FAILING_WINDOW[0]
+POOL = f"export_pipelines/{EXPORT}"
+
+
+def slot_holders(instance: dg.DagsterInstance) -> list[str]:
+    return [slot.run_id for slot in instance.event_log_storage.get_concurrency_info(POOL).claimed_slots]
+
+
+def run_killed_while_uploading(home: Path, environment: dict) -> str:
+    """`export-pipelines run` of one window, SIGKILLed (it cannot report anything) while its
+    upload holds the export's pool slot; the run's id."""
     env = {**os.environ, **environment, "DAGSTER_HOME": str(home)}
-    shell = subprocess.Popen([CLI, "run", EXPORT, "--from", window, "--to", window], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    pool = f"export_pipelines/{EXPORT}"
+    shell = subprocess.Popen([CLI, "run", EXPORT, "--from", WINDOW, "--to", WINDOW], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     with dg.DagsterInstance.from_config(str(home)) as instance:
-        holders = lambda: [slot.run_id for slot in instance.event_log_storage.get_concurrency_info(pool).claimed_slots]  # noqa: E731
-        [run_id] = wait_for(holders, "the run's upload holds the export's pool slot")
-        shell.kill()  # SIGKILL: the process cannot report anything
-        shell.wait()
-        killed_at = time.monotonic()
+        [run_id] = wait_for(lambda: slot_holders(instance), "the run's upload holds the export's pool slot")
+    shell.kill()
+    shell.wait()
+    return run_id
 
-        run = wait_for(lambda: (run := instance.get_run_by_id(run_id)).is_finished and run, "run monitoring ends the killed run", 60)
-        assert run.status == dg.DagsterRunStatus.FAILURE
-        wait_for(lambda: not holders(), "the killed run gives its export's pool slot back", 60)
-        assert time.monotonic() - killed_at < 30
+
+def assert_rerun_delivers(home: Path, environment: dict, proxy, remote: Path, run_id: str) -> str:
+    proxy.hold(0)
+    rerun = cli(environment, home, "rerun", EXPORT, "--failed-only")
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert f"Re-executing run {run_id} ({WINDOW}) from the failed step" in rerun.stdout
+    assert (remote / file_name(WINDOW, WINDOW)).read_bytes() == expected_bytes(WINDOW, WINDOW)
+    return rerun.stdout
+
+
+def test_a_run_killed_while_uploading_fails_frees_its_slot_and_reruns(slow_server_instance, tmp_path):
+    home, environment, proxy, remote = slow_server_instance
+    daemon = start_daemon(home, tmp_path, environment)
+    try:
+        run_id = run_killed_while_uploading(home, environment)
+        killed_at = time.monotonic()
+        with dg.DagsterInstance.from_config(str(home)) as instance:
+            run = wait_for(lambda: (run := instance.get_run_by_id(run_id)).is_finished and run, "run monitoring ends the killed run", 60)
+            assert run.status == dg.DagsterRunStatus.FAILURE
+            wait_for(lambda: not slot_holders(instance), "the killed run gives its export's pool slot back", 60)
+            assert time.monotonic() - killed_at < 30
+    finally:
+        stop(daemon)
 
     log = cli(environment, home, "log", EXPORT)
     assert log.returncode == 0, log.stderr
     [line, error] = log.stdout.splitlines()[1:3]
     assert "failed" in line and "cli" in line and run_id in line
     assert f"exports__{EXPORT}.{EXPORT}__upload" in error and "no longer exists (killed?)" in error
+    assert_rerun_delivers(home, environment, proxy, remote, run_id)
 
-    proxy.hold(0)
-    rerun = cli(environment, home, "rerun", EXPORT, "--failed-only")
-    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
-    assert f"Re-executing run {run_id} ({window}) from the failed step" in rerun.stdout
-    assert (remote / file_name(window, window)).read_bytes() == expected_bytes(window, window)
+
+def test_without_the_daemon_the_next_command_ends_a_killed_run(slow_server_instance):
+    home, environment, proxy, remote = slow_server_instance
+    run_id = run_killed_while_uploading(home, environment)
+    output = assert_rerun_delivers(home, environment, proxy, remote, run_id)
+    assert f"Marked run {run_id} failed: its process no longer exists (killed?)" in output
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        assert instance.get_run_by_id(run_id).status == dg.DagsterRunStatus.FAILURE
+        assert not slot_holders(instance)
 
 
 def dead_process_id() -> int:
