@@ -4,9 +4,12 @@ and dagster-daemon:
 - runs are tagged with their export and window when queued, whatever launched them (a UI
   backfill, Materialize of a partition, a partition picked for `<export>_job`, all_exports),
   so the UI's run filter by export finds runs still waiting in the queue;
-- a run whose process is killed while it uploads (only then: see the last test) is marked failed by run monitoring with that
-  cause, gives its export's pool slot back (the export's next upload is not held for ever), and
-  `export-pipelines rerun --failed-only` delivers its window from the upload step.
+- a run whose process is killed while it uploads is marked failed with that cause, by run
+  monitoring (dagster-daemon) or, without a daemon, by the next `export-pipelines run` or
+  `rerun`; it gives its export's pool slot back (the export's next upload is not held for
+  ever), and `export-pipelines rerun --failed-only` delivers its window from the upload step;
+- run monitoring judges a run dead only when every step it has in progress ran in a process
+  of this host that is gone (the last test).
 """
 
 from __future__ import annotations
