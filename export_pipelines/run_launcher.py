@@ -27,7 +27,14 @@ STEP_ENDED = (dg.DagsterEventType.STEP_SUCCESS, dg.DagsterEventType.STEP_FAILURE
 
 
 def this_host() -> str:
-    return socket.gethostname()
+    """This machine's name and, on Linux, its process-id namespace (`pid:[4026531836]`): a
+    process id means the same process only where both are the same (two containers can share
+    a host name, with network_mode: host, and still not see each other's processes)."""
+    try:
+        namespace = os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return socket.gethostname()
+    return f"{socket.gethostname()} {namespace}"
 
 
 def process_exists(pid: int) -> bool:

@@ -30,6 +30,7 @@ from dagster._core.launcher import WorkerStatus
 
 from export_pipelines.factory import ROWS_CHECK
 from export_pipelines.naming import HOST_TAG
+from export_pipelines.run_launcher import this_host
 from export_pipelines_tests.conftest import require_service, write_config
 from export_pipelines_tests.operations.test_ui_backfills import (
     CLI,
@@ -208,6 +209,7 @@ def dead_process_id() -> int:
         ("here", [("STEP_START", "dead"), ("STEP_UP_FOR_RETRY", "dead"), ("STEP_RESTARTED", "alive")], WorkerStatus.RUNNING),
         ("here", [("STEP_START", "dead"), ("STEP_SUCCESS", "dead")], WorkerStatus.RUNNING),  # between steps: nothing to check
         ("another-host", [("STEP_START", "dead")], WorkerStatus.RUNNING),  # its processes cannot be seen from here
+        ("this name, another pid namespace", [("STEP_START", "dead")], WorkerStatus.RUNNING),  # a container beside this one
         (None, [("STEP_START", "dead")], WorkerStatus.RUNNING),  # not an export run
     ],
 )
@@ -215,7 +217,8 @@ def test_run_monitoring_fails_a_run_only_when_its_step_processes_are_gone_from_t
     settings = yaml.safe_load(instance_yaml())
     pids = {"dead": dead_process_id(), "alive": os.getpid()}
     with dg.instance_for_test(temp_dir=str(tmp_path), overrides=settings) as instance:
-        tags = {HOST_TAG: socket.gethostname() if host == "here" else host} if host else {}
+        hosts = {"here": this_host(), "this name, another pid namespace": f"{socket.gethostname()} pid:[1]"}
+        tags = {HOST_TAG: hosts.get(host, host)} if host else {}
         run = instance.add_run(dg.DagsterRun(job_name="__ASSET_JOB", run_id="0" * 8 + "-0000-0000-0000-" + "0" * 12, tags=tags))
         for event_type, process in events:
             data = StepSuccessData(duration_ms=1.0) if event_type == "STEP_SUCCESS" else None
@@ -224,4 +227,4 @@ def test_run_monitoring_fails_a_run_only_when_its_step_processes_are_gone_from_t
         result = instance.run_launcher.check_run_worker_health(run)
     assert result.status == status, result.msg
     if status == WorkerStatus.FAILED:
-        assert result.msg == f"the process of step(s) exports__a.a__upload on {socket.gethostname()} no longer exists (killed?)"
+        assert result.msg == f"the process of step(s) exports__a.a__upload on {this_host()} no longer exists (killed?)"
