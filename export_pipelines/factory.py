@@ -19,12 +19,12 @@ import dagster as dg
 
 from export_pipelines.automation.schedules import describe_schedule
 from export_pipelines.automation.windows import partitions_for, range_from_tags, wall_clock_days
-from export_pipelines.naming import EXPORTS_TAG, HOST_TAG, asset_key_for, export_names_of_assets, export_pool, export_run_tags, op_name_for
+from export_pipelines.naming import EXPORTS_TAG, asset_key_for, export_names_of_assets, export_pool, export_run_tags, op_name_for
 from export_pipelines.database_urls import safe_url
 from export_pipelines.delivery_settings import DeliverySettings
 from export_pipelines.retries import classified_errors, retry_schedule_for
 from export_pipelines.run_history import run_is_over
-from export_pipelines.run_launcher import this_host
+from export_pipelines.run_launcher import record_host
 from export_pipelines.source import SourceDatabase
 from export_pipelines.spec.export import ConnectionTarget
 from export_pipelines.spec.plan import ExportPlan
@@ -90,6 +90,7 @@ def tag_export_run(context: dg.OpExecutionContext, plan: ExportPlan) -> None:
     asset materialize`, scripts) are never queued, where the run coordinator tags the others
     (run_coordinator.py), and the host its steps run on, for run monitoring (run_launcher.py).
     Every op calls this, so a re-execution that starts at any step is tagged too."""
+    record_host(context)
     run = context.instance.get_run_by_id(context.run_id)
     exports = export_names_of_assets(context.job_def.asset_layer.selected_asset_keys)
     if run is None or not exports:
@@ -98,7 +99,6 @@ def tag_export_run(context: dg.OpExecutionContext, plan: ExportPlan) -> None:
         wanted = export_run_tags(plan, range_from_tags(run.tags))
     else:
         wanted = {EXPORTS_TAG: ",".join(exports)}
-    wanted[HOST_TAG] = this_host()
     missing = {key: value for key, value in wanted.items() if run.tags.get(key) != value}
     if missing:
         context.instance.add_run_tags(context.run_id, missing)

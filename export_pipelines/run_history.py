@@ -67,8 +67,8 @@ def run_is_over(instance: dg.DagsterInstance, run_id: str) -> bool | None:
     """True when the run finished, failed or was canceled; False while it is queued, starting,
     running or canceling; None when this instance has no such run (purged, or another deployment's).
     A run whose process died with its code server (or the command line's in-process run) stays
-    STARTED until a user terminates it in the UI: run monitoring cannot check a DefaultRunLauncher's
-    run workers (docs/delivery.md, "When a run dies")."""
+    STARTED until run monitoring, the next command-line run on its host (run_launcher.py) or a
+    user in the UI ends it (docs/delivery.md, "When a run dies")."""
     run = instance.get_run_by_id(run_id)
     return None if run is None else run.is_finished
 

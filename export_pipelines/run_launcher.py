@@ -37,6 +37,14 @@ def this_host() -> str:
     return f"{socket.gethostname()} {namespace}"
 
 
+def record_host(context: dg.OpExecutionContext) -> None:
+    """Tag the step's run with this host (once), so run monitoring can check its processes here.
+    Every op of an export or ad-hoc run calls this, so a re-execution from any step is tagged."""
+    run = context.instance.get_run_by_id(context.run_id)
+    if run is not None and run.tags.get(HOST_TAG) != this_host():
+        context.instance.add_run_tags(context.run_id, {HOST_TAG: this_host()})
+
+
 def process_exists(pid: int) -> bool:
     """Whether process `pid` exists on this host and is not a zombie (killed, not yet reaped)."""
     try:
