@@ -118,11 +118,21 @@ def cmd_run(args: argparse.Namespace) -> int:
     window = f"windows {key_range.start} .. {key_range.end}" if key_range else "a snapshot"
     print(f"Running {args.name} ({window}) in {home}")
     with dg.DagsterInstance.get() as instance:
+        report_dead_runs(instance)
         result = execute(instance, export_job_name(args.name), console_run_config("INFO", args.redirect_to_download), tags)
         for line in describe(instance, result):
             print(line)
     print(f"Run {result.run_id} {'succeeded' if result.success else 'FAILED'}")
     return 0 if result.success else 1
+
+
+def report_dead_runs(instance) -> None:
+    """Before running in this process: end the runs whose processes were killed, as dagster-daemon's
+    run monitoring would (none may be running), so they can be rerun and free their pool slots."""
+    from export_pipelines.run_launcher import end_dead_runs
+
+    for run_id in end_dead_runs(instance):
+        print(f"Marked run {run_id} failed: its process no longer exists (killed?)")
 
 
 def cmd_log(args: argparse.Namespace) -> int:
@@ -153,6 +163,7 @@ def cmd_rerun(args: argparse.Namespace) -> int:
         print("ERROR name an export, or a run with --run-id")
         return 1
     instance = dg.DagsterInstance.get()
+    report_dead_runs(instance)
     if args.run_id:
         parent = instance.get_run_by_id(args.run_id)
         if parent is None:

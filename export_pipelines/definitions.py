@@ -22,6 +22,7 @@ from export_pipelines.factory import build_export_asset
 from export_pipelines.naming import (
     ADHOC_JOB,
     ALL_EXPORTS_JOB,
+    EXPORTS_TAG,
     FAILURE_MAIL_SENSOR,
     INVALID_GROUP,
     SUCCESS_MAIL_SENSOR,
@@ -117,6 +118,7 @@ def _assemble(
                     description="Every valid snapshot export once (incremental exports run by window, from their own jobs).",
                     # Several exports: each step in its own process, so the exports run side by side.
                     executor_def=dg.multiprocess_executor,
+                    tags={EXPORTS_TAG: ",".join(sorted(snapshot_names))},
                 )
             )
         jobs.append(build_adhoc_job(config))

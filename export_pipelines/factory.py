@@ -25,6 +25,7 @@ from export_pipelines.database_urls import safe_url
 from export_pipelines.delivery_settings import DeliverySettings
 from export_pipelines.retries import classified_errors, retry_schedule_for
 from export_pipelines.run_history import run_is_over
+from export_pipelines.run_launcher import record_host
 from export_pipelines.source import SourceDatabase
 from export_pipelines.spec.export import ConnectionTarget
 from export_pipelines.spec.plan import ExportPlan
@@ -87,9 +88,11 @@ def work_dir(context: dg.OpExecutionContext, export_name: str) -> Path:
 
 
 def tag_export_run(context: dg.OpExecutionContext, plan: ExportPlan) -> None:
-    """Give the run the export tags if it lacks them: runs of `__ASSET_JOB` (UI backfills and
-    Materialize, `dagster asset materialize`) and of all_exports are launched without them.
+    """Give the run the export tags if it lacks them: in-process runs of `__ASSET_JOB` (`dagster
+    asset materialize`, scripts) are never queued, where the run coordinator tags the others
+    (run_coordinator.py), and the host its steps run on, for run monitoring (run_launcher.py).
     Every op calls this, so a re-execution that starts at any step is tagged too."""
+    record_host(context)
     run = context.instance.get_run_by_id(context.run_id)
     exports = export_names_of_assets(context.job_def.asset_layer.selected_asset_keys)
     if run is None or not exports:

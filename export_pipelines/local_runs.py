@@ -12,7 +12,7 @@ from dagster._core.definitions.reconstruct import ReconstructableJob, Reconstruc
 from dagster._core.storage.tags import ASSET_PARTITION_RANGE_END_TAG, ASSET_PARTITION_RANGE_START_TAG, PARTITION_NAME_TAG
 
 from export_pipelines.automation.notifications import step_errors
-from export_pipelines.naming import TRIGGER_TAG
+from export_pipelines.naming import HOST_TAG, TRIGGER_TAG
 
 # The code location's module (workspace.yaml, pyproject's [tool.dagster]) and the function that builds it.
 CODE_LOCATION_MODULE = "export_pipelines.definitions"
@@ -57,7 +57,12 @@ def reexecute(instance: dg.DagsterInstance, parent: dg.DagsterRun, console_log_l
     options = (
         dg.ReexecutionOptions.from_failure(parent.run_id, instance) if failed else dg.ReexecutionOptions(parent_run_id=parent.run_id)
     )
-    kept = {key: value for key, value in parent.tags.items() if key in PARTITION_TAGS or key.startswith("export_pipelines/")}
+    # The host is where the new run's steps will run: its first step records it.
+    kept = {
+        key: value
+        for key, value in parent.tags.items()
+        if key in PARTITION_TAGS or (key.startswith("export_pipelines/") and key != HOST_TAG)
+    }
     tags = {**kept, TRIGGER_TAG: "rerun"}
     run_config = {**parent.run_config, **console_run_config(console_log_level)}
     with dg.execute_job(

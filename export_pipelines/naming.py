@@ -71,12 +71,16 @@ def export_names_of_assets(asset_keys) -> list[str]:
 
 
 EXPORT_TAG = "export_pipelines/export"
+MODEL_TAG = "export_pipelines/model"
+TARGET_TAG = "export_pipelines/target"
 # A run of several exports (all_exports, or Materialize of several assets) names them all here instead.
 EXPORTS_TAG = "export_pipelines/exports"
 # The run's export window: <export> for snapshots, <export>@<start>..<end> for window ranges.
 WINDOW_TAG = "export_pipelines/window"
 # How a run came about: manual (the job's default), schedule, sensor, cli or rerun; backfills carry dagster/backfill.
 TRIGGER_TAG = "export_pipelines/trigger"
+# The host whose processes run the run's steps: run monitoring checks them there (run_launcher.py).
+HOST_TAG = "export_pipelines/host"
 
 
 def window_tag(export_name: str, start: str | None = None, end: str | None = None) -> dict[str, str]:
@@ -95,8 +99,8 @@ def export_run_tags(plan: ExportPlan, key_range: dg.PartitionKeyRange | None = N
     for one, so without a range it gets no window tag."""
     tags = {
         EXPORT_TAG: plan.name,
-        "export_pipelines/model": plan.model_name,
-        "export_pipelines/target": plan.spec.target_label.replace("/", "_")[:63] or "download",
+        MODEL_TAG: plan.model_name,
+        TARGET_TAG: plan.spec.target_label.replace("/", "_")[:63] or "download",
     }
     if plan.spec.incremental is None:
         tags |= window_tag(plan.name)

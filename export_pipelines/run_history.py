@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import dagster as dg
 
-from export_pipelines.automation.notifications import exports_of_run, step_errors, window_text
+from export_pipelines.automation.notifications import exports_of_run, run_failure_messages, step_errors, window_text
 from export_pipelines.naming import ADHOC_CHANNEL_TAG, TRIGGER_TAG, asset_key_for
 
 RUNS_SCANNED = 500
@@ -67,8 +67,8 @@ def run_is_over(instance: dg.DagsterInstance, run_id: str) -> bool | None:
     """True when the run finished, failed or was canceled; False while it is queued, starting,
     running or canceling; None when this instance has no such run (purged, or another deployment's).
     A run whose process died with its code server (or the command line's in-process run) stays
-    STARTED until a user terminates it in the UI: run monitoring cannot check a DefaultRunLauncher's
-    run workers (docs/delivery.md, "When a run dies")."""
+    STARTED until run monitoring, the next command-line run on its host (run_launcher.py) or a
+    user in the UI ends it (docs/delivery.md, "When a run dies")."""
     run = instance.get_run_by_id(run_id)
     return None if run is None else run.is_finished
 
@@ -92,6 +92,7 @@ def summarize(instance: dg.DagsterInstance, record, export: str) -> RunSummary:
     error = None
     if run.status in (dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED):
         errors = [f"{step}: {message}" for step, message in step_errors(instance, run.run_id)]
+        errors = errors or [f"run: {message}" for message in run_failure_messages(instance, run.run_id)]
         error = "; ".join(errors) or "the run failed before any step did (see the run in the UI)"
     return RunSummary(
         run_id=run.run_id,

@@ -19,6 +19,7 @@ from export_pipelines.delivery_settings import DeliverySettings
 from export_pipelines.factory import FileSet, RunFacts, StageFile, deliver_file_set, materialization_metadata, storage_dir, work_dir
 from export_pipelines.naming import ADHOC_CHANNEL_TAG, ADHOC_JOB, ADHOC_PLAN_OP, adhoc_export_name
 from export_pipelines.retries import classified_errors
+from export_pipelines.run_launcher import record_host
 from export_pipelines.source import SourceDatabase
 from export_pipelines.spec.loader import ExportConfig
 from export_pipelines.spec.plan import ExportPlan
@@ -35,6 +36,7 @@ def build_adhoc_job(loaded: ExportConfig) -> dg.JobDefinition:
 
     @dg.op(name=ADHOC_PLAN_OP, description="Check the request like a spec file: model, fields, filters, order, target.")
     def plan_request(context: dg.OpExecutionContext, config: AdhocExportConfig) -> ExportPlan:
+        record_host(context)
         plan, problems = plan_for_request(config, adhoc_export_name(context.run_id), loaded)
         if problems:
             listing = "\n".join(f"- {problem}" for problem in problems)
@@ -43,6 +45,7 @@ def build_adhoc_job(loaded: ExportConfig) -> dg.JobDefinition:
 
     @dg.op(description="Query the model into an Arrow stage file, filters pushed into SQL.")
     def extract(context: dg.OpExecutionContext, source_database: SourceDatabase, plan: ExportPlan) -> StageFile:
+        record_host(context)
         engine = source_database.create_engine(storage_dir(context).parent)
         folder = work_dir(context, plan.name)
         try:
@@ -55,6 +58,7 @@ def build_adhoc_job(loaded: ExportConfig) -> dg.JobDefinition:
 
     @dg.op(name="map", description="Rename, Default and Replace values, column at a time.")
     def map_fields(context: dg.OpExecutionContext, plan: ExportPlan, extracted: StageFile) -> StageFile:
+        record_host(context)
         destination = work_dir(context, plan.name) / "mapped.arrow"
         rows = map_stage_file(plan, Path(extracted.path), destination, batch_size=plan.spec.batch_size)
         context.add_output_metadata({"rows_in": extracted.rows, "rows_out": rows})
@@ -62,6 +66,7 @@ def build_adhoc_job(loaded: ExportConfig) -> dg.JobDefinition:
 
     @dg.op(description="One row per group when a field aggregates; otherwise the rows pass through.")
     def aggregate(context: dg.OpExecutionContext, plan: ExportPlan, mapped: StageFile) -> StageFile:
+        record_host(context)
         if not plan.aggregates:
             return mapped
         destination = work_dir(context, plan.name) / "aggregated.arrow"
@@ -74,6 +79,7 @@ def build_adhoc_job(loaded: ExportConfig) -> dg.JobDefinition:
 
     @dg.op(description="Write CSV/PSV files, split into chunks by max_rows_per_file.")
     def serialize(context: dg.OpExecutionContext, plan: ExportPlan, rows: StageFile) -> FileSet:
+        record_host(context)
         spec = plan.spec
         settings = OutputSettings(
             dialect=dialect_of(spec),
@@ -94,6 +100,7 @@ def build_adhoc_job(loaded: ExportConfig) -> dg.JobDefinition:
 
     @dg.op(description="Deliver to the download folder or the named connection; report every chunk's URL.")
     def deliver(context: dg.OpExecutionContext, delivery_settings: DeliverySettings, plan: ExportPlan, file_set: FileSet) -> None:
+        record_host(context)
         with classified_errors(context, None, plan.name, "deliver", f"export-pipelines rerun --run-id {context.run_id}"):
             target, delivery, redirected = deliver_file_set(context, plan, connections, delivery_settings, file_set)
         rows_written = sum(file.rows for file in delivery.files)

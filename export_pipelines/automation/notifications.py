@@ -96,12 +96,16 @@ def step_errors(instance: dg.DagsterInstance, run_id: str) -> list[tuple[str, st
     ]
 
 
+def run_failure_messages(instance: dg.DagsterInstance, run_id: str) -> list[str]:
+    """Why the run itself failed, when no step said (its process was killed, it could not start)."""
+    return [entry.message for entry in instance.all_logs(run_id, of_type=dg.DagsterEventType.RUN_FAILURE) if entry.message]
+
+
 def failure_mail(plan: ExportPlan, instance: dg.DagsterInstance, run: dg.DagsterRun, settings: NotificationSettings) -> Mail:
     record = instance.get_run_record_by_id(run.run_id)
     steps = [f"- step {step}: {error}" for step, error in step_errors(instance, run.run_id)]
     if not steps:
-        run_failures = instance.all_logs(run.run_id, of_type=dg.DagsterEventType.RUN_FAILURE)
-        steps = [f"- run: {entry.message}" for entry in run_failures] or ["- run: failed (no step reported an error)"]
+        steps = [f"- run: {message}" for message in run_failure_messages(instance, run.run_id)] or ["- run: failed (no step reported an error)"]
     window = window_text(run.tags)
     body = "\n".join(
         [

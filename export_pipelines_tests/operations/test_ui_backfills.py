@@ -26,6 +26,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 import sqlalchemy as sa
+import yaml
 
 from export_pipelines.catalog.models import load_builtin_catalog
 from export_pipelines.catalog.sql_types import model_table
@@ -43,14 +44,16 @@ from export_pipelines_tests.targets.test_delivery_faults import proxied_sftp
 
 CLI = str(Path(sys.executable).parent / "export-pipelines")
 REPO_DAGSTER_YAML = Path(__file__).parents[2] / "dagster.yaml"
-# The queue looks for runs every second instead of every five: the test waits less.
-FAST_QUEUE = """
-run_coordinator:
-  module: dagster._core.run_coordinator
-  class: QueuedRunCoordinator
-  config:
-    dequeue_interval_seconds: 1
-"""
+
+def instance_yaml(**run_monitoring) -> str:
+    """The repository's dagster.yaml, its queue looking for runs every second instead of every
+    five (the test waits less), with `run_monitoring` settings changed."""
+    settings = yaml.safe_load(REPO_DAGSTER_YAML.read_text())
+    settings["run_coordinator"]["config"] = {"dequeue_interval_seconds": 1}
+    settings["run_monitoring"] |= run_monitoring
+    return yaml.safe_dump(settings)
+
+
 HOLD_SECONDS = 2
 EXPORT = "tx_backfill"
 WINDOW = ("2026-03-02", "2026-03-04")
@@ -116,9 +119,9 @@ def deployment(tmp_path, source, sshd, proxy_to, remote_folder, test_user):
     connections = {"connections": {"partner": proxied_sftp(sshd, proxy.port)}}
     config = write_config(tmp_path / "config", [spec, SPECS[1]], connections=connections)
     environment = {"EXPORT_PIPELINES_CONFIG": str(config), "EXPORT_SOURCE_URL": source}
-    server = start_webserver(tmp_path, environment, instance_yaml=REPO_DAGSTER_YAML.read_text() + FAST_QUEUE)
+    server = start_webserver(tmp_path, environment, instance_yaml=instance_yaml())
     daemons = []
-    yield server, environment, path, lambda: daemons.append(start_daemon(server, tmp_path, environment))
+    yield server, environment, path, lambda: daemons.append(start_daemon(server.home, tmp_path, environment))
     for daemon in daemons:
         os.killpg(daemon.pid, signal.SIGTERM)
         daemon.wait(timeout=30)

@@ -107,10 +107,11 @@ def start_webserver(
     raise RuntimeError(f"dagster-webserver did not answer within {seconds} s: {(folder / 'webserver.log').read_text()}")
 
 
-def start_daemon(server: Webserver, folder: Path, environment: dict[str, str]) -> subprocess.Popen:
-    """dagster-daemon over the same instance: it dequeues queued runs (and ticks sensors)."""
+def start_daemon(home: Path, folder: Path, environment: dict[str, str]) -> subprocess.Popen:
+    """dagster-daemon over the instance in `home` (a webserver's too): it dequeues queued runs,
+    ticks sensors and monitors runs."""
     executable = Path(sys.executable).parent / "dagster-daemon"
-    env = {**os.environ, **environment, "DAGSTER_HOME": str(server.home)}
+    env = {**os.environ, **environment, "DAGSTER_HOME": str(home)}
     log = (folder / "daemon.log").open("w")
     return subprocess.Popen(
         [str(executable), "run", "-m", "export_pipelines.definitions"], env=env, stdout=log, stderr=subprocess.STDOUT,
@@ -170,20 +171,25 @@ def launch_backfill(server: Webserver, asset_path: list[str], start: str, end: s
     return launched["backfillId"]
 
 
-def materialize(server: Webserver, asset_path: list[str], checks: list[str]) -> str:
-    """What the UI's Materialize button sends for one unpartitioned asset and its checks (a run of
-    __ASSET_JOB); the run's id."""
+def materialize(server: Webserver, asset_path: list[str], checks: list[str], partition: str | None = None) -> str:
+    """What the UI's Materialize button sends for one asset and its checks (a run of
+    __ASSET_JOB), for one picked partition of a partitioned asset; the run's id."""
+    selector = {
+        "pipelineName": "__ASSET_JOB",
+        "assetSelection": [{"path": asset_path}],
+        "assetCheckSelection": [{"assetKey": {"path": asset_path}, "name": name} for name in checks],
+    }
+    return launch_job(server, selector, partition)
+
+
+def launch_job(server: Webserver, selector: dict, partition: str | None = None) -> str:
+    """What the launchpad sends for a job (`selector` names it, {"pipelineName": ...}), with the
+    partition picked in its partition selector; the run's id."""
     [location] = [entry["name"] for entry in graphql(server, LOCATION_QUERY)["workspaceOrError"]["locationEntries"]]
     params = {
-        "selector": {
-            "repositoryLocationName": location,
-            "repositoryName": "__repository__",
-            "pipelineName": "__ASSET_JOB",
-            "assetSelection": [{"path": asset_path}],
-            "assetCheckSelection": [{"assetKey": {"path": asset_path}, "name": name} for name in checks],
-        },
+        "selector": {"repositoryLocationName": location, "repositoryName": "__repository__", **selector},
         "mode": "default",
-        "executionMetadata": {"tags": []},
+        "executionMetadata": {"tags": [{"key": "dagster/partition", "value": partition}] if partition else []},
         "runConfigData": {},
     }
     launched = graphql(server, LAUNCH_RUN, {"params": params})["launchPipelineExecution"]
