@@ -70,8 +70,11 @@ def _decimal_problem(value: object, target: pa.Decimal128Type | pa.Decimal256Typ
     number = decimal.Decimal(value)
     if not number.is_finite():
         return NOT_FINITE
-    if number.as_tuple().exponent < -target.scale and number != round(number, target.scale):
-        return more_decimal_places(target.scale)
+    digits = number.as_tuple()
+    # The default context's 28 digits would make round() of a longer value (MySQL's DECIMAL(65,30)) raise.
+    with decimal.localcontext(prec=len(digits.digits) + target.scale + 1):
+        if digits.exponent < -target.scale and number != round(number, target.scale):
+            return more_decimal_places(target.scale)
     return too_many_digits(target.precision)
 
 
