@@ -81,21 +81,27 @@ def mariadb_database_url(mariadb_url: str):
     engine.dispose()
 
 
+# The sources whose hard-value tests write each one's own DDL and raw values.
 SOURCES = ["sqlite", "postgresql", "mariadb"]
+# Every tested source: tables made from the catalog's SQLAlchemy metadata. DuckDB stands for any other
+# SQLAlchemy dialect, the general path's proof.
+METADATA_SOURCES = [*SOURCES, "duckdb"]
 
 
 def source_url(request, tmp_path: Path, kind: str) -> str:
-    """An empty database of this kind for one test: a SQLite file, a PostgreSQL schema or a MariaDB database."""
+    """An empty database of this kind for one test: a SQLite or DuckDB file, a PostgreSQL schema or a MariaDB database."""
     if kind == "sqlite":
         return f"sqlite:///{tmp_path / 'source.sqlite'}"
+    if kind == "duckdb":
+        return f"duckdb:///{tmp_path / 'source.duckdb'}"
     if kind == "postgresql":
         return request.getfixturevalue("postgres_schema_url")
     return request.getfixturevalue("mariadb_database_url")
 
 
-@pytest.fixture(params=SOURCES)
+@pytest.fixture(params=METADATA_SOURCES)
 def sample_source_url(request, tmp_path: Path) -> str:
-    """The sample rows in SQLite, PostgreSQL and MariaDB: every end-to-end test runs on each."""
+    """The sample rows in SQLite, PostgreSQL, MariaDB and DuckDB: every end-to-end test runs on each."""
     url = source_url(request, tmp_path, request.param)
     create_sample_tables(url)
     return url

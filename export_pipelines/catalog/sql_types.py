@@ -108,6 +108,14 @@ class ExactDecimal(sa.types.TypeDecorator):
     def __init__(self, precision: int, scale: int | None):
         super().__init__(precision, scale, asdecimal=True)
 
+    def bind_processor(self, dialect):
+        if dialect.name == "duckdb":
+            # duckdb_engine builds on the psycopg2 dialect but declares no native decimals, so Numeric
+            # would bind a Decimal as a float (12345678901234.5678 stored as ...5680, a filter value cut
+            # to 17 digits); DuckDB's own client binds a Decimal exactly.
+            return None
+        return super().bind_processor(dialect)
+
     def result_processor(self, dialect, coltype):
         def process(value):
             if isinstance(value, float):

@@ -30,6 +30,7 @@ NOT_A_CALENDAR_DAY = "not a day of the calendar (a zero date, a zero month or da
 INFINITE = "infinite"
 OUTSIDE_WRITTEN_YEARS = "outside the years 0001-9999"
 NOT_TEXT = "binary, not text"
+JSON_NUMBER_AS_DOUBLE = "a JSON number of more significant digits than the double the database reads it as holds (15)"
 A_NUMBER_NOT_TEXT = "a number, not text (map the field as an integer or decimal in models.yaml)"
 NOT_JSON = "not valid JSON"
 A_TIME_NOT_A_DATE = "a time of day, not a date (the column is a timestamp)"

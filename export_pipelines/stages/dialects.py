@@ -69,6 +69,9 @@ class SourceDialect:
     # Opens the transaction in which the extract counts and reads its rows, where the default would not
     # make both see one snapshot; None where it does (PostgreSQL's REPEATABLE READ, SQLite's read transaction).
     snapshot_statement: str | None = None
+    # Words of the error the database's SUM raises where a total outgrows its type; the extract then
+    # sums over Arrow (76 digits) instead. None where SUM cannot overflow (PostgreSQL's numeric, MySQL's DECIMAL(65)).
+    sum_overflow: str | None = None
 
     def value(self, column: sa.ColumnElement, source: SourceRef) -> sa.ColumnElement:
         """The stored value: the column, or the JSON property's text."""
@@ -295,6 +298,76 @@ class PostgresqlDialect(SourceDialect):
         return sa.func.strpos(column, value)
 
 
+class DuckdbDialect(SourceDialect):
+    """DuckDB (duckdb_engine), the embedded database that stands for any other SQLAlchemy dialect.
+
+    - Sessions run with TimeZone 'UTC': a TIMESTAMP WITH TIME ZONE is an instant, read in UTC;
+      a naive TIMESTAMP is taken as UTC, as the README promises.
+    - Text compares, orders and groups under COLLATE "binary" (the byte order of its UTF-8),
+      whatever the column's collation (NOCASE, a language's) or the session's default_collation.
+    - Decimals: DECIMAL holds at most 38 digits, the field's limit, and arrives as Decimal;
+      values only filtered on are checked for the field's scale in SQL.
+    - Timestamps and dates: infinities and years past 9999, which DuckDB holds, are bad rows.
+    - JSON properties are json_extract_string; JSON null is NULL, as PostgreSQL's ->>; text
+      that is no JSON is a bad row. DuckDB's JSON reader holds a non-integer number as a
+      double and writes it back in its shortest form (1.50 as 1.5, 1e5 as 100000.0): exact
+      for the 15 significant digits a double keeps; where the double's text has more, the
+      document's own digits are lost, so the row is a bad row (`_lossy_json_number`).
+    """
+
+    name = "duckdb"
+    session_settings = ("SET TimeZone = 'UTC'",)
+    # SUM of a DECIMAL(38, s) stays DECIMAL(38, s) and raises past it ("Overflow in HUGEINT addition").
+    sum_overflow = "Overflow in"
+
+    def by_code_point(self, text):
+        return sa.collate(text, "binary")
+
+    def checks(self, column, source, *, converted):
+        if source.json_property is not None:
+            found = sa.func.json_extract_string(column, _json_path(source.json_property), type_=sa.Text)
+            kind = sa.func.json_type(column, _json_path(source.json_property), type_=sa.Text)
+            return [
+                Check(_invalid_json_duckdb(column), bad_rows.NOT_JSON),
+                Check(sa.and_(kind == constant("DOUBLE"), _lossy_json_number(found)), bad_rows.JSON_NUMBER_AS_DOUBLE),
+            ]
+        match source.field_type:
+            case "json":
+                return [Check(_invalid_json_duckdb(column), bad_rows.NOT_JSON)]
+            case "timestamp" | "date":
+                return [
+                    Check(sa.not_(sa.func.isfinite(column)), bad_rows.INFINITE),
+                    Check(sa.not_(_within_written_years(column)), bad_rows.OUTSIDE_WRITTEN_YEARS),
+                ]
+            case "decimal" if not converted:
+                scale = source.scale or 0
+                return [Check(column != sa.func.round(column, scale), bad_rows.more_decimal_places(scale))]
+        return []
+
+    def json_property(self, column, prop):
+        # json_extract_string raises on text that is no JSON: such a row is a bad row, not a failed query.
+        found = sa.func.json_extract_string(column, _json_path(prop), type_=sa.Text)
+        return sa.case((_invalid_json_duckdb(column), sa.null()), else_=found)
+
+    def position(self, column, value):
+        return sa.func.strpos(column, value)
+
+
+def _json_path(prop: str) -> sa.BindParameter:
+    return sa.bindparam(None, f'$."{prop}"', type_=sa.Text)
+
+
+def _invalid_json_duckdb(column: sa.ColumnElement) -> sa.ColumnElement[bool]:
+    return sa.and_(column.is_not(None), sa.not_(sa.func.json_valid(column)))
+
+
+def _lossy_json_number(text: sa.ColumnElement) -> sa.ColumnElement[bool]:
+    """More than 15 significant digits in a double's text: more than a double holds exactly (DBL_DIG)."""
+    mantissa = sa.func.regexp_replace(text, constant("[eE].*$"), constant(""), type_=sa.Text)
+    digits = sa.func.regexp_replace(mantissa, constant("[^0-9]"), constant(""), constant("g"), type_=sa.Text)
+    return sa.func.length(sa.func.trim(digits, constant("0"))) > 15
+
+
 def _column_type(types: Mapping[tuple[str, str], str], column: sa.ColumnElement) -> str | None:
     table = getattr(column.table, "element", column.table)  # an alias reads its table's columns
     return types.get((table.fullname, column.name))
@@ -326,6 +399,7 @@ class SqliteDialect(SourceDialect):
     """
 
     name = "sqlite"
+    sum_overflow = "integer overflow"
 
     def __init__(self, text_columns: frozenset[tuple[str, str]] = frozenset()):
         self.text_columns = text_columns
@@ -582,6 +656,7 @@ _DIALECTS: dict[str, SourceDialect] = {
     "mysql": MysqlDialect(),
     # SQLAlchemy names a mariadb:// URL's dialect so; the same server family.
     "mariadb": MysqlDialect(),
+    "duckdb": DuckdbDialect(),
 }
 _ANY = SourceDialect()
 

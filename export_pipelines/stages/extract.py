@@ -176,10 +176,10 @@ def _extract_group_partials(
         with _streamed(engine, dialect, plan, build, batch_size, count=dialect.name != "postgresql") as (expected, chunks):
             tables = (pa.table(list(zip(*chunk, strict=True)), names=[*schema.names, PROBLEM_COUNT_COLUMN]) for chunk in chunks)
             return _write_group_partials(plan, path, schema, tables, expected, extracted_at)
-    except sa.exc.OperationalError as error:
-        if "integer overflow" not in str(error):
+    except sa.exc.DBAPIError as error:
+        if dialect.sum_overflow is None or dialect.sum_overflow not in str(error):
             raise
-        logger.info("%s: SQLite's integer SUM overflows; summing over Arrow instead", plan.name)
+        logger.info("%s: the database's SUM overflows (%s); summing over Arrow instead", plan.name, dialect.name)
         return None
 
 

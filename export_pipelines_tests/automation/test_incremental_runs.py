@@ -22,9 +22,9 @@ from export_pipelines_tests.automation.window_data import (
     ids_in_window,
     incremental_spec,
 )
-from export_pipelines_tests.conftest import SOURCES, export_resources, source_url, write_config
+from export_pipelines_tests.conftest import METADATA_SOURCES, export_resources, source_url, write_config
 
-@pytest.fixture(params=SOURCES)
+@pytest.fixture(params=METADATA_SOURCES)
 def window_source_url(request, tmp_path: Path) -> str:
     url = source_url(request, tmp_path, request.param)
     create_window_transactions(url)
