@@ -1,9 +1,10 @@
 """`make bench`: the export against the database's own tools, interleaved, medians of N.
 
-    python bench/run.py --rows 1000000 5000000 [--repeat 3] [--keep-data] [--skip sftp,dagster]
+    python bench/run.py --rows 1000000 5000000 [--repeat 3] [--keep-data] [--skip-method pandas] [--sources mariadb]
 
-For each size it builds the demo data (PostgreSQL database export_bench_c<customers> on
-127.0.0.1:5432, SQLite file in --data-dir; reused when present), then runs every method
+For each size it builds the demo data of each of --sources (PostgreSQL database
+export_bench_c<customers> on 127.0.0.1:5432, SQLite file in --data-dir, MariaDB database
+export_bench_c<customers> on 127.0.0.1:3306; reused when present), then runs every method
 as a child process, all methods once per round, --repeat rounds, and prints one table:
 method, rows, seconds (median), rows/s, MB/s of output, peak RSS of the child's process
 tree (psutil, polled from outside), and the ratio to the method's reference. Asserts
@@ -30,6 +31,8 @@ import psutil
 BENCH = Path(__file__).resolve().parent
 PYTHON = sys.executable
 PG_HOST, PG_PORT, PG_USER = "127.0.0.1", "5432", "postgres"
+MARIADB_HOST, MARIADB_PORT, MARIADB_USER = "127.0.0.1", "3306", "root"
+SOURCES = ("postgresql", "sqlite", "mariadb")
 COLUMNS = "id, number, customer_id, store_id, status, channel, amount, metadata, created_at, updated_at"
 ROWS_SQL = f"SELECT {COLUMNS} FROM transactions ORDER BY id"
 GROUP_SQL = (
@@ -92,20 +95,41 @@ def pg_url(database: str) -> str:
     return f"postgresql://{PG_USER}@{PG_HOST}:{PG_PORT}/{database}"
 
 
-def ensure_data(customers: int, data_dir: Path) -> tuple[str, Path, int]:
-    """The PostgreSQL database and SQLite file of this size, built with the demo generator when missing."""
+def mariadb(database: str | None, sql: str, *extra: str) -> list[str]:
+    """The mariadb client; --quick prints each row as it arrives instead of buffering the result."""
+    where = [database] if database else []
+    return ["mariadb", "-h", MARIADB_HOST, "-P", MARIADB_PORT, "-u", MARIADB_USER, *extra, *where, "-e", sql]
+
+
+def mariadb_url(database: str) -> str:
+    return f"mysql://{MARIADB_USER}@{MARIADB_HOST}:{MARIADB_PORT}/{database}"
+
+
+def ensure_data(customers: int, data_dir: Path, sources: list[str]) -> tuple[str, Path, int]:
+    """The databases of this size for `sources`, built with the demo generator when missing; the row count
+    of the first (the generator's seed makes every source's rows the same)."""
     database = f"export_bench_c{customers}"
     sqlite_path = data_dir / f"demo_c{customers}.sqlite"
-    exists = subprocess.run(psql("postgres", f"SELECT 1 FROM pg_database WHERE datname = '{database}'") + ["-tA"], capture_output=True, text=True)
-    if exists.stdout.strip() != "1":
-        subprocess.run(psql("postgres", f'CREATE DATABASE "{database}"'), check=True)
-        _generate(pg_url(database), customers)
-    if not sqlite_path.exists():
+    counts = []
+    if "postgresql" in sources:
+        exists = subprocess.run(psql("postgres", f"SELECT 1 FROM pg_database WHERE datname = '{database}'") + ["-tA"], capture_output=True, text=True)
+        if exists.stdout.strip() != "1":
+            subprocess.run(psql("postgres", f'CREATE DATABASE "{database}"'), check=True)
+            _generate(pg_url(database), customers)
+        counts.append(subprocess.run(psql(database, "SELECT count(*) FROM transactions") + ["-tA"], capture_output=True, text=True, check=True).stdout)
+    if "sqlite" in sources and not sqlite_path.exists():
         data_dir.mkdir(parents=True, exist_ok=True)
         _generate(f"sqlite:///{sqlite_path}.building", customers)
         Path(f"{sqlite_path}.building").rename(sqlite_path)
-    count = subprocess.run(psql(database, "SELECT count(*) FROM transactions") + ["-tA"], capture_output=True, text=True, check=True)
-    return database, sqlite_path, int(count.stdout.strip())
+    if "mariadb" in sources:
+        exists = subprocess.run(mariadb(None, f"SHOW DATABASES LIKE '{database}'", "-N"), capture_output=True, text=True, check=True)
+        if not exists.stdout.strip():
+            subprocess.run(mariadb(None, f"CREATE DATABASE `{database}` CHARACTER SET utf8mb4"), check=True)
+            _generate(mariadb_url(database), customers)
+        counts.append(subprocess.run(mariadb(database, "SELECT count(*) FROM transactions", "-N"), capture_output=True, text=True, check=True).stdout)
+    if not counts:
+        counts.append(subprocess.run(["sqlite3", str(sqlite_path), "SELECT count(*) FROM transactions"], capture_output=True, text=True, check=True).stdout)
+    return database, sqlite_path, int(counts[0].strip())
 
 
 def _generate(url: str, customers: int) -> None:
@@ -114,19 +138,25 @@ def _generate(url: str, customers: int) -> None:
     subprocess.run([PYTHON, "-c", code, url, str(customers)], check=True)
 
 
-def drop_data(database: str, sqlite_path: Path) -> None:
-    subprocess.run(psql("postgres", f'DROP DATABASE IF EXISTS "{database}"'), check=True)
+def drop_data(database: str, sqlite_path: Path, sources: list[str]) -> None:
+    if "postgresql" in sources:
+        subprocess.run(psql("postgres", f'DROP DATABASE IF EXISTS "{database}"'), check=True)
+    if "mariadb" in sources:
+        subprocess.run(mariadb(None, f"DROP DATABASE IF EXISTS `{database}`"), check=True)
     sqlite_path.unlink(missing_ok=True)
 
 
-def methods_for(database: str, sqlite_path: Path, out: Path) -> list[Method]:
+def methods_for(database: str, sqlite_path: Path, out: Path, sources: list[str]) -> list[Method]:
     stage = [PYTHON, str(BENCH / "stage_export.py")]
     pandas = [PYTHON, str(BENCH / "naive_pandas.py")]
-    pg, sq = pg_url(database), f"sqlite:///{sqlite_path}"
+    pg, sq, my = pg_url(database), f"sqlite:///{sqlite_path}", mariadb_url(database)
     fast_off = {"EXPORT_FAST_EXTRACT": "0"}
     shortcut_off = {"EXPORT_MAPPING_SHORTCUT": "0"}
     copy_to_stdout = shlex.join(psql(database, f"\\copy ({ROWS_SQL}) TO STDOUT CSV HEADER"))
-    return [
+    # The client's tab-separated batch output, its fastest way to a file (INTO OUTFILE writes on the server's side).
+    mariadb_batch = shlex.join(mariadb(database, ROWS_SQL, "--batch", "--quick"))
+    mariadb_group = shlex.join(mariadb(database, GROUP_SQL, "--batch", "--quick"))
+    postgresql = [
         Method("psql \\copy csv", None, psql(database, f"\\copy ({ROWS_SQL}) TO '{out / 'psql.csv'}' CSV HEADER"), out / "psql.csv"),
         Method("export pg csv", "psql \\copy csv", [*stage, pg, str(out / "pg")], out / "pg" / "export.csv"),
         Method("export pg csv, fast extract off", "psql \\copy csv", [*stage, pg, str(out / "pg_off")], out / "pg_off" / "export.csv", fast_off, slow=True),
@@ -134,21 +164,32 @@ def methods_for(database: str, sqlite_path: Path, out: Path) -> list[Method]:
         Method("pandas read_sql+to_csv pg", "psql \\copy csv", [*pandas, pg, str(out / "pandas_pg.csv")], out / "pandas_pg.csv", slow=True),
         Method(f"psql \\copy | gzip -{GZIP_LEVEL}", None, ["bash", "-c", f"{copy_to_stdout} | gzip -{GZIP_LEVEL} > {out / 'psql.csv.gz'}"], out / "psql.csv.gz"),
         Method(f"export pg csv.gz (level {GZIP_LEVEL})", f"psql \\copy | gzip -{GZIP_LEVEL}", [*stage, pg, str(out / "pg_gz"), "--compression", "gzip"], out / "pg_gz" / "export.csv.gz"),
+        Method("psql GROUP BY csv", None, psql(database, f"\\copy ({GROUP_SQL}) TO '{out / 'psql_group.csv'}' CSV HEADER"), out / "psql_group.csv"),
+        Method("export pg aggregated (pushdown)", "psql GROUP BY csv", [*stage, pg, str(out / "pg_agg"), "--aggregate"], out / "pg_agg" / "export.csv"),
+    ]
+    sqlite = [
         Method("sqlite3 -csv", None, ["bash", "-c", f"{shlex.join(['sqlite3', '-csv', '-header', str(sqlite_path), ROWS_SQL])} > {out / 'sqlite3.csv'}"], out / "sqlite3.csv"),
         Method("export sqlite csv", "sqlite3 -csv", [*stage, sq, str(out / "sq")], out / "sq" / "export.csv"),
         Method("export sqlite csv, fast extract off", "sqlite3 -csv", [*stage, sq, str(out / "sq_off")], out / "sq_off" / "export.csv", fast_off, slow=True),
         Method("pandas read_sql+to_csv sqlite", "sqlite3 -csv", [*pandas, sq, str(out / "pandas_sq.csv")], out / "pandas_sq.csv", slow=True),
-        Method("psql GROUP BY csv", None, psql(database, f"\\copy ({GROUP_SQL}) TO '{out / 'psql_group.csv'}' CSV HEADER"), out / "psql_group.csv"),
-        Method("export pg aggregated (pushdown)", "psql GROUP BY csv", [*stage, pg, str(out / "pg_agg"), "--aggregate"], out / "pg_agg" / "export.csv"),
     ]
+    mysql = [
+        Method("mariadb --batch --quick", None, ["bash", "-c", f"{mariadb_batch} > {out / 'mariadb.tsv'}"], out / "mariadb.tsv"),
+        Method("export mariadb csv", "mariadb --batch --quick", [*stage, my, str(out / "my")], out / "my" / "export.csv"),
+        Method("pandas read_sql+to_csv mariadb", "mariadb --batch --quick", [*pandas, my, str(out / "pandas_my.csv")], out / "pandas_my.csv", slow=True),
+        Method("mariadb GROUP BY --batch", None, ["bash", "-c", f"{mariadb_group} > {out / 'mariadb_group.tsv'}"], out / "mariadb_group.tsv"),
+        Method("export mariadb aggregated (pushdown)", "mariadb GROUP BY --batch", [*stage, my, str(out / "my_agg"), "--aggregate"], out / "my_agg" / "export.csv"),
+    ]
+    by_source = {"postgresql": postgresql, "sqlite": sqlite, "mariadb": mysql}
+    return [method for source in sources for method in by_source[source]]
 
 
 def run_size(customers: int, args: argparse.Namespace) -> list[dict]:
-    database, sqlite_path, rows = ensure_data(customers, args.data_dir)
+    database, sqlite_path, rows = ensure_data(customers, args.data_dir, args.sources)
     results: dict[str, list[Measurement]] = {}
     with tempfile.TemporaryDirectory(dir=args.work_dir) as folder:
         out = Path(folder)
-        methods = [m for m in methods_for(database, sqlite_path, out) if not any(word in m.name for word in args.skip_method)]
+        methods = [m for m in methods_for(database, sqlite_path, out, args.sources) if not any(word in m.name for word in args.skip_method)]
         for round_number in range(args.repeat):
             for method in methods:
                 if method.slow and round_number > 0 and rows > args.slow_once_above:
@@ -161,7 +202,7 @@ def run_size(customers: int, args: argparse.Namespace) -> list[dict]:
                 else:
                     method.output.unlink(missing_ok=True)
     if not args.keep_data:
-        drop_data(database, sqlite_path)
+        drop_data(database, sqlite_path, args.sources)
     # An export's time is its stages' (extract+map+serialize, as the goals count it); the process's
     # own wall time, imports included, is shown beside it.
     medians = {name: statistics.median(_seconds(m) for m in runs) for name, runs in results.items()}
@@ -214,6 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work-dir", type=Path, default=None)
     parser.add_argument("--keep-data", action="store_true", help="keep the databases for the next run")
     parser.add_argument("--skip-method", nargs="*", default=[], help="skip methods whose name contains one of these words")
+    parser.add_argument("--sources", nargs="+", choices=SOURCES, default=list(SOURCES), help="the databases to build and export from")
     parser.add_argument("--json", type=Path, help="also write the rows as JSON here")
     args = parser.parse_args(argv)
     ensure_tools()

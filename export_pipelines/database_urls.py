@@ -6,10 +6,13 @@ import sqlalchemy as sa
 
 
 def normalize_url(url: str | sa.URL) -> sa.URL:
-    """A bare postgresql:// (or postgres://) means psycopg 3, the driver this project installs."""
+    """A bare postgresql:// (or postgres://) means psycopg 3, a bare mysql:// or mariadb:// PyMySQL:
+    the drivers this project installs (SQLAlchemy's defaults, psycopg2 and mysqlclient, are not)."""
     parsed = sa.make_url(url)
     if parsed.drivername in ("postgresql", "postgres"):
         parsed = parsed.set(drivername="postgresql+psycopg")
+    elif parsed.drivername in ("mysql", "mariadb"):
+        parsed = parsed.set(drivername=f"{parsed.drivername}+pymysql")
     return parsed
 
 

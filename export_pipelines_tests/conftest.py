@@ -19,6 +19,7 @@ from export_pipelines.spec.loader import load_config
 from export_pipelines_tests.sample_data import create_sample_tables
 
 POSTGRES_URL = os.environ.get("EXPORT_TEST_POSTGRES_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+MARIADB_URL = os.environ.get("EXPORT_TEST_MARIADB_URL", "mysql+pymysql://root@127.0.0.1:3306/test")
 
 
 def require_service(reason: str) -> None:
@@ -54,13 +55,54 @@ def postgres_schema_url(postgres_url: str):
     engine.dispose()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(scope="session")
+def mariadb_url() -> str:
+    try:
+        engine = sa.create_engine(MARIADB_URL)
+        with engine.connect() as connection:
+            connection.execute(sa.text("select 1"))
+        engine.dispose()
+    except sa.exc.OperationalError as error:
+        require_service(f"MariaDB at {MARIADB_URL} is unreachable: {error}")
+    return MARIADB_URL
+
+
+@pytest.fixture
+def mariadb_database_url(mariadb_url: str):
+    """A MariaDB URL of a fresh database (cheap to create: a folder), dropped afterwards."""
+    database = f"test_{uuid.uuid4().hex[:12]}"
+    engine = sa.create_engine(mariadb_url)
+    with engine.begin() as connection:
+        # utf8mb4_general_ci, the common default, ignores case: the tests show ordering by code point regardless.
+        connection.execute(sa.text(f"CREATE DATABASE `{database}` CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci"))
+    yield sa.make_url(mariadb_url).set(database=database).render_as_string(hide_password=False)
+    with engine.begin() as connection:
+        connection.execute(sa.text(f"DROP DATABASE `{database}`"))
+    engine.dispose()
+
+
+# The sources whose hard-value tests write each one's own DDL and raw values.
+SOURCES = ["sqlite", "postgresql", "mariadb"]
+# Every tested source: tables made from the catalog's SQLAlchemy metadata. DuckDB stands for any other
+# SQLAlchemy dialect, the general path's proof.
+METADATA_SOURCES = [*SOURCES, "duckdb"]
+
+
+def source_url(request, tmp_path: Path, kind: str) -> str:
+    """An empty database of this kind for one test: a SQLite or DuckDB file, a PostgreSQL schema or a MariaDB database."""
+    if kind == "sqlite":
+        return f"sqlite:///{tmp_path / 'source.sqlite'}"
+    if kind == "duckdb":
+        return f"duckdb:///{tmp_path / 'source.duckdb'}"
+    if kind == "postgresql":
+        return request.getfixturevalue("postgres_schema_url")
+    return request.getfixturevalue("mariadb_database_url")
+
+
+@pytest.fixture(params=METADATA_SOURCES)
 def sample_source_url(request, tmp_path: Path) -> str:
-    """The sample rows in SQLite and in PostgreSQL: every end-to-end test runs on both."""
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'source.sqlite'}"
-    else:
-        url = request.getfixturevalue("postgres_schema_url")
+    """The sample rows in SQLite, PostgreSQL, MariaDB and DuckDB: every end-to-end test runs on each."""
+    url = source_url(request, tmp_path, request.param)
     create_sample_tables(url)
     return url
 

@@ -1,11 +1,14 @@
-"""A table of hard values exported from SQLite and PostgreSQL in every format, compression and split, both extract paths.
+"""A table of hard values exported from SQLite, PostgreSQL and MariaDB in every format, compression and split, both extract paths.
 
 Expected bytes are built independently of the product: values formatted here from the
 Python values that were inserted (decimals by Python's decimal module, instants by
 datetime), JSON text as each database itself returns it, and CSV by Python's csv module.
 SQLite gets the same values stored in the forms applications write them (ISO 8601 text
 with `T`, `Z` and offsets, numbers as text, REAL and INTEGER), plus values of the wrong
-kind, which must be refused as bad rows, never written.
+kind, which must be refused as bad rows, never written. MariaDB gets them in DECIMAL(65,30) (whose
+30 places are all MySQL has: the 38-place column holds its values rounded to 30 by Python first),
+DOUBLE, DATETIME(6) and LONGTEXT columns, plus the zero and impossible dates, the boolean 2 and
+the text that is no JSON its lax sql_mode lets in.
 """
 
 from __future__ import annotations
@@ -16,11 +19,12 @@ import io
 import json
 import sqlite3
 import uuid
-from decimal import Decimal, localcontext
+from decimal import ROUND_DOWN, Decimal, localcontext
 
 import pytest
 import sqlalchemy as sa
 
+from export_pipelines_tests.conftest import SOURCES
 from export_pipelines_tests.stage_runs import run_stages
 
 DECIMAL_SCALES = {"d0": 0, "d2": 2, "d7": 7, "d20": 20, "d38": 38}
@@ -78,19 +82,33 @@ SQLITE_BAD_ROWS = {
     ROWS + 5: ("flag", 2, "not a boolean (0 or 1)"),
     ROWS + 6: ("d7", "0.00000001", "a number with more than 7 decimal places (the field's scale)"),
 }
+NO_CALENDAR_DAY = "not a day of the calendar (a zero date, a zero month or day, or a day the month has not)"
+MARIADB_BAD_ROWS = {
+    ROWS + 1: ("ts", "2024-02-30 10:00:00", NO_CALENDAR_DAY),
+    ROWS + 2: ("ts", "0000-00-00 00:00:00", NO_CALENDAR_DAY),
+    ROWS + 3: ("day", "2024-04-00", NO_CALENDAR_DAY),
+    ROWS + 4: ("flag", 2, "not a boolean (0 or 1)"),
+    ROWS + 5: ("doc", '{"a": 1', "not valid JSON"),
+}
+BAD_ROWS = {"sqlite": SQLITE_BAD_ROWS, "postgresql": {}, "mariadb": MARIADB_BAD_ROWS}
+MYSQL_MAX_SCALE = 30
 
 
 def cycle(values: list, index: int):
     return values[index % len(values)]
 
 
-def logical_rows() -> list[dict]:
+def logical_rows(dialect: str = "any") -> list[dict]:
     rows = []
     for i in range(ROWS):
         row = {"id": i + 1, "txt": cycle(TEXTS, i), "note": cycle(NOTES, i), "r2": cycle(REALS, i), "ts": cycle(INSTANTS, i),
                "day": cycle(DAYS, i), "flag": cycle(FLAGS, i), "n": cycle(INTEGERS, i),
                "doc": None if cycle(DOCUMENTS, i) is None else json.dumps(cycle(DOCUMENTS, i), ensure_ascii=False)}
         row.update({column: cycle(values, i) for column, values in DECIMALS.items()})
+        if dialect == "mariadb" and row["d38"] is not None:
+            with localcontext(prec=100):
+                # Cut, not rounded: -0.999...9 (38 nines) rounded would be -1, one digit more than 38 places leave.
+                row["d38"] = str(Decimal(row["d38"]).quantize(Decimal(1).scaleb(-MYSQL_MAX_SCALE), rounding=ROUND_DOWN))
         rows.append(row)
     return rows
 
@@ -138,6 +156,24 @@ def create_sqlite(path) -> None:
                                [[row[c] for c in columns] for row in rows])
 
 
+def create_mariadb(url: str) -> None:
+    engine = sa.create_engine(url)
+    decimals = ", ".join(f"{column} decimal(65,{min(scale, MYSQL_MAX_SCALE)})" for column, scale in DECIMAL_SCALES.items())
+    rows = logical_rows("mariadb")
+    columns = list(rows[0])
+    insert = sa.text(f"INSERT INTO hard_values ({', '.join(columns)}) VALUES ({', '.join(':' + c for c in columns)})")
+    with engine.begin() as connection:
+        connection.execute(sa.text(
+            f"CREATE TABLE hard_values (id bigint PRIMARY KEY, txt text, note text, {decimals}, r2 double, ts datetime(6), day date, "
+            "flag boolean, n bigint, doc longtext) CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci"
+        ))
+        connection.execute(insert, rows)
+        # What a lax server lets applications write.
+        connection.execute(sa.text("SET SESSION sql_mode = 'ALLOW_INVALID_DATES'"))
+        connection.execute(insert, [{**rows[0], "id": bad_id, column: value} for bad_id, (column, value, _) in MARIADB_BAD_ROWS.items()])
+    engine.dispose()
+
+
 def decimal_text(value, scale: int) -> str:
     if value is None:
         return ""
@@ -160,6 +196,11 @@ def expected_rows(url: str, dialect: str) -> list[list[str]]:
     with engine.connect() as connection:
         if dialect == "postgresql":
             query = "SELECT id, doc::text, doc ->> 'a', doc ->> 's', doc ->> 'num' FROM hard_values ORDER BY id"
+        elif dialect == "mariadb":
+            # JSON null is no value, as PostgreSQL's ->> has it.
+            properties = ", ".join(f"IF(JSON_TYPE(JSON_EXTRACT(doc, '$.{p}')) = 'NULL', NULL, JSON_UNQUOTE(JSON_EXTRACT(doc, '$.{p}')))"
+                                   for p in ("a", "s", "num"))
+            query = f"SELECT id, doc, {properties} FROM hard_values WHERE id <= {ROWS} ORDER BY id"
         else:
             query = ("SELECT id, doc, CASE json_type(doc, '$.a') WHEN 'text' THEN doc ->> '$.a' WHEN 'null' THEN NULL ELSE doc -> '$.a' END, "
                      "CASE json_type(doc, '$.s') WHEN 'text' THEN doc ->> '$.s' WHEN 'null' THEN NULL ELSE doc -> '$.s' END, "
@@ -168,12 +209,12 @@ def expected_rows(url: str, dialect: str) -> list[list[str]]:
         documents = {row[0]: row[1:] for row in connection.execute(sa.text(query))}
     engine.dispose()
     written = []
-    for row in logical_rows():
+    for row in logical_rows(dialect):
         values = [str(row["id"]), row["txt"] or "", row["note"] or ""]
         values += [decimal_text(row[column], scale) for column, scale in DECIMAL_SCALES.items()]
-        # A REAL keeps 15 significant digits (SQLite); numeric(38, 2) rounded it on insert (PostgreSQL).
+        # A REAL or DOUBLE keeps 15 significant digits (SQLite, MariaDB); numeric(38, 2) rounded it on insert (PostgreSQL).
         real = row["r2"]
-        values.append("" if real is None else decimal_text(f"{real:.15g}" if dialect == "sqlite" else f"{Decimal(repr(float(real))):.2f}", 2))
+        values.append("" if real is None else decimal_text(f"{real:.15g}" if dialect != "postgresql" else f"{Decimal(repr(float(real))):.2f}", 2))
         values += [instant_text(row["ts"]), "" if row["day"] is None else f"{row['day'].year:04d}-{row['day']:%m-%d}",
                    "" if row["flag"] is None else str(row["flag"]).lower(), "" if row["n"] is None else str(row["n"])]
         values += ["" if v is None else v for v in documents[row["id"]]]
@@ -193,12 +234,20 @@ def expected_files(rows: list[list[str]], delimiter: str, line_ending: str, spli
     return out
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+@pytest.fixture(scope="module", params=SOURCES)
 def hard_values(request, tmp_path_factory) -> tuple[str, str, list[list[str]]]:
     if request.param == "sqlite":
         path = tmp_path_factory.mktemp("hard") / "hard.sqlite"
         create_sqlite(path)
         url = f"sqlite:///{path}"
+    elif request.param == "mariadb":
+        mariadb_url = request.getfixturevalue("mariadb_url")
+        database = f"hard_{uuid.uuid4().hex[:12]}"
+        engine = sa.create_engine(mariadb_url)
+        with engine.begin() as connection:
+            connection.execute(sa.text(f"CREATE DATABASE `{database}`"))
+        url = sa.make_url(mariadb_url).set(database=database).render_as_string(hide_password=False)
+        create_mariadb(url)
     else:
         postgres_url = request.getfixturevalue("postgres_url")
         schema = f"hard_{uuid.uuid4().hex[:12]}"
@@ -211,6 +260,10 @@ def hard_values(request, tmp_path_factory) -> tuple[str, str, list[list[str]]]:
     if request.param == "postgresql":
         with engine.begin() as connection:
             connection.execute(sa.text(f'DROP SCHEMA "{schema}" CASCADE'))
+        engine.dispose()
+    elif request.param == "mariadb":
+        with engine.begin() as connection:
+            connection.execute(sa.text(f"DROP DATABASE `{database}`"))
         engine.dispose()
 
 
@@ -230,11 +283,11 @@ def test_hard_values_are_written_exactly(hard_values, tmp_path, monkeypatch, fas
             "line_ending": line_ending, "compression": compression, "batch_size": 4}
     if split:
         spec.update(max_rows_per_file=split, file_name="hard_{part}.{ext}")
-    run = run_stages(url, tmp_path, spec, fast=fast, monkeypatch=monkeypatch, models=MODELS, max_bad_rows=len(SQLITE_BAD_ROWS))
+    bad = BAD_ROWS[dialect]
+    run = run_stages(url, tmp_path, spec, fast=fast, monkeypatch=monkeypatch, models=MODELS, max_bad_rows=len(bad))
     delimiter = {"csv": ",", "psv": "|"}[file_format]
     assert run.content == expected_files(rows, delimiter, {"crlf": "\r\n", "lf": "\n"}[line_ending], split)
     assert len(run.files) == (-(-ROWS // split) if split else 1)
-    bad = SQLITE_BAD_ROWS if dialect == "sqlite" else {}
     assert [(r.key, r.field, r.reason) for r in run.extracted.rejected] == [(f"id={i}", c, reason) for i, (c, _, reason) in bad.items()]
 
 
@@ -261,6 +314,7 @@ def test_every_scale_from_0_to_38(source_url_for_scales, tmp_path, monkeypatch, 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def source_url_for_scales(request, tmp_path) -> str:
+    # Not MariaDB: its DECIMAL has at most 30 places (the hard values hold DECIMAL(65,30)'s).
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path / 'scales.sqlite'}"
         column_type = lambda scale: "TEXT"  # noqa: E731 - every digit kept (NUMERIC affinity keeps 15)

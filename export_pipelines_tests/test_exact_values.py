@@ -1,7 +1,7 @@
 """Every value is written exactly as the source holds it, or its row is refused with a reason.
 
 The inputs below were found writing wrong values silently; each stands here with its right
-bytes, on SQLite and PostgreSQL, with the fast paths on and off. Expected bytes are written
+bytes, on SQLite, PostgreSQL and MariaDB, with the fast paths on and off. Expected bytes are written
 by hand.
 """
 
@@ -14,21 +14,23 @@ import sqlite3
 import pytest
 import sqlalchemy as sa
 
-from export_pipelines_tests.conftest import run_export
+from export_pipelines_tests.conftest import SOURCES, run_export, source_url
 from export_pipelines_tests.stage_runs import run_stages
 
 DDL_TYPES = {
     "postgresql": {"int": "bigint", "text": "text", "ts": "timestamptz", "naive_ts": "timestamp", "date": "date"},
     "sqlite": {"int": "INTEGER", "text": "TEXT", "ts": "TEXT", "naive_ts": "TEXT", "date": "TEXT"},
+    "mariadb": {"int": "bigint", "text": "text", "ts": "timestamp(6) NULL", "naive_ts": "datetime(6)", "date": "date"},
 }
+# A column that holds any decimal the tests store: PostgreSQL's unbounded numeric, MySQL's widest DECIMAL
+# with room for 45 integer digits.
+ANY_DECIMAL = {"postgresql": "numeric", "mariadb": "decimal(65,20)", "sqlite": "TEXT"}
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=SOURCES)
 def source(request, tmp_path) -> tuple[str, str]:
-    """(URL, dialect) of an empty database: a SQLite file, or a fresh PostgreSQL schema."""
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'source.sqlite'}", "sqlite"
-    return request.getfixturevalue("postgres_schema_url"), "postgresql"
+    """(URL, dialect) of an empty database: a SQLite file, a fresh PostgreSQL schema or MariaDB database."""
+    return source_url(request, tmp_path, request.param), request.param
 
 
 @pytest.fixture(params=[True, False], ids=["fast", "general"])
@@ -66,7 +68,7 @@ def test_small_decimals_are_positional_not_scientific(source, fast, tmp_path, mo
     url, dialect = source
     # SQLite's NUMERIC stores them as REAL (0.0 included).
     stored = [(i + 1, f"r{i + 1}", float(v) if v is not None and dialect == "sqlite" else v) for i, v in enumerate(values)]
-    columns = {"id": DDL_TYPES[dialect]["int"], "n": DDL_TYPES[dialect]["text"], "v": column if dialect == "postgresql" else "NUMERIC"}
+    columns = {"id": DDL_TYPES[dialect]["int"], "n": DDL_TYPES[dialect]["text"], "v": "NUMERIC" if dialect == "sqlite" else column}
     create_table(url, "amounts", columns, stored)
     models = model("amounts", {"n": {"type": "string"}, "v": {"type": "decimal", "scale": scale}})
     plain = run_stages(url, tmp_path / "plain", {"name": "plain", "model": "amounts", "fields": [{"from": "v", "to": "V"}], "order": "id"},
@@ -90,7 +92,7 @@ def test_small_decimals_are_positional_not_scientific(source, fast, tmp_path, mo
 def test_sums_and_averages_beyond_38_digits_are_exact(source, fast, tmp_path, monkeypatch, path):
     url, dialect = source
     # SQLite: TEXT keeps every digit (its NUMERIC affinity would keep 15).
-    sql_type = "numeric(38,10)" if dialect == "postgresql" else "TEXT"
+    sql_type = "TEXT" if dialect == "sqlite" else "numeric(38,10)"
     rows = [(1, "a", "100000000000000000000000000"), (2, "b", "6000000000000000000000000000"), (3, "b", "6000000000000000000000000000")]
     create_table(url, "big", {"id": DDL_TYPES[dialect]["int"], "n": DDL_TYPES[dialect]["text"], "v": sql_type}, rows)
     models = model("big", {"n": {"type": "string"}, "v": {"type": "decimal", "scale": 10}})
@@ -103,7 +105,7 @@ def test_sums_and_averages_beyond_38_digits_are_exact(source, fast, tmp_path, mo
         b"a,100000000000000000000000000.000000000000,100000000000000000000000000.0000000000\r\n"
         b"b,6000000000000000000000000000.000000000000,12000000000000000000000000000.0000000000\r\n"
     )
-    assert run.aggregation == ("pushdown" if dialect == "postgresql" and path == "auto" else "arrow")
+    assert run.aggregation == ("pushdown" if dialect != "sqlite" and path == "auto" else "arrow")
 
 
 def test_sqlite_numeric_is_never_capped(fast, tmp_path, monkeypatch):
@@ -131,9 +133,8 @@ def test_sqlite_numeric_is_never_capped(fast, tmp_path, monkeypatch):
 
 def test_decimal_that_does_not_fit_is_a_bad_row(source, fast, tmp_path, monkeypatch):
     url, dialect = source
-    sql_type = "numeric" if dialect == "postgresql" else "TEXT"
     rows = [(1, "12.50"), (2, "12.505"), (3, "1" + "0" * 40), (4, "-0.01")]
-    create_table(url, "amounts", {"id": DDL_TYPES[dialect]["int"], "v": sql_type}, rows)
+    create_table(url, "amounts", {"id": DDL_TYPES[dialect]["int"], "v": ANY_DECIMAL[dialect]}, rows)
     models = model("amounts", {"v": {"type": "decimal", "scale": 2}})
     spec = {"name": "fits", "model": "amounts", "fields": ["id", "v"], "order": "id"}
     run = run_stages(url, tmp_path, spec, fast=fast, monkeypatch=monkeypatch, models=models, max_bad_rows=2)
@@ -334,8 +335,9 @@ def test_replace_of_the_empty_value_covers_null(source, fast, tmp_path, monkeypa
 
 def test_an_aggregation_skips_bad_rows_within_the_limit(source, tmp_path):
     url, dialect = source
-    bad = "12,50" if dialect == "sqlite" else "NaN"  # PostgreSQL's numeric holds NaN, which no decimal field can
-    create_table(url, "vals", {"id": DDL_TYPES[dialect]["int"], "grp": DDL_TYPES[dialect]["text"], "d2": "numeric" if dialect == "postgresql" else "TEXT"},
+    # PostgreSQL's numeric holds NaN, which no decimal field can; MySQL's DECIMAL more places than the field's scale.
+    bad = {"sqlite": "12,50", "postgresql": "NaN", "mariadb": "0.125"}[dialect]
+    create_table(url, "vals", {"id": DDL_TYPES[dialect]["int"], "grp": DDL_TYPES[dialect]["text"], "d2": ANY_DECIMAL[dialect]},
                  [(1, "a", "10.00"), (2, "a", bad), (3, "b", "1.25")])
     models = model("vals", {"grp": {"type": "string"}, "d2": {"type": "decimal", "scale": 2}})
     spec = {"name": "totals", "model": "vals", "max_bad_rows": 1,
@@ -446,6 +448,9 @@ def test_text_compares_and_groups_by_code_point_whatever_the_collation(source, f
         if dialect == "postgresql":
             connection.execute(sa.text("CREATE COLLATION case_blind (provider = icu, locale = 'und-u-ks-level2', deterministic = false)"))
             connection.execute(sa.text("CREATE TABLE words (id bigint, w text COLLATE case_blind)"))
+        elif dialect == "mariadb":
+            # Case and accent blind, and blind to trailing spaces ('a' = 'a '), as most MySQL collations are.
+            connection.execute(sa.text("CREATE TABLE words (id bigint, w text COLLATE utf8mb4_general_ci)"))
         else:
             connection.execute(sa.text("CREATE TABLE words (id INTEGER, w TEXT COLLATE NOCASE)"))
         connection.execute(sa.text("INSERT INTO words VALUES (1, 'a'), (2, 'A'), (3, 'b'), (4, 'B'), (5, 'é')"))
@@ -492,3 +497,93 @@ def test_postgresql_columns_of_another_type_than_the_field_are_read_exactly_or_r
     run = run_stages(postgres_schema_url, tmp_path, spec, fast=fast, monkeypatch=monkeypatch, models=models, max_bad_rows=1)
     assert run.content == b"id,amount,day,at\r\n1,12.50,2024-01-05,2024-01-05T00:00:00Z\r\n"
     assert [(r.key, r.field, r.reason) for r in run.extracted.rejected] == [("id=2", "day", "a time of day, not a date (the column is a timestamp)")]
+
+
+# --- MariaDB/MySQL: what a lax server lets in, and settings a session can bring ---------------------------------------
+
+NO_CALENDAR_DAY = "not a day of the calendar (a zero date, a zero month or day, or a day the month has not)"
+
+
+def mariadb_url_with(url: str, init_command: str) -> str:
+    """The URL whose connections first run init_command (as a server's or a pool's defaults would)."""
+    return sa.make_url(url).update_query_dict({"init_command": init_command}).render_as_string(hide_password=False)
+
+
+def test_mariadb_datetime_and_timestamp_windows_are_utc_whatever_the_session_zone(mariadb_database_url, fast, tmp_path, monkeypatch):
+    # Stored in UTC (a DATETIME is naive: UTC by the README's contract; a TIMESTAMP is an instant the session zone shows).
+    create_table(mariadb_url_with(mariadb_database_url, "SET time_zone = '+00:00'"), "events",
+                 {"id": "bigint", "created_at": "datetime(6)", "stamped_at": "timestamp(6) NULL"},
+                 [(1, "2024-03-09 23:59:59.999999", "2024-03-09 23:59:59.999999"), (2, "2024-03-10 00:00:00", "2024-03-10 00:00:00"),
+                  (3, "2024-03-10 23:59:59.999999", "2024-03-10 23:59:59.999999"), (4, "2024-03-11 00:00:00", "2024-03-11 00:00:00")])
+    # A session that starts nine hours east must read and compare the same instants.
+    tokyo = mariadb_url_with(mariadb_database_url, "SET time_zone = '+09:00'")
+    window = (dt.datetime(2024, 3, 10, tzinfo=dt.UTC), dt.datetime(2024, 3, 11, tzinfo=dt.UTC))
+    for column in ("created_at", "stamped_at"):
+        models = model("events", {column: {"type": "timestamp"}}, event_date=column)
+        spec = {"name": f"by_{column}", "model": "events", "fields": ["id", column], "order": "id",
+                "incremental": {"by": "event_date", "grain": "daily", "start": "2024-01-01"}}
+        run = run_stages(tokyo, tmp_path / column, spec, fast=fast, monkeypatch=monkeypatch, models=models, window=window)
+        assert run.content == f"id,{column}\r\n2,2024-03-10T00:00:00Z\r\n3,2024-03-10T23:59:59.999999Z\r\n".encode()
+
+
+def test_mariadb_zero_and_impossible_dates_are_bad_rows_even_when_only_filtered_on(mariadb_database_url, fast, tmp_path, monkeypatch):
+    lax = mariadb_url_with(mariadb_database_url, "SET sql_mode = 'ALLOW_INVALID_DATES'")
+    create_table(lax, "events", {"id": "bigint", "created_at": "datetime(6)", "day": "date"},
+                 [(1, "2024-03-10 13:00:00", "2024-03-10"), (2, "0000-00-00 00:00:00", "2024-03-10"), (3, "2024-02-30 10:00:00", "2024-03-10"),
+                  (4, "2024-03-10 13:00:00", "2024-00-10"), (5, "2024-03-10 13:00:00", "2024-04-31"), (6, "2024-03-10 14:00:00", "0000-00-00"),
+                  (7, "2024-03-09 13:00:00", "2024-04-31")])
+    models = model("events", {"created_at": {"type": "timestamp"}, "day": {"type": "date"}})
+    spec = {"name": "after", "model": "events", "fields": ["id", "day"], "order": "id",
+            "filters": {"created_at": {"conditions": {"$after": ["2024-03-10T12:00:00Z"]}}}}
+    run = run_stages(lax, tmp_path, spec, fast=fast, monkeypatch=monkeypatch, models=models, max_bad_rows=5)
+    assert run.content == b"id,day\r\n1,2024-03-10\r\n"
+    # Row 7's day is no date either, but its instant is before the filter's: it is left out, as it would be with any day.
+    assert [(r.key, r.field, r.value, r.reason) for r in run.extracted.rejected] == [
+        ("id=2", "created_at", "0000-00-00 00:00:00.000000", NO_CALENDAR_DAY),
+        ("id=3", "created_at", "2024-02-30 10:00:00.000000", NO_CALENDAR_DAY),
+        ("id=4", "day", "2024-00-10", NO_CALENDAR_DAY),
+        ("id=5", "day", "2024-04-31", NO_CALENDAR_DAY),
+        ("id=6", "day", "0000-00-00", NO_CALENDAR_DAY),
+    ]
+
+
+def test_mariadb_count_and_rows_read_one_snapshot_whatever_the_isolation_default(mariadb_database_url, tmp_path, monkeypatch):
+    import pymysql
+
+    # Sessions that start in READ COMMITTED would let a row committed between the COUNT and the SELECT into the rows only.
+    url = mariadb_url_with(mariadb_database_url, "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+    create_table(url, "vals", {"id": "bigint", "grp": "text"}, [(1, "a"), (2, "b")])
+    parts = sa.make_url(mariadb_database_url)
+    writer = pymysql.connect(host=parts.host, port=parts.port, user=parts.username, password=parts.password or "",
+                             database=parts.database, autocommit=True)
+
+    def insert_after_the_count(conn, cursor, statement, *_):
+        if statement.lstrip().upper().startswith("SELECT COUNT(*)"):
+            writer.cursor().execute("INSERT INTO vals VALUES (3, 'c')")
+
+    sa.event.listen(sa.engine.Engine, "after_cursor_execute", insert_after_the_count)
+    try:
+        models = model("vals", {"grp": {"type": "string"}})
+        run = run_stages(url, tmp_path, {"name": "vals", "model": "vals", "fields": ["id", "grp"], "order": "id"},
+                         fast=False, monkeypatch=monkeypatch, models=models)
+    finally:
+        sa.event.remove(sa.engine.Engine, "after_cursor_execute", insert_after_the_count)
+        writer.close()
+    assert run.content == b"id,grp\r\n1,a\r\n2,b\r\n"
+    assert run.extracted.rows == run.extracted.expected_rows == 2
+
+
+def test_mariadb_json_properties_and_booleans_that_do_not_fit_are_bad_rows(mariadb_database_url, fast, tmp_path, monkeypatch):
+    create_table(mariadb_database_url, "docs", {"id": "bigint", "doc": "longtext", "flag": "tinyint(1)"},
+                 [(1, '{"tier": "gold", "n": 1.50, "gone": null}', 1), (2, '{"tier": "gold"', 0), (3, '{"tier": "gold"}', 2),
+                  (4, '{"tier": "gold ", "n": true}', 0), (5, None, None), (6, '{"tier": "Gold"}', 1), (7, '{"tier": "gold", "n": "x"}', 0)])
+    models = model("docs", {"doc": {"type": "json"}, "flag": {"type": "boolean"}})
+    spec = {"name": "gold", "model": "docs", "order": "id", "fields": ["id", "doc.n", "doc.gone", "flag"],
+            "filters": {"doc.tier": {"conditions": {"$is": "gold"}}}}
+    run = run_stages(mariadb_database_url, tmp_path, spec, fast=fast, monkeypatch=monkeypatch, models=models, max_bad_rows=2)
+    # 'gold' only: the table's collation would match 'Gold' and 'gold ' too. JSON null is no value, as in PostgreSQL.
+    assert run.content == b"id,doc.n,doc.gone,flag\r\n1,1.50,,true\r\n7,x,,false\r\n"
+    assert [(r.key, r.field, r.reason) for r in run.extracted.rejected] == [
+        ("id=2", "doc.n", "not valid JSON"),
+        ("id=3", "flag", "not a boolean (0 or 1)"),
+    ]

@@ -13,7 +13,7 @@ import math
 import re
 
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects import mysql, postgresql
 
 from export_pipelines.catalog.models import FieldDef, ModelDef
 
@@ -50,6 +50,9 @@ class UtcTimestamp(sa.types.TypeDecorator):
     def load_dialect_impl(self, dialect):
         if dialect.name == "sqlite":
             return dialect.type_descriptor(sa.String())
+        if dialect.name in {"mysql", "mariadb"}:
+            # DATETIME, not TIMESTAMP: no session zone applies, and no 2038 limit; (6): microseconds kept.
+            return dialect.type_descriptor(mysql.DATETIME(fsp=6))
         return dialect.type_descriptor(sa.DateTime(timezone=True))
 
     def process_bind_param(self, value, dialect):
@@ -105,6 +108,14 @@ class ExactDecimal(sa.types.TypeDecorator):
     def __init__(self, precision: int, scale: int | None):
         super().__init__(precision, scale, asdecimal=True)
 
+    def bind_processor(self, dialect):
+        if dialect.name == "duckdb":
+            # duckdb_engine builds on the psycopg2 dialect but declares no native decimals, so Numeric
+            # would bind a Decimal as a float (12345678901234.5678 stored as ...5680, a filter value cut
+            # to 17 digits); DuckDB's own client binds a Decimal exactly.
+            return None
+        return super().bind_processor(dialect)
+
     def result_processor(self, dialect, coltype):
         def process(value):
             if isinstance(value, float):
@@ -132,7 +143,7 @@ class DecimalText(sa.types.TypeDecorator):
 
 
 class JsonDocument(sa.types.TypeDecorator):
-    """JSON stored natively (jsonb in PostgreSQL, text in SQLite); read back as text."""
+    """JSON stored natively (jsonb in PostgreSQL, text in SQLite, LONGTEXT in MySQL/MariaDB); read back as text."""
 
     impl = sa.Text
     cache_ok = True
@@ -140,6 +151,9 @@ class JsonDocument(sa.types.TypeDecorator):
     def load_dialect_impl(self, dialect):
         if dialect.name == "postgresql":
             return dialect.type_descriptor(postgresql.JSONB())
+        if dialect.name in {"mysql", "mariadb"}:
+            # MariaDB's JSON is LONGTEXT too; the text stays as written (MySQL's JSON type would reformat it).
+            return dialect.type_descriptor(mysql.LONGTEXT())
         return dialect.type_descriptor(sa.Text())
 
     def process_bind_param(self, value, dialect):

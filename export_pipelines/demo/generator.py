@@ -1091,8 +1091,11 @@ def _normalise_url(url: str | sa.URL) -> sa.URL:
     if backend == "postgresql":
         # The loader below uses psycopg 3's COPY, whatever driver the URL named.
         return parsed.set(drivername="postgresql+psycopg")
+    if backend in {"mysql", "mariadb"}:
+        # The loader below uses PyMySQL's multi-row INSERTs, whatever driver the URL named.
+        return parsed.set(drivername=f"{backend}+pymysql")
     if backend != "sqlite":
-        raise ValueError(f"the demo database needs SQLite or PostgreSQL, not {parsed.drivername!r}")
+        raise ValueError(f"the demo database needs SQLite, PostgreSQL or MySQL/MariaDB, not {parsed.drivername!r}")
     if not parsed.database or parsed.database == ":memory:":
         raise ValueError("the demo SQLite database needs a file path: sqlite:///path/to/demo.sqlite")
     return parsed
@@ -1119,13 +1122,21 @@ def _tables(schema: str | None) -> tuple[sa.MetaData, dict[str, sa.Table], dict[
 
 
 class _Loader:
-    """Writes column dicts into the tables: executemany on SQLite, COPY on PostgreSQL."""
+    """Writes column dicts into the tables: executemany on SQLite, COPY on PostgreSQL, multi-row INSERTs on MySQL/MariaDB."""
 
     def __init__(self, engine: sa.Engine, url: sa.URL, tables: dict[str, sa.Table]):
         self.engine, self.tables = engine, tables
         self.counts: dict[str, int] = {}
         self.postgres = engine.dialect.name == "postgresql"
-        if self.postgres:
+        self.mysql = engine.dialect.name in {"mysql", "mariadb"}
+        if self.mysql:
+            self._raw = engine.raw_connection()
+            self.connection = self._raw.driver_connection
+            with self.connection.cursor() as cursor:
+                # The generator's timestamps are UTC text; DATETIME keeps them as written whatever the zone.
+                cursor.execute("SET time_zone = '+00:00'")
+                cursor.execute("SET unique_checks = 0")
+        elif self.postgres:
             self._raw = engine.raw_connection()
             self.connection = self._raw.driver_connection
             self.connection.execute("SET TIME ZONE 'UTC'")
@@ -1152,7 +1163,13 @@ class _Loader:
             return
         names = [column.name for column in table.c]
         rows = list(zip(*[data.get(column, [None] * n) for column in names]))
-        if self.postgres:
+        if self.mysql:
+            quoted = ", ".join(f"`{column}`" for column in names)
+            placeholders = ", ".join(["%s"] * len(names))
+            # PyMySQL turns an INSERT ... VALUES executemany into multi-row statements of up to 1 MB each.
+            with self.connection.cursor() as cursor:
+                cursor.executemany(f"INSERT INTO `{table.name}` ({quoted}) VALUES ({placeholders})", rows)
+        elif self.postgres:
             from psycopg import sql
 
             target = sql.Identifier(*(part for part in (table.schema, table.name) if part))
@@ -1170,9 +1187,19 @@ class _Loader:
         for name, columns in indexed.items():
             table = self.tables[name]
             for column in columns:
-                index = sa.Index(f"ix_{name}_{column}", table.c[column])
+                # MySQL indexes a TEXT column by a prefix only (its codes are far shorter than 64 characters).
+                prefix = {"mysql_length": 64} if isinstance(table.c[column].type, sa.Text) else {}
+                index = sa.Index(f"ix_{name}_{column}", table.c[column], **prefix)
                 statements.append(str(CreateIndex(index).compile(dialect=self.engine.dialect)))
-        if self.postgres:
+        if self.mysql:
+            self.connection.commit()
+            with self.connection.cursor() as cursor:
+                for statement in statements:
+                    cursor.execute(statement)
+                for table in self.tables.values():
+                    cursor.execute(f"ANALYZE TABLE `{table.name}`")
+                    cursor.fetchall()
+        elif self.postgres:
             self.connection.commit()
             for statement in statements:
                 self.connection.execute(statement)
@@ -1255,7 +1282,7 @@ def _fill(emit: Callable[[str, dict[str, list]], None], *, customers: int, seed:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="export-pipelines demo-db",
-        description="Build the demo loyalty database (SQLite or PostgreSQL) with deterministic sample data.",
+        description="Build the demo loyalty database (SQLite, PostgreSQL or MySQL/MariaDB) with deterministic sample data.",
     )
     parser.add_argument("--url", default="sqlite:///demo.sqlite", help="SQLAlchemy URL (default: sqlite:///demo.sqlite)")
     parser.add_argument("--customers", type=int, default=1000, help="number of customers; the rest scales (default 1000)")

@@ -58,7 +58,8 @@ def load_audience_table(connection: sa.Connection, path: Path, customer: SourceR
     table = sa.Table(
         f"export_audience_{uuid.uuid4().hex[:12]}",
         sa.MetaData(),
-        sa.Column(AUDIENCE_COLUMN, column_type, primary_key=True),
+        # Not autoincrement: the ids are given, and PostgreSQL-derived dialects (duckdb_engine) would make it a BIGSERIAL.
+        sa.Column(AUDIENCE_COLUMN, column_type, primary_key=True, autoincrement=False),
         prefixes=["TEMPORARY"],
     )
     table.create(connection)

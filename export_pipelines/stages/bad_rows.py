@@ -26,9 +26,11 @@ OUTSIDE_INTEGER_RANGE = "outside the 64-bit integer range"
 NOT_A_BOOLEAN = "not a boolean (0 or 1)"
 NOT_A_TIMESTAMP = "not an ISO 8601 timestamp"
 NOT_A_DATE = "not a date (YYYY-MM-DD)"
+NOT_A_CALENDAR_DAY = "not a day of the calendar (a zero date, a zero month or day, or a day the month has not)"
 INFINITE = "infinite"
 OUTSIDE_WRITTEN_YEARS = "outside the years 0001-9999"
 NOT_TEXT = "binary, not text"
+JSON_NUMBER_AS_DOUBLE = "a JSON number of more significant digits than the double the database reads it as holds (15)"
 A_NUMBER_NOT_TEXT = "a number, not text (map the field as an integer or decimal in models.yaml)"
 NOT_JSON = "not valid JSON"
 A_TIME_NOT_A_DATE = "a time of day, not a date (the column is a timestamp)"
@@ -69,8 +71,11 @@ def _decimal_problem(value: object, target: pa.Decimal128Type | pa.Decimal256Typ
     number = decimal.Decimal(value)
     if not number.is_finite():
         return NOT_FINITE
-    if number.as_tuple().exponent < -target.scale and number != round(number, target.scale):
-        return more_decimal_places(target.scale)
+    digits = number.as_tuple()
+    # The default context's 28 digits would make round() of a longer value (MySQL's DECIMAL(65,30)) raise.
+    with decimal.localcontext(prec=len(digits.digits) + target.scale + 1):
+        if digits.exponent < -target.scale and number != round(number, target.scale):
+            return more_decimal_places(target.scale)
     return too_many_digits(target.precision)
 
 

@@ -22,6 +22,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import mysql as mysql_sql
 from sqlalchemy.dialects import sqlite as sqlite_sql
 
 from export_pipelines.catalog.sql_types import DECIMAL_PRECISION, DecimalText, IsoDate, UtcTimestamp
@@ -65,6 +66,12 @@ class SourceDialect:
     name = "other"
     # Statements every session runs first, so no result depends on a server's, role's or client's defaults.
     session_settings: tuple[str, ...] = ()
+    # Opens the transaction in which the extract counts and reads its rows, where the default would not
+    # make both see one snapshot; None where it does (PostgreSQL's REPEATABLE READ, SQLite's read transaction).
+    snapshot_statement: str | None = None
+    # Words of the error the database's SUM raises where a total outgrows its type; the extract then
+    # sums over Arrow (76 digits) instead. None where SUM cannot overflow (PostgreSQL's numeric, MySQL's DECIMAL(65)).
+    sum_overflow: str | None = None
 
     def value(self, column: sa.ColumnElement, source: SourceRef) -> sa.ColumnElement:
         """The stored value: the column, or the JSON property's text."""
@@ -105,11 +112,99 @@ class SourceDialect:
         return column
 
 
+class Utf8Bytes(sa.types.TypeDecorator):
+    """Text compared as its UTF-8 bytes (MySQL's BINARY), read back and bound as text."""
+
+    impl = sa.LargeBinary
+    cache_ok = True
+
+    def process_bind_param(self, value, dialect):
+        return value.encode() if isinstance(value, str) else value
+
+    def process_result_value(self, value, dialect):
+        # Bytes that are no UTF-8 stay bytes, for the extract to refuse.
+        if isinstance(value, bytes | bytearray):
+            try:
+                return bytes(value).decode()
+            except UnicodeDecodeError:
+                return bytes(value)
+        return value
+
+
 class MysqlDialect(SourceDialect):
+    """MySQL and MariaDB: session settings fixed per connection, and what their lax modes let in refused.
+
+    - Sessions run with time_zone '+00:00' (a TIMESTAMP reads and compares as UTC; a DATETIME
+      is naive and taken as UTC, as the README promises), a strict sql_mode whatever the
+      server's (no ANSI_QUOTES or PIPES_AS_CONCAT to change what SQL means) and REPEATABLE READ;
+      the extract opens its transaction WITH CONSISTENT SNAPSHOT, so COUNT(*) and the rows
+      read the same data (`snapshot_statement`).
+    - Text compares, orders and groups as its UTF-8 bytes (CAST AS BINARY of its utf8mb4
+      form): the usual collations ignore case and accents, and even utf8mb4_bin pads with
+      spaces ('a' = 'a ').
+    - Dates and times: a zero date (0000-00-00), a zero month or day, or a day a month has
+      not (2024-02-30), which a lax sql_mode stores, are bad rows: DATE_ADD of 0 days, which
+      checks the calendar, is NULL for them.
+    - Decimals arrive as Decimal (DECIMAL(65,30) too), never as float; values only filtered on
+      or summed in the database are checked for the field's scale and 38 digits in SQL.
+    - JSON is text (MariaDB) or MySQL's JSON type: a property is JSON_UNQUOTE(JSON_EXTRACT()),
+      JSON null is NULL as in PostgreSQL's ->>, and text that is no JSON is a bad row.
+    """
+
     name = "mysql"
+    session_settings = (
+        "SET time_zone = '+00:00'",
+        "SET sql_mode = 'STRICT_ALL_TABLES,NO_ZERO_DATE,NO_ZERO_IN_DATE,ERROR_FOR_DIVISION_BY_ZERO,ONLY_FULL_GROUP_BY,NO_ENGINE_SUBSTITUTION'",
+        "SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ",
+    )
+    snapshot_statement = "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY"
+
+    def by_code_point(self, text):
+        as_utf8 = sa.cast(text, mysql_sql.CHAR(charset="utf8mb4"))
+        return sa.type_coerce(sa.cast(as_utf8, sa.LargeBinary), Utf8Bytes())
+
+    def checks(self, column, source, *, converted):
+        if source.json_property is not None or source.field_type == "json":
+            return [Check(_invalid_json_mysql(column), bad_rows.NOT_JSON)]
+        match source.field_type:
+            case "timestamp" | "date":
+                calendar = sa.func.date_add(column, sa.literal_column("INTERVAL 0 DAY"))
+                return [
+                    Check(sa.and_(column.is_not(None), calendar.is_(None)), bad_rows.NOT_A_CALENDAR_DAY),
+                    Check(column < sa.literal_column(f"'{FIRST_DAY}'"), bad_rows.OUTSIDE_WRITTEN_YEARS),
+                ]
+            case "boolean":
+                # SQLAlchemy reads any integer of a TINYINT(1) as a boolean (2 is true): checked even where converted.
+                return [Check(sa.and_(column.is_not(None), column.not_in([constant(0), constant(1)])), bad_rows.NOT_A_BOOLEAN)]
+            case "decimal" if not converted:
+                scale = source.scale or 0
+                # An integer literal of up to 38 digits is an exact DECIMAL in MySQL, never a double.
+                limit = sa.literal_column("1" + "0" * (DECIMAL_PRECISION - scale))
+                return [
+                    Check(column != sa.func.round(column, scale), bad_rows.more_decimal_places(scale)),
+                    Check(sa.func.abs(column) >= limit, bad_rows.too_many_digits(DECIMAL_PRECISION)),
+                ]
+        return []
+
+    def raw_text(self, column):
+        return sa.cast(column, mysql_sql.CHAR(charset="utf8mb4"))
+
+    def json_property(self, column, prop):
+        path = sa.bindparam(None, f'$."{prop}"', type_=sa.Text)
+        found = sa.func.json_extract(column, path)
+        return sa.case(
+            (_invalid_json_mysql(column), sa.null()),
+            (sa.func.json_type(found) == constant("NULL"), sa.null()),
+            else_=sa.func.json_unquote(found, type_=sa.Text),
+        )
 
     def position(self, column, value):
         return sa.func.instr(column, value)
+
+
+def _invalid_json_mysql(column: sa.ColumnElement) -> sa.ColumnElement[bool]:
+    # MariaDB's JSON_EXTRACT of text that is no JSON gives NULL (with a warning), MySQL's raises: checked first.
+    return sa.and_(column.is_not(None), sa.func.json_valid(column) == 0)
 
 
 class PostgresqlDialect(SourceDialect):
@@ -203,6 +298,76 @@ class PostgresqlDialect(SourceDialect):
         return sa.func.strpos(column, value)
 
 
+class DuckdbDialect(SourceDialect):
+    """DuckDB (duckdb_engine), the embedded database that stands for any other SQLAlchemy dialect.
+
+    - Sessions run with TimeZone 'UTC': a TIMESTAMP WITH TIME ZONE is an instant, read in UTC;
+      a naive TIMESTAMP is taken as UTC, as the README promises.
+    - Text compares, orders and groups under COLLATE "binary" (the byte order of its UTF-8),
+      whatever the column's collation (NOCASE, a language's) or the session's default_collation.
+    - Decimals: DECIMAL holds at most 38 digits, the field's limit, and arrives as Decimal;
+      values only filtered on are checked for the field's scale in SQL.
+    - Timestamps and dates: infinities and years past 9999, which DuckDB holds, are bad rows.
+    - JSON properties are json_extract_string; JSON null is NULL, as PostgreSQL's ->>; text
+      that is no JSON is a bad row. DuckDB's JSON reader holds a non-integer number as a
+      double and writes it back in its shortest form (1.50 as 1.5, 1e5 as 100000.0): exact
+      for the 15 significant digits a double keeps; where the double's text has more, the
+      document's own digits are lost, so the row is a bad row (`_lossy_json_number`).
+    """
+
+    name = "duckdb"
+    session_settings = ("SET TimeZone = 'UTC'",)
+    # SUM of a DECIMAL(38, s) stays DECIMAL(38, s) and raises past it ("Overflow in HUGEINT addition").
+    sum_overflow = "Overflow in"
+
+    def by_code_point(self, text):
+        return sa.collate(text, "binary")
+
+    def checks(self, column, source, *, converted):
+        if source.json_property is not None:
+            found = sa.func.json_extract_string(column, _json_path(source.json_property), type_=sa.Text)
+            kind = sa.func.json_type(column, _json_path(source.json_property), type_=sa.Text)
+            return [
+                Check(_invalid_json_duckdb(column), bad_rows.NOT_JSON),
+                Check(sa.and_(kind == constant("DOUBLE"), _lossy_json_number(found)), bad_rows.JSON_NUMBER_AS_DOUBLE),
+            ]
+        match source.field_type:
+            case "json":
+                return [Check(_invalid_json_duckdb(column), bad_rows.NOT_JSON)]
+            case "timestamp" | "date":
+                return [
+                    Check(sa.not_(sa.func.isfinite(column)), bad_rows.INFINITE),
+                    Check(sa.not_(_within_written_years(column)), bad_rows.OUTSIDE_WRITTEN_YEARS),
+                ]
+            case "decimal" if not converted:
+                scale = source.scale or 0
+                return [Check(column != sa.func.round(column, scale), bad_rows.more_decimal_places(scale))]
+        return []
+
+    def json_property(self, column, prop):
+        # json_extract_string raises on text that is no JSON: such a row is a bad row, not a failed query.
+        found = sa.func.json_extract_string(column, _json_path(prop), type_=sa.Text)
+        return sa.case((_invalid_json_duckdb(column), sa.null()), else_=found)
+
+    def position(self, column, value):
+        return sa.func.strpos(column, value)
+
+
+def _json_path(prop: str) -> sa.BindParameter:
+    return sa.bindparam(None, f'$."{prop}"', type_=sa.Text)
+
+
+def _invalid_json_duckdb(column: sa.ColumnElement) -> sa.ColumnElement[bool]:
+    return sa.and_(column.is_not(None), sa.not_(sa.func.json_valid(column)))
+
+
+def _lossy_json_number(text: sa.ColumnElement) -> sa.ColumnElement[bool]:
+    """More than 15 significant digits in a double's text: more than a double holds exactly (DBL_DIG)."""
+    mantissa = sa.func.regexp_replace(text, constant("[eE].*$"), constant(""), type_=sa.Text)
+    digits = sa.func.regexp_replace(mantissa, constant("[^0-9]"), constant(""), constant("g"), type_=sa.Text)
+    return sa.func.length(sa.func.trim(digits, constant("0"))) > 15
+
+
 def _column_type(types: Mapping[tuple[str, str], str], column: sa.ColumnElement) -> str | None:
     table = getattr(column.table, "element", column.table)  # an alias reads its table's columns
     return types.get((table.fullname, column.name))
@@ -234,6 +399,7 @@ class SqliteDialect(SourceDialect):
     """
 
     name = "sqlite"
+    sum_overflow = "integer overflow"
 
     def __init__(self, text_columns: frozenset[tuple[str, str]] = frozenset()):
         self.text_columns = text_columns
@@ -484,7 +650,14 @@ def sqlite_date(column: sa.ColumnElement) -> sa.ColumnElement:
     return sa.case((_date_shape(text), text), else_=sa.null())
 
 
-_DIALECTS: dict[str, SourceDialect] = {"postgresql": PostgresqlDialect(), "sqlite": SqliteDialect(), "mysql": MysqlDialect()}
+_DIALECTS: dict[str, SourceDialect] = {
+    "postgresql": PostgresqlDialect(),
+    "sqlite": SqliteDialect(),
+    "mysql": MysqlDialect(),
+    # SQLAlchemy names a mariadb:// URL's dialect so; the same server family.
+    "mariadb": MysqlDialect(),
+    "duckdb": DuckdbDialect(),
+}
 _ANY = SourceDialect()
 
 

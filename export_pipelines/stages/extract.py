@@ -122,8 +122,14 @@ def _has_audience_file(plan: ExportPlan) -> bool:
 
 
 @contextmanager
-def _streamed(engine: sa.Engine, plan: ExportPlan, build: Callable, batch_size: int, *, count: bool) -> Iterator[tuple[int | None, Iterator]]:
-    """(COUNT(*) of the query's rows or None, its rows in lists of batch_size), read in one snapshot."""
+def _streamed(
+    engine: sa.Engine, dialect: SourceDialect, plan: ExportPlan, build: Callable, batch_size: int, *, count: bool
+) -> Iterator[tuple[int | None, Iterator]]:
+    """(COUNT(*) of the query's rows or None, its rows in lists of batch_size), read in one snapshot.
+
+    The rows come from a server-side cursor (psycopg's named cursor, PyMySQL's SSCursor) in
+    batches of batch_size, so memory does not grow with the result.
+    """
     with engine.connect() as connection:
         if engine.dialect.name == "postgresql":
             # One snapshot for the count and the rows, so "rows expected" means the same data.
@@ -132,6 +138,9 @@ def _streamed(engine: sa.Engine, plan: ExportPlan, build: Callable, batch_size: 
         if _has_audience_file(plan):
             # Filled before streaming is switched on: PostgreSQL cannot run DDL through a server-side cursor.
             audience_table = load_audience_table(connection, plan.audience.customers_file, plan.audience.customer)
+        if dialect.snapshot_statement is not None:
+            # After the audience table is filled: MySQL's START TRANSACTION commits what came before.
+            connection.exec_driver_sql(dialect.snapshot_statement)
         connection = connection.execution_options(stream_results=True, yield_per=batch_size)
         query = build(audience_table)
         expected = None
@@ -165,13 +174,13 @@ def _extract_group_partials(
             logger.info("Reading %s's groups row by row: %s", plan.name, reason)
     build = lambda audience_table: build_group_query(plan, dialect, window, audience_table)  # noqa: E731
     try:
-        with _streamed(engine, plan, build, batch_size, count=dialect.name != "postgresql") as (expected, chunks):
+        with _streamed(engine, dialect, plan, build, batch_size, count=dialect.name != "postgresql") as (expected, chunks):
             tables = (pa.table(list(zip(*chunk, strict=True)), names=[*schema.names, PROBLEM_COUNT_COLUMN]) for chunk in chunks)
             return _write_group_partials(plan, path, schema, tables, expected, extracted_at)
-    except sa.exc.OperationalError as error:
-        if "integer overflow" not in str(error):
+    except sa.exc.DBAPIError as error:
+        if dialect.sum_overflow is None or dialect.sum_overflow not in str(error):
             raise
-        logger.info("%s: SQLite's integer SUM overflows; summing over Arrow instead", plan.name)
+        logger.info("%s: the database's SUM overflows (%s); summing over Arrow instead", plan.name, dialect.name)
         return None
 
 
@@ -315,7 +324,7 @@ def _extract_rows(
     schema = source_schema(plan.sources)
     rows = seen = 0
     build = lambda audience_table: build_query(plan, dialect, window, audience_table)  # noqa: E731
-    with _streamed(engine, plan, build, batch_size, count=True) as (expected, chunks), stage_writer(path, schema) as writer:
+    with _streamed(engine, dialect, plan, build, batch_size, count=True) as (expected, chunks), stage_writer(path, schema) as writer:
         for chunk in chunks:
             table = rows_to_table(chunk, schema, plan, seen, bad_rows)
             writer.write_table(table)

@@ -18,13 +18,13 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
-from export_pipelines.catalog.sql_types import DECIMAL_PRECISION, model_table
+from export_pipelines.catalog.sql_types import DECIMAL_PRECISION, ExactDecimal, model_table
 from export_pipelines.spec.plan import Condition, ConditionGroup, ExportPlan, SourceRef
 from export_pipelines.stages import aggregation
 from export_pipelines.stages.audience import AUDIENCE_COLUMN
 from export_pipelines.stages.dialects import Check, SourceDialect
 
-PUSHDOWN_DIALECTS = frozenset({"sqlite", "postgresql"})
+PUSHDOWN_DIALECTS = frozenset({"sqlite", "postgresql", "mysql", "duckdb"})
 PROBLEM_COLUMN = "__problem"
 PROBLEM_COUNT_COLUMN = "__problems"
 # Field label, reason and stored value of a row's first bad value, in one text column; empty when
@@ -256,6 +256,8 @@ def build_group_query(
 
 
 def _exact_sum(value: sa.ColumnElement, source: SourceRef) -> sa.ColumnElement:
-    # PostgreSQL sums numeric and bigint exactly as numeric; SQLite's integer SUM raises on overflow
+    # PostgreSQL sums numeric and bigint exactly as numeric, MySQL/MariaDB as DECIMAL (a 38-digit field's
+    # sums stay far within their 65 digits); SQLite's integer SUM raises on overflow
     # (the extract then aggregates over Arrow). Decimals never reach SQLite's SUM (pushes_down_aggregation).
-    return sa.type_coerce(sa.func.sum(value), sa.Numeric(2 * DECIMAL_PRECISION, source.scale or 0, asdecimal=True))
+    # ExactDecimal: Numeric's result processing goes through a float where a dialect declares no native decimals (duckdb_engine).
+    return sa.type_coerce(sa.func.sum(value), ExactDecimal(2 * DECIMAL_PRECISION, source.scale or 0))

@@ -22,11 +22,11 @@ from export_pipelines_tests.automation.window_data import (
     ids_in_window,
     incremental_spec,
 )
-from export_pipelines_tests.conftest import export_resources, write_config
+from export_pipelines_tests.conftest import METADATA_SOURCES, export_resources, source_url, write_config
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=METADATA_SOURCES)
 def window_source_url(request, tmp_path: Path) -> str:
-    url = f"sqlite:///{tmp_path / 'window.sqlite'}" if request.param == "sqlite" else request.getfixturevalue("postgres_schema_url")
+    url = source_url(request, tmp_path, request.param)
     create_window_transactions(url)
     return url
 

@@ -77,10 +77,31 @@ def postgres_build(postgres_url: str):
         engine.dispose()
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(scope="module")
+def mariadb_build(mariadb_url: str):
+    """The same build in a fresh MariaDB database, dropped afterwards (also when the build fails)."""
+    database = f"demo_test_{uuid.uuid4().hex[:10]}"
+    engine = sa.create_engine(mariadb_url)
+    with engine.begin() as connection:
+        connection.execute(sa.text(f"CREATE DATABASE `{database}`"))
+    url = sa.make_url(mariadb_url).set(database=database).render_as_string(hide_password=False)
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(generator, "CHUNK_CUSTOMERS", SMALL_CHUNK)
+            counts = generate_demo_database(url, customers=CUSTOMERS, seed=7)
+        yield url, counts
+    finally:
+        with engine.begin() as connection:
+            connection.execute(sa.text(f"DROP DATABASE IF EXISTS `{database}`"))
+        engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql", "mariadb"])
 def built(request) -> tuple[sa.Engine, dict[str, int]]:
     if request.param == "sqlite":
         url, counts = request.getfixturevalue("sqlite_build")
+    elif request.param == "mariadb":
+        url, counts = request.getfixturevalue("mariadb_build")
     else:
         url, counts, _ = request.getfixturevalue("postgres_build")
     engine = sa.create_engine(url)
@@ -159,8 +180,8 @@ def test_cli_main_prints_counts_and_seconds(tmp_path, capsys):
 def test_bad_arguments(tmp_path):
     with pytest.raises(ValueError, match="PostgreSQL only"):
         generate_demo_database(f"sqlite:///{tmp_path / 'x.sqlite'}", schema="demo")
-    with pytest.raises(ValueError, match="SQLite or PostgreSQL"):
-        generate_demo_database("mysql://localhost/demo")
+    with pytest.raises(ValueError, match="SQLite, PostgreSQL or MySQL/MariaDB"):
+        generate_demo_database("mssql+pyodbc://localhost/demo")
     with pytest.raises(ValueError, match="file path"):
         generate_demo_database("sqlite://")
 
@@ -169,6 +190,12 @@ def test_postgresql_urls_load_through_psycopg_3():
     for url in ("postgresql://postgres@127.0.0.1:5432/test", "postgresql+psycopg2://postgres@127.0.0.1/test"):
         assert generator._normalise_url(url).drivername == "postgresql+psycopg"
     assert generator._normalise_url("sqlite:///demo.sqlite").drivername == "sqlite"
+
+
+def test_mysql_urls_load_through_pymysql():
+    for url in ("mysql://root@127.0.0.1/test", "mysql+mysqldb://root@127.0.0.1/test"):
+        assert generator._normalise_url(url).drivername == "mysql+pymysql"
+    assert generator._normalise_url("mariadb://root@127.0.0.1/test").drivername == "mariadb+pymysql"
 
 
 # --------------------------------------------------------------------------------------
@@ -239,7 +266,8 @@ def test_timestamps_in_range_and_updated_after_created(built):
                 sa.select(
                     sa.func.min(sa_table.c.created_at),
                     sa.func.max(sa_table.c.updated_at),
-                    sa.func.count().filter(sa_table.c.updated_at < sa_table.c.created_at),
+                    # COUNT of a CASE, not COUNT(*) FILTER, which MySQL lacks.
+                    sa.func.count(sa.case((sa_table.c.updated_at < sa_table.c.created_at, 1))),
                 )
             ).one()
             assert START <= low and high <= END, table
@@ -426,3 +454,23 @@ def test_postgresql_holds_the_same_rows_as_sqlite(sqlite_build, postgres_build):
     finally:
         lite.dispose()
         pg.dispose()
+
+
+def test_mariadb_holds_the_same_rows_as_sqlite(sqlite_build, mariadb_build):
+    sqlite_url, sqlite_counts = sqlite_build
+    mariadb_url, mariadb_counts = mariadb_build
+    assert sqlite_counts == mariadb_counts
+    lite = sa.create_engine(sqlite_url)
+    maria = sa.create_engine(mariadb_url)
+    try:
+        for table in ("customers", "transactions", "vouchers", "redemptions", "points_ledger", "stores",
+                      "campaigns", "rewards", "publications", "points_expirations"):
+            left = _normalised_frame(lite, table, None)
+            right = _normalised_frame(maria, table, None)
+            assert len(left) == sqlite_counts[table]
+            pd.testing.assert_frame_equal(left, right, check_dtype=False, obj=table)
+        indexes = {row[2] for row in _rows(maria, "SHOW INDEX FROM transactions")}
+        assert {"ix_transactions_created_at", "ix_transactions_updated_at", "ix_transactions_customer_id"} <= indexes
+    finally:
+        lite.dispose()
+        maria.dispose()
