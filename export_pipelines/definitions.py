@@ -18,7 +18,7 @@ from export_pipelines.automation.jobs import build_export_job
 from export_pipelines.automation.notifications import NotificationSettings, build_notification_sensors
 from export_pipelines.automation.schedules import build_export_schedule
 from export_pipelines.delivery_settings import DeliverySettings, redirect_from_environment
-from export_pipelines.execution import executor_choice, export_executor, exports_executor
+from export_pipelines.execution import executor_choice, export_executor, exports_executor, io_manager_resources
 from export_pipelines.factory import build_export_asset
 from export_pipelines.naming import (
     ADHOC_JOB,
@@ -75,8 +75,10 @@ def build_definitions(config: ExportConfig) -> dg.Definitions:
     invalid_exports asset per spec file that does not load (the loader's or Dagster's refusal).
     $EXPORT_REDIRECT_TO_DOWNLOAD decides whether its runs deliver to the connections
     (see delivery_settings.redirect_from_environment), $EXPORT_EXECUTOR which executor runs the steps
-    (execution.py; a wrong value fails the load, naming the variable, as it is no one export's fault)."""
+    and $EXPORT_WORK_URL where the run's files live (execution.py; a wrong value fails the load,
+    naming the variable, as it is no one export's fault)."""
     executor_choice()
+    io_manager_resources()
     for problem in config.problems:
         logger.warning("export config problem: %s", problem)
     redirected = redirect_from_environment(config.root, bundled_demo_config())
@@ -137,6 +139,7 @@ def _assemble(
             "source_database": SourceDatabase(),
             "delivery_settings": DeliverySettings(redirect_to_download=redirected),
             "notification_settings": NotificationSettings(),
+            **io_manager_resources(),
         },
     )
 

@@ -5,7 +5,9 @@ job: each step in a process of its own, so exports run side by side). With
 EXPORT_EXECUTOR=celery every step is a task on dagster-celery's queue, run by whichever
 Celery worker takes it (`dagster-celery worker start`, docs/scale-out.md): the workers read
 the broker and the result backend from the same variables as the run, so neither URL (which
-may hold a password) is written into the definitions.
+may hold a password) is written into the definitions. Steps on several machines need the
+run's files where all of them read: EXPORT_WORK_URL (stages/work_location.py) puts the stage
+files and the records the steps hand each other (Dagster's IO manager) in an object store.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from __future__ import annotations
 import os
 
 import dagster as dg
+
+from export_pipelines.stages.work_location import bucket_and_key, work_root_from_environment
 
 EXECUTOR_ENV_VAR = "EXPORT_EXECUTOR"
 BROKER_ENV_VAR = "EXPORT_CELERY_BROKER_URL"
@@ -58,3 +62,18 @@ def export_executor() -> dg.ExecutorDefinition:
 def exports_executor() -> dg.ExecutorDefinition:
     """The executor of runs over several exports (all_exports): their steps run side by side."""
     return _celery_executor() if executor_choice() == "celery" else dg.multiprocess_executor
+
+
+def io_manager_resources() -> dict[str, dg.ConfigurableIOManager]:
+    """The IO manager of the records ops hand each other (StageFile, FileSet): with EXPORT_WORK_URL,
+    dagster-aws's S3 pickle IO manager under its prefix, so a step on any worker reads the last
+    step's record; otherwise Dagster's default (files in the instance's storage folder).
+    Raises ValueError for a wrong EXPORT_WORK_URL, naming the variable."""
+    root = work_root_from_environment()
+    if root is None:
+        return {}
+    from dagster_aws.s3 import S3PickleIOManager, S3Resource
+
+    bucket, prefix = bucket_and_key(root)
+    # S3Resource's client (boto3) reads the endpoint, region and credentials from the AWS variables.
+    return {"io_manager": S3PickleIOManager(s3_resource=S3Resource(), s3_bucket=bucket, s3_prefix=f"{prefix}/io".lstrip("/"))}
