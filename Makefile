@@ -4,7 +4,7 @@ PYTHON ?= python3
 DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 export DAGSTER_HOME
 
-.PHONY: install demo test test-services ui validate dagster-home bench
+.PHONY: install demo test test-services ui validate dagster-home bench scale-out
 
 install: $(VENV)/.installed
 
@@ -37,6 +37,24 @@ test: install test-services
 
 ui: install dagster-home
 	$(VENV)/bin/dagster dev -w workspace.yaml
+
+# The production profile on this machine (docs/scale-out.md): PostgreSQL instance storage, queued
+# runs, every step on one of two Celery workers over Redis. Its own DAGSTER_HOME and database;
+# the source is the demo database `make demo` built, unless EXPORT_SOURCE_URL names another.
+SCALE_OUT_HOME ?= $(CURDIR)/.dagster_home_scale_out
+SCALE_OUT_DB ?= dagster_scale_out
+scale-out: install
+	mkdir -p $(SCALE_OUT_HOME)
+	cp -u deploy/dagster.yaml $(SCALE_OUT_HOME)/dagster.yaml
+	$(VENV)/bin/python -c "import psycopg; c = psycopg.connect('postgresql://postgres@127.0.0.1:5432/postgres', autocommit=True); \
+	  c.execute('SELECT 1 FROM pg_database WHERE datname = %s', ['$(SCALE_OUT_DB)']).fetchone() or c.execute('CREATE DATABASE $(SCALE_OUT_DB)')"
+	DAGSTER_HOME=$(SCALE_OUT_HOME) \
+	  DAGSTER_POSTGRES_URL=$${DAGSTER_POSTGRES_URL:-postgresql+psycopg2://postgres@127.0.0.1:5432/$(SCALE_OUT_DB)} \
+	  EXPORT_EXECUTOR=celery \
+	  EXPORT_CELERY_BROKER_URL=$${EXPORT_CELERY_BROKER_URL:-redis://127.0.0.1:6379/0} \
+	  EXPORT_CELERY_BACKEND_URL=$${EXPORT_CELERY_BACKEND_URL:-redis://127.0.0.1:6379/0} \
+	  EXPORT_SOURCE_URL=$${EXPORT_SOURCE_URL:-sqlite:///$(DAGSTER_HOME)/demo/loyalty.sqlite} \
+	  VENV=$(VENV) deploy/scale_out.sh
 
 validate: install
 	$(VENV)/bin/export-pipelines validate

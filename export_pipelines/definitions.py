@@ -18,6 +18,7 @@ from export_pipelines.automation.jobs import build_export_job
 from export_pipelines.automation.notifications import NotificationSettings, build_notification_sensors
 from export_pipelines.automation.schedules import build_export_schedule
 from export_pipelines.delivery_settings import DeliverySettings, redirect_from_environment
+from export_pipelines.execution import executor_choice, export_executor, exports_executor, io_manager_resources
 from export_pipelines.factory import build_export_asset
 from export_pipelines.naming import (
     ADHOC_JOB,
@@ -74,7 +75,11 @@ def build_definitions(config: ExportConfig) -> dg.Definitions:
     """The code location's Definitions: an asset, job and schedule or sensor per valid export, an
     invalid_exports asset per spec file that does not load (the loader's or Dagster's refusal).
     $EXPORT_REDIRECT_TO_DOWNLOAD decides whether its runs deliver to the connections
-    (see delivery_settings.redirect_from_environment)."""
+    (see delivery_settings.redirect_from_environment), $EXPORT_EXECUTOR which executor runs the steps
+    and $EXPORT_WORK_URL where the run's files live (execution.py; a wrong value fails the load,
+    naming the variable, as it is no one export's fault)."""
+    executor_choice()
+    io_manager_resources()
     for problem in config.problems:
         logger.warning("export config problem: %s", problem)
     redirected = redirect_from_environment(config.root, bundled_demo_config())
@@ -116,8 +121,8 @@ def _assemble(
                     ALL_EXPORTS_JOB,
                     selection=dg.AssetSelection.assets(*[asset_key_for(name) for name in snapshot_names]),
                     description="Every valid snapshot export once (incremental exports run by window, from their own jobs).",
-                    # Several exports: each step in its own process, so the exports run side by side.
-                    executor_def=dg.multiprocess_executor,
+                    # Several exports: each step in its own process (or Celery task), so the exports run side by side.
+                    executor_def=exports_executor(),
                     tags={EXPORTS_TAG: ",".join(sorted(snapshot_names))},
                 )
             )
@@ -129,12 +134,14 @@ def _assemble(
         schedules=[item.schedule for item in built.values() if item.schedule is not None],
         sensors=[*(item.sensor for item in built.values() if item.sensor is not None), *sensors],
         # An export's stages run one after the other and pass files on disk: one process is enough,
-        # also for the runs UI backfills and Materialize launch (__ASSET_JOB), as for <export>_job runs.
-        executor=dg.in_process_executor,
+        # also for the runs UI backfills and Materialize launch (__ASSET_JOB), as for <export>_job runs;
+        # EXPORT_EXECUTOR=celery hands each step to a Celery worker instead (execution.py).
+        executor=export_executor(),
         resources={
             "source_database": SourceDatabase(),
             "delivery_settings": DeliverySettings(redirect_to_download=redirected),
             "notification_settings": NotificationSettings(),
+            **io_manager_resources(),
         },
     )
 

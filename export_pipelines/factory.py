@@ -2,7 +2,8 @@
 
 Ops hand each other small StageFile records; the rows themselves stay in Arrow stage files
 in a run-scoped work folder, so memory is bounded by the batch size and a re-execution
-from failure reuses the earlier ops' files. (No `from __future__ import annotations`:
+from failure reuses the earlier ops' files. The work folder is local, or with EXPORT_WORK_URL
+in an object store, so that each step may run on another worker (stages/work_location.py). (No `from __future__ import annotations`:
 Dagster reads the op signatures' annotations as real types.)
 """
 
@@ -10,7 +11,6 @@ Dagster reads the op signatures' annotations as real types.)
 import dataclasses
 import datetime as dt
 import functools
-import shutil
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -40,6 +40,7 @@ from export_pipelines.stages.encryption import EncryptionError, encrypt_files
 from export_pipelines.stages.serialization import OutputSettings, dialect_of, raw_json_columns, write_files
 from export_pipelines.stages.text_format import UnwritableValue
 from export_pipelines.stages.stage_files import read_batches, read_schema
+from export_pipelines.stages.work_location import copy_file, is_remote, join, remove_tree, work_root_from_environment
 from export_pipelines.spec.connections import DeliveryConnection
 from export_pipelines.targets.base import Delivery, DeliveredFile, LocalFile, Target
 from export_pipelines.targets.registry import downloads_folder, target_for
@@ -75,16 +76,26 @@ class FileSet:
     files: tuple[LocalFile, ...]
     rows: int
     facts: RunFacts
+    # With an object-store work folder: where copies of the files wait for the upload step,
+    # which may run on another worker than serialize.
+    stored_in: str | None = None
 
 
 def storage_dir(context: dg.OpExecutionContext) -> Path:
     return Path(context.instance.storage_directory())
 
 
-def work_dir(context: dg.OpExecutionContext, export_name: str) -> Path:
+def local_work_dir(context: dg.OpExecutionContext, export_name: str) -> Path:
+    """This machine's work folder of the run: the files being written or delivered."""
     folder = storage_dir(context) / "export_work" / context.run_id / export_name
     folder.mkdir(parents=True, exist_ok=True)
     return folder
+
+
+def work_dir(context: dg.OpExecutionContext, export_name: str) -> str:
+    """The run's stage files' folder, which every step reads: $EXPORT_WORK_URL's, else the local one."""
+    root = work_root_from_environment()
+    return join(root, context.run_id, export_name) if root else str(local_work_dir(context, export_name))
 
 
 def tag_export_run(context: dg.OpExecutionContext, plan: ExportPlan) -> None:
@@ -160,7 +171,7 @@ def build_export_asset(plan: ExportPlan, connections: Mapping[str, DeliveryConne
             engine = source_database.create_engine(storage_dir(context).parent)
             try:
                 result = extract_to_stage_file(
-                    engine, plan, folder / "extract.arrow", batch_size=spec.batch_size, window=window, max_bad_rows=spec.max_bad_rows
+                    engine, plan, join(folder, "extract.arrow"), batch_size=spec.batch_size, window=window, max_bad_rows=spec.max_bad_rows
                 )
             finally:
                 engine.dispose()
@@ -169,8 +180,11 @@ def build_export_asset(plan: ExportPlan, connections: Mapping[str, DeliveryConne
         if result.rejected:
             for row in result.rejected:
                 context.log.warning(f"Skipped {row.describe()}")
-            rejected_file = str(write_rejected_csv(list(result.rejected), folder / "rejected.csv"))
-        facts = RunFacts(result.expected_rows, result.extracted_at, str(folder), None, len(result.rejected), rejected_file)
+            rejected_file = str(write_rejected_csv(list(result.rejected), local_work_dir(context, name) / "rejected.csv"))
+            if is_remote(folder):
+                copy_file(rejected_file, join(folder, "rejected.csv"))
+                rejected_file = join(folder, "rejected.csv")
+        facts = RunFacts(result.expected_rows, result.extracted_at, folder, None, len(result.rejected), rejected_file)
         stage = StageFile(str(result.path), result.rows, facts)
         metadata = {"rows_out": result.rows, "rows_expected": result.expected_rows, "rows_rejected": len(result.rejected)}
         return dg.Output(stage, metadata=metadata)
@@ -179,19 +193,19 @@ def build_export_asset(plan: ExportPlan, connections: Mapping[str, DeliveryConne
     def map_fields(context: dg.OpExecutionContext, extracted: StageFile) -> dg.Output[StageFile]:
         tag_export_run(context, plan)
         note_reused_input(context, extracted)
-        destination = work_dir(context, name) / "mapped.arrow"
+        destination = join(work_dir(context, name), "mapped.arrow")
         with unwritable_values_fail(name):
-            rows = map_stage_file(plan, Path(extracted.path), destination, batch_size=spec.batch_size)
-        stage = StageFile(str(destination), rows, extracted.facts)
+            rows = map_stage_file(plan, extracted.path, destination, batch_size=spec.batch_size)
+        stage = StageFile(destination, rows, extracted.facts)
         return dg.Output(stage, metadata={"rows_in": extracted.rows, "rows_out": rows})
 
     @dg.op(name=op_name_for(name, "aggregate"), description="One row per group; partials from the database's GROUP BY or from Arrow batches.")
     def aggregate(context: dg.OpExecutionContext, mapped: StageFile) -> dg.Output[StageFile]:
         tag_export_run(context, plan)
         note_reused_input(context, mapped)
-        destination = work_dir(context, name) / "aggregated.arrow"
+        destination = join(work_dir(context, name), "aggregated.arrow")
         with unwritable_values_fail(name):
-            result = aggregate_stage_file(plan, Path(mapped.path), destination, batch_size=spec.batch_size)
+            result = aggregate_stage_file(plan, mapped.path, destination, batch_size=spec.batch_size)
         expected_groups = mapped.facts.expected_rows
         if result.execution == "arrow":
             # The extract counted rows, not groups: every counted row that was not rejected as a bad row
@@ -205,13 +219,13 @@ def build_export_asset(plan: ExportPlan, connections: Mapping[str, DeliveryConne
             expected_groups = result.groups
         facts = dataclasses.replace(mapped.facts, expected_rows=expected_groups, aggregation=result.execution)
         metadata = {"rows_in": result.rows_in, "rows_out": result.groups, "aggregation": result.execution}
-        return dg.Output(StageFile(str(destination), result.groups, facts), metadata=metadata)
+        return dg.Output(StageFile(destination, result.groups, facts), metadata=metadata)
 
     @dg.op(name=op_name_for(name, "serialize"), description=f"Write {spec.format.upper()} files ({spec.compression}).")
     def serialize(context: dg.OpExecutionContext, mapped: StageFile) -> dg.Output[FileSet]:
         tag_export_run(context, plan)
         note_reused_input(context, mapped)
-        folder = work_dir(context, name) / "files"
+        folder = local_work_dir(context, name) / "files"
         settings = OutputSettings(
             dialect=dialect_of(spec),
             file_format=spec.format,
@@ -237,12 +251,12 @@ def build_export_asset(plan: ExportPlan, connections: Mapping[str, DeliveryConne
 
         with unwritable_values_fail(name):
             files = write_files(
-                read_batches(Path(mapped.path), spec.batch_size),
+                read_batches(mapped.path, spec.batch_size),
                 [field.header for field in plan.fields],
                 folder,
                 plaintext_name(plan, name_for_part) if plan.encryption else name_for_part,
                 settings,
-                schema=read_schema(Path(mapped.path)),
+                schema=read_schema(mapped.path),
             )
         if plan.encryption is not None:
             try:
@@ -253,7 +267,7 @@ def build_export_asset(plan: ExportPlan, connections: Mapping[str, DeliveryConne
                     written.path.unlink(missing_ok=True)
                 # Before any upload: nothing of this run reaches the partner's folder.
                 raise dg.Failure(f"For export {name}, {error}", allow_retries=False) from None
-        file_set = FileSet(tuple(files), mapped.rows, mapped.facts)
+        file_set = FileSet(tuple(files), mapped.rows, mapped.facts, store_files(files, mapped.facts.work_dir))
         return dg.Output(
             file_set,
             metadata={"rows_in": mapped.rows, "rows_out": sum(f.rows for f in files), "files": len(files)},
@@ -269,6 +283,7 @@ def build_export_asset(plan: ExportPlan, connections: Mapping[str, DeliveryConne
     def upload(context: dg.OpExecutionContext, delivery_settings: DeliverySettings, file_set: FileSet):
         tag_export_run(context, plan)
         note_reused_input(context, file_set)
+        file_set = fetch_files(file_set, local_work_dir(context, name) / "files")
         with classified_errors(context, retry_schedule, name, "upload", rerun_command(name)):
             target, delivery, redirected = deliver_file_set(context, plan, connections, delivery_settings, file_set)
         rows_written = sum(file.rows for file in delivery.files)
@@ -278,7 +293,7 @@ def build_export_asset(plan: ExportPlan, connections: Mapping[str, DeliveryConne
         )
         facts = file_set.facts
         if facts.rejected_file is not None:
-            kept = keep_rejected_rows(Path(facts.rejected_file), storage_dir(context), name, file_set.files)
+            kept = keep_rejected_rows(facts.rejected_file, storage_dir(context), name, file_set.files)
             context.log.warning(f"{facts.rejected_rows} row(s) were skipped; they are listed in {kept}")
             metadata["rejected_file"] = dg.MetadataValue.path(str(kept))
         yield dg.Output(None, "result", metadata=metadata)
@@ -291,7 +306,7 @@ def build_export_asset(plan: ExportPlan, connections: Mapping[str, DeliveryConne
             metadata={"rows_written": rows_written, "rows_expected": expected_rows, "rows_rejected": facts.rejected_rows},
             description="Rows in the delivered files against a COUNT(*) of the same query in the same snapshot.",
         )
-        _remove_work_dirs(file_set)
+        _remove_work_dirs(file_set, local_work_dir(context, name))
 
     # The server kind shows next to the format in the asset catalog (sftp, ftps, s3).
     target_kinds = {connections[spec.target.connection].type} if isinstance(spec.target, ConnectionTarget) else set()
@@ -349,22 +364,45 @@ def deliver_file_set(
     return target, delivery, redirected
 
 
-def keep_rejected_rows(rejected: Path, storage: Path, export: str, files: tuple[LocalFile, ...]) -> Path:
+def store_files(files: list[LocalFile], work_folder: str) -> str | None:
+    """With an object-store work folder, copies of the serialized files there (streamed), so the
+    upload step finds them on any worker; the folder's location, or None for a local work folder."""
+    if not is_remote(work_folder):
+        return None
+    stored_in = join(work_folder, "files")
+    for file in files:
+        copy_file(str(file.path), join(stored_in, file.name))
+    return stored_in
+
+
+def fetch_files(file_set: FileSet, folder: Path) -> FileSet:
+    """The file set with every file on this machine: a file serialize wrote on another worker is
+    copied from the object store into `folder` first."""
+    if file_set.stored_in is None or all(file.path.exists() for file in file_set.files):
+        return file_set
+    files = []
+    for file in file_set.files:
+        copy_file(join(file_set.stored_in, file.name), str(folder / file.name))
+        files.append(dataclasses.replace(file, path=folder / file.name))
+    return dataclasses.replace(file_set, files=tuple(files))
+
+
+def keep_rejected_rows(rejected: str, storage: Path, export: str, files: tuple[LocalFile, ...]) -> Path:
     """The rejected-rows list stays with the run's files in the export's download folder; it is
     never sent to the partner, whatever the target."""
     folder = downloads_folder(storage, export)
     folder.mkdir(parents=True, exist_ok=True)
     stem = files[0].name.split(".")[0] if files else "no_files"
     destination = folder / f"{stem}.rejected.csv"
-    shutil.copyfile(rejected, destination)
+    copy_file(rejected, str(destination))
     return destination
 
 
-def _remove_work_dirs(file_set: FileSet) -> None:
+def _remove_work_dirs(file_set: FileSet, local_folder: Path) -> None:
     """Delivered: the run's intermediate files are no longer needed for a re-execution."""
-    folders = {Path(file_set.facts.work_dir), *(file.path.parent.parent for file in file_set.files)}
+    folders = {file_set.facts.work_dir, str(local_folder), *(str(file.path.parent.parent) for file in file_set.files)}
     for folder in folders:
-        shutil.rmtree(folder, ignore_errors=True)
+        remove_tree(folder, keep=work_root_from_environment())
 
 
 def definition_metadata(plan: ExportPlan) -> dict:

@@ -16,7 +16,7 @@ from export_pipelines.adhoc.request import DEFAULT_CHANNEL, AdhocExportConfig, p
 from export_pipelines.adhoc.urls import DOWNLOADS_URL_ENV_VAR, file_urls
 from export_pipelines.database_urls import safe_url
 from export_pipelines.delivery_settings import DeliverySettings
-from export_pipelines.factory import FileSet, RunFacts, StageFile, deliver_file_set, materialization_metadata, storage_dir, work_dir
+from export_pipelines.factory import FileSet, RunFacts, StageFile, deliver_file_set, local_work_dir, materialization_metadata, storage_dir
 from export_pipelines.naming import ADHOC_CHANNEL_TAG, ADHOC_JOB, ADHOC_PLAN_OP, adhoc_export_name
 from export_pipelines.retries import classified_errors
 from export_pipelines.run_launcher import record_host
@@ -47,7 +47,7 @@ def build_adhoc_job(loaded: ExportConfig) -> dg.JobDefinition:
     def extract(context: dg.OpExecutionContext, source_database: SourceDatabase, plan: ExportPlan) -> StageFile:
         record_host(context)
         engine = source_database.create_engine(storage_dir(context).parent)
-        folder = work_dir(context, plan.name)
+        folder = local_work_dir(context, plan.name)
         try:
             result = extract_to_stage_file(engine, plan, folder / "extract.arrow", batch_size=plan.spec.batch_size)
         finally:
@@ -59,7 +59,7 @@ def build_adhoc_job(loaded: ExportConfig) -> dg.JobDefinition:
     @dg.op(name="map", description="Rename, Default and Replace values, column at a time.")
     def map_fields(context: dg.OpExecutionContext, plan: ExportPlan, extracted: StageFile) -> StageFile:
         record_host(context)
-        destination = work_dir(context, plan.name) / "mapped.arrow"
+        destination = local_work_dir(context, plan.name) / "mapped.arrow"
         rows = map_stage_file(plan, Path(extracted.path), destination, batch_size=plan.spec.batch_size)
         context.add_output_metadata({"rows_in": extracted.rows, "rows_out": rows})
         return StageFile(str(destination), rows, extracted.facts)
@@ -69,7 +69,7 @@ def build_adhoc_job(loaded: ExportConfig) -> dg.JobDefinition:
         record_host(context)
         if not plan.aggregates:
             return mapped
-        destination = work_dir(context, plan.name) / "aggregated.arrow"
+        destination = local_work_dir(context, plan.name) / "aggregated.arrow"
         result = aggregate_stage_file(plan, Path(mapped.path), destination, batch_size=plan.spec.batch_size)
         # The extract counted rows, not groups, unless the database grouped them.
         expected = result.groups if result.execution == "arrow" else mapped.facts.expected_rows
@@ -93,7 +93,7 @@ def build_adhoc_job(loaded: ExportConfig) -> dg.JobDefinition:
             return render_file_name(plan.file_template, values)
 
         headers = [field.header for field in plan.fields]
-        folder = work_dir(context, plan.name) / "files"
+        folder = local_work_dir(context, plan.name) / "files"
         files = write_files(read_batches(Path(rows.path), spec.batch_size), headers, folder, name_for_part, settings)
         context.add_output_metadata({"rows_in": rows.rows, "rows_out": sum(f.rows for f in files), "files": len(files)})
         return FileSet(tuple(files), rows.rows, rows.facts)

@@ -25,7 +25,6 @@ from __future__ import annotations
 import decimal
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -34,6 +33,7 @@ from export_pipelines.catalog.sql_types import DECIMAL_PRECISION
 from export_pipelines.spec.plan import ExportPlan, OutputField
 from export_pipelines.stages.mapping import group_order_column, map_column, typed_order_groups
 from export_pipelines.stages.text_format import value_format_of
+from export_pipelines.stages.work_location import Location
 from export_pipelines.stages.stage_files import GROUP_PARTIALS_METADATA, holds_group_partials, read_batches, read_schema, write_table
 
 ROWS_COLUMN = "__rows"
@@ -45,7 +45,7 @@ _COMBINE = {"group": None, "count": "sum", "sum": "sum", "avg": "sum", "min": "m
 
 @dataclass(frozen=True)
 class AggregateResult:
-    path: Path
+    path: Location
     rows_in: int
     groups: int
     execution: str
@@ -199,7 +199,7 @@ def average(sums: pa.Array, counts: pa.Array, scale: int) -> pa.Array:
     return pa.array(values, pa.decimal256(SUM_PRECISION, scale))
 
 
-def aggregate_stage_file(plan: ExportPlan, source: Path, destination: Path, *, batch_size: int) -> AggregateResult:
+def aggregate_stage_file(plan: ExportPlan, source: Location, destination: Location, *, batch_size: int) -> AggregateResult:
     """Aggregate a stage file of mapped rows (Arrow path) or of the database's group partials (pushdown)."""
     pushed_down = holds_group_partials(source)
     if pushed_down:

@@ -44,6 +44,7 @@ from export_pipelines.stages.query import (
     pushes_down_aggregation,
 )
 from export_pipelines.stages.stage_files import stage_writer
+from export_pipelines.stages.work_location import Location, remove_file
 from export_pipelines.stages.write_behind import WriteBehind
 
 logger = logging.getLogger(__name__)
@@ -52,7 +53,7 @@ _CONVERSION_ERRORS = (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, OverflowErr
 
 @dataclass(frozen=True)
 class ExtractResult:
-    path: Path
+    path: Location
     rows: int
     expected_rows: int
     extracted_at: dt.datetime
@@ -81,7 +82,7 @@ def source_schema(sources: Sequence[SourceRef]) -> pa.Schema:
 def extract_to_stage_file(
     engine: sa.Engine,
     plan: ExportPlan,
-    path: Path,
+    path: Location,
     *,
     batch_size: int,
     window: TimeWindow | None = None,
@@ -153,7 +154,7 @@ def _extract_group_partials(
     engine: sa.Engine,
     dialect: SourceDialect,
     plan: ExportPlan,
-    path: Path,
+    path: Location,
     batch_size: int,
     window: TimeWindow | None,
     extracted_at: dt.datetime,
@@ -185,7 +186,7 @@ def _extract_group_partials(
 
 
 def _write_group_partials(
-    plan: ExportPlan, path: Path, schema: pa.Schema, tables: Iterator[pa.Table], expected: int | None, extracted_at: dt.datetime
+    plan: ExportPlan, path: Location, schema: pa.Schema, tables: Iterator[pa.Table], expected: int | None, extracted_at: dt.datetime
 ) -> ExtractResult | None:
     groups = 0
     try:
@@ -201,7 +202,7 @@ def _write_group_partials(
                 writer.write_table(schema.empty_table())
     except (_GroupsUnusable, arrow_extract.FastPathUnavailable) as reason:
         logger.info("%s: %s", plan.name, reason)
-        path.unlink(missing_ok=True)
+        remove_file(path)
         return None
     return ExtractResult(path, groups, groups if expected is None else expected, extracted_at)
 
@@ -214,7 +215,7 @@ def _extract_rows_with_adbc(
     engine: sa.Engine,
     dialect: SourceDialect,
     plan: ExportPlan,
-    path: Path,
+    path: Location,
     batch_size: int,
     window: TimeWindow | None,
     extracted_at: dt.datetime,
@@ -315,7 +316,7 @@ def _extract_rows(
     engine: sa.Engine,
     dialect: SourceDialect,
     plan: ExportPlan,
-    path: Path,
+    path: Location,
     batch_size: int,
     window: TimeWindow | None,
     extracted_at: dt.datetime,

@@ -9,14 +9,13 @@ Replace can merge groups); measures are mapped after aggregation.
 from __future__ import annotations
 
 import os
-import shutil
-from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
 from export_pipelines.spec.plan import ExportPlan, OutputField
-from export_pipelines.stages.stage_files import holds_group_partials, read_batches, row_count, stage_writer
+from export_pipelines.stages.stage_files import holds_group_partials, link_stage_file, read_batches, row_count, stage_writer
+from export_pipelines.stages.work_location import Location
 from export_pipelines.stages.text_format import CANONICAL, ValueFormat, to_text, value_format_of
 
 
@@ -93,19 +92,14 @@ def maps_nothing(plan: ExportPlan) -> bool:
     )
 
 
-def map_stage_file(plan: ExportPlan, source: Path, destination: Path, *, batch_size: int) -> int:
+def map_stage_file(plan: ExportPlan, source: Location, destination: Location, *, batch_size: int) -> int:
     if holds_group_partials(source):
         # Pushed down: the database grouped raw values, so there is nothing to map before aggregating.
-        shutil.copyfile(source, destination)
+        link_stage_file(source, destination)
         return row_count(destination)
     if maps_nothing(plan) and mapping_shortcut_enabled():
         # Serialization takes headers from the plan, not the file: the extract's file is already the mapped one.
-        # A hard link, as neither file is written again (a re-execution writes into a new run's folder).
-        destination.unlink(missing_ok=True)
-        try:
-            os.link(source, destination)
-        except OSError:
-            shutil.copyfile(source, destination)
+        link_stage_file(source, destination)
         return row_count(destination)
     rows = 0
     writer = None

@@ -1,0 +1,79 @@
+"""Which of Dagster's executors runs the export jobs' steps, chosen by the deployment.
+
+By default an export's steps run one after the other in the run's own process (the all_exports
+job: each step in a process of its own, so exports run side by side). With
+EXPORT_EXECUTOR=celery every step is a task on dagster-celery's queue, run by whichever
+Celery worker takes it (`dagster-celery worker start`, docs/scale-out.md): the workers read
+the broker and the result backend from the same variables as the run, so neither URL (which
+may hold a password) is written into the definitions. Steps on several machines need the
+run's files where all of them read: EXPORT_WORK_URL (stages/work_location.py) puts the stage
+files and the records the steps hand each other (Dagster's IO manager) in an object store.
+"""
+
+from __future__ import annotations
+
+import os
+
+import dagster as dg
+
+from export_pipelines.stages.work_location import bucket_and_key, work_root_from_environment
+
+EXECUTOR_ENV_VAR = "EXPORT_EXECUTOR"
+BROKER_ENV_VAR = "EXPORT_CELERY_BROKER_URL"
+BACKEND_ENV_VAR = "EXPORT_CELERY_BACKEND_URL"
+CHOICES = ("in_process", "celery")
+
+
+def executor_choice() -> str:
+    """$EXPORT_EXECUTOR: `in_process` (unset or empty) or `celery`.
+
+    Raises ValueError for any other value, and for `celery` without the broker and backend
+    variables, naming what to set.
+    """
+    choice = os.environ.get(EXECUTOR_ENV_VAR, "").strip().lower() or "in_process"
+    if choice not in CHOICES:
+        raise ValueError(f"{EXECUTOR_ENV_VAR}={choice!r}: write in_process (the default) or celery")
+    if choice == "celery":
+        missing = [name for name in (BROKER_ENV_VAR, BACKEND_ENV_VAR) if not os.environ.get(name)]
+        if missing:
+            raise ValueError(
+                f"{EXECUTOR_ENV_VAR}=celery needs {' and '.join(missing)} (e.g. redis://127.0.0.1:6379/0), "
+                "the same the Celery workers were started with"
+            )
+    return choice
+
+
+def _celery_executor() -> dg.ExecutorDefinition:
+    # Imported only when chosen: the default deployment does not need Celery installed.
+    from dagster_celery import celery_executor
+
+    return celery_executor.configured(
+        # Resolved where the run executes (StringSource), so the URLs never enter the run's config.
+        {"broker": {"env": BROKER_ENV_VAR}, "backend": {"env": BACKEND_ENV_VAR}},
+        name="celery",
+    )
+
+
+def export_executor() -> dg.ExecutorDefinition:
+    """The executor of one export's runs: its job's, and those UI backfills and Materialize launch (__ASSET_JOB)."""
+    return _celery_executor() if executor_choice() == "celery" else dg.in_process_executor
+
+
+def exports_executor() -> dg.ExecutorDefinition:
+    """The executor of runs over several exports (all_exports): their steps run side by side."""
+    return _celery_executor() if executor_choice() == "celery" else dg.multiprocess_executor
+
+
+def io_manager_resources() -> dict[str, dg.ConfigurableIOManager]:
+    """The IO manager of the records ops hand each other (StageFile, FileSet): with EXPORT_WORK_URL,
+    dagster-aws's S3 pickle IO manager under its prefix, so a step on any worker reads the last
+    step's record; otherwise Dagster's default (files in the instance's storage folder).
+    Raises ValueError for a wrong EXPORT_WORK_URL, naming the variable."""
+    root = work_root_from_environment()
+    if root is None:
+        return {}
+    from dagster_aws.s3 import S3PickleIOManager, S3Resource
+
+    bucket, prefix = bucket_and_key(root)
+    # S3Resource's client (boto3) reads the endpoint, region and credentials from the AWS variables.
+    return {"io_manager": S3PickleIOManager(s3_resource=S3Resource(), s3_bucket=bucket, s3_prefix=f"{prefix}/io".lstrip("/"))}

@@ -1,0 +1,104 @@
+"""Where a run's work files live: a local folder (the default) or an object store every worker reads.
+
+A location is a string: a local path, or `s3://bucket/key`. Code reaches either through
+pyarrow's own filesystem layer (pyarrow.fs), so a stage file is written and read batch by
+batch whichever it is, and one step can write a file another step reads on another machine.
+S3 is configured as the AWS tools are: credentials from the standard chain (AWS_ACCESS_KEY_ID,
+an instance role, ...), the endpoint from AWS_ENDPOINT_URL_S3 or AWS_ENDPOINT_URL (MinIO, a
+test server), the region from AWS_REGION or AWS_DEFAULT_REGION.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import posixpath
+import shutil
+from pathlib import Path
+
+import pyarrow.fs as pafs
+
+# Unset: each run's work folder is under the instance's storage folder, on the machine that runs the step.
+WORK_URL_ENV_VAR = "EXPORT_WORK_URL"
+S3_SCHEME = "s3://"
+
+Location = str | os.PathLike
+
+
+def work_root_from_environment() -> str | None:
+    """$EXPORT_WORK_URL, an `s3://bucket/prefix` every worker reads and writes, or None (local work folders).
+
+    Raises ValueError for anything else, naming the variable.
+    """
+    value = os.environ.get(WORK_URL_ENV_VAR, "").strip()
+    if not value:
+        return None
+    bucket = value[len(S3_SCHEME) :].split("/", 1)[0] if value.startswith(S3_SCHEME) else ""
+    if not bucket:
+        raise ValueError(f"{WORK_URL_ENV_VAR}={value!r}: write s3://bucket/prefix, or leave it unset for local work folders")
+    return value.rstrip("/")
+
+
+def is_remote(location: Location) -> bool:
+    return str(location).startswith(S3_SCHEME)
+
+
+def join(folder: Location, *names: str) -> str:
+    """`folder`/`names`, with the separator of the folder's kind."""
+    return posixpath.join(str(folder), *names) if is_remote(folder) else str(Path(folder, *names))
+
+
+def bucket_and_key(location: str) -> tuple[str, str]:
+    """`s3://bucket/a/b` -> (`bucket`, `a/b`)."""
+    bucket, _, key = location[len(S3_SCHEME) :].partition("/")
+    return bucket, key
+
+
+def resolve(location: Location) -> tuple[pafs.FileSystem, str]:
+    """The filesystem that holds `location`, and the path within it."""
+    if is_remote(location):
+        return _s3(
+            os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL"),
+            os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1",
+        ), str(location)[len(S3_SCHEME) :]
+    return pafs.LocalFileSystem(), str(location)
+
+
+@functools.cache
+def _s3(endpoint: str | None, region: str) -> pafs.S3FileSystem:
+    # pyarrow's S3 client does not read AWS_ENDPOINT_URL itself: pass it on.
+    return pafs.S3FileSystem(endpoint_override=endpoint, region=region)
+
+
+def remove_file(location: Location) -> None:
+    """Delete one file if it exists."""
+    filesystem, path = resolve(location)
+    if filesystem.get_file_info(path).type != pafs.FileType.NotFound:
+        filesystem.delete_file(path)
+
+
+def remove_tree(location: Location, *, keep: Location | None = None) -> None:
+    """Delete a folder and all it holds, if it exists; in an object store also the folders between
+    it and `keep` that it leaves empty (pyarrow keeps an emptied folder's parent as a marker object)."""
+    if not is_remote(location):
+        shutil.rmtree(location, ignore_errors=True)
+        return
+    filesystem, path = resolve(location)
+    if filesystem.get_file_info(path).type != pafs.FileType.NotFound:
+        filesystem.delete_dir(path)
+    kept = resolve(keep)[1] if keep is not None and is_remote(keep) else None
+    parent = posixpath.dirname(path)
+    while kept is not None and parent.startswith(kept + "/"):
+        if filesystem.get_file_info(pafs.FileSelector(parent, allow_not_found=True)):
+            return
+        filesystem.delete_dir(parent)
+        parent = posixpath.dirname(parent)
+
+
+def copy_file(source: Location, destination: Location) -> None:
+    """Copy one file between any two locations (local or object store), streamed in chunks."""
+    source_fs, source_path = resolve(source)
+    destination_fs, destination_path = resolve(destination)
+    if not is_remote(destination):
+        Path(destination_path).parent.mkdir(parents=True, exist_ok=True)
+    pafs.copy_files(source_path, destination_path, source_filesystem=source_fs, destination_filesystem=destination_fs)

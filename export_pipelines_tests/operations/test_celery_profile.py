@@ -1,0 +1,129 @@
+"""The scale-out profile end to end, with real parts started here: PostgreSQL instance storage
+(deploy/dagster.yaml, queued runs), dagster-daemon, a webserver, two Celery workers on Redis and
+moto's S3 server holding the stage files. A run launched as the UI's Materialize button launches
+it runs every step in a worker process, and writes the in-process run's bytes."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from pathlib import Path
+
+import dagster as dg
+import psycopg
+import pytest
+import redis
+
+from export_pipelines_tests.conftest import run_export, write_config
+from export_pipelines_tests.sample_data import create_sample_tables
+from export_pipelines_tests.servers.celery_workers import start_celery_worker
+from export_pipelines_tests.servers.dagster_webserver import materialize, start_daemon, start_webserver
+from export_pipelines_tests.servers.fixtures import s3_client
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+SPEC = {"name": "celery_customers", "model": "customers", "fields": ["id", "email", "name"], "order": ["id"], "file_name": "customers.csv"}
+REDIS = "redis://127.0.0.1:6379"
+
+
+@pytest.fixture
+def instance_database(postgres_url):
+    database = f"dagster_celery_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as connection:
+        connection.execute(f'CREATE DATABASE "{database}"')
+    yield f"postgresql+psycopg2://postgres@127.0.0.1:5432/{database}"
+    with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as connection:
+        connection.execute(f'DROP DATABASE "{database}" WITH (FORCE)')
+
+
+@pytest.fixture
+def redis_database() -> str:
+    """A Redis database nobody else uses now (broker queue and results), emptied afterwards."""
+    try:
+        databases = [(number, redis.Redis(host="127.0.0.1", port=6379, db=number)) for number in range(1, 16)]
+        number, client = next((n, c) for n, c in databases if c.dbsize() == 0)
+    except (redis.ConnectionError, StopIteration) as error:
+        pytest.fail(f"no free Redis database on 127.0.0.1:6379: {error!r}")
+    yield f"{REDIS}/{number}"
+    client.flushdb()
+
+
+def test_a_run_launched_from_the_ui_runs_its_steps_on_celery_workers_with_stage_files_in_s3(
+    instance_database, redis_database, moto_endpoint, s3_bucket, tmp_path, monkeypatch
+):
+    source = f"sqlite:///{tmp_path / 'source.sqlite'}"
+    create_sample_tables(source)
+    in_process = run_export(SPEC, source, tmp_path / "in_process").files["customers.csv"]
+
+    environment = {
+        "DAGSTER_POSTGRES_URL": instance_database,
+        "EXPORT_EXECUTOR": "celery",
+        "EXPORT_CELERY_BROKER_URL": redis_database,
+        "EXPORT_CELERY_BACKEND_URL": redis_database,
+        "EXPORT_WORK_URL": f"s3://{s3_bucket}/work",
+        "AWS_ENDPOINT_URL": moto_endpoint,
+        "AWS_REGION": "eu-central-1",
+        "AWS_DEFAULT_REGION": "eu-central-1",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "EXPORT_PIPELINES_CONFIG": str(write_config(tmp_path / "config", [SPEC])),
+        "EXPORT_SOURCE_URL": source,
+    }
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    deploy_yaml = (REPO_ROOT / "deploy" / "dagster.yaml").read_text()
+    server = start_webserver(tmp_path, environment, instance_yaml=deploy_yaml)
+    processes = [server]
+    try:
+        daemon = start_daemon(server, tmp_path, environment)
+        workers = [start_celery_worker(tmp_path, f"export_worker_{n}_{uuid.uuid4().hex[:6]}", {**environment, "DAGSTER_HOME": str(server.home)}) for n in (1, 2)]
+        processes += workers
+        worker_pids = {worker.task_pid for worker in workers}
+        run_id = materialize(server, ["exports", "celery_customers"], ["rows_written_match_expected"])
+
+        with dg.DagsterInstance.from_config(str(server.home)) as instance:
+            run = _finished(instance, run_id, seconds=150)
+            assert run.status == dg.DagsterRunStatus.SUCCESS, _failure(instance, run_id, tmp_path)
+            events = [record.event_log_entry for record in instance.get_records_for_run(run_id).records]
+            steps = {e.dagster_event.step_key.rsplit("__", 1)[1]: e.dagster_event.pid for e in events if e.dagster_event and e.dagster_event.event_type_value == "STEP_START"}
+            # The run's own process, which hands the steps to Celery, starts and ends the run.
+            launchers = {e.dagster_event.pid for e in events if e.dagster_event and e.dagster_event.event_type_value in ("PIPELINE_START", "PIPELINE_SUCCESS")}
+            engine = [e.dagster_event.event_specific_data for e in events if e.dagster_event and e.dagster_event.event_type_value == "ENGINE_EVENT"]
+            handed = [data.metadata["Celery worker"].value for data in engine if data and "Celery worker" in (data.metadata or {})]
+            files = run_files(server.home, "celery_customers")
+    finally:
+        for process in reversed(processes):
+            process.stop()
+        daemon.terminate()
+        daemon.wait(timeout=30)
+
+    assert sorted(steps) == ["extract", "map", "serialize", "upload"]
+    assert len(launchers) == 1 and launchers.isdisjoint(worker_pids), (launchers, worker_pids)
+    assert set(steps.values()) <= worker_pids, (steps, worker_pids, launchers)
+    # Each step was handed to one of the two workers, by name, in the engine event Celery's task writes.
+    assert len(handed) == 4 and {h.split("@")[0] for h in handed} <= {worker.name for worker in workers}
+    assert files == {"customers.csv": in_process}
+    # Delivered: the run's stage files are gone from the bucket; the op records stay under io/.
+    keys = [item["Key"] for item in s3_client(moto_endpoint).list_objects_v2(Bucket=s3_bucket).get("Contents", [])]
+    assert not [key for key in keys if f"work/{run_id}/" in key]
+    assert [key for key in keys if key.startswith("work/io/")]
+
+
+def run_files(home: Path, export: str) -> dict[str, bytes]:
+    folder = home / "storage" / "downloads" / export
+    return {path.name: path.read_bytes() for path in folder.iterdir() if path.is_file()}
+
+
+def _finished(instance: dg.DagsterInstance, run_id: str, seconds: float) -> dg.DagsterRun:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        run = instance.get_run_by_id(run_id)
+        if run is not None and run.is_finished:
+            return run
+        time.sleep(1)
+    raise AssertionError(f"run {run_id} did not finish within {seconds} s: {instance.get_run_by_id(run_id).status}")
+
+
+def _failure(instance: dg.DagsterInstance, run_id: str, folder: Path) -> str:
+    messages = [r.event_log_entry.message for r in instance.get_records_for_run(run_id).records if r.event_log_entry.message]
+    logs = "\n".join(f"--- {p.name}\n{p.read_text()[-3000:]}" for p in folder.glob("*.log"))
+    return "\n".join(messages[-15:]) + "\n" + logs
