@@ -20,11 +20,16 @@ def _ensure_dagster_home() -> Path:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    from export_pipelines.code_location import definition_problems
     from export_pipelines.spec.loader import config_dir, load_config
 
     root = Path(args.config).resolve() if args.config else config_dir()
     config = load_config(root)
-    problems = list(config.problems)
+    # What the code location would refuse on top (Dagster's own limits) is the same export's problem here.
+    refused = definition_problems(config)
+    refused_files = {problem.file for problem in refused}
+    valid = sum(1 for name in config.plans if config.spec_files[name] not in refused_files)
+    problems = [*config.problems, *refused]
     source_line = ""
     if args.check_source:
         import sqlalchemy as sa
@@ -47,7 +52,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
         source_line = f"; source {safe_url(url)}: {len(found)} problem(s)"
     for problem in problems:
         print(f"ERROR {problem}")
-    print(f"{root}: {len(config.plans)} valid export(s), {len(config.problems)} problem(s){source_line}")
+    print(f"{root}: {valid} valid export(s), {len(config.problems) + len(refused)} problem(s){source_line}")
     return 1 if problems else 0
 
 

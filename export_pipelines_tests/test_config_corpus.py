@@ -19,6 +19,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from export_pipelines.code_location import definition_problems
 from export_pipelines.definitions import build_definitions
 from export_pipelines.naming import INVALID_GROUP
 from export_pipelines.spec.loader import ExportConfig, SpecProblem, bundled_demo_config, load_config
@@ -211,6 +212,12 @@ CASES = [
          P(ex("c_tz"), 4, "schedule.timezone", "unknown timezone 'Europe/Budpest'", "did you mean Europe/Budapest")),
     case("on_date_with_offset", spec("c_offset", 'schedule: {on: "2099-06-01T06:00:00+01:00"}\n'),
          P(ex("c_offset"), 4, "schedule.on", "without an offset", "timezone")),
+    case("start_before_year_1000", spec("c_year_one", "incremental: {by: updated_at, start: 0001-01-01}\n"),
+         P(ex("c_year_one"), 4, "incremental.start", "0001-01-01 is outside the years 1000 to 9998")),
+    case("start_at_the_end_of_time", spec("c_year_end", "incremental: {by: updated_at, start: 9999-12-31}\n"),
+         P(ex("c_year_end"), 4, "incremental.start", "9999-12-31 is outside the years 1000 to 9998")),
+    case("on_date_in_year_one", spec("c_on_year_one", "schedule: {on: 0001-01-01 00:00:00}\n"),
+         P(ex("c_on_year_one"), 4, "schedule.on", "0001-01-01T00:00:00 is outside the years 1000 to 9998")),
     case("start_with_a_time", spec("c_start_time", 'incremental: {by: updated_at, start: "2024-01-01T00:00"}\n'),
          P(ex("c_start_time"), 4, "incremental.start", "start is a date (YYYY-MM-DD)")),
     # --- schedules ------------------------------------------------------------------------------------------
@@ -286,7 +293,7 @@ CASES = [
     case("name_with_capitals", {ex("c_caps"): "name: Bad-Name\nmodel: customers\nfields: [id]\n"},
          P(ex("c_caps"), 1, "name", "[a-z0-9_]")),
     case("name_missing", {ex("c_nameless"): "model: customers\nfields: [id]\n"}, P(ex("c_nameless"), None, "name", "required key is missing")),
-    case("name_too_long", {ex("c_long"): f"name: {'x' * 65}\nmodel: customers\nfields: [id]\n"}, P(ex("c_long"), 1, "name", "[a-z0-9_]{1,64}")),
+    case("name_too_long", {ex("c_long"): f"name: {'x' * 64}\nmodel: customers\nfields: [id]\n"}, P(ex("c_long"), 1, "name", "[a-z0-9_]{1,63}")),
     # --- file names -----------------------------------------------------------------------------------------
     case("file_name_leaves_its_folder", spec("c_parent", 'file_name: "../{export}.{ext}"\n'),
          P(ex("c_parent"), 4, "file_name", "'../c_parent.csv' could leave its folder")),
@@ -346,6 +353,76 @@ CASES = [
          P(ex("c_layers"), 3, "fields[1].from", "no field 'emial'", "did you mean email"),
          P(ex("c_layers"), 5, "target.connection", "'sana_fpt' is not in connections.yaml", "did you mean sana_ftp")),
 ]
+
+
+# Names the code location must take as they are, though the factory builds ops, graphs and jobs of the same
+# names (an export `a` has an op a__extract and a graph exports__a), or Dagster reserves them elsewhere.
+NAMES_DAGSTER_ALSO_USES = ["exports", "a", "upload__map", "a__extract", "all_exports_job", "input", "config", "adhoc_export"]
+
+
+def test_names_dagster_also_uses_load_and_validate(tmp_path):
+    root = build_folder(tmp_path / "config", [])
+    for name in NAMES_DAGSTER_ALSO_USES:
+        (root / "exports" / f"{name}.yaml").write_text(f"name: {name}\nmodel: customers\nfields: [id, email]\n", encoding="utf-8")
+    config = load_config(root)
+    assert config.problems == [] and set(config.plans) == BASE | set(NAMES_DAGSTER_ALSO_USES)
+    assert definition_problems(config) == []
+    assert_code_location_loads(config)
+
+
+def test_names_whose_graph_is_another_exports_op(tmp_path):
+    """The export `exports` has an op exports__extract, the graph of the export `extract`: both are
+    refused, each naming the other, and the code location loads the rest (it used to fail at once)."""
+    root = build_folder(tmp_path / "config", [])
+    for name in ("exports", "extract", "exports__a", "a__extract", "exports__b"):
+        (root / "exports" / f"{name}.yaml").write_text(f"name: {name}\nmodel: customers\nfields: [id, email]\n", encoding="utf-8")
+    # A broken spec file whose invalid_exports asset would be exports/upload, graph... op exports__upload: the op of export `exports`.
+    (root / "exports" / "upload.yaml").write_text("name: [\n", encoding="utf-8")
+    config = load_config(root)
+    refused = {problem.file: problem for problem in definition_problems(config)}
+    expected = {
+        "exports": "its op name exports__extract is also that of export extract",
+        "extract": "its graph name exports__extract is also that of export exports",
+        "exports__a": "its op name exports__a__extract is also that of export a__extract",
+        "a__extract": "its graph name exports__a__extract is also that of export exports__a",
+    }
+    assert set(refused) == {ex(name) for name in expected}
+    for name, words in expected.items():
+        assert refused[ex(name)].key_path == "name" and words in refused[ex(name)].message, refused[ex(name)]
+    assert_code_location_loads_with_refusals(config, refused=4)
+
+
+def test_validate_reports_what_the_code_location_refuses(tmp_path):
+    """The loader accepts each export alone; Dagster refuses two that claim one schedule/sensor name.
+    validate says so, as the code location does, naming each side; everything else loads."""
+    root = build_folder(tmp_path / "config", [])
+    daily = 'schedule: {repeated: daily, at: "05:00"}\n'
+    # c's sensor (c_after_schedule, as c runs after the export `schedule`) and c_after's schedule share a name.
+    files = {**spec("c", "after: {export: schedule}\n"), **spec("schedule", daily), **spec("c_after", daily)}
+    for relative, text in files.items():
+        (root / relative).write_text(text, encoding="utf-8")
+    config = load_config(root)
+    assert config.problems == []
+    refused = [str(problem) for problem in definition_problems(config)]
+    assert refused == [
+        "exports/c.yaml: name: its sensor name c_after_schedule is also that of export c_after; rename the export",
+        "exports/c_after.yaml: name: its schedule name c_after_schedule is also that of export c; rename the export",
+    ]
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "export-pipelines"), "validate", "--config", str(root)], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 1
+    assert [line.removeprefix("ERROR ") for line in result.stdout.splitlines() if line.startswith("ERROR ")] == refused
+    assert f"{len(BASE) + 1} valid export(s), 2 problem(s)" in result.stdout
+    assert_code_location_loads_with_refusals(config, refused=2)
+
+
+def assert_code_location_loads_with_refusals(config: ExportConfig, refused: int) -> None:
+    defs = build_definitions(config)
+    dg.Definitions.validate_loadable(defs)
+    graph = defs.resolve_asset_graph()
+    groups = Counter(graph.get(key).group_name == INVALID_GROUP for key in graph.get_all_asset_keys())
+    assert groups == {False: len(config.plans) - refused, True: len(config.invalid_files) + refused}
 
 
 def build_folder(root: Path, cases: list[Case]) -> Path:

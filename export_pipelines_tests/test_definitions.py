@@ -108,7 +108,7 @@ def test_exports_whose_sensors_get_one_name_are_both_refused_and_the_rest_load(t
 
 def test_an_export_dagster_refuses_is_listed_and_the_rest_load(tmp_path, monkeypatch):
     """Whatever Dagster refuses when the definitions resolve is found export by export."""
-    import export_pipelines.definitions as definitions
+    import export_pipelines.code_location as definitions
 
     real_job = definitions.build_export_job
 

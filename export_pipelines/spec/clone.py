@@ -62,7 +62,7 @@ def spec_names(root: Path) -> dict[str, Path]:
 def clone_spec(root: Path, name: str, new_name: str, assignments: list[tuple[list[str], Any]]) -> Path:
     """Write exports/<new_name>.yaml from export `name` with `assignments` applied; validate it with the loader."""
     if not re.fullmatch(EXPORT_NAME_PATTERN, new_name):
-        raise CloneError(f"{new_name!r} is not an export name: lower-case letters, digits and _, at most 64")
+        raise CloneError(f"{new_name!r} is not an export name: lower-case letters, digits and _, at most 63")
     names = spec_names(root)
     if name not in names:
         raise CloneError(f"no export named {name!r} in {root / 'exports'}{closest(name, names)}")
