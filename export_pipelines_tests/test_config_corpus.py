@@ -95,6 +95,14 @@ ALIAS_BOMB = "a: &a [1,2,3,4,5,6,7,8,9,10]\n" + "".join(
     f"{name}: &{name} [{', '.join([f'*{previous}'] * 10)}]\n" for previous, name in zip("abcde", "bcdef", strict=True)
 )
 NEW_FTP = "  {name}:\n    type: ftp\n    host: ftp.example\n    username: u\n"
+# (case, key, value): literal secrets YAML reads as something else than text; no message may quote the value.
+SECRET_LITERALS = [
+    ("octal", "password", "0755123"),
+    ("date", "password", "2031-02-30"),
+    ("base_60", "password", "13:37:59"),
+    ("bad_float", "password", "!!float 4242.5x"),
+    ("misspelt_key", "pasword", "0644321"),
+]
 
 CASES = [
     # --- YAML, encodings, binary and huge files ------------------------------------------------------------
@@ -316,6 +324,15 @@ CASES = [
          P("connections.yaml", 25, "connections.sana_ftp.password", "secrets are never written", "{env: VARIABLE_NAME}"),
          P(ex("sana_orders"), 21, "target.connection", "connection sana_ftp does not load: connections.yaml: line 25"),
          invalid={"sana_orders"}),
+    # A secret-bearing key's value is never quoted, whatever YAML makes of it (octal, date, base 60, bad tag, misspelt key).
+    *[
+        case(f"literal_secret_{kind}",
+             {"connections.yaml": append(NEW_FTP.format(name=f"c_{kind}") + f"    {key}: {value}\n"),
+              **spec(f"c_uses_{kind}", f"target: {{connection: c_{kind}}}\n")},
+             P("connections.yaml", 47, f"connections.c_{kind}.{key}", "not shown", "{env: VARIABLE_NAME}"),
+             P(ex(f"c_uses_{kind}"), 4, "target.connection", f"connection c_{kind} does not load", "not shown"))
+        for kind, key, value in SECRET_LITERALS
+    ],
     case("connection_type_typo", {"connections.yaml": ("type: ftps", "type: fpt")},
          P("connections.yaml", 16, "connections.antavo_ftps.type", "unknown type 'fpt'", "did you mean ftp"),
          P(ex("antavo_customers"), 23, "target.connection", "connection antavo_ftps does not load"),
@@ -477,7 +494,8 @@ def test_broken_config_folder(tmp_path, item: Case):
         assert found is not None, (expected, [str(p) for p in config.problems])
         unmatched.remove(found)
     assert unmatched == [], [str(p) for p in unmatched]
-    assert all(SECRET not in str(problem) for problem in config.problems)
+    secrets = [SECRET, *(value.split()[-1] for _, _, value in SECRET_LITERALS)]
+    assert not [str(problem) for problem in config.problems if any(secret in str(problem) for secret in secrets)]
     assert set(config.plans) == BASE - item.invalid
     for name in item.invalid:
         assert ex(name) in config.invalid_files

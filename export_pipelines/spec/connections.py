@@ -6,8 +6,10 @@ from the environment when a run needs it, so neither files nor logs carry the va
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
+import typing
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -167,6 +169,24 @@ Connection = Annotated[
     SftpConnection | FtpConnection | S3Connection | SmtpConnection, Field(discriminator="type")
 ]
 DELIVERY_TYPES: frozenset[str] = frozenset({"sftp", "ftp", "ftps", "s3"})
+
+
+SECRET_KEYS: frozenset[str] = frozenset(
+    name
+    for model in (SftpConnection, FtpConnection, S3Connection, SmtpConnection)
+    for name, info in model.model_fields.items()
+    if EnvSecret in typing.get_args(info.annotation)
+)
+
+
+def is_secret_key(key: str) -> bool:
+    """Whether a key of connections.yaml may hold a secret: a secret key, a misspelling of one, or a
+    name that says so (`pasword`, `api_token`): its value is never quoted in a message."""
+    return (
+        key in SECRET_KEYS
+        or bool(re.search(r"pass|secret|token|credential|access_key", key, re.IGNORECASE))
+        or bool(difflib.get_close_matches(key, SECRET_KEYS, n=1, cutoff=0.8))
+    )
 
 
 class ConnectionsFile(BaseModel):

@@ -10,6 +10,7 @@ entry meant to change could read the wrong table.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ from typing import Any
 from pydantic import TypeAdapter, ValidationError
 
 from export_pipelines.catalog.models import Catalog, ModelDef, ModelError, ModelOverride, merge_model
-from export_pipelines.spec.connections import Connection, ConnectionsFile
+from export_pipelines.spec.connections import Connection, ConnectionsFile, is_secret_key
 from export_pipelines.spec.problems import KeyPath, SpecProblem, closest, format_key_path, pydantic_problems, summary
 from export_pipelines.spec.yaml_file import YamlDocument, read_yaml
 
@@ -45,7 +46,7 @@ class BrokenEntries:
 def load_connections(root: Path, problems: list[SpecProblem]) -> tuple[ConnectionsFile, BrokenEntries]:
     """The connections that load, and the ones that do not; every problem is added to `problems`."""
     broken = BrokenEntries(CONNECTIONS_FILE)
-    entries = _entries(root / CONNECTIONS_FILE, "connections", broken, problems)
+    entries = _entries(root / CONNECTIONS_FILE, "connections", broken, problems, secret_key=is_secret_key)
     valid = {}
     for name, raw, document, found in entries:
         try:
@@ -113,14 +114,16 @@ def _label_clashes(
     return clashes
 
 
-def _entries(path: Path, top_key: str, broken: BrokenEntries, problems: list[SpecProblem]) -> list[tuple[str, Any, YamlDocument, list[SpecProblem]]]:
+def _entries(
+    path: Path, top_key: str, broken: BrokenEntries, problems: list[SpecProblem], secret_key: Callable[[str], bool] | None = None
+) -> list[tuple[str, Any, YamlDocument, list[SpecProblem]]]:
     """(name, raw entry, document, the reading problems inside it) for each entry under `top_key`.
 
     Problems outside every entry are added to `problems` and make the whole file broken.
     """
     if not path.exists():
         return []
-    document = read_yaml(path, broken.file)
+    document = read_yaml(path, broken.file, secret_key)
     outside: list[SpecProblem] = []
     entries = []
     data = document.data

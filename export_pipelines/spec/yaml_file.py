@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import codecs
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +37,13 @@ SCALAR_TAGS = frozenset(f"{_TAG}{name}" for name in ("null", "bool", "int", "flo
 # Builds one scalar at a time to see whether it can be built; it keeps no state between values.
 _SCALARS = SafeConstructor()
 _BOMS = {"UTF-32": (codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE), "UTF-16": (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)}
+
+
+# A value refused at a secret-bearing key is never quoted: it may be the secret itself.
+SECRET_VALUE_MESSAGE = (
+    "this value is not shown, as its key holds a secret; secrets are never written in a config file: "
+    "write {env: VARIABLE_NAME} and set that variable"
+)
 
 
 @dataclass
@@ -67,8 +75,11 @@ class YamlDocument:
         return SpecProblem(self.file, key_path, message, self.line_of(parse_key_path(key_path)))
 
 
-def read_yaml(path: Path, file: str) -> YamlDocument:
-    """The file at `path`, reported as `file` (its path in the config folder); a top-level mapping or a problem."""
+def read_yaml(path: Path, file: str, secret_key: Callable[[str], bool] | None = None) -> YamlDocument:
+    """The file at `path`, reported as `file` (its path in the config folder); a top-level mapping or a problem.
+
+    A value under a key for which `secret_key` is true is never quoted in a problem, whatever its YAML type.
+    """
     document = YamlDocument(file)
     try:
         size = path.stat().st_size
@@ -79,10 +90,10 @@ def read_yaml(path: Path, file: str) -> YamlDocument:
     except OSError as error:
         document.add((), f"cannot be read: {error.strerror or error}")
         return document
-    return _parse(data, document)
+    return _parse(data, document, secret_key)
 
 
-def _parse(data: bytes, document: YamlDocument) -> YamlDocument:
+def _parse(data: bytes, document: YamlDocument, secret_key: Callable[[str], bool] | None = None) -> YamlDocument:
     text = _text(data, document)
     if text is None:
         return document
@@ -93,7 +104,7 @@ def _parse(data: bytes, document: YamlDocument) -> YamlDocument:
         if node is None:
             document.add((), "the file is empty; expected a mapping of keys to values")
             return document
-        _Walk(document).value(node, (), ())
+        _Walk(document, secret_key).value(node, (), ())
         if not isinstance(node, MappingNode):
             document.add((), "expected a mapping of keys to values at the top level", node.start_mark.line + 1)
             return document
@@ -151,9 +162,10 @@ class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # libyaml's parse
 class _Walk:
     """One pass over the composed nodes: lines, duplicate keys, values YAML reads ambiguously or cannot build."""
 
-    def __init__(self, document: YamlDocument):
+    def __init__(self, document: YamlDocument, secret_key: Callable[[str], bool] | None = None):
         self.document = document
         self.values = 0
+        self.secret_key = secret_key or (lambda _: False)
 
     def value(self, node: Node, path: KeyPath, ancestors: tuple[Node, ...]) -> None:
         self.values += 1
@@ -209,6 +221,8 @@ class _Walk:
                 # Plain (unquoted) style is None in PyYAML's parser and "" in libyaml's.
                 message = _ambiguity(node, value) if not node.style else None
         if message is not None:
+            if any(isinstance(part, str) and self.secret_key(part) for part in path):
+                message = SECRET_VALUE_MESSAGE
             self.document.add(path, message, node.start_mark.line + 1)
             node.tag = STR_TAG
 
