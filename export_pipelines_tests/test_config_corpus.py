@@ -87,6 +87,10 @@ def ex(name: str) -> str:
     return f"exports/{name}.yaml"
 
 
+# A named pipe: reading it waits for a writer that never comes.
+FIFO = ("fifo",)
+
+
 def append(text: str) -> tuple[str, str]:
     return ("append", text)
 
@@ -126,6 +130,9 @@ CASES = [
          P(ex("c_utf16"), None, "", "saved as UTF-16", "save it as UTF-8")),
     case("binary_file", {ex("c_binary"): b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR"}, P(ex("c_binary"), None, "", "a binary file")),
     case("huge_file", {ex("c_huge"): "# padding\n" * 110_000}, P(ex("c_huge"), None, "", "1,100,000 bytes", "at most 1,000,000")),
+    case("fifo_spec", {ex("c_fifo"): FIFO}, P(ex("c_fifo"), None, "", "a named pipe (FIFO), not a regular file")),
+    case("fifo_template", {"kpis/c_fifo.yaml": FIFO}, P("kpis/c_fifo.yaml", None, "", "a named pipe (FIFO), not a regular file")),
+    case("link_to_a_device", {ex("c_zero"): ("symlink", "/dev/zero")}, P(ex("c_zero"), None, "", "it is a device, not a regular file")),
     case("control_character", {ex("c_bell"): "name: c_bell\ndescription: ring\x07\n"},
          P(ex("c_bell"), 2, "", "character #x0007 is not allowed")),
     case("upper_case_extension", {"exports/c_upper.YAML": "name: c_upper\nmodel: customers\nfields: [id]\n"},
@@ -449,7 +456,11 @@ def build_folder(root: Path, cases: list[Case]) -> Path:
     for item in cases:
         for relative, change in item.changes.items():
             path = root / relative
-            if isinstance(change, tuple) and change[0] == "append":
+            if change == FIFO:
+                os.mkfifo(path)
+            elif isinstance(change, tuple) and change[0] == "symlink":
+                path.symlink_to(change[1])
+            elif isinstance(change, tuple) and change[0] == "append":
                 path.write_text(path.read_text(encoding="utf-8") + change[1], encoding="utf-8")
             elif isinstance(change, tuple):
                 old, new = change

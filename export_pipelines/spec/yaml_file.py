@@ -14,7 +14,9 @@ A refused value is kept as its text, so the rest of the file is still checked in
 from __future__ import annotations
 
 import codecs
+import os
 import re
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -82,15 +84,40 @@ def read_yaml(path: Path, file: str, secret_key: Callable[[str], bool] | None = 
     """
     document = YamlDocument(file)
     try:
-        size = path.stat().st_size
-        if size > MAX_FILE_BYTES:
-            document.add((), f"the file is {size:,} bytes; a config file is at most {MAX_FILE_BYTES:,} bytes of YAML")
-            return document
-        data = path.read_bytes()
-    except OSError as error:
-        document.add((), f"cannot be read: {error.strerror or error}")
+        data = read_config_bytes(path)
+    except ConfigFileError as error:
+        document.add((), str(error))
         return document
     return _parse(data, document, secret_key)
+
+
+class ConfigFileError(ValueError):
+    """A config file that is not read: not a regular file, too large, or unreadable."""
+
+
+_KINDS_OF_FILE = {stat.S_IFIFO: "a named pipe (FIFO)", stat.S_IFCHR: "a device", stat.S_IFBLK: "a device", stat.S_IFSOCK: "a socket", stat.S_IFDIR: "a folder"}
+
+
+def read_config_bytes(path: Path) -> bytes:
+    """The bytes of a config file: a regular file (a symbolic link to one is followed) of at most
+    MAX_FILE_BYTES. A FIFO, a device (/dev/zero) or a socket would block or never end, so it is
+    refused before it is read; raises ConfigFileError saying which."""
+    try:
+        kind = _KINDS_OF_FILE.get(stat.S_IFMT(os.stat(path).st_mode))
+        if kind is not None:
+            raise ConfigFileError(f"not read: it is {kind}, not a regular file; a config file is a plain YAML file")
+        # Non-blocking: should it have become a FIFO since, opening it does not wait for a writer.
+        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as error:
+        raise ConfigFileError(f"cannot be read: {error.strerror or error}") from None
+    with os.fdopen(descriptor, "rb") as stream:
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            raise ConfigFileError("not read: it is not a regular file; a config file is a plain YAML file")
+        data = stream.read(MAX_FILE_BYTES + 1)
+        if len(data) > MAX_FILE_BYTES:
+            size = max(os.fstat(descriptor).st_size, len(data))
+            raise ConfigFileError(f"the file is {size:,} bytes; a config file is at most {MAX_FILE_BYTES:,} bytes of YAML")
+    return data
 
 
 def _parse(data: bytes, document: YamlDocument, secret_key: Callable[[str], bool] | None = None) -> YamlDocument:
