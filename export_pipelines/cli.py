@@ -40,12 +40,19 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
         try:
             url = SourceDatabase().resolved_url(_ensure_dagster_home())
-            engine = sa.create_engine(url)
+            _refuse_missing_sqlite_file(url)
+            try:
+                engine = sa.create_engine(url)
+            except ImportError as error:
+                raise SourceUnusable(
+                    f"the driver {url.drivername} needs is not installed ({error}); install it, or name an installed "
+                    f"driver in the URL (mysql+pymysql://, postgresql+psycopg://)"
+                ) from None
             try:
                 found = check_source(config, engine)
             finally:
                 engine.dispose()
-        except (sa.exc.SQLAlchemyError, FileNotFoundError) as error:
+        except (sa.exc.SQLAlchemyError, FileNotFoundError, SourceUnusable) as error:
             print(f"ERROR source: cannot check the source database: {str(error).splitlines()[0]}")
             return 1
         problems += found
@@ -54,6 +61,19 @@ def cmd_validate(args: argparse.Namespace) -> int:
         print(f"ERROR {problem}")
     print(f"{root}: {valid} valid export(s), {len(config.problems) + len(refused)} problem(s){source_line}")
     return 1 if problems else 0
+
+
+class SourceUnusable(Exception):
+    """The source URL cannot be used as it is: the message says why, without its password."""
+
+
+def _refuse_missing_sqlite_file(url) -> None:
+    """Connecting to a SQLite file that does not exist would create an empty one: a check must change nothing."""
+    database = url.database
+    if url.get_backend_name() != "sqlite" or not database or database == ":memory:" or url.query.get("uri"):
+        return
+    if not Path(database).is_file():
+        raise SourceUnusable(f"the SQLite database {database} does not exist (it was not created)")
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
