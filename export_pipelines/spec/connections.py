@@ -98,10 +98,8 @@ class SftpConnection(_Connection):
 
     @model_validator(mode="after")
     def _authenticates_and_verifies(self) -> SftpConnection:
-        if self.password is None and self.private_key_path is None:
-            raise ValueError("an sftp connection needs password: {env: VAR} or private_key_path")
-        if self.private_key_passphrase is not None and self.private_key_path is None:
-            raise ValueError("private_key_passphrase is set but private_key_path is not")
+        # Verification first: when another key is set aside for its own problem (a literal password),
+        # the checks that do not read it still run in the same pass (problems.every_layer).
         pinned = self.known_hosts_path is not None or self.host_key_fingerprint is not None
         if not pinned and not self.insecure_accept_any_host_key:
             raise ValueError(
@@ -110,6 +108,10 @@ class SftpConnection(_Connection):
             )
         if pinned and self.insecure_accept_any_host_key:
             raise ValueError("insecure_accept_any_host_key contradicts known_hosts_path/host_key_fingerprint; drop one")
+        if self.password is None and self.private_key_path is None:
+            raise ValueError("an sftp connection needs password: {env: VAR} or private_key_path")
+        if self.private_key_passphrase is not None and self.private_key_path is None:
+            raise ValueError("private_key_passphrase is set but private_key_path is not")
         return self
 
 

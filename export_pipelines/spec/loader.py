@@ -9,10 +9,12 @@ claim one name are both invalid. Everything else loads.
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -21,7 +23,7 @@ from export_pipelines.spec.connections import ConnectionsFile
 from export_pipelines.spec.export_check import check_export
 from export_pipelines.spec.kpi import KpiTemplate, template_problems
 from export_pipelines.spec.plan import ExportPlan
-from export_pipelines.spec.problems import SpecProblem, closest, pydantic_problems, summary
+from export_pipelines.spec.problems import KeyPath, SpecProblem, closest, every_layer, parse_key_path, pydantic_problems, summary
 from export_pipelines.spec.shared_files import CONNECTIONS_FILE, BrokenEntries, load_connections, load_models
 from export_pipelines.spec.yaml_file import YamlDocument, read_yaml
 
@@ -93,13 +95,8 @@ def _load_kpis(config: ExportConfig) -> None:
         found = [problem for _, problem in document.problems]
         template = None
         if document.data is not None:
-            try:
-                template = KpiTemplate.model_validate(document.data)
-            except ValidationError as error:
-                raw_problems = pydantic_problems(document.file, document.data, error, [KpiTemplate], line_of=document.line_of)
-                found += [problem for where, problem in raw_problems if not document.reported_within(where)]
-            else:
-                found += [document.problem_at(e.key_path, e.message) for e in template_problems(template, config.catalog)]
+            found += every_layer(document.data, functools.partial(_template_layer, document, config.catalog), [w for w, _ in document.problems])
+            template = None if found else KpiTemplate.model_validate(document.data)
         name = _declared_name(document, path)
         loaded.append(_Loaded(document.file, document, name, found))
         templates[document.file] = template
@@ -110,6 +107,15 @@ def _load_kpis(config: ExportConfig) -> None:
             config.problems.extend(item.problems)
         else:
             config.kpis[item.name] = templates[item.relative]
+
+
+def _template_layer(document: YamlDocument, catalog: Catalog, value: Any) -> list[tuple[KeyPath, SpecProblem]]:
+    """The first check a KPI template fails: its keys' shapes, then its fields against the catalog."""
+    try:
+        template = KpiTemplate.model_validate(value)
+    except ValidationError as error:
+        return pydantic_problems(document.file, value, error, [KpiTemplate], line_of=document.line_of)
+    return [(parse_key_path(e.key_path), document.problem_at(e.key_path, e.message)) for e in template_problems(template, catalog)]
 
 
 def _load_exports(config: ExportConfig) -> None:

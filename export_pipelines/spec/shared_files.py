@@ -19,7 +19,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from export_pipelines.catalog.models import Catalog, ModelDef, ModelError, ModelOverride, merge_model
 from export_pipelines.spec.connections import Connection, ConnectionsFile, is_secret_key
-from export_pipelines.spec.problems import KeyPath, SpecProblem, closest, format_key_path, pydantic_problems, summary
+from export_pipelines.spec.problems import KeyPath, SpecProblem, closest, every_layer, format_key_path, pydantic_problems, summary
 from export_pipelines.spec.yaml_file import YamlDocument, read_yaml
 
 CONNECTIONS_FILE = "connections.yaml"
@@ -49,10 +49,18 @@ def load_connections(root: Path, problems: list[SpecProblem]) -> tuple[Connectio
     entries = _entries(root / CONNECTIONS_FILE, "connections", broken, problems, secret_key=is_secret_key)
     valid = {}
     for name, raw, document, found in entries:
-        try:
+        prefix = ("connections", name)
+
+        def check(value: Any, prefix: KeyPath = prefix, document: YamlDocument = document) -> list[tuple[KeyPath, SpecProblem]]:
+            try:
+                _CONNECTION.validate_python(value)
+            except ValidationError as error:
+                return _relative(prefix, pydantic_problems(document.file, value, error, [Connection], prefix=prefix, line_of=document.line_of))
+            return []
+
+        found += every_layer(raw, check, _reported(document, prefix))
+        if not found:
             valid[name] = _CONNECTION.validate_python(raw)
-        except ValidationError as error:
-            found += _validation_problems(document, raw, error, ("connections", name), Connection)
         if found:
             _break(broken, name, found, problems)
             if isinstance(raw, dict) and isinstance(raw.get("type"), str):
@@ -78,14 +86,20 @@ def load_models(root: Path, builtin: Catalog, problems: list[SpecProblem]) -> Ca
         if len(claims[canonical]) > 1:
             entry_names = " and ".join(f"models.{entry}" for entry in claims[canonical])
             found.append(_problem(document, ("models", name), f"{entry_names} both describe model {canonical}; merge them into one entry"))
-        model = None
-        try:
-            model = merge_model(canonical, builtin.models.get(canonical), ModelOverride.model_validate(raw))
-        except ValidationError as error:
-            found += _validation_problems(document, raw, error, ("models", name), ModelOverride)
-        except ModelError as error:
-            found += [_problem(document, ("models", name, *path), message) for path, message in error.problems]
-        if model is not None and not found:
+        prefix = ("models", name)
+
+        def check(value: Any, prefix: KeyPath = prefix, document: YamlDocument = document, canonical: str = canonical) -> list[tuple[KeyPath, SpecProblem]]:
+            try:
+                merge_model(canonical, builtin.models.get(canonical), ModelOverride.model_validate(value))
+            except ValidationError as error:
+                return _relative(prefix, pydantic_problems(document.file, value, error, [ModelOverride], prefix=prefix, line_of=document.line_of))
+            except ModelError as error:
+                return [(tuple(path), _problem(document, (*prefix, *path), message)) for path, message in error.problems]
+            return []
+
+        found += every_layer(raw, check, _reported(document, prefix))
+        model = None if found else merge_model(canonical, builtin.models.get(canonical), ModelOverride.model_validate(raw))
+        if model is not None:
             found += _label_clashes(document, name, canonical, model, builtin, merged)
         labels |= dict.fromkeys([name, canonical, *(builtin.models[canonical].aliases if canonical in builtin.models else ())], canonical)
         if found:
@@ -146,11 +160,13 @@ def _entries(
     return entries
 
 
-def _validation_problems(
-    document: YamlDocument, raw: Any, error: ValidationError, prefix: KeyPath, root: Any
-) -> list[SpecProblem]:
-    found = pydantic_problems(document.file, raw, error, [root], prefix=prefix, line_of=document.line_of)
-    return [problem for path, problem in found if not document.reported_within(path)]
+def _relative(prefix: KeyPath, found: list[tuple[KeyPath, SpecProblem]]) -> list[tuple[KeyPath, SpecProblem]]:
+    return [(tuple(path[len(prefix):]), problem) for path, problem in found]
+
+
+def _reported(document: YamlDocument, prefix: KeyPath) -> list[KeyPath]:
+    """Keys of one entry whose values reading refused (kept as text): set aside, as they are reported already."""
+    return [tuple(where[len(prefix):]) for where, _ in document.problems if tuple(where[: len(prefix)]) == prefix]
 
 
 def _problem(document: YamlDocument, path: KeyPath, message: str) -> SpecProblem:
