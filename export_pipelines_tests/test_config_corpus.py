@@ -304,6 +304,8 @@ CASES = [
          P("models.yaml", 8, "models.points_ledger", "models.points and models.points_ledger both describe model points")),
     case("primary_key_typo", {"models.yaml": append("  publications:\n    primary_key: idd\n")},
          P("models.yaml", 7, "models.publications.primary_key", "'idd' is not one of this model's fields", "did you mean id?")),
+    case("models_key_twice", {"models.yaml": append("models:\n  rewards:\n    table: reward_list\n")},
+         P("models.yaml", 6, "models", "given twice in one mapping (lines 2 and ", "keep one")),
     # --- names ----------------------------------------------------------------------------------------------
     case("name_with_capitals", {ex("c_caps"): "name: Bad-Name\nmodel: customers\nfields: [id]\n"},
          P(ex("c_caps"), 1, "name", "[a-z0-9_]")),
@@ -381,6 +383,14 @@ CASES = [
          P("connections.yaml", 49, "connections.c_layers.timeout_seconds", "greater than 0"),
          P("connections.yaml", 43, "connections.c_layers", "must verify the server"),
          P(ex("c_uses_layers"), 4, "target.connection", "connection c_layers does not load", "and 2 more problems")),
+    # `connections:` given twice: refused, but no entry of either block is hidden; one entry in both is that entry's problem.
+    case("connections_key_twice", {"connections.yaml": append("connections:\n" + NEW_FTP.format(name="c_second_block"))},
+         P("connections.yaml", 43, "connections", "given twice in one mapping (lines 5 and 43)", "keep one")),
+    case("entry_in_two_connections_blocks", {"connections.yaml": append("connections:\n  sana_ftp: {type: ftp, host: h, username: u}\n")},
+         P("connections.yaml", 43, "connections", "given twice in one mapping"),
+         P("connections.yaml", 21, "connections.sana_ftp", "sana_ftp is in two `connections:` blocks; keep one"),
+         P(ex("sana_orders"), 21, "target.connection", "connection sana_ftp does not load", "in two `connections:` blocks"),
+         invalid={"sana_orders"}),
     case("connections_unknown_top_level_key", {"connections.yaml": append("defaults: {timeout_seconds: 10}\n")},
          P("connections.yaml", 43, "defaults", "unknown key 'defaults'", "entries go under connections:")),
     case("target_is_a_mail_server", spec("c_mail_target", "target: {connection: ops_mail}\n"),

@@ -146,17 +146,26 @@ def _entries(
             if key != top_key:
                 hint = closest(key, [top_key]) or f"; the entries go under {top_key}:"
                 outside.append(_problem(document, (key,), f"unknown key {key!r}{hint}"))
-        section = data.get(top_key) or {}
-        if not isinstance(section, dict):
-            outside.append(_problem(document, (top_key,), f"expected a mapping of names to {top_key} entries"))
-            section = {}
-        for name, raw in section.items():
-            inside = [problem for where, problem in document.problems if where[:2] == (top_key, name)]
-            entries.append((name, raw, document, inside))
+        # `connections:` given twice is refused, but the entries of every block are read: none is hidden.
+        blocks = [*document.shadowed.get((top_key,), []), data.get(top_key) or {}]
+        seen: set[str] = set()
+        for section in blocks:
+            if not isinstance(section, dict):
+                outside.append(_problem(document, (top_key,), f"expected a mapping of names to {top_key} entries"))
+                continue
+            for name, raw in section.items():
+                inside = [problem for where, problem in document.problems if where[:2] == (top_key, name)]
+                if name in seen:
+                    inside.append(_problem(document, (top_key, name), f"{name} is in two `{top_key}:` blocks; keep one"))
+                    entries = [entry for entry in entries if entry[0] != name]
+                seen.add(name)
+                entries.append((name, raw, document, inside))
+    merged = (top_key,) in document.shadowed
     outside += [problem for where, problem in document.problems if len(where) < 2 or where[0] != top_key]
     problems.extend(outside)
-    if outside:
-        broken.file_reason = summary(outside)
+    hiding = [p for p in outside if not (merged and p.key_path == top_key and p.message.startswith("key given twice"))]
+    if hiding:
+        broken.file_reason = summary(hiding)
     return entries
 
 

@@ -56,6 +56,9 @@ class YamlDocument:
     data: Any = None
     lines: dict[KeyPath, int] = field(default_factory=dict)
     problems: list[tuple[KeyPath, SpecProblem]] = field(default_factory=list)
+    # A key given twice is refused, and `data` holds its last value; the earlier ones are here, so a
+    # shared file's entries under an earlier `connections:` are not lost with it.
+    shadowed: dict[KeyPath, list[Any]] = field(default_factory=dict)
 
     def line_of(self, path: KeyPath) -> int | None:
         """The line of the deepest part of `path` that is in the file (a missing key: its parent's line)."""
@@ -131,11 +134,13 @@ def _parse(data: bytes, document: YamlDocument, secret_key: Callable[[str], bool
         if node is None:
             document.add((), "the file is empty; expected a mapping of keys to values")
             return document
-        _Walk(document, secret_key).value(node, (), ())
+        walk = _Walk(document, secret_key)
+        walk.value(node, (), ())
         if not isinstance(node, MappingNode):
             document.add((), "expected a mapping of keys to values at the top level", node.start_mark.line + 1)
             return document
         document.data = loader.construct_document(node)
+        document.shadowed = {path: [loader.construct_object(item, deep=True) for item in items] for path, items in walk.shadowed.items()}
     except _Unreadable as error:
         document.add((), str(error), error.line)
     except yaml.MarkedYAMLError as error:
@@ -192,6 +197,7 @@ class _Walk:
     def __init__(self, document: YamlDocument, secret_key: Callable[[str], bool] | None = None):
         self.document = document
         self.values = 0
+        self.shadowed: dict[KeyPath, list[Node]] = {}
         self.secret_key = secret_key or (lambda _: False)
 
     def value(self, node: Node, path: KeyPath, ancestors: tuple[Node, ...]) -> None:
@@ -213,6 +219,7 @@ class _Walk:
 
     def mapping(self, node: MappingNode, path: KeyPath, ancestors: tuple[Node, ...]) -> None:
         first_line: dict[str, int] = {}
+        earlier: dict[str, Node] = {}
         merged = []
         for key, item in node.value:
             line = key.start_mark.line + 1
@@ -226,8 +233,10 @@ class _Walk:
                 self.document.add(
                     (*path, key.value), f"key given twice in one mapping (lines {first_line[key.value]} and {line}); keep one", line
                 )
+                self.shadowed.setdefault((*path, key.value), []).append(earlier[key.value])
             else:
                 first_line[key.value] = line
+            earlier[key.value] = item
             self.document.lines.setdefault((*path, key.value), line)
             self.value(item, (*path, key.value), ancestors)
         # Keys merged in with `<<: *anchor` give way to the mapping's own keys, as YAML says.
