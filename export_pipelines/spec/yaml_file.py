@@ -34,7 +34,9 @@ MAX_VALUES = 100_000
 MAX_DEPTH = 64
 
 _TAG = "tag:yaml.org,2002:"
-STR_TAG, MERGE_TAG, BOOL_TAG, INT_TAG, FLOAT_TAG = (f"{_TAG}{name}" for name in ("str", "merge", "bool", "int", "float"))
+STR_TAG, MERGE_TAG, BOOL_TAG, INT_TAG, FLOAT_TAG, MAP_TAG, SEQ_TAG = (
+    f"{_TAG}{name}" for name in ("str", "merge", "bool", "int", "float", "map", "seq")
+)
 SCALAR_TAGS = frozenset(f"{_TAG}{name}" for name in ("null", "bool", "int", "float", "binary", "timestamp", "str"))
 # Builds one scalar at a time to see whether it can be built; it keeps no state between values.
 _SCALARS = SafeConstructor()
@@ -208,6 +210,11 @@ class _Walk:
             raise _Unreadable(f"nested deeper than {MAX_DEPTH} levels")
         if any(node is ancestor for ancestor in ancestors):
             raise _Unreadable("an alias refers to a value that contains it", node.start_mark.line + 1)
+        if isinstance(node, MappingNode | SequenceNode) and node.tag not in (MAP_TAG, SEQ_TAG):
+            # PyYAML would refuse the whole file at it (`!!omap {a: 1}`, `!Ref {...}`): this value's problem instead, read plain.
+            kind = "mapping" if isinstance(node, MappingNode) else "list"
+            self.document.add(path, f"the YAML tag {node.tag} is not supported here; write a plain {kind}", node.start_mark.line + 1)
+            node.tag = MAP_TAG if isinstance(node, MappingNode) else SEQ_TAG
         if isinstance(node, MappingNode):
             self.mapping(node, path, (*ancestors, node))
         elif isinstance(node, SequenceNode):
@@ -221,10 +228,16 @@ class _Walk:
         first_line: dict[str, int] = {}
         earlier: dict[str, Node] = {}
         merged = []
-        for key, item in node.value:
+        for key, item in list(node.value):
             line = key.start_mark.line + 1
             if key.tag == MERGE_TAG:
-                merged += item.value if isinstance(item, SequenceNode) else [item]
+                sources = item.value if isinstance(item, SequenceNode) else [item]
+                if not all(isinstance(source, MappingNode) for source in sources):
+                    # PyYAML would refuse the whole file; the merge is this mapping's problem, and it is left out.
+                    self.document.add(path, "`<<:` merges a mapping (or a list of mappings) into this one, such as <<: *defaults", line)
+                    node.value.remove((key, item))
+                    continue
+                merged += sources
                 continue
             if not isinstance(key, ScalarNode):
                 self.document.add(path, "a key must be a name, not a list or a mapping", line)
@@ -241,8 +254,7 @@ class _Walk:
             self.value(item, (*path, key.value), ancestors)
         # Keys merged in with `<<: *anchor` give way to the mapping's own keys, as YAML says.
         for source in merged:
-            if isinstance(source, MappingNode):
-                self.value(source, path, ancestors)
+            self.value(source, path, ancestors)
 
     def scalar(self, node: ScalarNode, path: KeyPath) -> None:
         message = None
