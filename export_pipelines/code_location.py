@@ -71,9 +71,14 @@ class _ExportDefinitions:
             items[(DEFINITION, self.schedule.name)] = "schedule"
         if self.sensor is not None:
             items[(DEFINITION, self.sensor.name)] = "sensor"
-        for node in self.asset.node_def.iterate_node_defs():
-            items[(NODE, node.name)] = "graph" if isinstance(node, dg.GraphDefinition) else "op"
+        for node, kind in self.nodes.items():
+            items[(NODE, node)] = kind
         return items
+
+    @property
+    def nodes(self) -> dict[str, str]:
+        """The asset's graph and ops by name, with their kind: Dagster's node names in every asset job."""
+        return {node.name: "graph" if isinstance(node, dg.GraphDefinition) else "op" for node in self.asset.node_def.iterate_node_defs()}
 
 
 DEFINITION, NODE = "definition", "node"
@@ -195,7 +200,7 @@ def _asset_names_taken(built: dict[str, _ExportDefinitions]) -> set[str]:
     """Names an invalid_exports asset cannot have: those of built exports, and those whose op
     (exports__<name>, from its key) is already a node of a built export's graph."""
     prefix = asset_key_for("").to_python_identifier()
-    nodes = {name for item in built.values() for (space, name) in item.named if space == NODE}
+    nodes = {name for item in built.values() for name in item.nodes}
     return {*built, *(node.removeprefix(prefix) for node in nodes if node.startswith(prefix))}
 
 
