@@ -107,6 +107,8 @@ SECRET_LITERALS = [
     ("bad_float", "password", "!!float 4242.5x"),
     ("misspelt_key", "pasword", "0644321"),
 ]
+# A secret written where its variable's name goes.
+SECRET_AS_ENV = "s3cr3t-Pa55"
 
 CASES = [
     # --- YAML, encodings, binary and huge files ------------------------------------------------------------
@@ -352,6 +354,11 @@ CASES = [
              P(ex(f"c_uses_{kind}"), 4, "target.connection", f"connection c_{kind} does not load", "not shown"))
         for kind, key, value in SECRET_LITERALS
     ],
+    case("secret_as_env_name",
+         {"connections.yaml": append(NEW_FTP.format(name="c_env_secret") + f"    password: {{env: {SECRET_AS_ENV}}}\n"),
+          **spec("c_uses_env_secret", "target: {connection: c_env_secret}\n")},
+         P("connections.yaml", 47, "connections.c_env_secret.password.env", "is not an environment variable name", "not shown"),
+         P(ex("c_uses_env_secret"), 4, "target.connection", "connection c_env_secret does not load")),
     case("connection_type_typo", {"connections.yaml": ("type: ftps", "type: fpt")},
          P("connections.yaml", 16, "connections.antavo_ftps.type", "unknown type 'fpt'", "did you mean ftp"),
          P(ex("antavo_customers"), 23, "target.connection", "connection antavo_ftps does not load"),
@@ -367,7 +374,7 @@ CASES = [
          P("connections.yaml", 43, "connections.c_sftp", "must verify the server", "known_hosts_path or host_key_fingerprint"),
          P(ex("c_uses_sftp"), 4, "target.connection", "connection c_sftp does not load")),
     case("env_name_with_a_space", {"connections.yaml": ("{env: EXPORTS_AWS_ACCESS_KEY_ID}", "{env: EXPORTS AWS KEY}")},
-         P("connections.yaml", 30, "connections.exports_bucket.access_key_id.env", "'EXPORTS AWS KEY' is not an environment variable name"),
+         P("connections.yaml", 30, "connections.exports_bucket.access_key_id.env", "is not an environment variable name", "not shown"),
          P(ex("capillary_transactions"), 23, "target.connection", "connection exports_bucket does not load"),
          invalid={"capillary_transactions"}),
     case("mail_server_broken", {"connections.yaml": ("sender: exports@example.com", "sendr: exports@example.com")},
@@ -559,7 +566,7 @@ def test_broken_config_folder(tmp_path, item: Case):
         assert found is not None, (expected, [str(p) for p in config.problems])
         unmatched.remove(found)
     assert unmatched == [], [str(p) for p in unmatched]
-    secrets = [SECRET, *(value.split()[-1] for _, _, value in SECRET_LITERALS)]
+    secrets = [SECRET, SECRET_AS_ENV, *(value.split()[-1] for _, _, value in SECRET_LITERALS), "EXPORTS AWS KEY"]
     assert not [str(problem) for problem in config.problems if any(secret in str(problem) for secret in secrets)]
     assert set(config.plans) == BASE - item.invalid
     for name in item.invalid:

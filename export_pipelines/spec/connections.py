@@ -26,7 +26,11 @@ class EnvSecret(BaseModel):
     @classmethod
     def _variable_name(cls, value: str) -> str:
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
-            raise ValueError(f"{value!r} is not an environment variable name: letters, digits and _, not starting with a digit")
+            # Not quoted: a value that is no variable name is most likely the secret itself, written in by mistake.
+            raise ValueError(
+                "is not an environment variable name (the value is not shown: it may be the secret itself); "
+                "write the variable's name: letters, digits and _, not starting with a digit"
+            )
         return value
 
     @model_validator(mode="before")
