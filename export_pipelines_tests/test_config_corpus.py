@@ -303,6 +303,11 @@ CASES = [
     case("alias_of_another_model",
          {"models.yaml": append("  tickets_b:\n    aliases: [customer]\n    table: tickets\n    primary_key: id\n    fields:\n      id: {type: integer}\n")},
          P("models.yaml", 7, "models.tickets_b.aliases", "'customer' already names model customers")),
+    case("alias_clash_beside_a_bad_field",
+         {"models.yaml": append("  tickets_c:\n    aliases: [store]\n    table: tickets\n    primary_key: id\n    fields:\n"
+                                "      id: {type: integer}\n      price: {type: decimal}\n")},
+         P("models.yaml", 7, "models.tickets_c.aliases", "'store' already names model stores"),
+         P("models.yaml", 12, "models.tickets_c.fields.price", "a decimal field needs a scale")),
     case("two_entries_for_one_model", {"models.yaml": append("  points:\n    table: ledger_a\n  points_ledger:\n    table: ledger_b\n")},
          P("models.yaml", 6, "models.points", "models.points and models.points_ledger both describe model points"),
          P("models.yaml", 8, "models.points_ledger", "models.points and models.points_ledger both describe model points")),

@@ -99,8 +99,9 @@ def load_models(root: Path, builtin: Catalog, problems: list[SpecProblem]) -> Ca
 
         found += every_layer(raw, check, _reported(document, prefix))
         model = None if found else merge_model(canonical, builtin.models.get(canonical), ModelOverride.model_validate(raw))
-        if model is not None:
-            found += _label_clashes(document, name, canonical, model, builtin, merged)
+        # Checked in the same pass, whatever else is wrong with the entry: its aliases as written, when they read.
+        aliases = model.aliases if model is not None else _written_aliases(raw)
+        found += _label_clashes(document, name, canonical, aliases, builtin, merged)
         labels |= dict.fromkeys([name, canonical, *(builtin.models[canonical].aliases if canonical in builtin.models else ())], canonical)
         if found:
             _break(broken, canonical, found, problems)
@@ -115,13 +116,18 @@ def load_models(root: Path, builtin: Catalog, problems: list[SpecProblem]) -> Ca
     return Catalog(merged, reasons)
 
 
+def _written_aliases(raw: Any) -> tuple[str, ...]:
+    aliases = raw.get("aliases") if isinstance(raw, dict) else None
+    return tuple(aliases) if isinstance(aliases, list) and all(isinstance(alias, str) for alias in aliases) else ()
+
+
 def _label_clashes(
-    document: YamlDocument, name: str, canonical: str, model: ModelDef, builtin: Catalog, merged: dict[str, ModelDef]
+    document: YamlDocument, name: str, canonical: str, aliases: tuple[str, ...], builtin: Catalog, merged: dict[str, ModelDef]
 ) -> list[SpecProblem]:
     """A model's name or alias that already names another model would make exports ambiguous."""
     clashes = []
     known = {**builtin.models, **merged}
-    for alias in model.aliases:
+    for alias in aliases:
         owner = next((other for other, defined in known.items() if other != canonical and alias in (other, *defined.aliases)), None)
         if owner is not None:
             clashes.append(_problem(document, ("models", name, "aliases"), f"{alias!r} already names model {owner}; choose another alias"))
