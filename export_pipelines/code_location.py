@@ -144,7 +144,7 @@ def _largest_loadable(
             dg.Definitions.validate_loadable(_assemble(config, candidate, {**config.invalid_files, **refused}, redirected))
         except Exception as error:  # noqa: BLE001
             message = f"Dagster refuses this export's definitions beside the others' (rename it): {_reason(error)}"
-            refused[config.spec_files[name]] = [SpecProblem(config.spec_files[name], "", message)]
+            refused[config.spec_files[name]] = [config.export_problem(name, "", message)]
         else:
             kept = candidate
     built.clear()
@@ -225,7 +225,7 @@ def _build_exports(config: ExportConfig, invalid: dict[str, list[SpecProblem]]) 
             if len(owners[(space, object_name)]) > 1
         ]
         if clashes:
-            invalid[config.spec_files[name]] = [SpecProblem(config.spec_files[name], "name", "; ".join(clashes) + "; rename the export")]
+            invalid[config.spec_files[name]] = [config.export_problem(name, "name", "; ".join(clashes) + "; rename the export")]
             del built[name]
     _drop_orphans(config, built, invalid)
     return built
@@ -236,7 +236,7 @@ def _drop_orphans(config: ExportConfig, built: dict[str, _ExportDefinitions], in
     while orphans := [n for n in built if (after := config.plans[n].spec.after) and after.export not in built]:
         for name in orphans:
             message = f"export {config.plans[name].spec.after.export} does not load"
-            invalid[config.spec_files[name]] = [SpecProblem(config.spec_files[name], "after.export", message)]
+            invalid[config.spec_files[name]] = [config.export_problem(name, "after.export", message)]
             del built[name]
 
 
@@ -250,7 +250,7 @@ def _reason(error: BaseException) -> str:
 
 
 def _refusal(config: ExportConfig, name: str, error: BaseException) -> SpecProblem:
-    return SpecProblem(config.spec_files[name], "", f"Dagster refuses this export's definitions: {_reason(error)}")
+    return config.export_problem(name, "", f"Dagster refuses this export's definitions: {_reason(error)}")
 
 
 def _export_definitions(plan: ExportPlan, config: ExportConfig) -> _ExportDefinitions:

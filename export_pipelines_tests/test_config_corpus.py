@@ -478,7 +478,7 @@ def test_names_whose_graph_is_another_exports_op(tmp_path):
     }
     assert set(refused) == {ex(name) for name in expected}
     for name, words in expected.items():
-        assert refused[ex(name)].key_path == "name" and words in refused[ex(name)].message, refused[ex(name)]
+        assert (refused[ex(name)].key_path, refused[ex(name)].line) == ("name", 1) and words in refused[ex(name)].message, refused[ex(name)]
     assert_code_location_loads_with_refusals(config, refused=4)
 
 
@@ -495,8 +495,8 @@ def test_validate_reports_what_the_code_location_refuses(tmp_path):
     assert config.problems == []
     refused = [str(problem) for problem in definition_problems(config)]
     assert refused == [
-        "exports/c.yaml: name: its sensor name c_after_schedule is also that of export c_after; rename the export",
-        "exports/c_after.yaml: name: its schedule name c_after_schedule is also that of export c; rename the export",
+        "exports/c.yaml: line 1: name: its sensor name c_after_schedule is also that of export c_after; rename the export",
+        "exports/c_after.yaml: line 1: name: its schedule name c_after_schedule is also that of export c; rename the export",
     ]
     result = subprocess.run(
         [str(Path(sys.executable).parent / "export-pipelines"), "validate", "--config", str(root)], capture_output=True, text=True, timeout=120

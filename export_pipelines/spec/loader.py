@@ -45,9 +45,15 @@ class ExportConfig:
     invalid_kpis: dict[str, str] = field(default_factory=dict)
     # Spec files that do not load (exports/x.yaml), with their problems.
     invalid_files: dict[str, list[SpecProblem]] = field(default_factory=dict)
-    # The spec file of each valid export.
+    # The spec file of each valid export, and the file as read (for the lines of later problems).
     spec_files: dict[str, str] = field(default_factory=dict)
+    spec_documents: dict[str, YamlDocument] = field(default_factory=dict)
     problems: list[SpecProblem] = field(default_factory=list)
+
+    def export_problem(self, name: str, key_path: str, message: str) -> SpecProblem:
+        """A problem of valid export `name` found after loading (building its definitions), at its spec file's line."""
+        document = self.spec_documents.get(name)
+        return document.problem_at(key_path, message) if document else SpecProblem(self.spec_files[name], key_path, message)
 
     @property
     def connection_names(self) -> list[str]:
@@ -138,6 +144,7 @@ def _load_exports(config: ExportConfig) -> None:
         else:
             config.plans[item.name] = plans[item.relative]
             config.spec_files[item.name] = item.relative
+            config.spec_documents[item.name] = item.document
     _drop_broken_dependencies(config, {item.name: item for item in loaded}, files_by_name)
 
 
@@ -196,6 +203,7 @@ def _drop_broken_dependencies(config: ExportConfig, by_name: dict[str, _Loaded],
             problem = item.document.problem_at("after.export", message)
             del config.plans[name]
             del config.spec_files[name]
+            del config.spec_documents[name]
             config.invalid_files.setdefault(item.relative, []).append(problem)
             config.problems.append(problem)
 
