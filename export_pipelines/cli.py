@@ -7,6 +7,10 @@ import datetime as dt
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import sqlalchemy as sa
 
 DEFAULT_DAGSTER_HOME = ".dagster_home"
 DEMO_WINDOWS = 7
@@ -46,7 +50,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
             except ImportError as error:
                 raise SourceUnusable(
                     f"the driver {url.drivername} needs is not installed ({error}); install it, or name an installed "
-                    f"driver in the URL (mysql+pymysql://, postgresql+psycopg://)"
+                    f"driver in the URL (dialect+driver://, e.g. mysql+pymysql://)"
                 ) from None
             try:
                 found = check_source(config, engine)
@@ -67,7 +71,7 @@ class SourceUnusable(Exception):
     """The source URL cannot be used as it is: the message says why, without its password."""
 
 
-def _refuse_missing_sqlite_file(url) -> None:
+def _refuse_missing_sqlite_file(url: sa.URL) -> None:
     """Connecting to a SQLite file that does not exist would create an empty one: a check must change nothing."""
     database = url.database
     if url.get_backend_name() != "sqlite" or not database or database == ":memory:" or url.query.get("uri"):

@@ -7,8 +7,11 @@ PyYAML's SafeLoader, with the document composed first and walked before anything
 - a plain value that YAML 1.1 and YAML 1.2 read differently (`NO`, `yes`, `0755`, `1_000`,
   `12:30`) is refused with the way to write it unambiguously;
 - a value YAML cannot build (`2024-02-30`, `!!int x`, an unknown tag) is a problem at its key
-  path instead of an exception out of the loader.
+  path instead of an exception out of the loader; so are a tag on a mapping or list and a
+  `<<:` merge of anything but mappings, which PyYAML refuses for the whole file;
+- a value under a secret-bearing key is never quoted in a problem.
 A refused value is kept as its text, so the rest of the file is still checked in the same pass.
+Only regular files are read, and at most MAX_FILE_BYTES of them: a FIFO or a device never ends.
 """
 
 from __future__ import annotations
