@@ -23,7 +23,7 @@ from export_pipelines.spec.connections import ConnectionsFile
 from export_pipelines.spec.export_check import check_export
 from export_pipelines.spec.kpi import KpiTemplate, template_problems
 from export_pipelines.spec.plan import ExportPlan
-from export_pipelines.spec.problems import KeyPath, SpecProblem, closest, every_layer, parse_key_path, pydantic_problems, summary
+from export_pipelines.spec.problems import Layer, SpecProblem, closest, every_layer, parse_key_path, pydantic_problems, summary
 from export_pipelines.spec.shared_files import CONNECTIONS_FILE, BrokenEntries, load_connections, load_models
 from export_pipelines.spec.yaml_file import YamlDocument, read_yaml
 
@@ -115,13 +115,13 @@ def _load_kpis(config: ExportConfig) -> None:
             config.kpis[item.name] = templates[item.relative]
 
 
-def _template_layer(document: YamlDocument, catalog: Catalog, value: Any) -> list[tuple[KeyPath, SpecProblem]]:
-    """The first check a KPI template fails: its keys' shapes, then its fields against the catalog."""
+def _template_layer(document: YamlDocument, catalog: Catalog, value: Any) -> Layer:
+    """The first check a KPI template fails: its keys' shapes, then (the last) its fields against the catalog."""
     try:
         template = KpiTemplate.model_validate(value)
     except ValidationError as error:
-        return pydantic_problems(document.file, value, error, [KpiTemplate], line_of=document.line_of)
-    return [(parse_key_path(e.key_path), document.problem_at(e.key_path, e.message)) for e in template_problems(template, catalog)]
+        return pydantic_problems(document.file, value, error, [KpiTemplate], line_of=document.line_of), False
+    return [(parse_key_path(e.key_path), document.problem_at(e.key_path, e.message)) for e in template_problems(template, catalog)], True
 
 
 def _load_exports(config: ExportConfig) -> None:

@@ -54,17 +54,19 @@ def summary(problems: list[SpecProblem]) -> str:
     return f"{problems[0]}{more}"
 
 
-def every_layer(
-    raw: Any, check: typing.Callable[[Any], list[tuple[KeyPath, SpecProblem]]], set_aside: Iterable[KeyPath] = (), rounds: int = 8
-) -> list[SpecProblem]:
+Layer = tuple[list[tuple[KeyPath, SpecProblem]], bool]
+
+
+def every_layer(raw: Any, check: typing.Callable[[Any], Layer], set_aside: Iterable[KeyPath] = (), rounds: int = 8) -> list[SpecProblem]:
     """Every problem of `raw` (one entry of a shared file, one KPI template), not only its first layer.
 
     `check(value)` returns the (key path within `raw`, problem) pairs of the first check that fails
-    (the keys' shapes, then what a model validator or the catalog makes of them). The keys it names
-    are set aside (deleted from a copy of `raw`; a list as a whole when an item fails) and it runs
-    again, so one pass reports what would otherwise take one fix per layer. A problem at or under a
-    set-aside key is not reported again (its required key is now missing, its stand-in is refused).
-    `set_aside` gives keys already reported (by the YAML reader) to leave out from the start.
+    (the keys' shapes, then what a model validator or the catalog makes of them), and whether that
+    check is the last one. Until it is, the keys it names are set aside (deleted from a copy of
+    `raw`; a list as a whole when an item fails) and it runs again, so one pass reports what would
+    otherwise take one fix per layer. A problem at or under a set-aside key is not reported again
+    (its required key is now missing, its stand-in is refused). `set_aside` gives keys already
+    reported (by the YAML reader) to leave out from the start.
     """
     removed: list[KeyPath] = []
     current = _without(raw, list(set_aside), removed)
@@ -72,10 +74,11 @@ def every_layer(
     for _ in range(rounds):
         if current is _WHOLE:
             break
-        found = [(path, problem) for path, problem in check(current) if not _under(path, removed) and not _blames_set_aside(path, problem, removed)]
-        if not found:
-            break
+        layer, last = check(current)
+        found = [(path, problem) for path, problem in layer if not _under(path, removed) and not _blames_set_aside(path, problem, removed)]
         problems += [problem for _, problem in found]
+        if last or not found:
+            break
         current = _without(current, [path for path, _ in found], removed)
     return problems
 

@@ -19,7 +19,7 @@ from pydantic import TypeAdapter, ValidationError
 
 from export_pipelines.catalog.models import Catalog, ModelDef, ModelError, ModelOverride, merge_model
 from export_pipelines.spec.connections import Connection, ConnectionsFile, is_secret_key
-from export_pipelines.spec.problems import KeyPath, SpecProblem, closest, every_layer, format_key_path, pydantic_problems, summary
+from export_pipelines.spec.problems import KeyPath, Layer, SpecProblem, closest, every_layer, format_key_path, pydantic_problems, summary
 from export_pipelines.spec.yaml_file import YamlDocument, read_yaml
 
 CONNECTIONS_FILE = "connections.yaml"
@@ -51,12 +51,14 @@ def load_connections(root: Path, problems: list[SpecProblem]) -> tuple[Connectio
     for name, raw, document, found in entries:
         prefix = ("connections", name)
 
-        def check(value: Any, prefix: KeyPath = prefix, document: YamlDocument = document) -> list[tuple[KeyPath, SpecProblem]]:
+        def check(value: Any, prefix: KeyPath = prefix, document: YamlDocument = document) -> Layer:
+            # pydantic runs a model validator (an SFTP connection's host key) only once the keys pass: not the last layer.
             try:
                 _CONNECTION.validate_python(value)
             except ValidationError as error:
-                return _relative(prefix, pydantic_problems(document.file, value, error, [Connection], prefix=prefix, line_of=document.line_of))
-            return []
+                found = pydantic_problems(document.file, value, error, [Connection], prefix=prefix, line_of=document.line_of)
+                return _relative(prefix, found), False
+            return [], True
 
         found += every_layer(raw, check, _reported(document, prefix))
         if not found:
@@ -88,14 +90,18 @@ def load_models(root: Path, builtin: Catalog, problems: list[SpecProblem]) -> Ca
             found.append(_problem(document, ("models", name), f"{entry_names} both describe model {canonical}; merge them into one entry"))
         prefix = ("models", name)
 
-        def check(value: Any, prefix: KeyPath = prefix, document: YamlDocument = document, canonical: str = canonical) -> list[tuple[KeyPath, SpecProblem]]:
+        def check(value: Any, prefix: KeyPath = prefix, document: YamlDocument = document, canonical: str = canonical) -> Layer:
             try:
-                merge_model(canonical, builtin.models.get(canonical), ModelOverride.model_validate(value))
+                override = ModelOverride.model_validate(value)
             except ValidationError as error:
-                return _relative(prefix, pydantic_problems(document.file, value, error, [ModelOverride], prefix=prefix, line_of=document.line_of))
+                found = pydantic_problems(document.file, value, error, [ModelOverride], prefix=prefix, line_of=document.line_of)
+                return _relative(prefix, found), False
+            try:
+                merge_model(canonical, builtin.models.get(canonical), override)
             except ModelError as error:
-                return [(tuple(path), _problem(document, (*prefix, *path), message)) for path, message in error.problems]
-            return []
+                # merge_model reports every problem of the merged model at once: the last layer.
+                return [(tuple(path), _problem(document, (*prefix, *path), message)) for path, message in error.problems], True
+            return [], True
 
         found += every_layer(raw, check, _reported(document, prefix))
         model = None if found else merge_model(canonical, builtin.models.get(canonical), ModelOverride.model_validate(raw))
