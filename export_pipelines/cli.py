@@ -12,6 +12,9 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     import sqlalchemy as sa
 
+    from export_pipelines.spec.loader import ExportConfig
+    from export_pipelines.spec.plan import ExportPlan
+
 DEFAULT_DAGSTER_HOME = ".dagster_home"
 DEMO_WINDOWS = 7
 
@@ -67,6 +70,14 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
+def _loadable_plans(config: ExportConfig) -> dict[str, ExportPlan]:
+    """The plans of the exports the code location builds: the loader's, less those Dagster refuses (validate lists them)."""
+    from export_pipelines.code_location import definition_problems
+
+    refused = {problem.file for problem in definition_problems(config)}
+    return {name: plan for name, plan in config.plans.items() if config.spec_files[name] not in refused}
+
+
 class SourceUnusable(Exception):
     """The source URL cannot be used as it is: the message says why, without its password."""
 
@@ -103,7 +114,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     # over its latest week of complete windows. The console shows errors only (every event stays in
     # the run log), and every file stays local, whatever target a spec names: no partner server is involved.
     run_config = console_run_config("ERROR", redirect_to_download=True)
-    plans = load_config(config_dir()).plans
+    plans = _loadable_plans(load_config(config_dir()))
     as_of = demo_data_end() if not os.environ.get(SOURCE_URL_ENV_VAR) else dt.datetime.now(dt.UTC)
     results = []
     for name, plan in plans.items():
@@ -132,10 +143,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     from export_pipelines.spec.plan import closest
 
     config = load_config(config_dir())
-    plan = config.plans.get(args.name)
+    plans = _loadable_plans(config)
+    plan = plans.get(args.name)
     if plan is None:
-        problems = config.invalid_files.get(args.name)
-        reason = ": its spec does not load (export-pipelines validate)" if problems else closest(args.name, config.plans)
+        broken = args.name in config.plans or any(Path(file).stem == args.name for file in config.invalid_files)
+        reason = ": its spec does not load (export-pipelines validate)" if broken else closest(args.name, plans)
         print(f"ERROR no valid export {args.name} in {config_dir()}{reason}")
         return 1
     try:

@@ -19,6 +19,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from export_pipelines import cli
 from export_pipelines.code_location import definition_problems
 from export_pipelines.definitions import build_definitions
 from export_pipelines.naming import INVALID_GROUP
@@ -480,6 +481,17 @@ def test_names_whose_graph_is_another_exports_op(tmp_path):
     for name, words in expected.items():
         assert (refused[ex(name)].key_path, refused[ex(name)].line) == ("name", 1) and words in refused[ex(name)].message, refused[ex(name)]
     assert_code_location_loads_with_refusals(config, refused=4)
+
+
+def test_running_an_export_dagster_refuses_says_so(tmp_path, monkeypatch, capsys):
+    """`export-pipelines run` of an export the loader accepts but Dagster refuses: a clear error, not a traceback."""
+    root = build_folder(tmp_path / "config", [])
+    for name in ("exports", "extract"):
+        (root / "exports" / f"{name}.yaml").write_text(f"name: {name}\nmodel: customers\nfields: [id, email]\n", encoding="utf-8")
+    monkeypatch.setenv("EXPORT_PIPELINES_CONFIG", str(root))
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
+    assert cli.main(["run", "exports"]) == 1
+    assert capsys.readouterr().out.strip() == f"ERROR no valid export exports in {root}: its spec does not load (export-pipelines validate)"
 
 
 def test_validate_reports_what_the_code_location_refuses(tmp_path):
