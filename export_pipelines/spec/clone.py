@@ -4,6 +4,7 @@ Capillary's duplicate-and-modify), kept only if the loader accepts it."""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,7 @@ from typing import Any
 import yaml
 
 from export_pipelines.spec.export import EXPORT_NAME_PATTERN
-from export_pipelines.spec.loader import SpecProblem, load_config
+from export_pipelines.spec.loader import ExportConfig, SpecProblem, load_config
 from export_pipelines.spec.problems import closest
 from export_pipelines.spec.yaml_file import read_yaml
 
@@ -65,8 +66,15 @@ def spec_names(root: Path) -> dict[str, tuple[Path, dict]]:
     return names
 
 
-def clone_spec(root: Path, name: str, new_name: str, assignments: list[tuple[list[str], Any]]) -> Path:
-    """Write exports/<new_name>.yaml from export `name` with `assignments` applied; validate it with the loader."""
+def clone_spec(
+    root: Path,
+    name: str,
+    new_name: str,
+    assignments: list[tuple[list[str], Any]],
+    definition_problems: Callable[[ExportConfig], list[SpecProblem]] | None = None,
+) -> Path:
+    """Write exports/<new_name>.yaml from export `name` with `assignments` applied; validate it with the loader,
+    and with `definition_problems` (code_location's: what Dagster would refuse, a clash of names) when given."""
     if not re.fullmatch(EXPORT_NAME_PATTERN, new_name):
         raise CloneError(f"{new_name!r} is not an export name: lower-case letters, digits and _, at most 63")
     names = spec_names(root)
@@ -83,7 +91,11 @@ def clone_spec(root: Path, name: str, new_name: str, assignments: list[tuple[lis
             yaml.safe_dump(raw, out, allow_unicode=True, sort_keys=False)
     except FileExistsError:
         raise CloneError(f"{destination} already exists; refusing to overwrite it") from None
-    problems = load_config(root).invalid_files.get(f"exports/{destination.name}", [])
+    config = load_config(root)
+    relative = f"exports/{destination.name}"
+    problems = config.invalid_files.get(relative, [])
+    if not problems and definition_problems is not None:
+        problems = [problem for problem in definition_problems(config) if problem.file == relative]
     if problems:
         destination.unlink()
         raise InvalidClone(problems)
