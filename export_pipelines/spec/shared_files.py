@@ -11,6 +11,7 @@ entry meant to change could read the wrong table.
 from __future__ import annotations
 
 from collections.abc import Callable
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +24,8 @@ from export_pipelines.spec.problems import KeyPath, Layer, SpecProblem, closest,
 from export_pipelines.spec.yaml_file import YamlDocument, read_yaml
 
 CONNECTIONS_FILE = "connections.yaml"
+# Dagster's asset group names and tag values: what a new model's name becomes.
+MODEL_NAME_PATTERN = r"[A-Za-z0-9_]{1,63}"
 MODELS_FILE = "models.yaml"
 _CONNECTION = TypeAdapter(Connection)
 
@@ -89,6 +92,9 @@ def load_models(root: Path, builtin: Catalog, problems: list[SpecProblem]) -> Ca
             entry_names = " and ".join(f"models.{entry}" for entry in claims[canonical])
             found.append(_problem(document, ("models", name), f"{entry_names} both describe model {canonical}; merge them into one entry"))
         prefix = ("models", name)
+        if canonical not in builtin.models and not re.fullmatch(MODEL_NAME_PATTERN, canonical):
+            found.append(_problem(document, prefix, f"model name {canonical!r}: letters, digits and _, at most 63 characters "
+                                  "(it names the exports' asset group and their `model` tag); rename the entry"))
 
         def check(value: Any, prefix: KeyPath = prefix, document: YamlDocument = document, canonical: str = canonical) -> Layer:
             try:
