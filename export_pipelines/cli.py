@@ -53,7 +53,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
             except ImportError as error:
                 raise SourceUnusable(
                     f"the driver {url.drivername} needs is not installed ({error}); install it, or name an installed "
-                    f"driver in the URL (dialect+driver://, e.g. mysql+pymysql://)"
+                    f"driver in the URL (dialect+driver://)"
                 ) from None
             try:
                 found = check_source(config, engine)
