@@ -16,6 +16,8 @@ if TYPE_CHECKING:
     from export_pipelines.spec.plan import ExportPlan
 
 DEFAULT_DAGSTER_HOME = ".dagster_home"
+# Databases that are a file, which connecting creates when it is missing.
+FILE_DATABASES = {"sqlite": "SQLite", "duckdb": "DuckDB"}
 DEMO_WINDOWS = 7
 
 
@@ -47,7 +49,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
         try:
             url = SourceDatabase().resolved_url(_ensure_dagster_home())
-            _refuse_missing_sqlite_file(url)
+            _refuse_missing_database_file(url)
             try:
                 engine = sa.create_engine(url)
             except ImportError as error:
@@ -82,13 +84,13 @@ class SourceUnusable(Exception):
     """The source URL cannot be used as it is: the message says why, without its password."""
 
 
-def _refuse_missing_sqlite_file(url: sa.URL) -> None:
-    """Connecting to a SQLite file that does not exist would create an empty one: a check must change nothing."""
+def _refuse_missing_database_file(url: sa.URL) -> None:
+    """Connecting to a SQLite or DuckDB file that does not exist would create an empty one: a check must change nothing."""
     database = url.database
-    if url.get_backend_name() != "sqlite" or not database or database == ":memory:" or url.query.get("uri"):
+    if url.get_backend_name() not in FILE_DATABASES or not database or database == ":memory:" or url.query.get("uri"):
         return
     if not Path(database).is_file():
-        raise SourceUnusable(f"the SQLite database {database} does not exist (it was not created)")
+        raise SourceUnusable(f"the {FILE_DATABASES[url.get_backend_name()]} database {database} does not exist (it was not created)")
 
 
 def cmd_demo(args: argparse.Namespace) -> int:

@@ -274,11 +274,12 @@ def test_key_paths_name_the_alias_an_entry_is_written_under(tmp_path):
     assert found == [("models.customer.fields.email.column", 4, "table customers has no column emial; did you mean email? (read by export c)")]
 
 
-def test_a_missing_sqlite_file_is_reported_not_created(tmp_path):
-    missing = tmp_path / "no_such.sqlite"
-    result = run_validate(bundled_demo_config(), f"sqlite:///{missing}")
+@pytest.mark.parametrize(("scheme", "kind"), [("sqlite", "SQLite"), ("duckdb", "DuckDB")])
+def test_a_missing_database_file_is_reported_not_created(tmp_path, scheme, kind):
+    missing = tmp_path / f"no_such.{scheme}"
+    result = run_validate(bundled_demo_config(), f"{scheme}:///{missing}")
     assert result.returncode == 1
-    assert result.stdout.startswith(f"ERROR source: cannot check the source database: the SQLite database {missing} does not exist")
+    assert result.stdout.startswith(f"ERROR source: cannot check the source database: the {kind} database {missing} does not exist")
     assert not missing.exists()
 
 
