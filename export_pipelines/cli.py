@@ -7,8 +7,17 @@ import datetime as dt
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import sqlalchemy as sa
+
+    from export_pipelines.spec.loader import ExportConfig
+    from export_pipelines.spec.plan import ExportPlan
 
 DEFAULT_DAGSTER_HOME = ".dagster_home"
+# Databases that are a file, which connecting creates when it is missing.
+FILE_DATABASES = {"sqlite": "SQLite", "duckdb": "DuckDB"}
 DEMO_WINDOWS = 7
 
 
@@ -20,11 +29,16 @@ def _ensure_dagster_home() -> Path:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    from export_pipelines.code_location import definition_problems
     from export_pipelines.spec.loader import config_dir, load_config
 
     root = Path(args.config).resolve() if args.config else config_dir()
     config = load_config(root)
-    problems = list(config.problems)
+    # What the code location would refuse on top (Dagster's own limits) is the same export's problem here.
+    refused = definition_problems(config)
+    refused_files = {problem.file for problem in refused}
+    valid = sum(1 for name in config.plans if config.spec_files[name] not in refused_files)
+    problems = [*config.problems, *refused]
     source_line = ""
     if args.check_source:
         import sqlalchemy as sa
@@ -35,20 +49,48 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
         try:
             url = SourceDatabase().resolved_url(_ensure_dagster_home())
-            engine = sa.create_engine(url)
+            _refuse_missing_database_file(url)
+            try:
+                engine = sa.create_engine(url)
+            except ImportError as error:
+                raise SourceUnusable(
+                    f"the driver {url.drivername} needs is not installed ({error}); install it, or name an installed "
+                    f"driver in the URL (dialect+driver://)"
+                ) from None
             try:
                 found = check_source(config, engine)
             finally:
                 engine.dispose()
-        except (sa.exc.SQLAlchemyError, FileNotFoundError) as error:
+        except (sa.exc.SQLAlchemyError, FileNotFoundError, SourceUnusable) as error:
             print(f"ERROR source: cannot check the source database: {str(error).splitlines()[0]}")
             return 1
         problems += found
         source_line = f"; source {safe_url(url)}: {len(found)} problem(s)"
     for problem in problems:
         print(f"ERROR {problem}")
-    print(f"{root}: {len(config.plans)} valid export(s), {len(config.problems)} problem(s){source_line}")
+    print(f"{root}: {valid} valid export(s), {len(config.problems) + len(refused)} problem(s){source_line}")
     return 1 if problems else 0
+
+
+def _loadable_plans(config: ExportConfig) -> dict[str, ExportPlan]:
+    """The plans of the exports the code location builds: the loader's, less those Dagster refuses (validate lists them)."""
+    from export_pipelines.code_location import definition_problems
+
+    refused = {problem.file for problem in definition_problems(config)}
+    return {name: plan for name, plan in config.plans.items() if config.spec_files[name] not in refused}
+
+
+class SourceUnusable(Exception):
+    """The source URL cannot be used as it is: the message says why, without its password."""
+
+
+def _refuse_missing_database_file(url: sa.URL) -> None:
+    """Connecting to a SQLite or DuckDB file that does not exist would create an empty one: a check must change nothing."""
+    database = url.database
+    if url.get_backend_name() not in FILE_DATABASES or not database or database == ":memory:" or url.query.get("uri"):
+        return
+    if not Path(database).is_file():
+        raise SourceUnusable(f"the {FILE_DATABASES[url.get_backend_name()]} database {database} does not exist (it was not created)")
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -74,7 +116,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     # over its latest week of complete windows. The console shows errors only (every event stays in
     # the run log), and every file stays local, whatever target a spec names: no partner server is involved.
     run_config = console_run_config("ERROR", redirect_to_download=True)
-    plans = load_config(config_dir()).plans
+    plans = _loadable_plans(load_config(config_dir()))
     as_of = demo_data_end() if not os.environ.get(SOURCE_URL_ENV_VAR) else dt.datetime.now(dt.UTC)
     results = []
     for name, plan in plans.items():
@@ -103,10 +145,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     from export_pipelines.spec.plan import closest
 
     config = load_config(config_dir())
-    plan = config.plans.get(args.name)
+    plans = _loadable_plans(config)
+    plan = plans.get(args.name)
     if plan is None:
-        problems = config.invalid_files.get(args.name)
-        reason = ": its spec does not load (export-pipelines validate)" if problems else closest(args.name, config.plans)
+        broken = args.name in config.plans or any(Path(file).stem == args.name for file in config.invalid_files)
+        reason = ": its spec does not load (export-pipelines validate)" if broken else closest(args.name, plans)
         print(f"ERROR no valid export {args.name} in {config_dir()}{reason}")
         return 1
     try:

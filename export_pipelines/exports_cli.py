@@ -108,6 +108,7 @@ def _config_root(args: argparse.Namespace) -> Path:
 
 
 def cmd_clone(args: argparse.Namespace) -> int:
+    from export_pipelines.code_location import definition_problems
     from export_pipelines.spec.clone import CloneError, clone_spec, parse_assignment
     from export_pipelines.spec.loader import CONFIG_ENV_VAR, bundled_demo_config
 
@@ -121,7 +122,7 @@ def cmd_clone(args: argparse.Namespace) -> int:
         )
         return 1
     try:
-        destination = clone_spec(root, args.name, args.new_name, [parse_assignment(text) for text in args.set])
+        destination = clone_spec(root, args.name, args.new_name, [parse_assignment(text) for text in args.set], definition_problems)
     except CloneError as error:
         print(f"ERROR {error}")
         return 1

@@ -55,6 +55,45 @@ def test_invalid_clone_is_removed_and_its_problems_printed(config: Path, capsys)
     assert not (config / "exports" / "orders_bad.yaml").exists()
 
 
+@pytest.mark.parametrize("assignment", ["schedule.on=2024-02-30 06:00:00", "schedule.on=2024-02-30"])
+def test_clone_with_an_impossible_date_says_so(config: Path, capsys, assignment):
+    """YAML's own date conversion refuses 2024-02-30: a clear error at the key, not a traceback, and no file."""
+    assert main(["clone", "orders_nightly", "orders_bad_date", "--config", str(config), "--set", assignment]) == 1
+
+    out = capsys.readouterr().out
+    assert "exports/orders_bad_date.yaml: line 8: schedule.on: 2024-02-30" in out and "is not a valid date" in out, out
+    assert not (config / "exports" / "orders_bad_date.yaml").exists()
+
+
+def test_clone_of_a_spec_holding_an_impossible_date(config: Path, capsys):
+    """The source spec itself holds an unquoted 2024-02-30 (YAML cannot build it): the clone says where, as validate does."""
+    source = config / "exports" / "orders_nightly.yaml"
+    source.write_text(source.read_text().replace("'on': 2099-12-01T06:00", "'on': 2024-02-30 06:00:00"))
+    assert "2024-02-30 06:00:00" in source.read_text()
+
+    assert main(["clone", "orders_nightly", "orders_copy", "--config", str(config)]) == 1
+
+    out = capsys.readouterr().out
+    assert "exports/orders_copy.yaml: line 8: schedule.on: 2024-02-30 06:00:00 is not a valid date and time" in out, out
+    assert not (config / "exports" / "orders_copy.yaml").exists()
+
+
+def test_clone_with_a_value_that_is_not_yaml(config: Path, capsys):
+    assert main(["clone", "orders_nightly", "orders_bad_yaml", "--config", str(config), "--set", "fields=[number"]) == 1
+    assert "--set value '[number' is not a YAML value" in capsys.readouterr().out
+
+
+def test_a_clone_dagster_would_refuse_is_not_kept(config: Path, capsys):
+    """The loader accepts an export named `extract` beside one named `exports`, Dagster does not (op exports__extract
+    is the graph of exports/extract): the clone says so and is removed, as validate would report it."""
+    assert main(["clone", "orders_nightly", "exports", "--config", str(config)]) == 0
+    assert main(["clone", "orders_nightly", "extract", "--config", str(config)]) == 1
+
+    out = capsys.readouterr().out
+    assert "exports/extract.yaml: line 5: name: its graph name exports__extract is also that of export exports; rename the export" in out, out
+    assert not (config / "exports" / "extract.yaml").exists()
+
+
 def test_clone_of_an_unknown_export_suggests_names(config: Path, capsys):
     assert main(["clone", "orders_nighty", "x", "--config", str(config)]) == 1
     assert "did you mean orders_nightly" in capsys.readouterr().out

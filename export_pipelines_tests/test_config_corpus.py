@@ -19,6 +19,8 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from export_pipelines import cli
+from export_pipelines.code_location import definition_problems
 from export_pipelines.definitions import build_definitions
 from export_pipelines.naming import INVALID_GROUP
 from export_pipelines.spec.loader import ExportConfig, SpecProblem, bundled_demo_config, load_config
@@ -86,6 +88,10 @@ def ex(name: str) -> str:
     return f"exports/{name}.yaml"
 
 
+# A named pipe: reading it waits for a writer that never comes.
+FIFO = ("fifo",)
+
+
 def append(text: str) -> tuple[str, str]:
     return ("append", text)
 
@@ -94,6 +100,16 @@ ALIAS_BOMB = "a: &a [1,2,3,4,5,6,7,8,9,10]\n" + "".join(
     f"{name}: &{name} [{', '.join([f'*{previous}'] * 10)}]\n" for previous, name in zip("abcde", "bcdef", strict=True)
 )
 NEW_FTP = "  {name}:\n    type: ftp\n    host: ftp.example\n    username: u\n"
+# (case, key, value): literal secrets YAML reads as something else than text; no message may quote the value.
+SECRET_LITERALS = [
+    ("octal", "password", "0755123"),
+    ("date", "password", "2031-02-30"),
+    ("base_60", "password", "13:37:59"),
+    ("bad_float", "password", "!!float 4242.5x"),
+    ("misspelt_key", "pasword", "0644321"),
+]
+# A secret written where its variable's name goes.
+SECRET_AS_ENV = "s3cr3t-Pa55"
 
 CASES = [
     # --- YAML, encodings, binary and huge files ------------------------------------------------------------
@@ -108,6 +124,8 @@ CASES = [
     case("yaml_empty_file", {ex("c_empty"): ""}, P(ex("c_empty"), None, "", "the file is empty")),
     case("yaml_unknown_tag", spec("c_tag", "description: !Ref export_description\n"),
          P(ex("c_tag"), 4, "description", "YAML tag !Ref is not supported", "plain value")),
+    case("yaml_tag_on_a_mapping", spec("c_tag_map", "schedule: !Schedule {repeated: daily}\n"),
+         P(ex("c_tag_map"), 4, "schedule", "YAML tag !Schedule is not supported here", "write a plain mapping")),
     case("yaml_alias_bomb", {ex("c_bomb"): ALIAS_BOMB}, P(ex("c_bomb"), None, "", "more than 100,000 values")),
     case("yaml_alias_cycle", spec("c_alias_cycle", fields="&f [id, *f]"),
          P(ex("c_alias_cycle"), 3, "", "an alias refers to a value that contains it")),
@@ -117,6 +135,9 @@ CASES = [
          P(ex("c_utf16"), None, "", "saved as UTF-16", "save it as UTF-8")),
     case("binary_file", {ex("c_binary"): b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR"}, P(ex("c_binary"), None, "", "a binary file")),
     case("huge_file", {ex("c_huge"): "# padding\n" * 110_000}, P(ex("c_huge"), None, "", "1,100,000 bytes", "at most 1,000,000")),
+    case("fifo_spec", {ex("c_fifo"): FIFO}, P(ex("c_fifo"), None, "", "a named pipe (FIFO), not a regular file")),
+    case("fifo_template", {"kpis/c_fifo.yaml": FIFO}, P("kpis/c_fifo.yaml", None, "", "a named pipe (FIFO), not a regular file")),
+    case("link_to_a_device", {ex("c_zero"): ("symlink", "/dev/zero")}, P(ex("c_zero"), None, "", "it is a device, not a regular file")),
     case("control_character", {ex("c_bell"): "name: c_bell\ndescription: ring\x07\n"},
          P(ex("c_bell"), 2, "", "character #x0007 is not allowed")),
     case("upper_case_extension", {"exports/c_upper.YAML": "name: c_upper\nmodel: customers\nfields: [id]\n"},
@@ -211,6 +232,12 @@ CASES = [
          P(ex("c_tz"), 4, "schedule.timezone", "unknown timezone 'Europe/Budpest'", "did you mean Europe/Budapest")),
     case("on_date_with_offset", spec("c_offset", 'schedule: {on: "2099-06-01T06:00:00+01:00"}\n'),
          P(ex("c_offset"), 4, "schedule.on", "without an offset", "timezone")),
+    case("start_before_year_1000", spec("c_year_one", "incremental: {by: updated_at, start: 0001-01-01}\n"),
+         P(ex("c_year_one"), 4, "incremental.start", "0001-01-01 is outside the years 1000 to 9998")),
+    case("start_at_the_end_of_time", spec("c_year_end", "incremental: {by: updated_at, start: 9999-12-31}\n"),
+         P(ex("c_year_end"), 4, "incremental.start", "9999-12-31 is outside the years 1000 to 9998")),
+    case("on_date_in_year_one", spec("c_on_year_one", "schedule: {on: 0001-01-01 00:00:00}\n"),
+         P(ex("c_on_year_one"), 4, "schedule.on", "0001-01-01T00:00:00 is outside the years 1000 to 9998")),
     case("start_with_a_time", spec("c_start_time", 'incremental: {by: updated_at, start: "2024-01-01T00:00"}\n'),
          P(ex("c_start_time"), 4, "incremental.start", "start is a date (YYYY-MM-DD)")),
     # --- schedules ------------------------------------------------------------------------------------------
@@ -277,16 +304,28 @@ CASES = [
     case("alias_of_another_model",
          {"models.yaml": append("  tickets_b:\n    aliases: [customer]\n    table: tickets\n    primary_key: id\n    fields:\n      id: {type: integer}\n")},
          P("models.yaml", 7, "models.tickets_b.aliases", "'customer' already names model customers")),
+    case("alias_clash_beside_a_bad_field",
+         {"models.yaml": append("  tickets_c:\n    aliases: [store]\n    table: tickets\n    primary_key: id\n    fields:\n"
+                                "      id: {type: integer}\n      price: {type: decimal}\n")},
+         P("models.yaml", 7, "models.tickets_c.aliases", "'store' already names model stores"),
+         P("models.yaml", 12, "models.tickets_c.fields.price", "a decimal field needs a scale")),
+    case("model_name_dagster_refuses",
+         {"models.yaml": append("  ticket-log:\n    table: tickets\n    primary_key: id\n    fields:\n      id: {type: integer}\n"),
+          **spec("c_ticket_log", model="ticket-log", fields="[id]")},
+         P("models.yaml", 6, "models.ticket-log", "model name 'ticket-log': letters, digits and _, at most 63", "rename the entry"),
+         P(ex("c_ticket_log"), 2, "model", "model ticket-log does not load")),
     case("two_entries_for_one_model", {"models.yaml": append("  points:\n    table: ledger_a\n  points_ledger:\n    table: ledger_b\n")},
          P("models.yaml", 6, "models.points", "models.points and models.points_ledger both describe model points"),
          P("models.yaml", 8, "models.points_ledger", "models.points and models.points_ledger both describe model points")),
     case("primary_key_typo", {"models.yaml": append("  publications:\n    primary_key: idd\n")},
          P("models.yaml", 7, "models.publications.primary_key", "'idd' is not one of this model's fields", "did you mean id?")),
+    case("models_key_twice", {"models.yaml": append("models:\n  rewards:\n    table: reward_list\n")},
+         P("models.yaml", 6, "models", "given twice in one mapping (lines 2 and ", "keep one")),
     # --- names ----------------------------------------------------------------------------------------------
     case("name_with_capitals", {ex("c_caps"): "name: Bad-Name\nmodel: customers\nfields: [id]\n"},
          P(ex("c_caps"), 1, "name", "[a-z0-9_]")),
     case("name_missing", {ex("c_nameless"): "model: customers\nfields: [id]\n"}, P(ex("c_nameless"), None, "name", "required key is missing")),
-    case("name_too_long", {ex("c_long"): f"name: {'x' * 65}\nmodel: customers\nfields: [id]\n"}, P(ex("c_long"), 1, "name", "[a-z0-9_]{1,64}")),
+    case("name_too_long", {ex("c_long"): f"name: {'x' * 64}\nmodel: customers\nfields: [id]\n"}, P(ex("c_long"), 1, "name", "[a-z0-9_]{1,63}")),
     # --- file names -----------------------------------------------------------------------------------------
     case("file_name_leaves_its_folder", spec("c_parent", 'file_name: "../{export}.{ext}"\n'),
          P(ex("c_parent"), 4, "file_name", "'../c_parent.csv' could leave its folder")),
@@ -294,6 +333,14 @@ CASES = [
          P(ex("c_token"), 4, "file_name", "unknown token {date}", "{run_time}")),
     case("split_without_part", spec("c_split", "max_rows_per_file: 10\nfile_name: \"{export}.{ext}\"\n"),
          P(ex("c_split"), 5, "file_name", "needs {part}")),
+    case("huge_part_width", spec("c_wide_part", 'max_rows_per_file: 10\nfile_name: "{export}_{part:0999999999d}.{ext}"\n'),
+         P(ex("c_wide_part"), 5, "file_name", "{part:0999999999d}", "a width or precision of 999999999", "at most 32")),
+    case("huge_strftime_width", spec("c_wide_time", 'file_name: "{export}_{run_time:%999999999Y}.{ext}"\n'),
+         P(ex("c_wide_time"), 4, "file_name", "{run_time:%999999999Y}", "at most 32")),
+    case("huge_text_width", spec("c_wide_text", 'file_name: "{export:>4000000000}.{ext}"\n'),
+         P(ex("c_wide_text"), 4, "file_name", "a width or precision of 4000000000")),
+    case("token_inside_a_format_spec", spec("c_nested", 'file_name: "{export:{part}}.{ext}"\n'),
+         P(ex("c_nested"), 4, "file_name", "a format spec cannot hold another token")),
     case("window_token_on_a_snapshot", spec("c_window", 'file_name: "{export}_{window_start:%Y%m%d}.{ext}"\n'),
          P(ex("c_window"), 4, "file_name", "need an incremental export")),
     # --- dependencies and cycles ----------------------------------------------------------------------------
@@ -309,6 +356,20 @@ CASES = [
          P("connections.yaml", 25, "connections.sana_ftp.password", "secrets are never written", "{env: VARIABLE_NAME}"),
          P(ex("sana_orders"), 21, "target.connection", "connection sana_ftp does not load: connections.yaml: line 25"),
          invalid={"sana_orders"}),
+    # A secret-bearing key's value is never quoted, whatever YAML makes of it (octal, date, base 60, bad tag, misspelt key).
+    *[
+        case(f"literal_secret_{kind}",
+             {"connections.yaml": append(NEW_FTP.format(name=f"c_{kind}") + f"    {key}: {value}\n"),
+              **spec(f"c_uses_{kind}", f"target: {{connection: c_{kind}}}\n")},
+             P("connections.yaml", 47, f"connections.c_{kind}.{key}", "not shown", "{env: VARIABLE_NAME}"),
+             P(ex(f"c_uses_{kind}"), 4, "target.connection", f"connection c_{kind} does not load", "not shown"))
+        for kind, key, value in SECRET_LITERALS
+    ],
+    case("secret_as_env_name",
+         {"connections.yaml": append(NEW_FTP.format(name="c_env_secret") + f"    password: {{env: {SECRET_AS_ENV}}}\n"),
+          **spec("c_uses_env_secret", "target: {connection: c_env_secret}\n")},
+         P("connections.yaml", 47, "connections.c_env_secret.password.env", "is not an environment variable name", "not shown"),
+         P(ex("c_uses_env_secret"), 4, "target.connection", "connection c_env_secret does not load")),
     case("connection_type_typo", {"connections.yaml": ("type: ftps", "type: fpt")},
          P("connections.yaml", 16, "connections.antavo_ftps.type", "unknown type 'fpt'", "did you mean ftp"),
          P(ex("antavo_customers"), 23, "target.connection", "connection antavo_ftps does not load"),
@@ -324,7 +385,7 @@ CASES = [
          P("connections.yaml", 43, "connections.c_sftp", "must verify the server", "known_hosts_path or host_key_fingerprint"),
          P(ex("c_uses_sftp"), 4, "target.connection", "connection c_sftp does not load")),
     case("env_name_with_a_space", {"connections.yaml": ("{env: EXPORTS_AWS_ACCESS_KEY_ID}", "{env: EXPORTS AWS KEY}")},
-         P("connections.yaml", 30, "connections.exports_bucket.access_key_id.env", "'EXPORTS AWS KEY' is not an environment variable name"),
+         P("connections.yaml", 30, "connections.exports_bucket.access_key_id.env", "is not an environment variable name", "not shown"),
          P(ex("capillary_transactions"), 23, "target.connection", "connection exports_bucket does not load"),
          invalid={"capillary_transactions"}),
     case("mail_server_broken", {"connections.yaml": ("sender: exports@example.com", "sendr: exports@example.com")},
@@ -334,18 +395,141 @@ CASES = [
            for name, line in (("antavo_customers", 25), ("apparel21_customers", 26), ("capillary_transactions", 28), ("sana_orders", 25))],
          P(ex("apparel21_orders"), 19, "after.export", "export apparel21_customers does not load"),
          invalid=MAIL_EXPORTS),
+    case("connection_every_layer",
+         {"connections.yaml": append("  c_layers:\n    type: sftp\n    host: h\n    port: 99999\n    username: u\n"
+                                     "    password: {env: C_LAYERS}\n    timeout_seconds: -1\n"),
+          **spec("c_uses_layers", "target: {connection: c_layers}\n")},
+         P("connections.yaml", 46, "connections.c_layers.port", "less than 65536"),
+         P("connections.yaml", 49, "connections.c_layers.timeout_seconds", "greater than 0"),
+         P("connections.yaml", 43, "connections.c_layers", "must verify the server"),
+         P(ex("c_uses_layers"), 4, "target.connection", "connection c_layers does not load", "and 2 more problems")),
+    # `connections:` given twice: refused, but no entry of either block is hidden; one entry in both is that entry's problem.
+    case("connections_key_twice", {"connections.yaml": append("connections:\n" + NEW_FTP.format(name="c_second_block"))},
+         P("connections.yaml", 43, "connections", "given twice in one mapping (lines 5 and 43)", "keep one")),
+    case("entry_in_two_connections_blocks", {"connections.yaml": append("connections:\n  sana_ftp: {type: ftp, host: h, username: u}\n")},
+         P("connections.yaml", 43, "connections", "given twice in one mapping"),
+         P("connections.yaml", 21, "connections.sana_ftp", "sana_ftp is in two `connections:` blocks; keep one"),
+         P(ex("sana_orders"), 21, "target.connection", "connection sana_ftp does not load", "in two `connections:` blocks"),
+         invalid={"sana_orders"}),
+    # YAML constructs that PyYAML refuses for the whole file are the entry's problem: the other entries load.
+    case("merge_of_a_scalar_in_one_connection",
+         {"connections.yaml": append(NEW_FTP.format(name="c_merge") + "    <<: 5\n"), **spec("c_uses_merge", "target: {connection: c_merge}\n")},
+         P("connections.yaml", 47, "connections.c_merge", "`<<:` merges a mapping (or a list of mappings)", "<<: *defaults"),
+         P(ex("c_uses_merge"), 4, "target.connection", "connection c_merge does not load")),
+    case("tag_on_one_connection",
+         {"connections.yaml": append("  c_omap: !!omap {type: ftp}\n"), **spec("c_uses_omap", "target: {connection: c_omap}\n")},
+         P("connections.yaml", 43, "connections.c_omap", "YAML tag tag:yaml.org,2002:omap is not supported here", "write a plain mapping"),
+         P(ex("c_uses_omap"), 4, "target.connection", "connection c_omap does not load")),
     case("connections_unknown_top_level_key", {"connections.yaml": append("defaults: {timeout_seconds: 10}\n")},
          P("connections.yaml", 43, "defaults", "unknown key 'defaults'", "entries go under connections:")),
     case("target_is_a_mail_server", spec("c_mail_target", "target: {connection: ops_mail}\n"),
          P(ex("c_mail_target"), 4, "target.connection", "ops_mail", "cannot receive files"),
          uses={("connections.yaml", "connections", "ops_mail")}),
     # --- every layer of one spec in one pass ----------------------------------------------------------------
+    case("template_every_layer",
+         {"kpis/c_kpi_layers.yaml": "name: c_kpi_layers\nmodel: transactions\ndescriptin: x\n"
+                                    "dimensions: [store_id, {from: status, aggregation: sum}]\n"
+                                    "measures: [{from: id, aggregation: count}, {from: nosuch, aggregation: count}]\n"},
+         P("kpis/c_kpi_layers.yaml", 3, "descriptin", "unknown key 'descriptin'", "did you mean description?"),
+         P("kpis/c_kpi_layers.yaml", 4, "dimensions[1].aggregation", "a dimension is a group field; move it to measures"),
+         P("kpis/c_kpi_layers.yaml", 5, "measures[1].from", "no field 'nosuch'")),
+    case("model_every_layer",
+         {"models.yaml": append("  c_tickets:\n    primary_key: idd\n    fields:\n      id: {type: integr}\n"
+                                "  campaigns:\n    tabel: crm.campaigns\n    fields:\n      name: {column: \"a b\"}\n"),
+          **spec("c_campaigns", model="campaign", fields="[id, name]")},
+         P("models.yaml", 9, "models.c_tickets.fields.id.type", "unknown value 'integr'", "did you mean integer"),
+         P("models.yaml", 6, "models.c_tickets.table", "model c_tickets is new, so it needs table"),
+         P("models.yaml", 7, "models.c_tickets.primary_key", "'idd' is not one of this model's fields", "did you mean id?"),
+         P("models.yaml", 11, "models.campaigns.tabel", "unknown key 'tabel'"),
+         P("models.yaml", 13, "models.campaigns.fields.name.column", "'a b' is not a plain SQL column name"),
+         P(ex("c_campaigns"), 2, "model", "model campaign does not load", "(and 1 more problem)")),
     case("three_layers_at_once",
          spec("c_layers", "schedule: {repeated: daily, timezone: Europe/Budpest}\ntarget: {connection: sana_fpt}\n", fields="[id, emial]"),
          P(ex("c_layers"), 4, "schedule.timezone", "did you mean Europe/Budapest"),
          P(ex("c_layers"), 3, "fields[1].from", "no field 'emial'", "did you mean email"),
          P(ex("c_layers"), 5, "target.connection", "'sana_fpt' is not in connections.yaml", "did you mean sana_ftp")),
 ]
+
+
+# Names the code location must take as they are, though the factory builds ops, graphs and jobs of the same
+# names (an export `a` has an op a__extract and a graph exports__a), or Dagster reserves them elsewhere.
+NAMES_DAGSTER_ALSO_USES = ["exports", "a", "upload__map", "a__extract", "all_exports_job", "input", "config", "adhoc_export"]
+
+
+def test_names_dagster_also_uses_load_and_validate(tmp_path):
+    root = build_folder(tmp_path / "config", [])
+    for name in NAMES_DAGSTER_ALSO_USES:
+        (root / "exports" / f"{name}.yaml").write_text(f"name: {name}\nmodel: customers\nfields: [id, email]\n", encoding="utf-8")
+    config = load_config(root)
+    assert config.problems == [] and set(config.plans) == BASE | set(NAMES_DAGSTER_ALSO_USES)
+    assert definition_problems(config) == []
+    assert_code_location_loads(config)
+
+
+def test_names_whose_graph_is_another_exports_op(tmp_path):
+    """The export `exports` has an op exports__extract, the graph of the export `extract`: both are
+    refused, each naming the other, and the code location loads the rest (it used to fail at once)."""
+    root = build_folder(tmp_path / "config", [])
+    for name in ("exports", "extract", "exports__a", "a__extract", "exports__b"):
+        (root / "exports" / f"{name}.yaml").write_text(f"name: {name}\nmodel: customers\nfields: [id, email]\n", encoding="utf-8")
+    # A broken spec file whose invalid_exports asset would be exports/upload, graph... op exports__upload: the op of export `exports`.
+    (root / "exports" / "upload.yaml").write_text("name: [\n", encoding="utf-8")
+    config = load_config(root)
+    refused = {problem.file: problem for problem in definition_problems(config)}
+    expected = {
+        "exports": "its op name exports__extract is also that of export extract",
+        "extract": "its graph name exports__extract is also that of export exports",
+        "exports__a": "its op name exports__a__extract is also that of export a__extract",
+        "a__extract": "its graph name exports__a__extract is also that of export exports__a",
+    }
+    assert set(refused) == {ex(name) for name in expected}
+    for name, words in expected.items():
+        assert (refused[ex(name)].key_path, refused[ex(name)].line) == ("name", 1) and words in refused[ex(name)].message, refused[ex(name)]
+    assert_code_location_loads_with_refusals(config, refused=4)
+
+
+def test_running_an_export_dagster_refuses_says_so(tmp_path, monkeypatch, capsys):
+    """`export-pipelines run` of an export the loader accepts but Dagster refuses: a clear error, not a traceback."""
+    root = build_folder(tmp_path / "config", [])
+    for name in ("exports", "extract"):
+        (root / "exports" / f"{name}.yaml").write_text(f"name: {name}\nmodel: customers\nfields: [id, email]\n", encoding="utf-8")
+    monkeypatch.setenv("EXPORT_PIPELINES_CONFIG", str(root))
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
+    assert cli.main(["run", "exports"]) == 1
+    assert capsys.readouterr().out.strip() == f"ERROR no valid export exports in {root}: its spec does not load (export-pipelines validate)"
+
+
+def test_validate_reports_what_the_code_location_refuses(tmp_path):
+    """The loader accepts each export alone; Dagster refuses two that claim one schedule/sensor name.
+    validate says so, as the code location does, naming each side; everything else loads."""
+    root = build_folder(tmp_path / "config", [])
+    daily = 'schedule: {repeated: daily, at: "05:00"}\n'
+    # c's sensor (c_after_schedule, as c runs after the export `schedule`) and c_after's schedule share a name.
+    files = {**spec("c", "after: {export: schedule}\n"), **spec("schedule", daily), **spec("c_after", daily)}
+    for relative, text in files.items():
+        (root / relative).write_text(text, encoding="utf-8")
+    config = load_config(root)
+    assert config.problems == []
+    refused = [str(problem) for problem in definition_problems(config)]
+    assert refused == [
+        "exports/c.yaml: line 1: name: its sensor name c_after_schedule is also that of export c_after; rename the export",
+        "exports/c_after.yaml: line 1: name: its schedule name c_after_schedule is also that of export c; rename the export",
+    ]
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "export-pipelines"), "validate", "--config", str(root)], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 1
+    assert [line.removeprefix("ERROR ") for line in result.stdout.splitlines() if line.startswith("ERROR ")] == refused
+    assert f"{len(BASE) + 1} valid export(s), 2 problem(s)" in result.stdout
+    assert_code_location_loads_with_refusals(config, refused=2)
+
+
+def assert_code_location_loads_with_refusals(config: ExportConfig, refused: int) -> None:
+    defs = build_definitions(config)
+    dg.Definitions.validate_loadable(defs)
+    graph = defs.resolve_asset_graph()
+    groups = Counter(graph.get(key).group_name == INVALID_GROUP for key in graph.get_all_asset_keys())
+    assert groups == {False: len(config.plans) - refused, True: len(config.invalid_files) + refused}
 
 
 def build_folder(root: Path, cases: list[Case]) -> Path:
@@ -355,7 +539,11 @@ def build_folder(root: Path, cases: list[Case]) -> Path:
     for item in cases:
         for relative, change in item.changes.items():
             path = root / relative
-            if isinstance(change, tuple) and change[0] == "append":
+            if change == FIFO:
+                os.mkfifo(path)
+            elif isinstance(change, tuple) and change[0] == "symlink":
+                path.symlink_to(change[1])
+            elif isinstance(change, tuple) and change[0] == "append":
                 path.write_text(path.read_text(encoding="utf-8") + change[1], encoding="utf-8")
             elif isinstance(change, tuple):
                 old, new = change
@@ -400,7 +588,8 @@ def test_broken_config_folder(tmp_path, item: Case):
         assert found is not None, (expected, [str(p) for p in config.problems])
         unmatched.remove(found)
     assert unmatched == [], [str(p) for p in unmatched]
-    assert all(SECRET not in str(problem) for problem in config.problems)
+    secrets = [SECRET, SECRET_AS_ENV, *(value.split()[-1] for _, _, value in SECRET_LITERALS), "EXPORTS AWS KEY"]
+    assert not [str(problem) for problem in config.problems if any(secret in str(problem) for secret in secrets)]
     assert set(config.plans) == BASE - item.invalid
     for name in item.invalid:
         assert ex(name) in config.invalid_files

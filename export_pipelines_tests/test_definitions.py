@@ -108,7 +108,7 @@ def test_exports_whose_sensors_get_one_name_are_both_refused_and_the_rest_load(t
 
 def test_an_export_dagster_refuses_is_listed_and_the_rest_load(tmp_path, monkeypatch):
     """Whatever Dagster refuses when the definitions resolve is found export by export."""
-    import export_pipelines.definitions as definitions
+    import export_pipelines.code_location as definitions
 
     real_job = definitions.build_export_job
 
@@ -128,3 +128,22 @@ def test_an_export_dagster_refuses_is_listed_and_the_rest_load(tmp_path, monkeyp
     assert "Dagster refuses this export's definitions" in refused.description and "no/such" in refused.description
     follows = defs.resolve_assets_def(dg.AssetKey(["exports", "follows"])).specs_by_key[dg.AssetKey(["exports", "follows"])]
     assert "after.export: export refused does not load" in follows.description
+
+
+def test_a_clash_only_the_whole_location_shows_costs_its_exports_not_the_location(tmp_path, monkeypatch):
+    """The last line of defence: with the name checks switched off, the exports `exports` and `extract`
+    (op exports__extract, graph exports__extract) each load alone but not together. They are added one at
+    a time, in name order: the first stays, the second is refused with Dagster's reason, the location loads."""
+    import export_pipelines.code_location as code_location
+
+    monkeypatch.setattr(code_location._ExportDefinitions, "named", property(lambda self: {}))
+    base = {"model": "customers", "fields": ["id"]}
+    config = load_config(write_config(tmp_path, [{**base, "name": "kept"}, {**base, "name": "exports"}, {**base, "name": "extract"}]))
+    refused = code_location.definition_problems(config)
+    assert [(p.file, p.key_path) for p in refused] == [("exports/extract.yaml", "")]
+    assert "beside the others'" in refused[0].message and 'conflicting node definitions with the same name "exports__extract"' in refused[0].message
+    defs = build_definitions(config)
+    dg.Definitions.validate_loadable(defs)
+    groups = {key.path[1]: defs.resolve_assets_def(key).group_names_by_key[key] for key in defs.resolve_asset_graph().get_all_asset_keys()}
+    assert groups["kept"] == groups["exports"] == "customers"
+    assert [name for name, group in groups.items() if group == "invalid_exports"] and groups.get("extract") is None

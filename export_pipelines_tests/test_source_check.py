@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import subprocess
 import sys
@@ -182,3 +183,109 @@ def test_validate_without_the_flag_stays_offline(tmp_path):
     result = subprocess.run([CLI, "validate", "--config", str(bundled_demo_config())], capture_output=True, text=True, env=env, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.rstrip().endswith("9 valid export(s), 0 problem(s)")
+
+
+# --- SQLite: the check reads as the extract does (issue 13's rules) -----------------------------------------
+
+# SQLite converts only text that is a number: ISO 8601 text stays text in INTEGER and REAL columns, which the
+# extract reads as timestamps and dates; a REAL column keeps integers as whole REALs, which it reads as integers.
+LEDGER_DDL = "CREATE TABLE ledger (id INTEGER PRIMARY KEY, iso_int INTEGER, iso_real REAL, whole_real REAL, num_int INTEGER)"
+LEDGER_ROWS = [(1, "2024-05-01 10:00:00", "2024-05-01", 5, 20240501), (2, "2024-05-02T11:30:00Z", "2024-05-02", 7, 20240502)]
+LEDGER_MODELS = """models:
+  ledger:
+    table: {table}
+    primary_key: id
+    fields:
+      id: {{type: integer}}
+      booked_at: {{type: timestamp, column: iso_int}}
+      booked_on: {{type: date, column: iso_real}}
+      quantity: {{type: integer, column: whole_real}}
+      posted_at: {{type: timestamp, column: num_int}}
+"""
+
+
+def ledger_folder(tmp_path: Path, table: str = "ledger") -> tuple[Path, str]:
+    url = f"sqlite:///{tmp_path / 'ledger.sqlite'}"
+    engine = sa.create_engine(url)
+    with engine.begin() as connection:
+        connection.exec_driver_sql(LEDGER_DDL)
+        connection.exec_driver_sql("INSERT INTO ledger VALUES (?, ?, ?, ?, ?)", LEDGER_ROWS)
+        # What SQLite stored, asked of SQLite itself: the verdicts below rest on these storage classes.
+        stored = connection.exec_driver_sql(
+            "SELECT typeof(iso_int), typeof(iso_real), typeof(whole_real), typeof(num_int) FROM ledger"
+        ).all()
+    engine.dispose()
+    assert set(stored) == {("text", "text", "real", "integer")}
+    spec = {"name": "ledger_export", "model": "ledger", "fields": ["id", "booked_at", "booked_on", "quantity"]}
+    folder = write_config(tmp_path / "config", [spec])
+    (folder / "models.yaml").write_text(LEDGER_MODELS.format(table=table))
+    return folder, url
+
+
+@pytest.mark.parametrize("table", ["ledger", "main.ledger"])
+def test_sqlite_verdicts_follow_what_the_extract_reads(tmp_path, table):
+    """ISO text in INTEGER/REAL columns and whole REALs read exactly, so they pass; integers as timestamps do not.
+    A schema-qualified SQLite table (main.ledger) is checked like any other."""
+    folder, url = ledger_folder(tmp_path, table)
+    config = load_config(folder)
+    assert config.problems == []
+    engine = sa.create_engine(url)
+    try:
+        found = [(p.key_path, p.line, p.message) for p in check_source(config, engine)]
+        assert found == [(
+            "models.ledger.fields.posted_at.type", 10,
+            f"column {table}.num_int is INTEGER, which cannot be read as a timestamp: a TEXT column holding ISO 8601 text (mapped in models.yaml)",
+        )]
+        rows = extracted(engine, config.plans["ledger_export"], tmp_path)
+    finally:
+        engine.dispose()
+    utc = dt.UTC
+    assert rows == [
+        (1, dt.datetime(2024, 5, 1, 10, 0, tzinfo=utc), dt.date(2024, 5, 1), 5),
+        (2, dt.datetime(2024, 5, 2, 11, 30, tzinfo=utc), dt.date(2024, 5, 2), 7),
+    ]
+
+
+def test_a_sqlite_schema_that_does_not_exist_is_that_models_problem(tmp_path):
+    """crm.ledger on SQLite: no database `crm` is attached. Reported at the model's table; the rest is still checked."""
+    folder, url = ledger_folder(tmp_path, "crm.ledger")
+    (folder / "models.yaml").write_text(LEDGER_MODELS.format(table="crm.ledger") + "  customer:\n    fields:\n      email: {column: emial}\n")
+    config = load_config(folder)
+    engine = sa.create_engine(url)
+    try:
+        found = {p.key_path: (p.line, p.message) for p in check_source(config, engine)}
+    finally:
+        engine.dispose()
+    assert found["models.ledger.table"] == (3, "table crm.ledger does not exist in the source: there is no schema crm (read by export ledger_export)")
+    # The alias the entry is written under (customer) is the key path, with its line; the table is missing altogether here.
+    assert found["models.customer.table"][0] == 11 and "table customers does not exist in the source" in found["models.customer.table"][1]
+
+
+def test_key_paths_name_the_alias_an_entry_is_written_under(tmp_path):
+    url = f"sqlite:///{tmp_path / 'source.sqlite'}"
+    generate_demo_database(url, customers=5, seed=1)
+    folder = write_config(tmp_path / "config", [{"name": "c", "model": "customer", "fields": ["id", "email"]}])
+    (folder / "models.yaml").write_text("models:\n  customer:\n    fields:\n      email: {column: emial}\n")
+    engine = sa.create_engine(url)
+    try:
+        found = [(p.key_path, p.line, p.message) for p in check_source(load_config(folder), engine)]
+    finally:
+        engine.dispose()
+    assert found == [("models.customer.fields.email.column", 4, "table customers has no column emial; did you mean email? (read by export c)")]
+
+
+@pytest.mark.parametrize(("scheme", "kind"), [("sqlite", "SQLite"), ("duckdb", "DuckDB")])
+def test_a_missing_database_file_is_reported_not_created(tmp_path, scheme, kind):
+    missing = tmp_path / f"no_such.{scheme}"
+    result = run_validate(bundled_demo_config(), f"{scheme}:///{missing}")
+    assert result.returncode == 1
+    assert result.stdout.startswith(f"ERROR source: cannot check the source database: the {kind} database {missing} does not exist")
+    assert not missing.exists()
+
+
+def test_a_url_without_its_driver_is_one_clear_error(tmp_path):
+    """SQLAlchemy's default driver for mssql:// is pyodbc, which this project does not install (mysql:// means PyMySQL)."""
+    result = run_validate(bundled_demo_config(), "mssql://sa:secret-pw@127.0.0.1/test")
+    assert result.returncode == 1
+    assert result.stdout.startswith("ERROR source: cannot check the source database: the driver mssql needs is not installed (No module named 'pyodbc')")
+    assert "Traceback" not in result.stderr and "secret-pw" not in result.stdout + result.stderr

@@ -505,7 +505,9 @@ def test_env_secret_is_accepted(tmp_path):
 def test_connection_problem_key_path_is_the_path_in_the_file(tmp_path):
     connections = {"connections": {"vault": {"type": "sftp", "host": "h", "username": "u", "password": "hunter2"}}}
     config = load_config(write_config(tmp_path / "config", [GOOD_A], connections=connections))
-    assert [p.key_path for p in config.problems] == ["connections.vault.password"]
+    # The literal secret, and in the same pass what the entry lacks besides (no host key is pinned).
+    assert [p.key_path for p in config.problems] == ["connections.vault.password", "connections.vault"]
+    assert "must verify the server" in config.problems[1].message
 
 
 def test_a_misspelt_connections_key_names_the_file_in_every_dependent(tmp_path):

@@ -163,26 +163,35 @@ def merge_model(name: str, base: ModelDef | None, override: ModelOverride) -> Mo
     """
     problems: list[tuple[tuple[str, ...], str]] = []
     fields: dict[str, FieldDef] = dict(base.fields) if base else {}
+    failed: set[str] = set()
     for field_name, field_override in override.fields.items():
         changes = field_override.model_dump(exclude_none=True)
         if field_name not in fields and field_override.type is None:
             problems.append((("fields", field_name, "type"), f"{field_name!r} is a new field of {name}, so it needs a type"))
+            failed.add(field_name)
             continue
         try:
             fields[field_name] = FieldDef(**{**(fields[field_name].model_dump() if field_name in fields else {}), **changes})
         except ValidationError as error:
             problems += _located(("fields", field_name), error)
+            failed.add(field_name)
     model_keys = override.model_dump(exclude_none=True, exclude={"fields"})
-    if base is None:
-        problems += [((key,), f"model {name} is new, so it needs {key}") for key in ("table", "primary_key") if key not in model_keys]
-    if not problems:
-        try:
-            if base is None:
-                return ModelDef(fields=fields, **model_keys)
-            return ModelDef(**{**base.model_dump(exclude={"fields"}), **model_keys, "fields": fields})
-        except ValidationError as error:
-            problems += _located((), error)
-    raise ModelError(name, problems)
+    missing = [key for key in ("table", "primary_key") if key not in model_keys] if base is None else []
+    problems += [((key,), f"model {name} is new, so it needs {key}") for key in missing]
+    # The model's own checks (its table's name, the fields its keys name) run in the same pass: a field
+    # refused above stands in as text, a missing key as a placeholder, and what those say is not reported.
+    checked = {**fields, **{field_name: FieldDef(type="string") for field_name in failed}}
+    stand_ins = {"table": "missing", "primary_key": next(iter(checked), None)}
+    try:
+        if base is None:
+            model = ModelDef(fields=checked, **{**{key: stand_ins[key] for key in missing}, **model_keys})
+        else:
+            model = ModelDef(**{**base.model_dump(exclude={"fields"}), **model_keys, "fields": checked})
+    except ValidationError as error:
+        problems += [problem for problem in _located((), error) if problem[0][:1] not in {(key,) for key in missing}]
+    if problems:
+        raise ModelError(name, problems)
+    return model
 
 
 def _located(prefix: tuple[str, ...], error: ValidationError) -> list[tuple[tuple[str, ...], str]]:

@@ -4,6 +4,7 @@ Capillary's duplicate-and-modify), kept only if the loader accepts it."""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -11,8 +12,9 @@ from typing import Any
 import yaml
 
 from export_pipelines.spec.export import EXPORT_NAME_PATTERN
-from export_pipelines.spec.loader import SpecProblem, load_config
+from export_pipelines.spec.loader import ExportConfig, SpecProblem, load_config
 from export_pipelines.spec.problems import closest
+from export_pipelines.spec.yaml_file import read_yaml
 
 
 class CloneError(ValueError):
@@ -43,36 +45,44 @@ def _yaml_value(value: str) -> Any:
     # but a time of day typed on a command line is meant as text.
     if re.fullmatch(r"\d{1,2}:\d{2}", value.strip()):
         return value.strip()
-    return yaml.safe_load(value) if value.strip() else ""
+    try:
+        return yaml.safe_load(value) if value.strip() else ""
+    except yaml.YAMLError as error:
+        raise CloneError(f"--set value {value!r} is not a YAML value: {str(error).splitlines()[0]}") from None
+    except ValueError:
+        # YAML's own conversion refused it (2024-02-30): kept as text, the loader then says at its key what is wrong.
+        return value.strip()
 
 
-def spec_names(root: Path) -> dict[str, Path]:
-    """Export name -> its spec file, read from the files themselves (a file's name may differ)."""
+def spec_names(root: Path) -> dict[str, tuple[Path, dict]]:
+    """Export name -> its spec file and keys, read from the files themselves (a file's name may differ)
+    by the loader's reader: a value YAML cannot build (2024-02-30) is kept as its text, and a file that
+    is not a readable mapping is skipped."""
     names = {}
     for path in sorted([*(root / "exports").glob("*.yaml"), *(root / "exports").glob("*.yml")]):
-        try:
-            raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except (yaml.YAMLError, UnicodeDecodeError):
-            continue
+        raw = read_yaml(path, f"exports/{path.name}").data
         if isinstance(raw, dict) and isinstance(raw.get("name"), str):
-            names.setdefault(raw["name"], path)
+            names.setdefault(raw["name"], (path, raw))
     return names
 
 
-def clone_spec(root: Path, name: str, new_name: str, assignments: list[tuple[list[str], Any]]) -> Path:
-    """Write exports/<new_name>.yaml from export `name` with `assignments` applied; validate it with the loader."""
+def clone_spec(
+    root: Path,
+    name: str,
+    new_name: str,
+    assignments: list[tuple[list[str], Any]],
+    definition_problems: Callable[[ExportConfig], list[SpecProblem]] | None = None,
+) -> Path:
+    """Write exports/<new_name>.yaml from export `name` with `assignments` applied; validate it with the loader,
+    and with `definition_problems` (code_location's: what Dagster would refuse, a clash of names) when given."""
     if not re.fullmatch(EXPORT_NAME_PATTERN, new_name):
-        raise CloneError(f"{new_name!r} is not an export name: lower-case letters, digits and _, at most 64")
+        raise CloneError(f"{new_name!r} is not an export name: lower-case letters, digits and _, at most 63")
     names = spec_names(root)
     if name not in names:
         raise CloneError(f"no export named {name!r} in {root / 'exports'}{closest(name, names)}")
     if new_name in names:
-        raise CloneError(f"export {new_name!r} already exists in {names[new_name]}; choose another name")
-    raw = yaml.safe_load(names[name].read_text(encoding="utf-8"))
-    raw["name"] = new_name
-    if isinstance(raw.get("schedule"), dict) and True in raw["schedule"]:
-        # YAML 1.1 read `on:` as true; written back it must stay the key `on` (dumped quoted).
-        raw["schedule"] = {("on" if key is True else key): value for key, value in raw["schedule"].items()}
+        raise CloneError(f"export {new_name!r} already exists in {names[new_name][0]}; choose another name")
+    raw = {**names[name][1], "name": new_name}
     for keys, value in assignments:
         _assign(raw, keys, value)
     destination = root / "exports" / f"{new_name}.yaml"
@@ -81,7 +91,11 @@ def clone_spec(root: Path, name: str, new_name: str, assignments: list[tuple[lis
             yaml.safe_dump(raw, out, allow_unicode=True, sort_keys=False)
     except FileExistsError:
         raise CloneError(f"{destination} already exists; refusing to overwrite it") from None
-    problems = load_config(root).invalid_files.get(f"exports/{destination.name}", [])
+    config = load_config(root)
+    relative = f"exports/{destination.name}"
+    problems = config.invalid_files.get(relative, [])
+    if not problems and definition_problems is not None:
+        problems = [problem for problem in definition_problems(config) if problem.file == relative]
     if problems:
         destination.unlink()
         raise InvalidClone(problems)

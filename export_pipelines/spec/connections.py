@@ -6,8 +6,10 @@ from the environment when a run needs it, so neither files nor logs carry the va
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
+import typing
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -24,7 +26,11 @@ class EnvSecret(BaseModel):
     @classmethod
     def _variable_name(cls, value: str) -> str:
         if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", value):
-            raise ValueError(f"{value!r} is not an environment variable name: letters, digits and _, not starting with a digit")
+            # Not quoted: a value that is no variable name is most likely the secret itself, written in by mistake.
+            raise ValueError(
+                "is not an environment variable name (the value is not shown: it may be the secret itself); "
+                "write the variable's name: letters, digits and _, not starting with a digit"
+            )
         return value
 
     @model_validator(mode="before")
@@ -96,10 +102,8 @@ class SftpConnection(_Connection):
 
     @model_validator(mode="after")
     def _authenticates_and_verifies(self) -> SftpConnection:
-        if self.password is None and self.private_key_path is None:
-            raise ValueError("an sftp connection needs password: {env: VAR} or private_key_path")
-        if self.private_key_passphrase is not None and self.private_key_path is None:
-            raise ValueError("private_key_passphrase is set but private_key_path is not")
+        # Verification first: when another key is set aside for its own problem (a literal password),
+        # the checks that do not read it still run in the same pass (problems.every_layer).
         pinned = self.known_hosts_path is not None or self.host_key_fingerprint is not None
         if not pinned and not self.insecure_accept_any_host_key:
             raise ValueError(
@@ -108,6 +112,10 @@ class SftpConnection(_Connection):
             )
         if pinned and self.insecure_accept_any_host_key:
             raise ValueError("insecure_accept_any_host_key contradicts known_hosts_path/host_key_fingerprint; drop one")
+        if self.password is None and self.private_key_path is None:
+            raise ValueError("an sftp connection needs password: {env: VAR} or private_key_path")
+        if self.private_key_passphrase is not None and self.private_key_path is None:
+            raise ValueError("private_key_passphrase is set but private_key_path is not")
         return self
 
 
@@ -167,6 +175,24 @@ Connection = Annotated[
     SftpConnection | FtpConnection | S3Connection | SmtpConnection, Field(discriminator="type")
 ]
 DELIVERY_TYPES: frozenset[str] = frozenset({"sftp", "ftp", "ftps", "s3"})
+
+
+SECRET_KEYS: frozenset[str] = frozenset(
+    name
+    for model in (SftpConnection, FtpConnection, S3Connection, SmtpConnection)
+    for name, info in model.model_fields.items()
+    if EnvSecret in typing.get_args(info.annotation)
+)
+
+
+def is_secret_key(key: str) -> bool:
+    """Whether a key of connections.yaml may hold a secret: a secret key, a misspelling of one, or a
+    name that says so (`pasword`, `api_token`): its value is never quoted in a message."""
+    return (
+        key in SECRET_KEYS
+        or bool(re.search(r"pass|secret|token|credential|access_key", key, re.IGNORECASE))
+        or bool(difflib.get_close_matches(key, SECRET_KEYS, n=1, cutoff=0.8))
+    )
 
 
 class ConnectionsFile(BaseModel):

@@ -15,7 +15,8 @@ from export_pipelines.spec.connections import EnvSecret
 from export_pipelines.spec.problems import KeyValueError, closest
 from export_pipelines.stages.encodings import cannot_hold
 
-EXPORT_NAME_PATTERN = r"^[a-z0-9_]{1,64}$"
+# At most 63: Dagster's tag values (the asset's `export` tag) are.
+EXPORT_NAME_PATTERN = r"^[a-z0-9_]{1,63}$"
 
 FilterOperator = Literal[
     "$in",
@@ -240,6 +241,17 @@ def _month_day(value: Any) -> int | str:
 MonthDay = Annotated[int | Literal["last"], PlainValidator(_month_day)]
 
 
+# Dagster formats partition keys with strftime, which writes years before 1000 without their leading
+# zeros, and computes with offsets that overflow past 9998: dates outside these years are refused.
+FIRST_YEAR, LAST_YEAR = 1000, 9998
+
+
+def _in_calendar_range(value: dt.date) -> dt.date:
+    if not FIRST_YEAR <= value.year <= LAST_YEAR:
+        raise ValueError(f"{value.isoformat()} is outside the years {FIRST_YEAR} to {LAST_YEAR} that schedules and windows support")
+    return value
+
+
 class Incremental(BaseModel):
     """Capillary's event date / last updated date: the export is partitioned into complete windows."""
 
@@ -257,6 +269,11 @@ class Incremental(BaseModel):
         if isinstance(value, dt.datetime) or (isinstance(value, str) and not is_date_text):
             raise ValueError("start is a date (YYYY-MM-DD); windows begin at midnight in the export's timezone")
         return value
+
+    @field_validator("start")
+    @classmethod
+    def _start_in_range(cls, value: dt.date) -> dt.date:
+        return _in_calendar_range(value)
 
 
 class _Repeated(BaseModel):
@@ -318,7 +335,7 @@ class OnDateSchedule(BaseModel):
             raise ValueError("write the local time without an offset and name its zone in `timezone`")
         if value.second or value.microsecond:
             raise ValueError("schedules run on whole minutes; drop the seconds")
-        return value
+        return _in_calendar_range(value)
 
 
 REPEATS = ("daily", "weekly", "monthly", "every")

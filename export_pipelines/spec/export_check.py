@@ -116,7 +116,7 @@ def _shape(keys: dict, document: YamlDocument, *, plannable: bool) -> _Shape:
     positions = None
     if "name" in set_aside:
         # A stand-in with the name's letters keeps messages that quote the export's name readable.
-        salvaged["name"] = re.sub(r"[^a-z0-9_]", "_", str(keys.get("name", "")).lower())[:64] or "export"
+        salvaged["name"] = re.sub(r"[^a-z0-9_]", "_", str(keys.get("name", "")).lower())[:63] or "export"
     if "model" in set_aside:
         plannable, salvaged["model"] = False, ""
     if "fields" in set_aside:

@@ -56,14 +56,15 @@ def template_problems(template: KpiTemplate, catalog: Catalog) -> list[PlanError
     for index, measure in enumerate(template.measures):
         if measure.aggregation in (None, "group"):
             problems.append(PlanError(f"measures[{index}].aggregation", "a measure needs count, sum, avg, min or max"))
-    if problems:
-        return problems
+    # The fields are checked too, in the same pass; what they say of a field already refused above is not repeated.
+    refused = {problem.key_path.rpartition(".")[0] for problem in problems}
     spec = ExportSpec(name=template.name, model=template.model, fields=template.fields(), filters=template.filters)
     try:
         build_plan(spec, catalog)
     except ExceptionGroup as group:
-        return [_template_key_path(template, error) for error in group.exceptions if isinstance(error, PlanError)]
-    return []
+        mapped = [_template_key_path(template, error) for error in group.exceptions if isinstance(error, PlanError)]
+        problems += [problem for problem in mapped if problem.key_path.partition(".")[0] not in refused]
+    return problems
 
 
 def _template_key_path(template: KpiTemplate, error: PlanError) -> PlanError:

@@ -9,10 +9,12 @@ claim one name are both invalid. Everything else loads.
 
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from pydantic import ValidationError
 
@@ -21,7 +23,7 @@ from export_pipelines.spec.connections import ConnectionsFile
 from export_pipelines.spec.export_check import check_export
 from export_pipelines.spec.kpi import KpiTemplate, template_problems
 from export_pipelines.spec.plan import ExportPlan
-from export_pipelines.spec.problems import SpecProblem, closest, pydantic_problems, summary
+from export_pipelines.spec.problems import Layer, SpecProblem, closest, every_layer, parse_key_path, pydantic_problems, summary
 from export_pipelines.spec.shared_files import CONNECTIONS_FILE, BrokenEntries, load_connections, load_models
 from export_pipelines.spec.yaml_file import YamlDocument, read_yaml
 
@@ -43,9 +45,15 @@ class ExportConfig:
     invalid_kpis: dict[str, str] = field(default_factory=dict)
     # Spec files that do not load (exports/x.yaml), with their problems.
     invalid_files: dict[str, list[SpecProblem]] = field(default_factory=dict)
-    # The spec file of each valid export.
+    # The spec file of each valid export, and the file as read (for the lines of later problems).
     spec_files: dict[str, str] = field(default_factory=dict)
+    spec_documents: dict[str, YamlDocument] = field(default_factory=dict)
     problems: list[SpecProblem] = field(default_factory=list)
+
+    def export_problem(self, name: str, key_path: str, message: str) -> SpecProblem:
+        """A problem of valid export `name` found after loading (building its definitions), at its spec file's line."""
+        document = self.spec_documents.get(name)
+        return document.problem_at(key_path, message) if document else SpecProblem(self.spec_files[name], key_path, message)
 
     @property
     def connection_names(self) -> list[str]:
@@ -93,13 +101,8 @@ def _load_kpis(config: ExportConfig) -> None:
         found = [problem for _, problem in document.problems]
         template = None
         if document.data is not None:
-            try:
-                template = KpiTemplate.model_validate(document.data)
-            except ValidationError as error:
-                raw_problems = pydantic_problems(document.file, document.data, error, [KpiTemplate], line_of=document.line_of)
-                found += [problem for where, problem in raw_problems if not document.reported_within(where)]
-            else:
-                found += [document.problem_at(e.key_path, e.message) for e in template_problems(template, config.catalog)]
+            found += every_layer(document.data, functools.partial(_template_layer, document, config.catalog), [w for w, _ in document.problems])
+            template = None if found else KpiTemplate.model_validate(document.data)
         name = _declared_name(document, path)
         loaded.append(_Loaded(document.file, document, name, found))
         templates[document.file] = template
@@ -110,6 +113,15 @@ def _load_kpis(config: ExportConfig) -> None:
             config.problems.extend(item.problems)
         else:
             config.kpis[item.name] = templates[item.relative]
+
+
+def _template_layer(document: YamlDocument, catalog: Catalog, value: Any) -> Layer:
+    """The first check a KPI template fails: its keys' shapes, then (the last) its fields against the catalog."""
+    try:
+        template = KpiTemplate.model_validate(value)
+    except ValidationError as error:
+        return pydantic_problems(document.file, value, error, [KpiTemplate], line_of=document.line_of), False
+    return [(parse_key_path(e.key_path), document.problem_at(e.key_path, e.message)) for e in template_problems(template, catalog)], True
 
 
 def _load_exports(config: ExportConfig) -> None:
@@ -132,6 +144,7 @@ def _load_exports(config: ExportConfig) -> None:
         else:
             config.plans[item.name] = plans[item.relative]
             config.spec_files[item.name] = item.relative
+            config.spec_documents[item.name] = item.document
     _drop_broken_dependencies(config, {item.name: item for item in loaded}, files_by_name)
 
 
@@ -190,6 +203,7 @@ def _drop_broken_dependencies(config: ExportConfig, by_name: dict[str, _Loaded],
             problem = item.document.problem_at("after.export", message)
             del config.plans[name]
             del config.spec_files[name]
+            del config.spec_documents[name]
             config.invalid_files.setdefault(item.relative, []).append(problem)
             config.problems.append(problem)
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import re
+import string
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -373,8 +375,31 @@ def _file_and_time_problems(spec: ExportSpec, model_name: str | None, model: Mod
     return problems
 
 
+# A file name is at most 255 bytes: a wider token could never fit, and rendering a width of 10^9 takes
+# a gigabyte (Python's strftime even returns "" for a huge width, dropping the token silently).
+MAX_TOKEN_WIDTH = 32
+TIME_TOKENS = frozenset({"run_time", "window_start", "window_end"})
+
+
+def _check_widths(template: str) -> None:
+    """Every width and precision in the template's format specs ({part:03d}, {run_time:%5Y}) is at most
+    MAX_TOKEN_WIDTH; a field inside a format spec ({export:{part}}) is refused, as it would set one at run time."""
+    for _, token, format_spec, _ in string.Formatter().parse(template):
+        if token is None or not format_spec:
+            continue
+        if "{" in format_spec:
+            raise file_naming.FileNameError(f"{{{token}:{format_spec}}}: a format spec cannot hold another token")
+        pattern = r"%[-_0^#]*(\d+)" if token in TIME_TOKENS else r"(\d+)"
+        widths = [int(digits) for digits in re.findall(pattern, format_spec)]
+        if any(width > MAX_TOKEN_WIDTH for width in widths):
+            raise file_naming.FileNameError(
+                f"{{{token}:{format_spec}}}: a width or precision of {max(widths)}; file_name allows at most {MAX_TOKEN_WIDTH}"
+            )
+
+
 def _check_template(spec: ExportSpec, template: str, ext: str) -> None:
     tokens = file_naming.template_tokens(template)
+    _check_widths(template)
     if spec.max_rows_per_file and "part" not in tokens:
         raise file_naming.FileNameError("max_rows_per_file splits the export into parts, so file_name needs {part}")
     if "ext" not in tokens and not template.endswith(ext):

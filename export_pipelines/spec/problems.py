@@ -6,6 +6,7 @@ and what is wrong, with the closest valid names for any unknown name at any dept
 
 from __future__ import annotations
 
+import copy
 import difflib
 import re
 import types
@@ -51,6 +52,67 @@ def summary(problems: list[SpecProblem]) -> str:
     """The first problem, and how many more there are: why an entry others depend on does not load."""
     more = f" (and {len(problems) - 1} more problem{'s' if len(problems) > 2 else ''})" if len(problems) > 1 else ""
     return f"{problems[0]}{more}"
+
+
+Layer = tuple[list[tuple[KeyPath, SpecProblem]], bool]
+
+
+def every_layer(raw: Any, check: typing.Callable[[Any], Layer], set_aside: Iterable[KeyPath] = (), rounds: int = 8) -> list[SpecProblem]:
+    """Every problem of `raw` (one entry of a shared file, one KPI template), not only its first layer.
+
+    `check(value)` returns the (key path within `raw`, problem) pairs of the first check that fails
+    (the keys' shapes, then what a model validator or the catalog makes of them), and whether that
+    check is the last one. Until it is, the keys it names are set aside (deleted from a copy of
+    `raw`; a list as a whole when an item fails) and it runs again, so one pass reports what would
+    otherwise take one fix per layer. A problem at or under a set-aside key is not reported again
+    (its required key is now missing, its stand-in is refused). `set_aside` gives keys already
+    reported (by the YAML reader) to leave out from the start.
+    """
+    removed: list[KeyPath] = []
+    current = _without(raw, list(set_aside), removed)
+    problems: list[SpecProblem] = []
+    for _ in range(rounds):
+        if current is _WHOLE:
+            break
+        layer, last = check(current)
+        found = [(path, problem) for path, problem in layer if not _under(path, removed) and not _blames_set_aside(path, problem, removed)]
+        problems += [problem for _, problem in found]
+        if last or not found:
+            break
+        current = _without(current, [path for path, _ in found], removed)
+    return problems
+
+
+_WHOLE = object()
+
+
+def _without(raw: Any, paths: list[KeyPath], removed: list[KeyPath]) -> Any:
+    """A copy of `raw` without the mapping key holding each path; _WHOLE when a path is `raw` itself."""
+    result = copy.deepcopy(raw)
+    for path in paths:
+        cut = tuple(path)
+        while cut and isinstance(cut[-1], int):
+            cut = cut[:-1]
+        if not cut:
+            return _WHOLE
+        removed.append(cut)
+        parent = _node_at(result, cut[:-1])
+        if isinstance(parent, dict):
+            parent.pop(cut[-1], None)
+    return result
+
+
+def _blames_set_aside(path: KeyPath, problem: SpecProblem, removed: list[KeyPath]) -> bool:
+    """A check of the whole mapping (a model validator) that names a key set aside below it may be
+    complaining that the key is gone (`needs password` once password was set aside): not reported."""
+    return any(
+        len(cut) > len(path) and tuple(cut[: len(path)]) == tuple(path) and re.search(rf"\b{re.escape(str(cut[-1]))}\b", problem.message)
+        for cut in removed
+    )
+
+
+def _under(path: KeyPath, removed: list[KeyPath]) -> bool:
+    return any(tuple(path[: len(cut)]) == cut for cut in removed)
 
 
 def format_key_path(parts: Iterable[str | int]) -> str:
@@ -100,9 +162,10 @@ def pydantic_problems(
         loc = _file_loc(raw, item["loc"], roots[0], keep_last=item["type"] == "missing")
         message = _message(item, raw, loc, roots)
         context = item.get("ctx") or {}
-        if item["type"] == "union_tag_invalid" and isinstance(context.get("discriminator"), str):
-            # The tag is one key of the mapping (`type: fpt`): point at that key.
+        if item["type"] in {"union_tag_invalid", "union_tag_not_found"} and isinstance(context.get("discriminator"), str):
+            # The tag is one key of the mapping (`type: fpt`, or no `type:`): point at that key.
             loc = [*loc, context["discriminator"].strip("'")]
+            message = "required key is missing" if item["type"] == "union_tag_not_found" else message
         if isinstance(context.get("error"), KeyValueError):
             loc = [*loc, context["error"].key]
         path = (*prefix, *loc)

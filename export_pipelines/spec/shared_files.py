@@ -10,6 +10,8 @@ entry meant to change could read the wrong table.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -17,11 +19,13 @@ from typing import Any
 from pydantic import TypeAdapter, ValidationError
 
 from export_pipelines.catalog.models import Catalog, ModelDef, ModelError, ModelOverride, merge_model
-from export_pipelines.spec.connections import Connection, ConnectionsFile
-from export_pipelines.spec.problems import KeyPath, SpecProblem, closest, format_key_path, pydantic_problems, summary
+from export_pipelines.spec.connections import Connection, ConnectionsFile, is_secret_key
+from export_pipelines.spec.problems import KeyPath, Layer, SpecProblem, closest, every_layer, format_key_path, pydantic_problems, summary
 from export_pipelines.spec.yaml_file import YamlDocument, read_yaml
 
 CONNECTIONS_FILE = "connections.yaml"
+# Dagster's asset group names and tag values: what a new model's name becomes.
+MODEL_NAME_PATTERN = r"[A-Za-z0-9_]{1,63}"
 MODELS_FILE = "models.yaml"
 _CONNECTION = TypeAdapter(Connection)
 
@@ -45,13 +49,23 @@ class BrokenEntries:
 def load_connections(root: Path, problems: list[SpecProblem]) -> tuple[ConnectionsFile, BrokenEntries]:
     """The connections that load, and the ones that do not; every problem is added to `problems`."""
     broken = BrokenEntries(CONNECTIONS_FILE)
-    entries = _entries(root / CONNECTIONS_FILE, "connections", broken, problems)
+    entries = _entries(root / CONNECTIONS_FILE, "connections", broken, problems, secret_key=is_secret_key)
     valid = {}
     for name, raw, document, found in entries:
-        try:
+        prefix = ("connections", name)
+
+        def check(value: Any, prefix: KeyPath = prefix, document: YamlDocument = document) -> Layer:
+            # pydantic runs a model validator (an SFTP connection's host key) only once the keys pass: not the last layer.
+            try:
+                _CONNECTION.validate_python(value)
+            except ValidationError as error:
+                found = pydantic_problems(document.file, value, error, [Connection], prefix=prefix, line_of=document.line_of)
+                return _relative(prefix, found), False
+            return [], True
+
+        found += every_layer(raw, check, _reported(document, prefix))
+        if not found:
             valid[name] = _CONNECTION.validate_python(raw)
-        except ValidationError as error:
-            found += _validation_problems(document, raw, error, ("connections", name), Connection)
         if found:
             _break(broken, name, found, problems)
             if isinstance(raw, dict) and isinstance(raw.get("type"), str):
@@ -77,15 +91,29 @@ def load_models(root: Path, builtin: Catalog, problems: list[SpecProblem]) -> Ca
         if len(claims[canonical]) > 1:
             entry_names = " and ".join(f"models.{entry}" for entry in claims[canonical])
             found.append(_problem(document, ("models", name), f"{entry_names} both describe model {canonical}; merge them into one entry"))
-        model = None
-        try:
-            model = merge_model(canonical, builtin.models.get(canonical), ModelOverride.model_validate(raw))
-        except ValidationError as error:
-            found += _validation_problems(document, raw, error, ("models", name), ModelOverride)
-        except ModelError as error:
-            found += [_problem(document, ("models", name, *path), message) for path, message in error.problems]
-        if model is not None and not found:
-            found += _label_clashes(document, name, canonical, model, builtin, merged)
+        prefix = ("models", name)
+        if canonical not in builtin.models and not re.fullmatch(MODEL_NAME_PATTERN, canonical):
+            found.append(_problem(document, prefix, f"model name {canonical!r}: letters, digits and _, at most 63 characters "
+                                  "(it names the exports' asset group and their `model` tag); rename the entry"))
+
+        def check(value: Any, prefix: KeyPath = prefix, document: YamlDocument = document, canonical: str = canonical) -> Layer:
+            try:
+                override = ModelOverride.model_validate(value)
+            except ValidationError as error:
+                found = pydantic_problems(document.file, value, error, [ModelOverride], prefix=prefix, line_of=document.line_of)
+                return _relative(prefix, found), False
+            try:
+                merge_model(canonical, builtin.models.get(canonical), override)
+            except ModelError as error:
+                # merge_model reports every problem of the merged model at once: the last layer.
+                return [(tuple(path), _problem(document, (*prefix, *path), message)) for path, message in error.problems], True
+            return [], True
+
+        found += every_layer(raw, check, _reported(document, prefix))
+        model = None if found else merge_model(canonical, builtin.models.get(canonical), ModelOverride.model_validate(raw))
+        # Checked in the same pass, whatever else is wrong with the entry: its aliases as written, when they read.
+        aliases = model.aliases if model is not None else _written_aliases(raw)
+        found += _label_clashes(document, name, canonical, aliases, builtin, merged)
         labels |= dict.fromkeys([name, canonical, *(builtin.models[canonical].aliases if canonical in builtin.models else ())], canonical)
         if found:
             _break(broken, canonical, found, problems)
@@ -100,27 +128,34 @@ def load_models(root: Path, builtin: Catalog, problems: list[SpecProblem]) -> Ca
     return Catalog(merged, reasons)
 
 
+def _written_aliases(raw: Any) -> tuple[str, ...]:
+    aliases = raw.get("aliases") if isinstance(raw, dict) else None
+    return tuple(aliases) if isinstance(aliases, list) and all(isinstance(alias, str) for alias in aliases) else ()
+
+
 def _label_clashes(
-    document: YamlDocument, name: str, canonical: str, model: ModelDef, builtin: Catalog, merged: dict[str, ModelDef]
+    document: YamlDocument, name: str, canonical: str, aliases: tuple[str, ...], builtin: Catalog, merged: dict[str, ModelDef]
 ) -> list[SpecProblem]:
     """A model's name or alias that already names another model would make exports ambiguous."""
     clashes = []
     known = {**builtin.models, **merged}
-    for alias in model.aliases:
+    for alias in aliases:
         owner = next((other for other, defined in known.items() if other != canonical and alias in (other, *defined.aliases)), None)
         if owner is not None:
             clashes.append(_problem(document, ("models", name, "aliases"), f"{alias!r} already names model {owner}; choose another alias"))
     return clashes
 
 
-def _entries(path: Path, top_key: str, broken: BrokenEntries, problems: list[SpecProblem]) -> list[tuple[str, Any, YamlDocument, list[SpecProblem]]]:
+def _entries(
+    path: Path, top_key: str, broken: BrokenEntries, problems: list[SpecProblem], secret_key: Callable[[str], bool] | None = None
+) -> list[tuple[str, Any, YamlDocument, list[SpecProblem]]]:
     """(name, raw entry, document, the reading problems inside it) for each entry under `top_key`.
 
     Problems outside every entry are added to `problems` and make the whole file broken.
     """
     if not path.exists():
         return []
-    document = read_yaml(path, broken.file)
+    document = read_yaml(path, broken.file, secret_key)
     outside: list[SpecProblem] = []
     entries = []
     data = document.data
@@ -129,25 +164,36 @@ def _entries(path: Path, top_key: str, broken: BrokenEntries, problems: list[Spe
             if key != top_key:
                 hint = closest(key, [top_key]) or f"; the entries go under {top_key}:"
                 outside.append(_problem(document, (key,), f"unknown key {key!r}{hint}"))
-        section = data.get(top_key) or {}
-        if not isinstance(section, dict):
-            outside.append(_problem(document, (top_key,), f"expected a mapping of names to {top_key} entries"))
-            section = {}
-        for name, raw in section.items():
-            inside = [problem for where, problem in document.problems if where[:2] == (top_key, name)]
-            entries.append((name, raw, document, inside))
+        # `connections:` given twice is refused, but the entries of every block are read: none is hidden.
+        blocks = [*document.shadowed.get((top_key,), []), data.get(top_key) or {}]
+        seen: set[str] = set()
+        for section in blocks:
+            if not isinstance(section, dict):
+                outside.append(_problem(document, (top_key,), f"expected a mapping of names to {top_key} entries"))
+                continue
+            for name, raw in section.items():
+                inside = [problem for where, problem in document.problems if where[:2] == (top_key, name)]
+                if name in seen:
+                    inside.append(_problem(document, (top_key, name), f"{name} is in two `{top_key}:` blocks; keep one"))
+                    entries = [entry for entry in entries if entry[0] != name]
+                seen.add(name)
+                entries.append((name, raw, document, inside))
+    merged = (top_key,) in document.shadowed
     outside += [problem for where, problem in document.problems if len(where) < 2 or where[0] != top_key]
     problems.extend(outside)
-    if outside:
-        broken.file_reason = summary(outside)
+    hiding = [p for p in outside if not (merged and p.key_path == top_key and p.message.startswith("key given twice"))]
+    if hiding:
+        broken.file_reason = summary(hiding)
     return entries
 
 
-def _validation_problems(
-    document: YamlDocument, raw: Any, error: ValidationError, prefix: KeyPath, root: Any
-) -> list[SpecProblem]:
-    found = pydantic_problems(document.file, raw, error, [root], prefix=prefix, line_of=document.line_of)
-    return [problem for path, problem in found if not document.reported_within(path)]
+def _relative(prefix: KeyPath, found: list[tuple[KeyPath, SpecProblem]]) -> list[tuple[KeyPath, SpecProblem]]:
+    return [(tuple(path[len(prefix):]), problem) for path, problem in found]
+
+
+def _reported(document: YamlDocument, prefix: KeyPath) -> list[KeyPath]:
+    """Keys of one entry whose values reading refused (kept as text): set aside, as they are reported already."""
+    return [tuple(where[len(prefix):]) for where, _ in document.problems if tuple(where[: len(prefix)]) == prefix]
 
 
 def _problem(document: YamlDocument, path: KeyPath, message: str) -> SpecProblem:

@@ -39,29 +39,60 @@ def check_source(config: ExportConfig, engine: sa.Engine) -> list[SpecProblem]:
     models_file = config.root / MODELS_FILE
     document = read_yaml(models_file, MODELS_FILE) if models_file.exists() else YamlDocument(MODELS_FILE)
     uses = _uses(config, document)
-    inspector = sa.inspect(engine)
+    entries = _entry_names(config, document)
     sqlite = engine.dialect.name == "sqlite"
     problems = []
-    for model_name in sorted(uses):
-        model = config.catalog.models[model_name]
-        schema, _, table = model.table.rpartition(".")
-        try:
-            columns = {_name(c["name"], sqlite): c["type"] for c in inspector.get_columns(table, schema=schema or None)}
-        except sa.exc.NoSuchTableError:
-            known = [*inspector.get_table_names(schema=schema or None), *inspector.get_view_names(schema=schema or None)]
-            message = f"table {model.table} does not exist in the source{closest(table, known)}"
-            problems.append(_problem(document, ("models", model_name, "table"), message, _users(uses[model_name].values())))
-            continue
-        for field_name, users in sorted(uses[model_name].items()):
-            column = model.column_of(field_name)
-            reflected = columns.get(_name(column, sqlite))
-            if reflected is None:
-                message = f"table {model.table} has no column {column}{closest(column, columns)}"
-                problems.append(_problem(document, ("models", model_name, "fields", field_name, "column"), message, _users([users])))
-            elif (need := unreadable(model.fields[field_name], reflected, sqlite)) is not None:
-                message = f"column {model.table}.{column} is {reflected}, which cannot be read as {_article(model.fields[field_name].type)}: {need}"
-                problems.append(_problem(document, ("models", model_name, "fields", field_name, "type"), message, _users([users])))
+    with engine.connect() as connection:
+        inspector = sa.inspect(connection)
+        for model_name in sorted(uses):
+            model = config.catalog.models[model_name]
+            entry = ("models", entries.get(model_name, model_name))
+            schema, _, table = model.table.rpartition(".")
+            try:
+                columns = {_name(c["name"], sqlite): c["type"] for c in inspector.get_columns(table, schema=schema or None)}
+            except (sa.exc.NoSuchTableError, sa.exc.DBAPIError) as error:
+                message = _missing_table(inspector, model.table, schema or None, table, error)
+                problems.append(_problem(document, (*entry, "table"), message, _users(uses[model_name].values())))
+                continue
+            for field_name, users in sorted(uses[model_name].items()):
+                column = model.column_of(field_name)
+                reflected = columns.get(_name(column, sqlite))
+                field = model.fields[field_name]
+                if reflected is None:
+                    message = f"table {model.table} has no column {column}{closest(column, columns)}"
+                    problems.append(_problem(document, (*entry, "fields", field_name, "column"), message, _users([users])))
+                    continue
+                need = unreadable(field, reflected, sqlite)
+                if need is None and sqlite and _holds_numbers(connection, field, reflected, schema or None, table, column):
+                    need = "a TEXT column holding ISO 8601 text"
+                if need is not None:
+                    message = f"column {model.table}.{column} is {reflected}, which cannot be read as {_article(field.type)}: {need}"
+                    problems.append(_problem(document, (*entry, "fields", field_name, "type"), message, _users([users])))
     return problems
+
+
+def _missing_table(inspector: sa.Inspector, qualified: str, schema: str | None, table: str, error: Exception) -> str:
+    """Why a mapped table cannot be reflected, with the closest names that exist (a schema, then a table)."""
+    if schema is not None and schema not in (schemas := inspector.get_schema_names()):
+        return f"table {qualified} does not exist in the source: there is no schema {schema}{closest(schema, schemas)}"
+    if isinstance(error, sa.exc.DBAPIError):
+        return f"table {qualified} cannot be reflected: {str(error.orig).splitlines()[0]}"
+    known = [*inspector.get_table_names(schema=schema), *inspector.get_view_names(schema=schema)]
+    return f"table {qualified} does not exist in the source{closest(table, known)}"
+
+
+def _holds_numbers(
+    connection: sa.Connection, field: FieldDef, column_type: sa.types.TypeEngine, schema: str | None, table: str, column: str
+) -> bool:
+    """Whether a SQLite column read as a timestamp or date holds a number: ISO 8601 text is text in a column
+    of any affinity (SQLite converts only text that is a number), so only what is stored tells (one scan,
+    stopping at the first number)."""
+    if field.type not in {"timestamp", "date"} or sqlite_affinity(column_type) == "text":
+        return False
+    source = sa.table(table, sa.column(column), schema=schema)
+    kind = sa.func.typeof(source.c[column])
+    probe = sa.select(sa.literal(1)).select_from(source).where(kind.in_(["integer", "real"])).limit(1)
+    return connection.execute(probe).first() is not None
 
 
 def _article(field_type: str) -> str:
@@ -107,11 +138,14 @@ def _sqlite_unreadable(field: FieldDef, affinity: str) -> str | None:
     """SQLite keeps what the column's affinity makes of a value (README, "Values: exact or refused"): an INTEGER
     or NUMERIC column keeps integers, a TEXT one turns them into text, a REAL one into floats."""
     match field.type:
-        case "integer" | "boolean":
+        case "integer":
+            # A REAL column keeps integers as whole REALs, which the extract reads as the integers they are.
+            return None if affinity != "text" else "an INTEGER, NUMERIC or REAL column (a TEXT column stores the integers as text)"
+        case "boolean":
             return None if affinity in {"integer", "numeric", "blob"} else "an INTEGER or NUMERIC column (it would store the integers as text or REAL)"
         case "timestamp" | "date":
-            # NUMERIC affinity (DATETIME, DATE) keeps ISO text as text: it is no number.
-            return None if affinity in {"text", "numeric", "blob"} else "a TEXT column holding ISO 8601 text"
+            # ISO 8601 text is no number, so a column of any affinity keeps it as text: what is stored decides (_holds_numbers).
+            return None
     # decimal: INTEGER, REAL and number text are all read exactly; string and json: any value reads as text.
     return None
 
@@ -134,6 +168,17 @@ def _uses(config: ExportConfig, document: YamlDocument) -> dict[str, dict[str, s
             if field_name in model.fields:
                 uses[canonical][field_name].add(MAPPED_IN_MODELS_FILE)
     return uses
+
+
+def _entry_names(config: ExportConfig, document: YamlDocument) -> dict[str, str]:
+    """model -> the name models.yaml gives its entry (an alias, such as `customer`), so a problem names the key to fix."""
+    entries = document.data.get("models") if isinstance(document.data, dict) else None
+    names = {}
+    for name in entries if isinstance(entries, dict) else ():
+        canonical = config.catalog.canonical_name(str(name))
+        if canonical is not None:
+            names.setdefault(canonical, str(name))
+    return names
 
 
 def _plan_sources(plan: ExportPlan) -> Iterable[tuple[ModelDef, SourceRef]]:

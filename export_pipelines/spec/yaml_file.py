@@ -7,14 +7,20 @@ PyYAML's SafeLoader, with the document composed first and walked before anything
 - a plain value that YAML 1.1 and YAML 1.2 read differently (`NO`, `yes`, `0755`, `1_000`,
   `12:30`) is refused with the way to write it unambiguously;
 - a value YAML cannot build (`2024-02-30`, `!!int x`, an unknown tag) is a problem at its key
-  path instead of an exception out of the loader.
+  path instead of an exception out of the loader; so are a tag on a mapping or list and a
+  `<<:` merge of anything but mappings, which PyYAML refuses for the whole file;
+- a value under a secret-bearing key is never quoted in a problem.
 A refused value is kept as its text, so the rest of the file is still checked in the same pass.
+Only regular files are read, and at most MAX_FILE_BYTES of them: a FIFO or a device never ends.
 """
 
 from __future__ import annotations
 
 import codecs
+import os
 import re
+import stat
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,11 +37,20 @@ MAX_VALUES = 100_000
 MAX_DEPTH = 64
 
 _TAG = "tag:yaml.org,2002:"
-STR_TAG, MERGE_TAG, BOOL_TAG, INT_TAG, FLOAT_TAG = (f"{_TAG}{name}" for name in ("str", "merge", "bool", "int", "float"))
+STR_TAG, MERGE_TAG, BOOL_TAG, INT_TAG, FLOAT_TAG, MAP_TAG, SEQ_TAG = (
+    f"{_TAG}{name}" for name in ("str", "merge", "bool", "int", "float", "map", "seq")
+)
 SCALAR_TAGS = frozenset(f"{_TAG}{name}" for name in ("null", "bool", "int", "float", "binary", "timestamp", "str"))
 # Builds one scalar at a time to see whether it can be built; it keeps no state between values.
 _SCALARS = SafeConstructor()
 _BOMS = {"UTF-32": (codecs.BOM_UTF32_LE, codecs.BOM_UTF32_BE), "UTF-16": (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)}
+
+
+# A value refused at a secret-bearing key is never quoted: it may be the secret itself.
+SECRET_VALUE_MESSAGE = (
+    "this value is not shown, as its key holds a secret; secrets are never written in a config file: "
+    "write {env: VARIABLE_NAME} and set that variable"
+)
 
 
 @dataclass
@@ -46,6 +61,9 @@ class YamlDocument:
     data: Any = None
     lines: dict[KeyPath, int] = field(default_factory=dict)
     problems: list[tuple[KeyPath, SpecProblem]] = field(default_factory=list)
+    # A key given twice is refused, and `data` holds its last value; the earlier ones are here, so a
+    # shared file's entries under an earlier `connections:` are not lost with it.
+    shadowed: dict[KeyPath, list[Any]] = field(default_factory=dict)
 
     def line_of(self, path: KeyPath) -> int | None:
         """The line of the deepest part of `path` that is in the file (a missing key: its parent's line)."""
@@ -67,22 +85,50 @@ class YamlDocument:
         return SpecProblem(self.file, key_path, message, self.line_of(parse_key_path(key_path)))
 
 
-def read_yaml(path: Path, file: str) -> YamlDocument:
-    """The file at `path`, reported as `file` (its path in the config folder); a top-level mapping or a problem."""
+def read_yaml(path: Path, file: str, secret_key: Callable[[str], bool] | None = None) -> YamlDocument:
+    """The file at `path`, reported as `file` (its path in the config folder); a top-level mapping or a problem.
+
+    A value under a key for which `secret_key` is true is never quoted in a problem, whatever its YAML type.
+    """
     document = YamlDocument(file)
     try:
-        size = path.stat().st_size
-        if size > MAX_FILE_BYTES:
-            document.add((), f"the file is {size:,} bytes; a config file is at most {MAX_FILE_BYTES:,} bytes of YAML")
-            return document
-        data = path.read_bytes()
-    except OSError as error:
-        document.add((), f"cannot be read: {error.strerror or error}")
+        data = read_config_bytes(path)
+    except ConfigFileError as error:
+        document.add((), str(error))
         return document
-    return _parse(data, document)
+    return _parse(data, document, secret_key)
 
 
-def _parse(data: bytes, document: YamlDocument) -> YamlDocument:
+class ConfigFileError(ValueError):
+    """A config file that is not read: not a regular file, too large, or unreadable."""
+
+
+_KINDS_OF_FILE = {stat.S_IFIFO: "a named pipe (FIFO)", stat.S_IFCHR: "a device", stat.S_IFBLK: "a device", stat.S_IFSOCK: "a socket", stat.S_IFDIR: "a folder"}
+
+
+def read_config_bytes(path: Path) -> bytes:
+    """The bytes of a config file: a regular file (a symbolic link to one is followed) of at most
+    MAX_FILE_BYTES. A FIFO, a device (/dev/zero) or a socket would block or never end, so it is
+    refused before it is read; raises ConfigFileError saying which."""
+    try:
+        kind = _KINDS_OF_FILE.get(stat.S_IFMT(os.stat(path).st_mode))
+        if kind is not None:
+            raise ConfigFileError(f"not read: it is {kind}, not a regular file; a config file is a plain YAML file")
+        # Non-blocking: should it have become a FIFO since, opening it does not wait for a writer.
+        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as error:
+        raise ConfigFileError(f"cannot be read: {error.strerror or error}") from None
+    with os.fdopen(descriptor, "rb") as stream:
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            raise ConfigFileError("not read: it is not a regular file; a config file is a plain YAML file")
+        data = stream.read(MAX_FILE_BYTES + 1)
+        if len(data) > MAX_FILE_BYTES:
+            size = max(os.fstat(descriptor).st_size, len(data))
+            raise ConfigFileError(f"the file is {size:,} bytes; a config file is at most {MAX_FILE_BYTES:,} bytes of YAML")
+    return data
+
+
+def _parse(data: bytes, document: YamlDocument, secret_key: Callable[[str], bool] | None = None) -> YamlDocument:
     text = _text(data, document)
     if text is None:
         return document
@@ -93,11 +139,13 @@ def _parse(data: bytes, document: YamlDocument) -> YamlDocument:
         if node is None:
             document.add((), "the file is empty; expected a mapping of keys to values")
             return document
-        _Walk(document).value(node, (), ())
+        walk = _Walk(document, secret_key)
+        walk.value(node, (), ())
         if not isinstance(node, MappingNode):
             document.add((), "expected a mapping of keys to values at the top level", node.start_mark.line + 1)
             return document
         document.data = loader.construct_document(node)
+        document.shadowed = {path: [loader.construct_object(item, deep=True) for item in items] for path, items in walk.shadowed.items()}
     except _Unreadable as error:
         document.add((), str(error), error.line)
     except yaml.MarkedYAMLError as error:
@@ -151,9 +199,11 @@ class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # libyaml's parse
 class _Walk:
     """One pass over the composed nodes: lines, duplicate keys, values YAML reads ambiguously or cannot build."""
 
-    def __init__(self, document: YamlDocument):
+    def __init__(self, document: YamlDocument, secret_key: Callable[[str], bool] | None = None):
         self.document = document
         self.values = 0
+        self.shadowed: dict[KeyPath, list[Node]] = {}
+        self.secret_key = secret_key or (lambda _: False)
 
     def value(self, node: Node, path: KeyPath, ancestors: tuple[Node, ...]) -> None:
         self.values += 1
@@ -163,6 +213,11 @@ class _Walk:
             raise _Unreadable(f"nested deeper than {MAX_DEPTH} levels")
         if any(node is ancestor for ancestor in ancestors):
             raise _Unreadable("an alias refers to a value that contains it", node.start_mark.line + 1)
+        if isinstance(node, MappingNode | SequenceNode) and node.tag not in (MAP_TAG, SEQ_TAG):
+            # PyYAML would refuse the whole file at it (`!!omap {a: 1}`, `!Ref {...}`): this value's problem instead, read plain.
+            kind = "mapping" if isinstance(node, MappingNode) else "list"
+            self.document.add(path, f"the YAML tag {node.tag} is not supported here; write a plain {kind}", node.start_mark.line + 1)
+            node.tag = MAP_TAG if isinstance(node, MappingNode) else SEQ_TAG
         if isinstance(node, MappingNode):
             self.mapping(node, path, (*ancestors, node))
         elif isinstance(node, SequenceNode):
@@ -174,11 +229,18 @@ class _Walk:
 
     def mapping(self, node: MappingNode, path: KeyPath, ancestors: tuple[Node, ...]) -> None:
         first_line: dict[str, int] = {}
+        earlier: dict[str, Node] = {}
         merged = []
-        for key, item in node.value:
+        for key, item in list(node.value):
             line = key.start_mark.line + 1
             if key.tag == MERGE_TAG:
-                merged += item.value if isinstance(item, SequenceNode) else [item]
+                sources = item.value if isinstance(item, SequenceNode) else [item]
+                if not all(isinstance(source, MappingNode) for source in sources):
+                    # PyYAML would refuse the whole file; the merge is this mapping's problem, and it is left out.
+                    self.document.add(path, "`<<:` merges a mapping (or a list of mappings) into this one, such as <<: *defaults", line)
+                    node.value.remove((key, item))
+                    continue
+                merged += sources
                 continue
             if not isinstance(key, ScalarNode):
                 self.document.add(path, "a key must be a name, not a list or a mapping", line)
@@ -187,14 +249,15 @@ class _Walk:
                 self.document.add(
                     (*path, key.value), f"key given twice in one mapping (lines {first_line[key.value]} and {line}); keep one", line
                 )
+                self.shadowed.setdefault((*path, key.value), []).append(earlier[key.value])
             else:
                 first_line[key.value] = line
+            earlier[key.value] = item
             self.document.lines.setdefault((*path, key.value), line)
             self.value(item, (*path, key.value), ancestors)
         # Keys merged in with `<<: *anchor` give way to the mapping's own keys, as YAML says.
         for source in merged:
-            if isinstance(source, MappingNode):
-                self.value(source, path, ancestors)
+            self.value(source, path, ancestors)
 
     def scalar(self, node: ScalarNode, path: KeyPath) -> None:
         message = None
@@ -209,6 +272,8 @@ class _Walk:
                 # Plain (unquoted) style is None in PyYAML's parser and "" in libyaml's.
                 message = _ambiguity(node, value) if not node.style else None
         if message is not None:
+            if any(isinstance(part, str) and self.secret_key(part) for part in path):
+                message = SECRET_VALUE_MESSAGE
             self.document.add(path, message, node.start_mark.line + 1)
             node.tag = STR_TAG
 
