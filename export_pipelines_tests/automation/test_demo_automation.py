@@ -32,5 +32,7 @@ def test_demo_schedules_sensors_and_partitions():
     graph = defs.resolve_asset_graph()
     partitioned = sorted(key.path[1] for key in graph.get_all_asset_keys() if graph.get(key).partitions_def is not None)
     assert partitioned == ["apparel21_customers", "apparel21_orders", "capillary_transactions"]
+    # The dependent export is an edge in the lineage graph.
+    assert graph.get(asset_key_for("apparel21_orders")).parent_keys == {asset_key_for("apparel21_customers")}
     metadata = graph.get(asset_key_for("capillary_transactions")).metadata
     assert metadata["schedule"].startswith("weekly (0 6 * * 1 Asia/Kolkata)")
