@@ -386,16 +386,27 @@ def _remove_work_dirs(file_set: FileSet) -> None:
 
 
 def definition_metadata(plan: ExportPlan) -> dict:
+    """What the asset's Overview shows of the spec: model, target, schedule (or `after`), the window
+    column of an incremental export, and each field's source and header as a table."""
     spec = plan.spec
-    return {
+    metadata = {
         "model": plan.model_name,
         "target": spec.target_label,
         "format": spec.format,
         "compression": spec.compression,
         "schedule": describe_schedule(plan),
         "file_name": plan.file_template,
-        "fields": dg.MetadataValue.json([{"from": f.source.label, "to": f.header} for f in plan.fields]),
+        "fields": dg.MetadataValue.table(
+            records=[dg.TableRecord({"from": f.source.label, "to": f.header}) for f in plan.fields],
+            schema=dg.TableSchema(columns=[dg.TableColumn("from", "string"), dg.TableColumn("to", "string")]),
+        ),
     }
+    if plan.window_field is not None:
+        window = spec.incremental
+        metadata["window_column"] = (
+            f"{plan.window_field.label} ({window.grain} windows from {window.start.isoformat()}, {window.timezone})"
+        )
+    return metadata
 
 
 def window_label(window: TimeWindow | None) -> str:
