@@ -209,7 +209,8 @@ def test_a_run_that_failed_at_upload_shows_its_cause(page, console):
     page.get_by_role("link", name="View", exact=True).or_(page.get_by_role("button", name="View", exact=True)).first.click()
     expect(page.get_by_text("Failure", exact=True).first).to_be_visible(timeout=RUN_SECONDS * 1000)
     expect(page.get_by_text("Errored (1)")).to_be_visible()
-    expect(page.get_by_text(f"{FAILING_EXPORT}.{FAILING_EXPORT}__upload", exact=True).first).to_be_visible()
+    # The errored step, in the panel beside the timeline.
+    expect(page.get_by_text(re.compile(rf"^exports__{FAILING_EXPORT}\.{FAILING_EXPORT}__upload$")).first).to_be_visible()
     page.get_by_placeholder("Filter…").fill("type:RUN_FAILURE")
     cause = page.get_by_text(f"For export {FAILING_EXPORT}, the upload step failed", exact=False).first
     expect(cause).to_be_visible()
@@ -223,5 +224,20 @@ def test_the_dependent_export_has_its_upstream_in_the_lineage(page, console):
 
     page.goto("/assets/exports/apparel21_orders")
     page.get_by_role("tab", name="Lineage").or_(page.get_by_role("link", name="Lineage", exact=True)).last.click()
-    expect(page.get_by_text("apparel21_customers").first).to_be_visible()
+    # The upstream's node in the graph (not the sensor's name, which also holds it).
+    expect(page.get_by_text("apparel21_customers", exact=True).first).to_be_visible()
     screenshot(page, console, "07_lineage")
+
+
+def test_the_automation_list_says_which_year_the_one_off_schedule_runs(page, console):
+    from playwright.sync_api import expect
+
+    page.goto("/automation")
+    name = page.get_by_text("voucherify_vouchers_schedule", exact=True)
+    expect(name).to_be_visible()
+    # The cron names the day of every year; the info icon beside the name gives the date and says so.
+    name.locator("xpath=..").get_by_role("img", name="info").hover()
+    tooltip = page.get_by_role("tooltip")
+    expect(tooltip).to_contain_text("once on 2099-12-01T06:00 Europe/Budapest (the cron repeats yearly; other years' ticks skip)")
+    expect(tooltip).to_have_css("opacity", "1")
+    screenshot(page, console, "08_automation")
