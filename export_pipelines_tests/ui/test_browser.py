@@ -216,6 +216,9 @@ def test_a_run_that_failed_at_upload_shows_its_cause(page, console):
     expect(cause).to_be_visible()
     expect(cause).to_contain_text("File exists")
     expect(page.get_by_text("Exceeded max_retries", exact=False)).to_have_count(0)
+    # Where the README sends a user to rerun it: the re-execute menu's "From failure".
+    page.get_by_role("button", name=re.compile("Re-execute all")).locator("xpath=..").get_by_role("button", name="arrow_drop_down").click()
+    expect(page.get_by_role("menuitem", name=re.compile("From failure"))).to_be_enabled()
     screenshot(page, console, "06_failed_run")
 
 
