@@ -193,6 +193,15 @@ def test_a_backfill_from_the_partitions_dialog_runs_and_shows_its_files(page, co
     expect(table_row).to_contain_text(str(rows))
     screenshot(page, console, "05_backfill_run")
 
+    # Rows and bytes are numbers, so the export's Overview plots them over its materializations.
+    page.goto("/assets/exports/capillary_transactions")
+    page.get_by_role("button", name="Plots").click()
+    # Plotted by materialization ("Events"); the "Partitions" view showed no series for these windows here.
+    page.get_by_role("button", name=re.compile(r"\bEvents$")).click()
+    for plotted in ("rows_written", "file_size_bytes"):
+        expect(page.get_by_text(plotted, exact=True).first).to_be_visible()
+    screenshot(page, console, "05b_plots")
+
 
 def expected_backfill_rows(database: Path) -> int:
     """The spec's filter (amount > 0) over the three windows, by plain SQL."""
