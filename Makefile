@@ -23,13 +23,14 @@ demo: install dagster-home
 	$(VENV)/bin/export-pipelines demo
 
 # The delivery tests start private sshd and vsftpd instances; Debian's packages provide them, and
-# gnupg the gpg that encrypts files (and decrypts them in the tests).
+# gnupg the gpg that encrypts files (and decrypts them in the tests); the UI tests drive Debian's
+# chromium with Playwright (no browser download).
 # Without root they cannot be installed: those tests then skip (and fail under CI=true).
 test-services:
-	@if [ ! -x /usr/sbin/sshd ] || [ ! -x /usr/sbin/vsftpd ] || [ ! -x /usr/bin/gpg ]; then \
+	@if [ ! -x /usr/sbin/sshd ] || [ ! -x /usr/sbin/vsftpd ] || [ ! -x /usr/bin/gpg ] || [ ! -x /usr/bin/chromium ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server vsftpd gnupg >/dev/null; \
-	  else echo "openssh-server/vsftpd/gnupg missing and not root: delivery tests will skip"; fi; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server vsftpd gnupg chromium >/dev/null; \
+	  else echo "openssh-server/vsftpd/gnupg/chromium missing and not root: delivery and UI tests will skip"; fi; \
 	fi
 
 test: install test-services

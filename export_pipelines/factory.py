@@ -159,7 +159,16 @@ def build_export_asset(plan: ExportPlan, connections: Mapping[str, DeliveryConne
     # The steps that touch the database and the server retry transient errors only (retries.py).
     retry_schedule = retry_schedule_for(spec.retries)
 
-    @dg.op(name=op_name_for(name, "extract"), description=f"Query {plan.model_name} into an Arrow stage file, filters pushed into SQL.")
+    # An export with `after` depends on its upstream asset, so the dependency is an edge in the
+    # lineage graph. The input carries nothing: the dependency sensor keeps deciding when the export
+    # runs (after the delay, per window); in one run with the upstream it waits for the upstream's upload.
+    upstream_ins = {"upstream": dg.In(dg.Nothing)} if spec.after else None
+
+    @dg.op(
+        name=op_name_for(name, "extract"),
+        ins=upstream_ins,
+        description=f"Query {plan.model_name} into an Arrow stage file, filters pushed into SQL.",
+    )
     def extract(context: dg.OpExecutionContext, source_database: SourceDatabase) -> dg.Output[StageFile]:
         tag_export_run(context, plan)
         window = export_window(context, plan)
@@ -316,8 +325,25 @@ def build_export_asset(plan: ExportPlan, connections: Mapping[str, DeliveryConne
         description="Rows written equal the rows the source query counted.",
     )
 
-    @dg.graph_asset(
+    def run_stages(extracted):
+        mapped = map_fields(extracted)
+        result, check_result = upload(serialize(aggregate(mapped) if plan.aggregates else mapped))
+        return {"result": result, check.get_python_identifier(): check_result}
+
+    if spec.after:
+
+        def export_asset(upstream):
+            return run_stages(extract(upstream))
+
+    else:
+
+        def export_asset():
+            return run_stages(extract())
+
+    return dg.graph_asset(
+        export_asset,
         key=key,
+        ins={"upstream": dg.AssetIn(asset_key_for(spec.after.export), dagster_type=dg.Nothing)} if spec.after else None,
         group_name=plan.model_name,
         description=spec.description or f"Export of {plan.model_name} to {spec.target_label} as {plan.ext}.",
         metadata=definition_metadata(plan),
@@ -328,12 +354,6 @@ def build_export_asset(plan: ExportPlan, connections: Mapping[str, DeliveryConne
         partitions_def=partitions_for(spec.incremental),
         backfill_policy=dg.BackfillPolicy.single_run() if spec.incremental else None,
     )
-    def export_asset():
-        mapped = map_fields(extract())
-        result, check_result = upload(serialize(aggregate(mapped) if plan.aggregates else mapped))
-        return {"result": result, check.get_python_identifier(): check_result}
-
-    return export_asset
 
 
 def deliver_file_set(
@@ -406,16 +426,27 @@ def _remove_work_dirs(file_set: FileSet, local_folder: Path) -> None:
 
 
 def definition_metadata(plan: ExportPlan) -> dict:
+    """What the asset's Overview shows of the spec: model, target, schedule (or `after`), the window
+    column of an incremental export, and each field's source and header as a table."""
     spec = plan.spec
-    return {
+    metadata = {
         "model": plan.model_name,
         "target": spec.target_label,
         "format": spec.format,
         "compression": spec.compression,
         "schedule": describe_schedule(plan),
         "file_name": plan.file_template,
-        "fields": dg.MetadataValue.json([{"from": f.source.label, "to": f.header} for f in plan.fields]),
+        "fields": dg.MetadataValue.table(
+            records=[dg.TableRecord({"from": f.source.label, "to": f.header}) for f in plan.fields],
+            schema=dg.TableSchema(columns=[dg.TableColumn("from", "string"), dg.TableColumn("to", "string")]),
+        ),
     }
+    if plan.window_field is not None:
+        window = spec.incremental
+        metadata["window_column"] = (
+            f"{plan.window_field.label} ({window.grain} windows from {window.start.isoformat()}, {window.timezone})"
+        )
+    return metadata
 
 
 def window_label(window: TimeWindow | None) -> str:

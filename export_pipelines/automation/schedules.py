@@ -98,10 +98,12 @@ def describe_schedule(plan: ExportPlan, now: dt.datetime | None = None) -> str:
         on_text = f"{schedule.on:%Y-%m-%dT%H:%M} {schedule.timezone}"
         if fires.replace(tzinfo=None) != schedule.on:
             on_text += f" (that local time does not exist then; the tick comes at {fires:%H:%M})"
+        # Dagster's schedule list shows the cron, which has no year, with this description as its
+        # tooltip: it says that the day's yearly return does not run the export.
         if fires <= (now or dt.datetime.now(dt.UTC)):
             fired = "fired once" if schedule.active else "was due once (inactive)"
-            return f"{fired} on {on_text}, will not run again"
-        when = f"once on {on_text}"
+            return f"{fired} on {on_text}, will not run again (the cron repeats yearly; every tick skips)"
+        when = f"once on {on_text} (the cron repeats yearly; other years' ticks skip)"
     else:
         when = f"{schedule.repeated} ({cron_string(schedule)} {schedule.timezone})"
     covers = "every window completed since the previous tick" if spec.incremental else "a snapshot"

@@ -32,5 +32,13 @@ def test_demo_schedules_sensors_and_partitions():
     graph = defs.resolve_asset_graph()
     partitioned = sorted(key.path[1] for key in graph.get_all_asset_keys() if graph.get(key).partitions_def is not None)
     assert partitioned == ["apparel21_customers", "apparel21_orders", "capillary_transactions"]
+    # The dependent export is an edge in the lineage graph.
+    assert graph.get(asset_key_for("apparel21_orders")).parent_keys == {asset_key_for("apparel21_customers")}
     metadata = graph.get(asset_key_for("capillary_transactions")).metadata
     assert metadata["schedule"].startswith("weekly (0 6 * * 1 Asia/Kolkata)")
+    # The Overview's table of fields (source -> header, as the spec maps them) and the window column.
+    fields = [(record.data["from"], record.data["to"]) for record in metadata["fields"].records]
+    assert fields[:3] == [("id", "bill_id"), ("number", "bill_number"), ("customer_id", "user_id")]
+    assert fields[6] == ("metadata.source", "ext_source") and len(fields) == 9
+    assert metadata["window_column"] == "created_at (daily windows from 2025-01-01, Asia/Kolkata)"
+    assert "window_column" not in graph.get(asset_key_for("voucherify_vouchers")).metadata

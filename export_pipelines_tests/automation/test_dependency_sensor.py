@@ -13,7 +13,7 @@ from export_pipelines.automation.dependencies import follow_upstream
 from export_pipelines.automation.windows import range_tags
 from export_pipelines.definitions import build_definitions
 from export_pipelines.factory import build_export_asset
-from export_pipelines.naming import after_sensor_name_for, export_job_name
+from export_pipelines.naming import after_sensor_name_for, asset_key_for, export_job_name
 from export_pipelines.spec.loader import ExportConfig, load_config
 from export_pipelines_tests.automation.window_data import create_window_transactions
 from export_pipelines_tests.conftest import export_resources, write_config
@@ -187,3 +187,20 @@ def test_a_snapshot_export_follows_a_snapshot_export_once_per_upstream_run(tmp_p
     [request] = sensor.evaluate_tick(dg.build_sensor_context(instance=instance)).run_requests
     assert request.run_key == f"second:after:{upstream.run_id}"
     assert ASSET_PARTITION_RANGE_START_TAG not in request.tags
+
+
+def test_the_dependency_is_an_edge_of_the_lineage_graph_and_the_sensor_still_launches(config):
+    defs = build_definitions(config)
+    graph = defs.resolve_asset_graph()
+    downstream, upstream = graph.get(asset_key_for("orders_after")), graph.get(asset_key_for("customers_first"))
+    assert downstream.parent_keys == {upstream.key} and upstream.child_keys == {downstream.key}
+    # Same grain and timezone (the loader's rule): window 2026-03-28 follows window 2026-03-28.
+    mapping = graph.get_partition_mapping(downstream.key, upstream.key)
+    assert mapping.get_upstream_mapped_partitions_result_for_partitions(
+        downstream.partitions_def.subset_with_partition_keys(["2026-03-28"]), downstream.partitions_def, upstream.partitions_def
+    ).partitions_subset.get_partition_keys() == ["2026-03-28"]
+    # Exports stay grouped by their model; the edge does not make the upstream part of the downstream's runs.
+    assert downstream.group_name == upstream.group_name == "transactions"
+    job = defs.resolve_job_def(export_job_name("orders_after"))
+    assert job.asset_layer.selected_asset_keys == {downstream.key}
+    assert downstream.automation_condition is None

@@ -150,7 +150,9 @@ def test_a_past_on_date_still_loads_keeps_its_job_and_never_fires_again(tmp_path
     definitions = build_definitions(config)
     assert definitions.resolve_job_def(export_job_name("probe")).name == export_job_name("probe")
     schedule = definitions.get_schedule_def(schedule_name_for("probe"))
-    assert schedule.description == "fired once on 2020-01-01T06:00 Europe/Budapest, will not run again"
+    assert schedule.description == (
+        "fired once on 2020-01-01T06:00 Europe/Budapest, will not run again (the cron repeats yearly; every tick skips)"
+    )
     assert schedule.default_status == dg.DefaultScheduleStatus.STOPPED
     for later in (at_budapest(2021, 1, 1, 6, 0), at_budapest(2030, 1, 1, 6, 0)):
         skipped = tick(schedule, later)
@@ -166,7 +168,7 @@ def test_a_past_incremental_on_date_loads_too(tmp_path):
 def test_a_future_on_date_schedule_is_running_until_it_fires(tmp_path):
     schedule = schedule_for(tmp_path, {"on": "2099-03-01T06:00", "timezone": "Europe/Budapest"})
     assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
-    assert schedule.description == "once on 2099-03-01T06:00 Europe/Budapest: a snapshot"
+    assert schedule.description == "once on 2099-03-01T06:00 Europe/Budapest (the cron repeats yearly; other years' ticks skip): a snapshot"
 
 
 def test_an_on_date_in_the_spring_dst_gap_fires_once_when_the_clocks_jump(tmp_path):
