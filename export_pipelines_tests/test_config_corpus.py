@@ -447,7 +447,7 @@ CASES = [
          spec("c_layers", "schedule: {repeated: daily, timezone: Europe/Budpest}\ntarget: {connection: sana_fpt}\n", fields="[id, emial]"),
          P(ex("c_layers"), 4, "schedule.timezone", "did you mean Europe/Budapest"),
          P(ex("c_layers"), 3, "fields[1].from", "no field 'emial'", "did you mean email"),
-         P(ex("c_layers"), 5, "target.connection", "'sana_fpt' is not in connections.yaml", "did you mean sana_ftp")),
+         P(ex("c_layers"), 5, "target.connection", "connection 'sana_fpt' is not", "connections.yaml", "did you mean sana_ftp")),
 ]
 
 

@@ -521,7 +521,8 @@ def test_a_misspelt_connections_key_names_the_file_in_every_dependent(tmp_path):
         "connections.yaml: line 1: conections: unknown key 'conections'; did you mean connections?"
     )
     assert (export_problem.file, export_problem.key_path) == ("exports/probe.yaml", "target.connection")
-    assert export_problem.message == f"connection 'partner_sftp' is not in connections.yaml (connections.yaml does not load ({file_problem}))"
+    # Whether the connection is in the file is unknown: the file is blamed, not the export.
+    assert export_problem.message == f"connection 'partner_sftp' cannot be read, as connections.yaml does not load ({file_problem})"
 
 
 def test_a_broken_connection_invalidates_only_its_exports(tmp_path):

@@ -179,14 +179,22 @@ def _target_problem(spec: ExportSpec, config: ExportConfig) -> str | None:
         broken = config.broken_connections
         if name in broken.reasons:
             return f"connection {name} does not load: {broken.reasons[name]}"
-        unread = f" ({broken.file_message})" if broken.file_message else ""
-        return f"connection {name!r} is not in connections.yaml{unread}{closest(name, config.connection_names)}"
+        return _missing_connection(name, config.connection_names, broken.file_message)
     if connection.type not in DELIVERY_TYPES:
         return f"connection {name!r} is a {connection.type} connection, which cannot receive files"
     if connection.type not in DELIVERABLE_TYPES:
         kinds = ", ".join(["download", *sorted(DELIVERABLE_TYPES)])
         return f"connection {name!r} is {connection.type}; this build delivers only to: {kinds}"
     return None
+
+
+def _missing_connection(name: str, known: list[str], file_message: str | None) -> str:
+    """Why connection `name` is not there, never blaming the export for a file that could not be read."""
+    if file_message is None:
+        return f"connection {name!r} is not in connections.yaml{closest(name, known)}"
+    if not known:
+        return f"connection {name!r} cannot be read, as {file_message}"
+    return f"connection {name!r} is not among the entries read from connections.yaml, and {file_message}{closest(name, known)}"
 
 
 def _mail_problem(spec: ExportSpec, config: ExportConfig) -> tuple[str, str] | None:
@@ -208,8 +216,7 @@ def _mail_problem(spec: ExportSpec, config: ExportConfig) -> tuple[str, str] | N
         if via in broken.reasons:
             return "notify.via", f"connection {via} does not load: {broken.reasons[via]}"
         smtp = [name for name, c in connections.items() if c.type == "smtp"]
-        unread = f" ({broken.file_message})" if broken.file_message else ""
-        return "notify.via", f"connection {via!r} is not in connections.yaml{unread}{closest(via, smtp)}"
+        return "notify.via", _missing_connection(via, smtp, broken.file_message)
     if connection.type != "smtp":
         return "notify.via", f"connection {via!r} is a {connection.type} connection; notify.via needs an smtp connection"
     return None

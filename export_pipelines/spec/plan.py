@@ -366,11 +366,7 @@ def _file_template(spec: ExportSpec) -> tuple[str, str]:
 
 
 def _file_and_time_problems(spec: ExportSpec, model_name: str | None, model: ModelDef | None) -> list[PlanError]:
-    problems = []
-    try:
-        _check_template(spec, *_file_template(spec))
-    except file_naming.FileNameError as error:
-        problems.append(PlanError("file_name", str(error)))
+    problems = [PlanError("file_name", message) for message in _template_problems(spec, *_file_template(spec))]
     problems.extend(PlanError(key_path, message) for key_path, message in timing_problems(spec, model_name, model))
     return problems
 
@@ -397,15 +393,41 @@ def _check_widths(template: str) -> None:
             )
 
 
-def _check_template(spec: ExportSpec, template: str, ext: str) -> None:
-    tokens = file_naming.template_tokens(template)
-    _check_widths(template)
+def _template_problems(spec: ExportSpec, template: str, ext: str) -> list[str]:
+    """Every problem of the file name template at once (a user fixes them in one round)."""
+    try:
+        tokens = file_naming.template_tokens(template)
+    except file_naming.FileNameError as error:
+        return [str(error)]
+    problems = [file_naming.unknown_token_message(token) for token in sorted(tokens - set(file_naming.TOKENS))]
+    checks = [
+        lambda: _check_widths(template),
+        lambda: _check_parts_and_extension(spec, tokens, template, ext),
+    ]
+    for check in checks:
+        try:
+            check()
+        except file_naming.FileNameError as error:
+            problems.append(str(error))
+    if not problems:
+        try:
+            _check_template(spec, template, ext)
+        except file_naming.FileNameError as error:
+            problems.append(str(error))
+    return problems
+
+
+def _check_parts_and_extension(spec: ExportSpec, tokens: set[str], template: str, ext: str) -> None:
     if spec.max_rows_per_file and "part" not in tokens:
         raise file_naming.FileNameError("max_rows_per_file splits the export into parts, so file_name needs {part}")
     if "ext" not in tokens and not template.endswith(ext):
         raise file_naming.FileNameError(f"file_name should end with {{ext}} or .{ext} so the name says what the file is")
     if tokens & {"window_start", "window_end"} and spec.incremental is None:
         raise file_naming.FileNameError("{window_start}/{window_end} need an incremental export; this one is a snapshot")
+
+
+def _check_template(spec: ExportSpec, template: str, ext: str) -> None:
+    """Renders a sample name and, for retention, the template's exact ownership pattern."""
     sample_time = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
     sample = file_naming.NameValues(
         export=spec.name, model=spec.model, run_time=sample_time, ext=ext, window_start=sample_time, window_end=sample_time

@@ -186,7 +186,11 @@ def _message(item: dict, raw: Any, loc: list, roots: Sequence[type]) -> str:
     kind, message, value = item["type"], item["msg"], item.get("input")
     context = item.get("ctx") or {}
     if kind == "extra_forbidden" and loc:
-        return f"unknown key {loc[-1]!r}{closest(str(loc[-1]), allowed_keys(roots, loc[:-1], _node_at(raw, loc[:-1])))}"
+        allowed = allowed_keys(roots, loc[:-1], _node_at(raw, loc[:-1]))
+        if str(loc[-1]) in allowed:
+            # A key of another form of this mapping (schedule: on vs repeated; audience: customers_file vs query_model).
+            return f"{loc[-1]!r} cannot be combined with the other keys here: they belong to different forms of it; keep the keys of one form"
+        return f"unknown key {loc[-1]!r}{closest(str(loc[-1]), allowed)}"
     if kind == "missing":
         return "required key is missing"
     if kind == "literal_error" and isinstance(value, str):

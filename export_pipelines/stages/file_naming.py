@@ -45,12 +45,14 @@ class NameValues:
     part: int = 1
 
 
+def unknown_token_message(name: str) -> str:
+    return f"unknown token {{{name}}} in file_name; tokens are " + ", ".join(f"{{{t}}}" for t in TOKENS)
+
+
 class _TokenFormatter(string.Formatter):
     def get_field(self, field_name: str, args: Any, kwargs: Any) -> Any:
         if field_name not in TOKENS:
-            raise FileNameError(
-                f"unknown token {{{field_name}}} in file_name; tokens are " + ", ".join(f"{{{t}}}" for t in TOKENS)
-            )
+            raise FileNameError(unknown_token_message(field_name))
         value = kwargs[field_name]
         if value is None:
             raise FileNameError(f"token {{{field_name}}} has no value for this export (it has no time window)")

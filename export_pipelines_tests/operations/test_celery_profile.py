@@ -74,7 +74,7 @@ def test_a_run_launched_from_the_ui_runs_its_steps_on_celery_workers_with_stage_
     server = start_webserver(tmp_path, environment, instance_yaml=deploy_yaml)
     processes = [server]
     try:
-        daemon = start_daemon(server, tmp_path, environment)
+        daemon = start_daemon(server.home, tmp_path, environment)
         workers = [start_celery_worker(tmp_path, f"export_worker_{n}_{uuid.uuid4().hex[:6]}", {**environment, "DAGSTER_HOME": str(server.home)}) for n in (1, 2)]
         processes += workers
         worker_pids = {worker.task_pid for worker in workers}

@@ -31,14 +31,13 @@ from export_pipelines_tests.servers.dagster_webserver import Webserver, start_da
 # Debian's chromium package (the Makefile's test-services target installs it).
 CHROMIUM = Path("/usr/bin/chromium")
 REPO_DAGSTER_YAML = Path(__file__).parents[2] / "dagster.yaml"
-# The queue looks for runs every second instead of every five: the test waits less.
-FAST_QUEUE = """
-run_coordinator:
-  module: dagster._core.run_coordinator
-  class: QueuedRunCoordinator
-  config:
-    dequeue_interval_seconds: 1
-"""
+
+
+def fast_queue_instance() -> str:
+    """The repository's dagster.yaml, its run queue looked at every second instead of every five (the test waits less)."""
+    instance = yaml.safe_load(REPO_DAGSTER_YAML.read_text())
+    instance["run_coordinator"]["config"] = {"dequeue_interval_seconds": 1}
+    return yaml.safe_dump(instance)
 # The backfill daemon looks for new backfills every 30 s; the run then takes a few seconds.
 RUN_SECONDS = 120
 # Three daily windows of capillary_transactions (Asia/Kolkata) inside the demo data.
@@ -77,8 +76,8 @@ def console(tmp_path_factory):
         "EXPORT_SOURCE_URL": f"sqlite:///{database}",
         "EXPORT_REDIRECT_TO_DOWNLOAD": "1",
     }
-    server = start_webserver(folder, environment, instance_yaml=REPO_DAGSTER_YAML.read_text() + FAST_QUEUE)
-    daemon = start_daemon(server, folder, environment)
+    server = start_webserver(folder, environment, instance_yaml=fast_queue_instance())
+    daemon = start_daemon(server.home, folder, environment)
     screenshots = Path(os.environ.get("EXPORT_UI_SCREENSHOTS") or tmp_path_factory.mktemp("ui_screenshots"))
     screenshots.mkdir(parents=True, exist_ok=True)
     yield Console(server, home, database, screenshots)
