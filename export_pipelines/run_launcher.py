@@ -73,14 +73,23 @@ def step_processes(instance: dg.DagsterInstance, run_id: str) -> dict[str, int]:
     return running
 
 
+def run_processes(instance: dg.DagsterInstance, run_id: str) -> set[int]:
+    """Every process id that wrote an event of the run: its worker (or the command running it in
+    process), the orchestrator of a multiprocess run and its step processes."""
+    return {entry.dagster_event.pid for entry in instance.all_logs(run_id) if entry.dagster_event and entry.dagster_event.pid}
+
+
 def worker_status(instance: dg.DagsterInstance, run: dg.DagsterRun) -> WorkerStatus:
-    """FAILED when the run has steps in progress and none of their processes exists any more on
-    this host (where the run's tag says they ran); RUNNING otherwise, including whenever this
-    process cannot know (another host, no step in progress, no tag)."""
+    """FAILED when no process of the run exists any more on this host (where the run's tag says
+    it ran): with steps in progress, none of their processes; between steps or while a step waits
+    for its pool's slot (no step in progress), none of the processes that wrote its events. A run
+    killed while its upload waited for the slot would otherwise be handed the slot when it frees,
+    and hold it for ever. RUNNING otherwise, including whenever this process cannot know (another
+    host, no tag, no event with a process id yet)."""
     if run.tags.get(HOST_TAG) != this_host():
         return WorkerStatus.RUNNING
-    processes = step_processes(instance, run.run_id)
-    if processes and not any(pid is not None and process_exists(pid) for pid in processes.values()):
+    processes = set(step_processes(instance, run.run_id).values()) or run_processes(instance, run.run_id)
+    if processes and not any(pid is not None and process_exists(pid) for pid in processes):
         return WorkerStatus.FAILED
     return WorkerStatus.RUNNING
 
@@ -99,6 +108,8 @@ class ExportRunLauncher(DefaultRunLauncher):
 
 def dead_worker_message(instance: dg.DagsterInstance, run: dg.DagsterRun) -> str:
     steps = ", ".join(sorted(step_processes(instance, run.run_id)))
+    if not steps:
+        return f"the run's processes on {this_host()} no longer exist (killed between steps or while waiting for its pool's slot?)"
     return f"the process of step(s) {steps} on {this_host()} no longer exists (killed?)"
 
 

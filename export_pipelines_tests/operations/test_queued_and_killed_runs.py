@@ -24,7 +24,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 import yaml
-from dagster._core.events import DagsterEvent
+from dagster._core.events import DagsterEvent, EngineEventData
 from dagster._core.execution.plan.objects import StepSuccessData
 from dagster._core.launcher import WorkerStatus
 
@@ -207,7 +207,9 @@ def dead_process_id() -> int:
         ("here", [("STEP_START", "dead")], WorkerStatus.FAILED),
         ("here", [("STEP_START", "alive")], WorkerStatus.RUNNING),
         ("here", [("STEP_START", "dead"), ("STEP_UP_FOR_RETRY", "dead"), ("STEP_RESTARTED", "alive")], WorkerStatus.RUNNING),
-        ("here", [("STEP_START", "dead"), ("STEP_SUCCESS", "dead")], WorkerStatus.RUNNING),  # between steps: nothing to check
+        # Between steps, or while the upload waits for its pool's slot: every process that wrote the run's events is gone.
+        ("here", [("STEP_START", "dead"), ("STEP_SUCCESS", "dead"), ("ENGINE_EVENT", "dead")], WorkerStatus.FAILED),
+        ("here", [("STEP_START", "dead"), ("STEP_SUCCESS", "dead"), ("ENGINE_EVENT", "alive")], WorkerStatus.RUNNING),
         ("another-host", [("STEP_START", "dead")], WorkerStatus.RUNNING),  # its processes cannot be seen from here
         ("this name, another pid namespace", [("STEP_START", "dead")], WorkerStatus.RUNNING),  # a container beside this one
         (None, [("STEP_START", "dead")], WorkerStatus.RUNNING),  # not an export run
@@ -221,10 +223,12 @@ def test_run_monitoring_fails_a_run_only_when_its_step_processes_are_gone_from_t
         tags = {HOST_TAG: hosts.get(host, host)} if host else {}
         run = instance.add_run(dg.DagsterRun(job_name="__ASSET_JOB", run_id="0" * 8 + "-0000-0000-0000-" + "0" * 12, tags=tags))
         for event_type, process in events:
-            data = StepSuccessData(duration_ms=1.0) if event_type == "STEP_SUCCESS" else None
+            data = {"STEP_SUCCESS": StepSuccessData(duration_ms=1.0), "ENGINE_EVENT": EngineEventData()}.get(event_type)
             event = DagsterEvent(event_type, "__ASSET_JOB", step_key="exports__a.a__upload", pid=pids[process], event_specific_data=data)
             instance.report_dagster_event(event, run.run_id)
         result = instance.run_launcher.check_run_worker_health(run)
     assert result.status == status, result.msg
-    if status == WorkerStatus.FAILED:
+    if status == WorkerStatus.FAILED and events[-1][0] == "STEP_START":
         assert result.msg == f"the process of step(s) exports__a.a__upload on {this_host()} no longer exists (killed?)"
+    elif status == WorkerStatus.FAILED:
+        assert result.msg.startswith(f"the run's processes on {this_host()} no longer exist")
