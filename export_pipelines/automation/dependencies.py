@@ -77,6 +77,11 @@ def follow_upstream(instance: dg.DagsterInstance, plan: ExportPlan, now: dt.date
         if record.dagster_run.run_id in state.handled:
             continue
         if _materializes(instance, record, upstream_key):
+            if _materializes(instance, record, asset_key_for(plan.name)):
+                # One run held both (Materialize all in the lineage view): this export ran after its upstream in it.
+                skipped.append(f"run {record.dagster_run.run_id} materialized {plan.name} together with {after.export}.")
+                _advance(state, record)
+                continue
             if _due(record, after.delay) > now:
                 # Later runs finished no earlier, so none of them is due yet: the cursor waits here.
                 waiting = record

@@ -204,3 +204,16 @@ def test_the_dependency_is_an_edge_of_the_lineage_graph_and_the_sensor_still_lau
     job = defs.resolve_job_def(export_job_name("orders_after"))
     assert job.asset_layer.selected_asset_keys == {downstream.key}
     assert downstream.automation_condition is None
+
+
+def test_a_run_that_materialized_both_exports_is_not_followed_again(config, instance, source_url):
+    """Materialize all in the lineage view: one run holds the upstream and the export that follows it,
+    in order; the sensor must not deliver the same window a second time after the delay."""
+    assets = [build_export_asset(config.plans["customers_first"]), build_export_asset(config.plans["orders_after"])]
+    both = dg.materialize(assets, instance=instance, resources=export_resources(source_url), tags=range_tags(FIRST_RANGE), raise_on_error=False)
+    assert both.success
+    first = evaluate_sensor(config, instance)
+    assert not first.run_requests
+    assert f"run {both.run_id} materialized orders_after together with customers_first." in first.skip_message
+    due = follow_upstream(instance, config.plans["orders_after"], finished_at(instance, both.run_id) + dt.timedelta(hours=1), first.cursor)
+    assert not due.run_requests
