@@ -535,3 +535,36 @@ def test_a_broken_connection_invalidates_only_its_exports(tmp_path):
     assert (entry_problem.file, entry_problem.key_path) == ("connections.yaml", "connections.sana_ftp.password")
     assert export_problem.message == f"connection sana_ftp does not load: {entry_problem}"
     assert "hunter2" not in str(config.problems)
+
+
+@pytest.mark.parametrize("written", ["0755123", "12:30:45", "2024-02-30", "2024-13-01"])
+def test_a_passphrase_yaml_reads_as_another_type_is_never_shown(tmp_path, written):
+    """The value under a secret-named key of any file (here an export's passphrase) is never quoted, whatever YAML makes of it."""
+    folder = write_config(tmp_path / "config", [])
+    (folder / "exports" / "probe.yaml").write_text(
+        "name: probe\nmodel: customers\nfields: [id]\n"
+        f"encrypt: {{recipients: [keys/x.asc], sign_with: {{key_file: /x.asc, passphrase: {written}}}}}\n"
+    )
+    problems = load_config(folder).problems
+    assert problems and all(written not in str(problem) for problem in problems)
+    assert any(p.key_path == "encrypt.sign_with.passphrase" and "not shown" in p.message for p in problems)
+
+
+@pytest.mark.parametrize(
+    ("keys", "key_path"),
+    [
+        ({"schedule": {"on": "2099-12-01T06:00", "repeated": "daily", "at": "02:00"}}, "schedule.repeated"),
+        ({"audience": {"customers_file": "audiences/vip.csv", "query_model": "transactions"}}, "audience.query_model"),
+    ],
+)
+def test_keys_of_two_forms_are_named_as_such_not_as_unknown(tmp_path, keys, key_path):
+    config = load_config(write_config(tmp_path / "config", [with_base(**keys)]))
+    problem = next(p for p in config.problems if p.key_path == key_path)
+    assert "cannot be combined with the other keys here" in problem.message and "did you mean" not in problem.message
+
+
+def test_every_file_name_problem_comes_in_one_pass(tmp_path):
+    config = load_config(write_config(tmp_path / "config", [with_base(file_name="{export}{nonexistent}{part:>40}.{ext}")]))
+    messages = [p.message for p in config.problems if p.key_path == "file_name"]
+    assert any("unknown token {nonexistent}" in m for m in messages)
+    assert any("40" in m for m in messages), messages
