@@ -568,3 +568,15 @@ def test_every_file_name_problem_comes_in_one_pass(tmp_path):
     messages = [p.message for p in config.problems if p.key_path == "file_name"]
     assert any("unknown token {nonexistent}" in m for m in messages)
     assert any("40" in m for m in messages), messages
+
+
+@pytest.mark.parametrize(
+    ("keys", "key_path", "words"),
+    [
+        ({"timestamp_format": "%Y-%m-%d %"}, "timestamp_format", "%(end) is not a directive here"),
+        ({"file_name": "{export!r}_{run_time:%Y%m%d}.{ext}"}, "file_name", "!r conversions are not file name tokens"),
+    ],
+)
+def test_input_that_would_be_written_oddly_is_refused(tmp_path, keys, key_path, words):
+    problem = only_problem(tmp_path, with_base(**keys))
+    assert (problem.key_path, words in problem.message) == (key_path, True), problem

@@ -192,7 +192,8 @@ TIME_DIRECTIVES = "HIMSpfzZ"
 def time_format_problem(value: str, directives: str) -> str:
     """`value` when each % starts one of `directives` (or %%) and it holds at least one; else ValueError naming the culprit."""
     found = re.findall(r"%(.?)", value)
-    unknown = sorted({d or "(end)" for d in found if d != "%" and d not in directives})
+    # A lone % at the end reads as "" here, which `in` would take for a directive.
+    unknown = sorted({d or "(end)" for d in found if d != "%" and (not d or d not in directives)})
     if unknown:
         raise ValueError(f"%{unknown[0]} is not a directive here; use {' '.join('%' + d for d in directives)} (and %% for %)")
     if not any(d in directives for d in found):

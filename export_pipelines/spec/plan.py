@@ -400,6 +400,10 @@ def _template_problems(spec: ExportSpec, template: str, ext: str) -> list[str]:
     except file_naming.FileNameError as error:
         return [str(error)]
     problems = [file_naming.unknown_token_message(token) for token in sorted(tokens - set(file_naming.TOKENS))]
+    conversions = sorted({f"!{conversion}" for _, token, _, conversion in string.Formatter().parse(template) if token is not None and conversion})
+    if conversions:
+        # {export!r} would write the name's repr, quotes included, into the file name.
+        problems.append(f"{', '.join(conversions)} conversions are not file name tokens; write {{export}}, {{part:03d}}, ...")
     checks = [
         lambda: _check_widths(template),
         lambda: _check_parts_and_extension(spec, tokens, template, ext),
