@@ -580,3 +580,11 @@ def test_every_file_name_problem_comes_in_one_pass(tmp_path):
 def test_input_that_would_be_written_oddly_is_refused(tmp_path, keys, key_path, words):
     problem = only_problem(tmp_path, with_base(**keys))
     assert (problem.key_path, words in problem.message) == (key_path, True), problem
+
+
+def test_a_bad_junction_does_not_hide_a_misspelt_filter_field(tmp_path):
+    spec = with_base(filters={"junction": "xor", "amout": {"conditions": {"$in": [1]}}, "country": {"conditions": {"$in": ["DE"]}}})
+    config = load_config(write_config(tmp_path / "config", [spec]))
+    by_path = {p.key_path: p.message for p in config.problems}
+    assert "filters.junction" in by_path
+    assert any(path.startswith("filters.amout") and "did you mean" in message for path, message in by_path.items()), by_path

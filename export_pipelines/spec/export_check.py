@@ -131,7 +131,25 @@ def _shape(keys: dict, document: YamlDocument, *, plannable: bool) -> _Shape:
         spec = ExportSpec.model_validate(salvaged if plannable else _template_stand_ins(salvaged))
     except ValidationError:
         return _Shape(None, set_aside, positions, problems, False)
+    if plannable and (filters := _salvaged_filters(keys, found)) is not None:
+        # A bad junction or one bad condition must not hide the other filters' problems (a misspelt
+        # field) until the next round: the filters that validate are checked against the model too.
+        try:
+            spec = ExportSpec.model_validate({**salvaged, "filters": filters})
+            set_aside.discard("filters")
+        except ValidationError:
+            pass
     return _Shape(spec, set_aside, positions, problems, plannable)
+
+
+def _salvaged_filters(keys: dict, found: list) -> dict | None:
+    """The spec's filters without the entries a problem was found in, or None when there is nothing to keep."""
+    filters = keys.get("filters")
+    bad = {path[1] for path, _ in found if len(path) > 1 and path[0] == "filters"}
+    if not isinstance(filters, dict) or not bad or any(path == ("filters",) for path, _ in found):
+        return None
+    kept = {key: value for key, value in filters.items() if key not in bad}
+    return kept if any(key != "junction" for key in kept) else None
 
 
 def _template_stand_ins(keys: dict) -> dict[str, Any]:
