@@ -270,7 +270,7 @@ def build_export_asset(plan: ExportPlan, connections: Mapping[str, DeliveryConne
         if plan.encryption is not None:
             try:
                 plain_files = files
-                files = encrypt_files(plain_files, encryption_keys(plan), lambda plain: name_for_part(plain_files.index(plain) + 1))
+                files = encrypt_files(plain_files, encryption_keys(plan), [name_for_part(part) for part in range(1, len(plain_files) + 1)])
             except EncryptionError as error:
                 for written in plain_files:
                     written.path.unlink(missing_ok=True)

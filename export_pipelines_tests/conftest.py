@@ -29,16 +29,34 @@ def require_service(reason: str) -> None:
     pytest.skip(reason)
 
 
-@pytest.fixture(scope="session")
-def postgres_url() -> str:
+def reachable(url: str, server: str) -> str:
+    """`url` once a `select 1` answers there; else require_service names the server."""
     try:
-        engine = sa.create_engine(POSTGRES_URL)
+        engine = sa.create_engine(url)
         with engine.connect() as connection:
             connection.execute(sa.text("select 1"))
         engine.dispose()
     except sa.exc.OperationalError as error:
-        require_service(f"PostgreSQL at {POSTGRES_URL} is unreachable: {error}")
-    return POSTGRES_URL
+        require_service(f"{server} at {url} is unreachable: {error}")
+    return url
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    return reachable(POSTGRES_URL, "PostgreSQL")
+
+
+@pytest.fixture
+def postgres_database_url(postgres_url: str):
+    """A psycopg2 URL (as dagster-postgres takes it) of a fresh PostgreSQL database, dropped afterwards."""
+    database = f"dagster_{uuid.uuid4().hex[:10]}"
+    engine = sa.create_engine(postgres_url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as connection:
+        connection.execute(sa.text(f'CREATE DATABASE "{database}"'))
+    yield sa.make_url(postgres_url).set(drivername="postgresql+psycopg2", database=database).render_as_string(hide_password=False)
+    with engine.connect() as connection:
+        connection.execute(sa.text(f'DROP DATABASE "{database}" WITH (FORCE)'))
+    engine.dispose()
 
 
 @pytest.fixture
@@ -57,14 +75,7 @@ def postgres_schema_url(postgres_url: str):
 
 @pytest.fixture(scope="session")
 def mariadb_url() -> str:
-    try:
-        engine = sa.create_engine(MARIADB_URL)
-        with engine.connect() as connection:
-            connection.execute(sa.text("select 1"))
-        engine.dispose()
-    except sa.exc.OperationalError as error:
-        require_service(f"MariaDB at {MARIADB_URL} is unreachable: {error}")
-    return MARIADB_URL
+    return reachable(MARIADB_URL, "MariaDB")
 
 
 @pytest.fixture

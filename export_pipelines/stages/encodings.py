@@ -18,14 +18,15 @@ BYTE_ORDER_MARK = {"utf-8-sig": b"\xef\xbb\xbf"}
 
 
 def _representable(codec: str) -> str:
-    """The code points a single-byte codec holds, as an RE2 character class body."""
+    """The code points a single-byte codec holds, as an RE2 character class body of ranges."""
     points = sorted({ord(bytes([b]).decode(codec)) for b in range(256) if _decodes(b, codec)})
-    ranges, start = [], points[0]
-    for previous, point in zip(points, points[1:] + [None], strict=True):
-        if point != previous + 1 if point is not None else True:
-            ranges.append(f"\\x{{{start:x}}}-\\x{{{previous:x}}}" if start != previous else f"\\x{{{start:x}}}")
-            start = point
-    return "".join(ranges)
+    runs: list[list[int]] = []
+    for point in points:
+        if runs and point == runs[-1][1] + 1:
+            runs[-1][1] = point
+        else:
+            runs.append([point, point])
+    return "".join(f"\\x{{{first:x}}}-\\x{{{last:x}}}" for first, last in runs)
 
 
 def _decodes(byte: int, codec: str) -> bool:

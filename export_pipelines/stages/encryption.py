@@ -19,7 +19,7 @@ import hashlib
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,8 +64,9 @@ def private_keyring() -> Iterator[gnupg.GPG]:
         shutil.rmtree(home, ignore_errors=True)
 
 
-def encrypt_files(files: Sequence[LocalFile], keys: EncryptionKeys, delivered_name: Callable[[LocalFile], str]) -> list[LocalFile]:
-    """Each file encrypted to every recipient (and signed) under its delivered name; the plaintext is deleted.
+def encrypt_files(files: Sequence[LocalFile], keys: EncryptionKeys, delivered_names: Sequence[str]) -> list[LocalFile]:
+    """Each file encrypted to every recipient (and signed) under its delivered name (delivered_names, in
+    the files' order); the plaintext is deleted.
 
     The returned files describe the encrypted bytes (size, sha256) and keep the plaintext's sha256.
     Raises EncryptionError before anything is encrypted when a key or the passphrase is unusable.
@@ -75,8 +76,8 @@ def encrypt_files(files: Sequence[LocalFile], keys: EncryptionKeys, delivered_na
         signer = _signer(gpg, keys)
         encrypted = []
         try:
-            for plain in files:
-                destination = plain.path.with_name(delivered_name(plain))
+            for plain, name in zip(files, delivered_names, strict=True):
+                destination = plain.path.with_name(name)
                 with plain.path.open("rb") as source:
                     result = gpg.encrypt_file(
                         source, recipients, sign=signer, passphrase=keys.passphrase if signer else None,

@@ -22,17 +22,14 @@ from export_pipelines.stages.text_format import to_text
 SHORT_ESCAPES = {"\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
-def format_json_lines(batch: pa.RecordBatch, keys: Sequence[str], raw_json: frozenset[int]) -> pa.Buffer | bytes:
-    """The batch as JSON Lines; raw_json: positions of columns holding JSON text, embedded as values."""
-    if batch.num_rows == 0:
-        return b""
+def json_lines(batch: pa.RecordBatch, keys: Sequence[str], raw_json: frozenset[int]) -> pa.Array:
+    """The batch's rows as JSON Lines, one string (with its \n) per row; raw_json: positions of
+    columns holding JSON text, embedded as values."""
     members = [
         pc.binary_join_element_wise(json.dumps(key, ensure_ascii=False) + ":", _json_value(column, index in raw_json), "")
         for index, (key, column) in enumerate(zip(keys, batch.columns, strict=True))
     ]
-    lines = pc.binary_join_element_wise("{", pc.binary_join_element_wise(*members, ","), "}\n", "")
-    offsets = pa.Array.from_buffers(pa.int32(), len(lines) + 1, [None, lines.buffers()[1]], offset=lines.offset)
-    return lines.buffers()[2][offsets[0].as_py() : offsets[len(lines)].as_py()]
+    return pc.binary_join_element_wise("{", pc.binary_join_element_wise(*members, ","), "}\n", "")
 
 
 def _json_value(column: pa.Array, raw_json: bool) -> pa.Array:

@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from export_pipelines.stages.arrow_runtime import prepare_pyarrow
-from export_pipelines.stages.json_lines import format_json_lines
+from export_pipelines.stages.json_lines import json_lines
 from export_pipelines.stages.encodings import BYTE_ORDER_MARK, CODECS, cannot_hold, is_unicode, unrepresentable_rows
 from export_pipelines.stages.text_format import CANONICAL, UnwritableValue, ValueFormat, to_text, value_format_of
 from export_pipelines.stages.write_behind import WriteBehind, in_order
@@ -345,7 +345,7 @@ def write_files(
         parquet_schema = pa.schema([pa.field(header, _parquet_type(field.type)) for header, field in zip(headers, schema, strict=False)])
         start, content = b"", lambda batch: _parquet_batch(batch, parquet_schema)
     elif settings.file_format == "jsonl":
-        start, content = b"", lambda batch: format_json_lines(batch, headers, settings.raw_json)
+        start, content = b"", lambda batch: _contiguous_bytes(json_lines(batch, headers, settings.raw_json)) if batch.num_rows else b""
     else:
         start, content = file_start(headers, settings.dialect), lambda batch: format_lines(batch, settings.dialect)
     limit = settings.max_rows_per_file

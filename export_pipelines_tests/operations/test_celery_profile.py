@@ -10,7 +10,6 @@ import uuid
 from pathlib import Path
 
 import dagster as dg
-import psycopg
 import pytest
 import redis
 
@@ -26,16 +25,6 @@ REDIS = "redis://127.0.0.1:6379"
 
 
 @pytest.fixture
-def instance_database(postgres_url):
-    database = f"dagster_celery_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as connection:
-        connection.execute(f'CREATE DATABASE "{database}"')
-    yield f"postgresql+psycopg2://postgres@127.0.0.1:5432/{database}"
-    with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as connection:
-        connection.execute(f'DROP DATABASE "{database}" WITH (FORCE)')
-
-
-@pytest.fixture
 def redis_database() -> str:
     """A Redis database nobody else uses now (broker queue and results), emptied afterwards."""
     try:
@@ -48,14 +37,14 @@ def redis_database() -> str:
 
 
 def test_a_run_launched_from_the_ui_runs_its_steps_on_celery_workers_with_stage_files_in_s3(
-    instance_database, redis_database, moto_endpoint, s3_bucket, tmp_path, monkeypatch
+    postgres_database_url, redis_database, moto_endpoint, s3_bucket, tmp_path, monkeypatch
 ):
     source = f"sqlite:///{tmp_path / 'source.sqlite'}"
     create_sample_tables(source)
     in_process = run_export(SPEC, source, tmp_path / "in_process").files["customers.csv"]
 
     environment = {
-        "DAGSTER_POSTGRES_URL": instance_database,
+        "DAGSTER_POSTGRES_URL": postgres_database_url,
         "EXPORT_EXECUTOR": "celery",
         "EXPORT_CELERY_BROKER_URL": redis_database,
         "EXPORT_CELERY_BACKEND_URL": redis_database,

@@ -52,17 +52,11 @@ from export_pipelines_tests.servers.dagster_webserver import (
     webserver_executable,
 )
 from export_pipelines_tests.targets.test_delivery_faults import proxied_sftp
+from export_pipelines_tests.waiting import wait_for
 
 SNAPSHOT = SPECS[1]["name"]
 
 
-def wait_for(condition, what: str, seconds: float = 120):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if found := condition():
-            return found
-        time.sleep(0.5)
-    raise AssertionError(f"not within {seconds} s: {what}")
 
 
 def stop(process: subprocess.Popen) -> None:
@@ -89,7 +83,7 @@ def test_runs_carry_their_export_tags_while_queued(tmp_path):
         daemon = start_daemon(server.home, tmp_path, environment)  # the backfill daemon queues the backfill's run
         with dg.DagsterInstance.from_config(str(server.home)) as instance:
             queued = dg.RunsFilter(statuses=[dg.DagsterRunStatus.QUEUED])
-            runs = wait_for(lambda: len(runs := instance.get_runs(queued)) == 5 and runs, "five queued runs, the backfill's too")
+            runs = wait_for(lambda: len(runs := instance.get_runs(queued)) == 5 and runs, "five queued runs, the backfill's too", 120, interval=0.5)
             tags = {run.tags.get("dagster/backfill", run.run_id): run.tags for run in runs}
     finally:
         if daemon is not None:
@@ -146,7 +140,7 @@ def run_killed_while_uploading(home: Path, environment: dict) -> str:
     env = {**os.environ, **environment, "DAGSTER_HOME": str(home)}
     shell = subprocess.Popen([CLI, "run", EXPORT, "--from", WINDOW, "--to", WINDOW], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     with dg.DagsterInstance.from_config(str(home)) as instance:
-        [run_id] = wait_for(lambda: slot_holders(instance), "the run's upload holds the export's pool slot")
+        [run_id] = wait_for(lambda: slot_holders(instance), "the run's upload holds the export's pool slot", 120, interval=0.5)
     shell.kill()
     shell.wait()
     return run_id
@@ -168,9 +162,9 @@ def test_a_run_killed_while_uploading_fails_frees_its_slot_and_reruns(slow_serve
         run_id = run_killed_while_uploading(home, environment)
         killed_at = time.monotonic()
         with dg.DagsterInstance.from_config(str(home)) as instance:
-            run = wait_for(lambda: (run := instance.get_run_by_id(run_id)).is_finished and run, "run monitoring ends the killed run", 60)
+            run = wait_for(lambda: (run := instance.get_run_by_id(run_id)).is_finished and run, "run monitoring ends the killed run", 60, interval=0.5)
             assert run.status == dg.DagsterRunStatus.FAILURE
-            wait_for(lambda: not slot_holders(instance), "the killed run gives its export's pool slot back", 60)
+            wait_for(lambda: not slot_holders(instance), "the killed run gives its export's pool slot back", 60, interval=0.5)
             assert time.monotonic() - killed_at < 30
     finally:
         stop(daemon)

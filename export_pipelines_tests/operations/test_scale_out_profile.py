@@ -3,11 +3,9 @@ limits, and the Celery executor chosen by EXPORT_EXECUTOR while the default stay
 
 from __future__ import annotations
 
-import uuid
 from pathlib import Path
 
 import dagster as dg
-import psycopg
 import pytest
 import yaml
 from dagster._core.run_coordinator import QueuedRunCoordinator
@@ -22,22 +20,12 @@ SPEC = {"name": "profile_customers", "model": "customers", "fields": ["id", "ema
 CELERY_URLS = {"EXPORT_CELERY_BROKER_URL": "redis://127.0.0.1:6379/9", "EXPORT_CELERY_BACKEND_URL": "redis://127.0.0.1:6379/9"}
 
 
-@pytest.fixture
-def profile_database(postgres_url):
-    database = f"dagster_profile_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as connection:
-        connection.execute(f'CREATE DATABASE "{database}"')
-    yield f"postgresql+psycopg2://postgres@127.0.0.1:5432/{database}"
-    with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True) as connection:
-        connection.execute(f'DROP DATABASE "{database}" WITH (FORCE)')
-
-
-def test_the_deploy_instance_stores_in_postgresql_queues_runs_and_keeps_the_repository_limits(profile_database, tmp_path, monkeypatch):
+def test_the_deploy_instance_stores_in_postgresql_queues_runs_and_keeps_the_repository_limits(postgres_database_url, tmp_path, monkeypatch):
     home = tmp_path / "home"
     home.mkdir()
     (home / "dagster.yaml").write_text((REPO_ROOT / "deploy" / "dagster.yaml").read_text())
     monkeypatch.setenv("DAGSTER_HOME", str(home))
-    monkeypatch.setenv("DAGSTER_POSTGRES_URL", profile_database)
+    monkeypatch.setenv("DAGSTER_POSTGRES_URL", postgres_database_url)
     with dg.DagsterInstance.get() as instance:
         assert isinstance(instance.run_storage, PostgresRunStorage)
         assert isinstance(instance.event_log_storage, PostgresEventLogStorage)

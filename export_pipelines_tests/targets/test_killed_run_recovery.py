@@ -22,6 +22,7 @@ from export_pipelines_tests.conftest import require_service, write_config
 from export_pipelines_tests.servers.dagster_webserver import graphql, materialize, start_webserver, webserver_executable
 from export_pipelines_tests.targets.delivery_helpers import Log, local_file, make_target
 from export_pipelines_tests.targets.test_sftp import sftp_connection
+from export_pipelines_tests.waiting import wait_for
 
 EXPORT = "slow_customers"
 TERMINATE = """
@@ -31,13 +32,6 @@ mutation Terminate($runId: String!) {
 """
 
 
-def wait_for(condition, seconds: float, what: str):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if value := condition():
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"{what} did not happen within {seconds} s")
 
 
 def run_workers(session_leader: int) -> list[int]:
@@ -88,16 +82,16 @@ def test_a_killed_run_is_marked_over_by_its_code_server_or_by_force_termination(
     with dg.DagsterInstance.from_config(str(servers[0].home)) as instance:
         # 1. Only the run's process dies (SIGKILL): the code server that launched it marks it failed.
         first = materialize(servers[0], ["exports", EXPORT], checks=[ROWS_CHECK])
-        [leftover] = wait_for(lambda: temporaries(path), 120, "the first run's temporary")
+        [leftover] = wait_for(lambda: temporaries(path), "the first run's temporary", 120, interval=0.2)
         assert parse_temporary(leftover).run_id == first
         for pid in run_workers(servers[0].process.pid):
             os.kill(pid, signal.SIGKILL)
-        wait_for(lambda: instance.get_run_by_id(first).status == dg.DagsterRunStatus.FAILURE, 30, "the code server marking the run failed")
+        wait_for(lambda: instance.get_run_by_id(first).status == dg.DagsterRunStatus.FAILURE, "the code server marking the run failed", 30, interval=0.2)
         assert sweep_by_the_next_run(path, instance, tmp_path, sshd, folder) == [leftover]
 
         # 2. The code server dies with it: nothing marks the run over, a fresh server included ...
         second = materialize(servers[0], ["exports", EXPORT], checks=[ROWS_CHECK])
-        [leftover] = wait_for(lambda: temporaries(path), 120, "the second run's temporary")
+        [leftover] = wait_for(lambda: temporaries(path), "the second run's temporary", 120, interval=0.2)
         os.killpg(servers[0].process.pid, signal.SIGKILL)
         servers[0].process.wait()
         restart()

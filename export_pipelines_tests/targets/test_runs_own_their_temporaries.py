@@ -10,7 +10,6 @@ import os
 import subprocess
 import sys
 import threading
-import time
 
 from export_pipelines.spec.loader import load_config
 from export_pipelines.stages.file_naming import default_template
@@ -19,19 +18,13 @@ from export_pipelines.targets.remote import Temporary, parse_temporary, temporar
 from export_pipelines_tests.conftest import write_config
 from export_pipelines_tests.servers.fixtures import s3_client
 from export_pipelines_tests.targets.delivery_helpers import RUN_TIME, Log, local_file, make_target
+from export_pipelines_tests.waiting import wait_for
 
 EXPORT = "inc_big"
 TEMPLATE = default_template("daily", split=False)  # {export}_{window_start:%Y%m%d}_{window_end:%Y%m%d}.{ext}
 WINDOW_FILES = [f"{EXPORT}_20240101_20240102.csv", f"{EXPORT}_20240102_20240103.csv", f"{EXPORT}_20240103_20240104.csv"]
 
 
-def wait_for(condition, seconds: float = 30.0, what: str = "the condition"):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if value := condition():
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"{what} did not happen within {seconds} s")
 
 
 def runs_of(names: list[str]) -> set[str]:
@@ -58,7 +51,7 @@ def test_two_windows_upload_at_once_through_a_throttled_link_and_both_arrive_who
 
     first = threading.Thread(target=deliver_first)
     first.start()
-    uploading = wait_for(partner.temporaries, what="the first window's temporary")
+    uploading = wait_for(partner.temporaries, "the first window's temporary", interval=0.02)
     assert runs_of(uploading) == {first_run}
 
     consulted = []
@@ -92,7 +85,7 @@ def test_a_killed_runs_temporaries_are_swept_by_the_next_run_once_it_is_over(par
                "template": TEMPLATE, "run_id": killed_run, "file": str(path)}
     worker = subprocess.Popen([sys.executable, "-m", "export_pipelines_tests.targets.delivery_process", json.dumps(request)])
     try:
-        leftovers = wait_for(partner.temporaries, what="the run worker's temporary")
+        leftovers = wait_for(partner.temporaries, "the run worker's temporary", interval=0.02)
     finally:
         worker.kill()  # SIGKILL: no cleanup runs, as when a run worker's machine dies
         worker.wait()
