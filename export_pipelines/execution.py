@@ -40,16 +40,20 @@ def executor_choice() -> str:
                 f"{EXECUTOR_ENV_VAR}=celery needs {' and '.join(missing)} (e.g. redis://127.0.0.1:6379/0), "
                 "the same the Celery workers were started with"
             )
+        from export_pipelines.celery_watch import lost_after_seconds
+
+        lost_after_seconds()  # a wrong value fails the load, naming the variable
     return choice
 
 
 def _celery_executor() -> dg.ExecutorDefinition:
     # Imported only when chosen: the default deployment does not need Celery installed.
-    from dagster_celery import celery_executor
+    from export_pipelines.celery_watch import watched_celery_executor
 
-    return celery_executor.configured(
+    return watched_celery_executor.configured(
         # Resolved where the run executes (StringSource), so the URLs never enter the run's config.
-        {"broker": {"env": BROKER_ENV_VAR}, "backend": {"env": BACKEND_ENV_VAR}},
+        # task_track_started: a started step's result names its worker (celery_watch), as in deploy/celery.yaml.
+        {"broker": {"env": BROKER_ENV_VAR}, "backend": {"env": BACKEND_ENV_VAR}, "config_source": {"task_track_started": True}},
         name="celery",
     )
 

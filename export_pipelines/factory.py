@@ -40,7 +40,7 @@ from export_pipelines.stages.encryption import EncryptionError, encrypt_files
 from export_pipelines.stages.serialization import OutputSettings, dialect_of, raw_json_columns, write_files
 from export_pipelines.stages.text_format import UnwritableValue
 from export_pipelines.stages.stage_files import read_batches, read_schema
-from export_pipelines.stages.work_location import copy_file, is_remote, join, remove_tree, work_root_from_environment
+from export_pipelines.stages.work_location import copy_file, exists, is_remote, join, remove_tree, work_root_from_environment
 from export_pipelines.spec.connections import DeliveryConnection
 from export_pipelines.targets.base import Delivery, DeliveredFile, LocalFile, Target
 from export_pipelines.targets.registry import downloads_folder, target_for
@@ -121,10 +121,27 @@ def rerun_command(export: str) -> str:
     return f"export-pipelines rerun {export} --failed-only"
 
 
-def note_reused_input(context: dg.OpExecutionContext, stage: StageFile | FileSet) -> None:
-    """A re-execution from a failed step reads the earlier run's stage files instead of querying again: say so."""
-    if f"/{context.run_id}/" not in stage.facts.work_dir:
-        context.log.info(f"Re-execution: using the files an earlier run of this export left in {stage.facts.work_dir}")
+def note_reused_input(context: dg.OpExecutionContext, stage: StageFile | FileSet, export: str) -> None:
+    """A re-execution from a failed step reads the earlier run's stage files instead of querying
+    again: say so. Raises dg.Failure, naming the export and what to do, when those files are gone:
+    a run's work files are removed once it (or a re-execution of it) has delivered."""
+    if f"/{context.run_id}/" in stage.facts.work_dir:
+        return
+    context.log.info(f"Re-execution: using the files an earlier run of this export left in {stage.facts.work_dir}")
+    if isinstance(stage, StageFile):
+        needed = [stage.path]
+    else:
+        needed = [join(stage.stored_in, file.name) for file in stage.files] if stage.stored_in else [str(file.path) for file in stage.files]
+    gone = [location for location in needed if not exists(location)]
+    if gone:
+        raise dg.Failure(
+            description=(
+                f"For export {export}, this re-execution needs the files an earlier run left in {stage.facts.work_dir}, "
+                f"and {gone[0]} is gone: a re-execution of that run has already delivered (a run's work files are removed "
+                f"once it delivers), or they were deleted. Look at the window's latest run (`export-pipelines log {export}`); "
+                f"to deliver the window again, start a new run of it instead of re-executing this one."
+            )
+        )
 
 
 def export_window(context: dg.OpExecutionContext, plan: ExportPlan) -> TimeWindow | None:
@@ -201,7 +218,7 @@ def build_export_asset(plan: ExportPlan, connections: Mapping[str, DeliveryConne
     @dg.op(name=op_name_for(name, "map"), description="Rename, Default and Replace values, column at a time.")
     def map_fields(context: dg.OpExecutionContext, extracted: StageFile) -> dg.Output[StageFile]:
         tag_export_run(context, plan)
-        note_reused_input(context, extracted)
+        note_reused_input(context, extracted, name)
         destination = join(work_dir(context, name), "mapped.arrow")
         with unwritable_values_fail(name):
             rows = map_stage_file(plan, extracted.path, destination, batch_size=spec.batch_size)
@@ -211,7 +228,7 @@ def build_export_asset(plan: ExportPlan, connections: Mapping[str, DeliveryConne
     @dg.op(name=op_name_for(name, "aggregate"), description="One row per group; partials from the database's GROUP BY or from Arrow batches.")
     def aggregate(context: dg.OpExecutionContext, mapped: StageFile) -> dg.Output[StageFile]:
         tag_export_run(context, plan)
-        note_reused_input(context, mapped)
+        note_reused_input(context, mapped, name)
         destination = join(work_dir(context, name), "aggregated.arrow")
         with unwritable_values_fail(name):
             result = aggregate_stage_file(plan, mapped.path, destination, batch_size=spec.batch_size)
@@ -233,7 +250,7 @@ def build_export_asset(plan: ExportPlan, connections: Mapping[str, DeliveryConne
     @dg.op(name=op_name_for(name, "serialize"), description=f"Write {spec.format.upper()} files ({spec.compression}).")
     def serialize(context: dg.OpExecutionContext, mapped: StageFile) -> dg.Output[FileSet]:
         tag_export_run(context, plan)
-        note_reused_input(context, mapped)
+        note_reused_input(context, mapped, name)
         folder = local_work_dir(context, name) / "files"
         settings = OutputSettings(
             dialect=dialect_of(spec),
@@ -291,7 +308,7 @@ def build_export_asset(plan: ExportPlan, connections: Mapping[str, DeliveryConne
     )
     def upload(context: dg.OpExecutionContext, delivery_settings: DeliverySettings, file_set: FileSet):
         tag_export_run(context, plan)
-        note_reused_input(context, file_set)
+        note_reused_input(context, file_set, name)
         file_set = fetch_files(file_set, local_work_dir(context, name) / "files")
         with classified_errors(context, retry_schedule, name, "upload", rerun_command(name)):
             target, delivery, redirected = deliver_file_set(context, plan, connections, delivery_settings, file_set)
