@@ -27,7 +27,7 @@ from export_pipelines.retries import classified_errors, retry_schedule_for
 from export_pipelines.run_history import run_is_over
 from export_pipelines.run_launcher import record_host
 from export_pipelines.source import SourceDatabase
-from export_pipelines.spec.export import ConnectionTarget
+from export_pipelines.spec.export import ConnectionTarget, Incremental
 from export_pipelines.spec.plan import ExportPlan
 from export_pipelines.stages.aggregation import aggregate_stage_file
 from export_pipelines.stages.bad_rows import write_rejected_csv
@@ -369,8 +369,17 @@ def build_export_asset(plan: ExportPlan, connections: Mapping[str, DeliveryConne
         tags={"export": name, "model": plan.model_name},
         check_specs=[check],
         partitions_def=partitions_for(spec.incremental),
-        backfill_policy=dg.BackfillPolicy.single_run() if spec.incremental else None,
+        backfill_policy=backfill_policy(spec.incremental),
     )
+
+
+def backfill_policy(incremental: Incremental | None) -> dg.BackfillPolicy | None:
+    """How Dagster's backfill daemon splits a range: one run (one file set for the range), or one
+    run per window (a file set each). The runs of one export never deliver at once either way:
+    the upload step's pool has one slot (dagster.yaml)."""
+    if incremental is None:
+        return None
+    return dg.BackfillPolicy.multi_run(1) if incremental.backfill == "run_per_window" else dg.BackfillPolicy.single_run()
 
 
 def deliver_file_set(
