@@ -68,6 +68,10 @@ def webserver_executable() -> str | None:
     return str(beside_python) if beside_python.exists() else shutil.which("dagster-webserver")
 
 
+# The repository's workspace file, as `make ui` loads it: the code location is named export_pipelines.
+WORKSPACE = Path(__file__).resolve().parents[2] / "workspace.yaml"
+
+
 def start_webserver(
     folder: Path, environment: dict[str, str], seconds: float = 90.0, instance_yaml: str = INSTANCE_YAML
 ) -> Webserver:
@@ -81,7 +85,7 @@ def start_webserver(
     env = {**os.environ, **environment, "DAGSTER_HOME": str(home)}
     log = (folder / "webserver.log").open("w")
     process = subprocess.Popen(
-        [executable, "-h", HOST, "-p", str(port), "-m", "export_pipelines.definitions"],
+        [executable, "-h", HOST, "-p", str(port), "-w", str(WORKSPACE)],
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -114,7 +118,7 @@ def start_daemon(home: Path, folder: Path, environment: dict[str, str]) -> subpr
     env = {**os.environ, **environment, "DAGSTER_HOME": str(home)}
     log = (folder / "daemon.log").open("w")
     return subprocess.Popen(
-        [str(executable), "run", "-m", "export_pipelines.definitions"], env=env, stdout=log, stderr=subprocess.STDOUT,
+        [str(executable), "run", "-w", str(WORKSPACE)], env=env, stdout=log, stderr=subprocess.STDOUT,
         start_new_session=True,
     )
 
