@@ -1,0 +1,253 @@
+"""A fanned-out export (`parallel: {chunks: N}`) against the same export unsplit, on SQLite and PostgreSQL.
+
+The two runs' files must be the same bytes. The only bytes allowed to differ are the archive
+timestamps (gzip's MTIME, zip's DOS time and date), which record when each run read its
+snapshot; the test zeroes them at their fixed offsets (RFC 1952 section 2.3, APPNOTE 4.3.7 and
+4.3.12) before comparing. The unsplit file itself is checked against the inserted rows with
+Python's csv module.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import gzip
+import io
+import zipfile
+from decimal import Decimal
+from pathlib import Path
+
+import dagster as dg
+import pytest
+import sqlalchemy as sa
+
+from export_pipelines.catalog.models import load_builtin_catalog
+from export_pipelines.catalog.sql_types import model_table
+from export_pipelines.factory import build_export_asset
+from export_pipelines.source import SourceDatabase
+from export_pipelines.spec.loader import load_config
+from export_pipelines.stages.chunks import plan_chunks, split_key_range
+from export_pipelines.stages.extract import extract_to_stage_file
+from export_pipelines.stages.stage_files import read_table
+from export_pipelines_tests.conftest import export_resources, source_url, write_config
+from export_pipelines_tests.sample_data import TRANSACTIONS, create_sample_tables
+
+# Values a CSV writer gets wrong: quotes, both delimiters, CR, LF and CRLF inside values, NULL
+# against the empty text, non-ASCII letters.
+TEXTS = ["Zoë Müller", 'Says "hi", often', "line one\r\nline two", "bare\rCR", "lf\nonly", "a|b|c", "comma, inside",
+         "李雷", "", None, "Ann O'Neil", '"quoted"', "trailing space "]
+ROW_COUNT = 41
+CHUNKS = 4
+FIELDS = ["id", "name", "email", "description", "loyalty_points", "created_at"]
+
+
+def customer_rows() -> list[dict]:
+    # Keys with gaps, so the chunks' equal-width ranges hold different numbers of rows.
+    return [
+        {
+            "id": 5 * i + i % 3 + 1,
+            "name": TEXTS[i % len(TEXTS)],
+            "email": None if i % 4 == 0 else f"user{i}@example.com",
+            "description": TEXTS[(i * 5) % len(TEXTS)],
+            "loyalty_points": None if i % 5 == 0 else i * 11 - 100,
+            "created_at": dt.datetime(2025, 1, 1, tzinfo=dt.UTC) + dt.timedelta(hours=7 * i),
+        }
+        for i in range(ROW_COUNT)
+    ]
+
+
+def create_customers(url: str, rows: list[dict]) -> None:
+    engine = sa.create_engine(url)
+    table = model_table(load_builtin_catalog().get("customers"), sa.MetaData())
+    table.create(engine)
+    with engine.begin() as connection:
+        connection.execute(table.insert(), [{column.name: row.get(column.name) for column in table.columns} for row in rows])
+    engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def customers_url(request, tmp_path: Path) -> str:
+    url = source_url(request, tmp_path, request.param)
+    create_customers(url, customer_rows())
+    return url
+
+
+def variant_specs() -> list[dict]:
+    """Every format x compression x (one file, parts) as an unsplit spec and its fanned-out twin."""
+    specs = []
+    for file_format in ("csv", "psv"):
+        for compression in ("none", "gzip", "zip"):
+            for split in (False, True):
+                name = f"{file_format}_{compression}_{'parts' if split else 'whole'}"
+                spec = {
+                    "name": name,
+                    "model": "customers",
+                    "fields": FIELDS,
+                    "format": file_format,
+                    "compression": compression,
+                    # No run time or export name in the file name: the twins' names must match (zip keeps it inside).
+                    "file_name": "partner_{part:03d}.{ext}" if split else "partner.{ext}",
+                    "batch_size": 4,
+                }
+                if split:
+                    spec["max_rows_per_file"] = 7
+                specs += [spec, {**spec, "name": f"{name}_fan", "parallel": {"chunks": CHUNKS}}]
+    return specs
+
+
+def materialize_all(specs: list[dict], url: str, tmp_path: Path) -> dict[str, tuple[dict, set[str]]]:
+    """Each export's materialization metadata and the step keys its run executed, from one run of all of them."""
+    config = load_config(write_config(tmp_path / "config", specs))
+    assert not config.problems, [str(p) for p in config.problems]
+    assets = [build_export_asset(config.plans[spec["name"]]) for spec in specs]
+    (tmp_path / "instance").mkdir()
+    with dg.instance_for_test(temp_dir=str(tmp_path / "instance")) as instance:
+        result = dg.materialize(assets, resources=export_resources(url), instance=instance)
+    steps = {event.step_key for event in result.get_step_success_events()}
+    found = {}
+    for event in result.get_asset_materialization_events():
+        name = event.asset_key.path[-1]
+        metadata = {key: value.value for key, value in event.materialization.metadata.items()}
+        found[name] = (metadata, {step for step in steps if step.startswith(f"exports__{name}.{name}__")})
+    return found
+
+
+def delivered(metadata: dict) -> dict[str, bytes]:
+    folder = Path(metadata["location"])
+    return {name: (folder / name).read_bytes() for name in metadata["file_names"]}
+
+
+def without_archive_times(data: bytes, compression: str) -> bytes:
+    """The file with its archive timestamps zeroed: gzip's MTIME (bytes 4-7 of the member header) and,
+    for a zip of one entry, the DOS time and date of its local header (bytes 10-13) and central
+    directory entry (bytes 12-15 after its signature)."""
+    if compression == "gzip":
+        assert data[:2] == b"\x1f\x8b" and gzip.decompress(data)
+        return data[:4] + bytes(4) + data[8:]
+    if compression == "zip":
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            assert len(archive.infolist()) == 1 and archive.infolist()[0].header_offset == 0
+        central = data.rfind(b"PK\x01\x02")
+        blanked = bytearray(data)
+        blanked[10:14] = bytes(4)
+        blanked[central + 12 : central + 16] = bytes(4)
+        return bytes(blanked)
+    return data
+
+
+def text_of(data: bytes, compression: str) -> str:
+    if compression == "gzip":
+        data = gzip.decompress(data)
+    elif compression == "zip":
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            data = archive.read(archive.namelist()[0])
+    return data.decode("utf-8")
+
+
+def expected_cells(row: dict) -> list[str]:
+    """The first five fields as the file writes them: NULL as the empty text, integers in decimal digits."""
+    return ["" if row[name] is None else str(row[name]) for name in FIELDS[:5]]
+
+
+def test_fanned_out_export_writes_the_unsplit_exports_bytes(customers_url, tmp_path):
+    specs = variant_specs()
+    found = materialize_all(specs, customers_url, tmp_path)
+    rows = customer_rows()
+    for spec in specs[::2]:
+        name, compression = spec["name"], spec["compression"]
+        whole, whole_steps = found[name]
+        fanned, fanned_steps = found[f"{name}_fan"]
+        whole_files, fanned_files = delivered(whole), delivered(fanned)
+        # The parts: 41 rows in parts of 7 are 6 parts, each with the header.
+        assert len(whole_files) == (6 if "max_rows_per_file" in spec else 1), name
+        assert list(fanned_files) == list(whole_files), name
+        for file_name, data in whole_files.items():
+            assert without_archive_times(fanned_files[file_name], compression) == without_archive_times(data, compression), (name, file_name)
+        assert fanned["rows_written"] == fanned["rows_expected"] == ROW_COUNT
+
+        # The unsplit file is right by itself: Python's csv module reads back the inserted rows.
+        text = "".join(text_of(data, compression) for data in whole_files.values())
+        records = list(csv.reader(io.StringIO(text, newline=""), delimiter="|" if spec["format"] == "psv" else ","))
+        records = [record for record in records if record != FIELDS]
+        assert [record[:5] for record in records] == [expected_cells(row) for row in rows], name
+
+        # The unsplit export's steps keep their keys; the fanned-out one ran one extract and one map step per chunk.
+        assert whole_steps == {f"exports__{name}.{name}__{stage}" for stage in ("extract", "map", "serialize", "upload")}
+        prefix = f"exports__{name}_fan.{name}_fan__"
+        assert fanned_steps == {
+            f"{prefix}plan_chunks", f"{prefix}join_chunks", f"{prefix}upload",
+            *(f"{prefix}{stage}[chunk_{index:03d}]" for stage in ("extract_chunk", "map_chunk") for index in range(CHUNKS)),
+        }
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def transactions_url(request, tmp_path: Path) -> str:
+    url = source_url(request, tmp_path, request.param)
+    create_sample_tables(url)
+    return url
+
+
+def test_fanned_out_aggregate_combines_the_chunks_partials(transactions_url, tmp_path):
+    """SQLite aggregates the decimal amounts over Arrow, PostgreSQL in its GROUP BY: both, fanned out, equal the unsplit export."""
+    fields = [
+        {"from": "store_id", "to": "Store", "aggregation": "group"},
+        {"from": "status", "to": "Status", "aggregation": "group"},
+        {"from": "id", "to": "Orders", "aggregation": "count"},
+        {"from": "amount", "to": "Total", "aggregation": "sum"},
+        {"from": "amount", "to": "Average", "aggregation": "avg"},
+        {"from": "number", "to": "FirstNumber", "aggregation": "min"},
+        {"from": "created_at", "to": "Last", "aggregation": "max"},
+    ]
+    spec = {"name": "totals", "model": "transactions", "fields": fields, "file_name": "totals.{ext}", "batch_size": 3}
+    found = materialize_all([spec, {**spec, "name": "totals_fan", "parallel": {"chunks": 5}}], transactions_url, tmp_path)
+    whole, fanned = delivered(found["totals"][0]), delivered(found["totals_fan"][0])
+    assert fanned == whole
+    assert found["totals_fan"][0]["rows_written"] == found["totals_fan"][0]["rows_expected"]
+    assert len([step for step in found["totals_fan"][1] if "__map_chunk[" in step]) == 5
+
+    # The totals, from the sample rows in plain Python.
+    records = list(csv.DictReader(io.StringIO(whole["totals.csv"].decode("utf-8"), newline="")))
+    expected = {}
+    for row in TRANSACTIONS:
+        count, total = expected.get((row["store_id"], row["status"]), (0, Decimal(0)))
+        expected[(row["store_id"], row["status"])] = (count + 1, total + row["amount"])
+    assert {(int(r["Store"]), r["Status"]): (int(r["Orders"]), Decimal(r["Total"])) for r in records} == expected
+
+
+def test_chunks_are_fixed_when_planned_and_each_reads_its_own_snapshot(postgres_schema_url, tmp_path):
+    """What a fanned-out snapshot gives: the key ranges fixed by the plan step, each chunk read later in its own
+    snapshot. A row inserted after planning above the planned maximum is in no chunk; a row updated after
+    planning is written once, as its chunk reads it; each chunk's COUNT(*) matches what it wrote."""
+    create_customers(postgres_schema_url, customer_rows())
+    spec = {"name": "snap", "model": "customers", "fields": ["id", "name"], "parallel": {"chunks": 3}}
+    plan = load_config(write_config(tmp_path / "config", [spec])).plans["snap"]
+    engine = SourceDatabase(url=postgres_schema_url).create_engine(tmp_path)
+    try:
+        planned = plan_chunks(engine, plan)
+        ids = [row["id"] for row in customer_rows()]
+        assert planned.ranges[0].low == min(ids) and planned.ranges[-1].high == max(ids) + 1
+        with engine.begin() as connection:
+            connection.execute(sa.text("INSERT INTO customers (id, name) VALUES (:id, 'late')"), {"id": max(ids) + 1})
+            connection.execute(sa.text("UPDATE customers SET name = 'changed' WHERE id = :id"), {"id": ids[-1]})
+        written = {}
+        for index, key_range in enumerate(planned.ranges):
+            result = extract_to_stage_file(engine, plan, tmp_path / f"chunk{index}.arrow", batch_size=10, key_range=key_range)
+            assert result.rows == result.expected_rows
+            table = read_table(result.path)
+            for key, name in zip(table["id"].to_pylist(), table["name"].to_pylist(), strict=True):
+                assert key not in written
+                written[key] = name
+    finally:
+        engine.dispose()
+    assert sorted(written) == ids
+    assert written[ids[-1]] == "changed"
+
+
+def test_key_range_split_covers_every_key_once():
+    assert split_key_range(1, 10, 3) == [(1, 5), (5, 9), (9, 11)]
+    assert split_key_range(7, 7, 8) == [(7, 8)]
+    assert split_key_range(-3, 2, 2) == [(-3, 0), (0, 3)]
+    for low, high, chunks in [(1, 1000, 7), (0, 5, 16), (-50, 49, 4)]:
+        ranges = split_key_range(low, high, chunks)
+        assert len(ranges) <= chunks
+        assert [key for start, end in ranges for key in range(start, end)] == list(range(low, high + 1))
