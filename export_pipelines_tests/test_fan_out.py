@@ -29,7 +29,7 @@ from export_pipelines.spec.loader import load_config
 from export_pipelines.stages.chunks import plan_chunks, split_key_range
 from export_pipelines.stages.extract import extract_to_stage_file
 from export_pipelines.stages.stage_files import read_table
-from export_pipelines_tests.conftest import export_resources, source_url, write_config
+from export_pipelines_tests.conftest import export_resources, run_export, source_url, write_config
 from export_pipelines_tests.sample_data import TRANSACTIONS, create_sample_tables
 
 # Values a CSV writer gets wrong: quotes, both delimiters, CR, LF and CRLF inside values, NULL
@@ -92,7 +92,9 @@ def variant_specs() -> list[dict]:
                 if split:
                     spec["max_rows_per_file"] = 7
                 specs += [spec, {**spec, "name": f"{name}_fan", "parallel": {"chunks": CHUNKS}}]
-    return specs
+    # Sorted by the key descending: the chunks are joined from the last key range to the first.
+    descending = {**specs[-2], "name": "csv_descending", "format": "csv", "order": ["-id"]}
+    return [*specs, descending, {**descending, "name": "csv_descending_fan", "parallel": {"chunks": CHUNKS}}]
 
 
 def materialize_all(specs: list[dict], url: str, tmp_path: Path) -> dict[str, tuple[dict, set[str]]]:
@@ -100,9 +102,9 @@ def materialize_all(specs: list[dict], url: str, tmp_path: Path) -> dict[str, tu
     config = load_config(write_config(tmp_path / "config", specs))
     assert not config.problems, [str(p) for p in config.problems]
     assets = [build_export_asset(config.plans[spec["name"]]) for spec in specs]
-    (tmp_path / "instance").mkdir()
-    with dg.instance_for_test(temp_dir=str(tmp_path / "instance")) as instance:
-        result = dg.materialize(assets, resources=export_resources(url), instance=instance)
+    # In-memory run and event storage: two dozen exports' steps log hundreds of events.
+    instance = dg.DagsterInstance.ephemeral(tempdir=str(tmp_path / "instance"))
+    result = dg.materialize(assets, resources=export_resources(url), instance=instance)
     steps = {event.step_key for event in result.get_step_success_events()}
     found = {}
     for event in result.get_asset_materialization_events():
@@ -169,7 +171,8 @@ def test_fanned_out_export_writes_the_unsplit_exports_bytes(customers_url, tmp_p
         text = "".join(text_of(data, compression) for data in whole_files.values())
         records = list(csv.reader(io.StringIO(text, newline=""), delimiter="|" if spec["format"] == "psv" else ","))
         records = [record for record in records if record != FIELDS]
-        assert [record[:5] for record in records] == [expected_cells(row) for row in rows], name
+        in_order = sorted(rows, key=lambda row: row["id"], reverse=spec.get("order") == ["-id"])
+        assert [record[:5] for record in records] == [expected_cells(row) for row in in_order], name
 
         # The unsplit export's steps keep their keys; the fanned-out one ran one extract and one map step per chunk.
         assert whole_steps == {f"exports__{name}.{name}__{stage}" for stage in ("extract", "map", "serialize", "upload")}
@@ -251,3 +254,28 @@ def test_key_range_split_covers_every_key_once():
         ranges = split_key_range(low, high, chunks)
         assert len(ranges) <= chunks
         assert [key for start, end in ranges for key in range(start, end)] == list(range(low, high + 1))
+
+
+def test_a_text_primary_key_is_refused_for_fanning_out_naming_the_export(tmp_path):
+    models = {"models": {"stores": {"primary_key": "code"}}}
+    spec = {"name": "by_code", "model": "stores", "fields": ["code"], "parallel": {"chunks": 4}}
+    config = load_config(write_config(tmp_path / "config", [spec], models=models))
+    [problem] = config.problems
+    assert problem.key_path == "parallel"
+    assert "export by_code splits into key ranges of an integer field; the primary key code of model stores is a string field" in problem.message
+    assert "parallel.by" in problem.message
+
+
+def test_rows_without_a_chunk_key_fail_the_plan_step_by_name(tmp_path):
+    url = f"sqlite:///{tmp_path / 'source.sqlite'}"
+    create_customers(url, customer_rows())
+    spec = {"name": "by_points", "model": "customers", "fields": ["id", "loyalty_points"], "order": ["loyalty_points"],
+            "parallel": {"chunks": 3, "by": "loyalty_points"}}
+    run = run_export(spec, url, tmp_path, raise_on_error=False)
+    assert not run.result.success
+    [failure] = [event for event in run.result.all_events if event.is_step_failure]
+    assert failure.step_key.endswith("__plan_chunks")
+    message = failure.step_failure_data.error.message
+    without = sum(row["loyalty_points"] is None for row in customer_rows())
+    assert f"For export by_points, {without} matching row(s) have no loyalty_points" in message
+    assert "parallel.by" in message
