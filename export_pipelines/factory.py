@@ -283,7 +283,12 @@ def keep_rejected_rows(rejected: str, storage: Path, export: str, files: tuple[L
 
 def _remove_work_dirs(file_set: FileSet, local_folder: Path) -> None:
     """Delivered: the run's intermediate files are no longer needed for a re-execution."""
-    folders = {file_set.facts.work_dir, str(local_folder), *(str(file.path.parent.parent) for file in file_set.files)}
+    folders = {
+        file_set.facts.work_dir,
+        *file_set.facts.earlier_work_dirs,
+        str(local_folder),
+        *(str(file.path.parent.parent) for file in file_set.files),
+    }
     for folder in folders:
         remove_tree(folder, keep=work_root_from_environment())
 

@@ -270,5 +270,6 @@ def joined_facts(context: dg.OpExecutionContext, plan: ExportPlan, ordered: list
     folder = work_dir(context, plan.name)
     rejected_file = keep_rejected_list(context, plan, folder, rejected)
     expected = sum(chunk.expected_rows for chunk in ordered)
-    return RunFacts(expected, ordered[0].chunk.planned_at, folder, None, len(rejected), rejected_file)
+    earlier = tuple(sorted({chunk.work_dir for chunk in ordered} - {folder}))
+    return RunFacts(expected, ordered[0].chunk.planned_at, folder, None, len(rejected), rejected_file, earlier)
 

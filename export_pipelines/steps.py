@@ -41,6 +41,8 @@ class RunFacts:
     # Source rows skipped because a value could not be converted (max_bad_rows), and their list.
     rejected_rows: int = 0
     rejected_file: str | None = None
+    # A fanned-out export's chunk files left by earlier runs (a re-execution reads them): removed with the run's own once delivered.
+    earlier_work_dirs: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -24,11 +24,13 @@ import sqlalchemy as sa
 from export_pipelines.catalog.models import load_builtin_catalog
 from export_pipelines.catalog.sql_types import model_table
 from export_pipelines.factory import build_export_asset
-from export_pipelines.source import SourceDatabase
-from export_pipelines.spec.loader import load_config
+from export_pipelines.source import SOURCE_URL_ENV_VAR, SourceDatabase
+from export_pipelines.spec.loader import CONFIG_ENV_VAR, load_config
 from export_pipelines.stages.chunks import plan_chunks, split_key_range
 from export_pipelines.stages.extract import extract_to_stage_file
 from export_pipelines.stages.stage_files import read_table
+from export_pipelines.targets.registry import downloads_folder
+from export_pipelines_tests.automation.reexecution_target import JOB_EXPORT_ENV_VAR, export_job
 from export_pipelines_tests.conftest import export_resources, run_export, source_url, write_config
 from export_pipelines_tests.sample_data import TRANSACTIONS, create_sample_tables
 
@@ -279,3 +281,47 @@ def test_rows_without_a_chunk_key_fail_the_plan_step_by_name(tmp_path):
     without = sum(row["loyalty_points"] is None for row in customer_rows())
     assert f"For export by_points, {without} matching row(s) have no loyalty_points" in message
     assert "parallel.by" in message
+
+
+def test_rerun_from_failure_reruns_only_the_failed_chunk(tmp_path, monkeypatch):
+    """A chunk that fails (a bad value, max_bad_rows 0) is re-executed alone once the source is fixed; the
+    finished chunks' stage files, left in the first run's work folder, are read again, and removed once delivered."""
+    url = f"sqlite:///{tmp_path / 'source.sqlite'}"
+    rows = customer_rows()
+    create_customers(url, rows)
+    ids = sorted(row["id"] for row in rows)
+    engine = sa.create_engine(url)
+    with engine.begin() as connection:
+        # SQLite keeps text in an INTEGER column: the row is a bad row, and max_bad_rows is 0.
+        connection.execute(sa.text("UPDATE customers SET loyalty_points = 'many' WHERE id = :id"), {"id": ids[-1]})
+    spec = {"name": "fan_rerun", "model": "customers", "fields": FIELDS, "file_name": "fan_rerun.{ext}", "parallel": {"chunks": 3}}
+    monkeypatch.setenv(CONFIG_ENV_VAR, str(write_config(tmp_path / "config", [spec])))
+    monkeypatch.setenv(SOURCE_URL_ENV_VAR, url)
+    monkeypatch.setenv(JOB_EXPORT_ENV_VAR, "fan_rerun")
+    job = dg.reconstructable(export_job)
+
+    (tmp_path / "instance").mkdir()
+    with dg.instance_for_test(temp_dir=str(tmp_path / "instance")) as instance:
+        with dg.execute_job(job, instance=instance, raise_on_error=False) as first:
+            assert not first.success
+            failed = [event.step_key.rsplit("__", 1)[1] for event in first.all_events if event.is_step_failure]
+            assert failed == ["extract_chunk[chunk_002]"]
+        first_work = Path(instance.storage_directory()) / "export_work" / first.run_id / "fan_rerun"
+        assert sorted(path.name for path in first_work.glob("chunk_00[01].lines.arrow")) == ["chunk_000.lines.arrow", "chunk_001.lines.arrow"]
+
+        with engine.begin() as connection:
+            connection.execute(sa.text("UPDATE customers SET loyalty_points = 7 WHERE id = :id"), {"id": ids[-1]})
+        options = dg.ReexecutionOptions.from_failure(first.run_id, instance)
+        with dg.execute_job(job, instance=instance, reexecution_options=options) as rerun:
+            assert rerun.success
+            records = instance.get_records_for_run(rerun.run_id, of_type=dg.DagsterEventType.STEP_START).records
+            started = [record.event_log_entry.dagster_event.step_key.rsplit("__", 1)[1] for record in records]
+            assert started == ["extract_chunk[chunk_002]", "map_chunk[chunk_002]", "join_chunks", "upload"]
+            messages = [record.event_log_entry.user_message for record in instance.get_records_for_run(rerun.run_id).records]
+        delivered_file = downloads_folder(Path(instance.storage_directory()), "fan_rerun") / "fan_rerun.csv"
+        written = list(csv.reader(io.StringIO(delivered_file.read_bytes().decode("utf-8"), newline="")))
+        assert not first_work.exists()
+    engine.dispose()
+    assert any("earlier run of this export left for chunk_000" in message for message in messages)
+    assert [int(record[0]) for record in written[1:]] == ids
+    assert written[-1][4] == "7"
