@@ -23,7 +23,9 @@ import sqlalchemy as sa
 
 from export_pipelines.catalog.models import load_builtin_catalog
 from export_pipelines.catalog.sql_types import model_table
+from export_pipelines.definitions import build_definitions
 from export_pipelines.factory import build_export_asset
+from export_pipelines.naming import export_job_name
 from export_pipelines.source import SOURCE_URL_ENV_VAR, SourceDatabase
 from export_pipelines.spec.loader import CONFIG_ENV_VAR, load_config
 from export_pipelines.stages.chunks import plan_chunks, split_key_range
@@ -283,6 +285,12 @@ def test_rows_without_a_chunk_key_fail_the_plan_step_by_name(tmp_path):
     assert "parallel.by" in message
 
 
+def in_process_export_job() -> dg.JobDefinition:
+    """The export job of reexecution_target, its steps in one process: the export's own job gives each
+    step a process (about 2 s each here), which the re-execution does not depend on."""
+    return export_job().with_executor_def(dg.in_process_executor)
+
+
 def test_rerun_from_failure_reruns_only_the_failed_chunk(tmp_path, monkeypatch):
     """A chunk that fails (a bad value, max_bad_rows 0) is re-executed alone once the source is fixed; the
     finished chunks' stage files, left in the first run's work folder, are read again, and removed once delivered."""
@@ -298,7 +306,7 @@ def test_rerun_from_failure_reruns_only_the_failed_chunk(tmp_path, monkeypatch):
     monkeypatch.setenv(CONFIG_ENV_VAR, str(write_config(tmp_path / "config", [spec])))
     monkeypatch.setenv(SOURCE_URL_ENV_VAR, url)
     monkeypatch.setenv(JOB_EXPORT_ENV_VAR, "fan_rerun")
-    job = dg.reconstructable(export_job)
+    job = dg.reconstructable(in_process_export_job)
 
     (tmp_path / "instance").mkdir()
     with dg.instance_for_test(temp_dir=str(tmp_path / "instance")) as instance:
@@ -325,3 +333,12 @@ def test_rerun_from_failure_reruns_only_the_failed_chunk(tmp_path, monkeypatch):
     assert any("earlier run of this export left for chunk_000" in message for message in messages)
     assert [int(record[0]) for record in written[1:]] == ids
     assert written[-1][4] == "7"
+
+
+def test_a_fanned_out_exports_job_runs_its_steps_in_processes_of_their_own(tmp_path, monkeypatch):
+    monkeypatch.delenv("EXPORT_EXECUTOR", raising=False)
+    specs = [{"name": "fanned", "model": "customers", "fields": ["id"], "parallel": {"chunks": 2}},
+             {"name": "single", "model": "customers", "fields": ["id"]}]
+    defs = build_definitions(load_config(write_config(tmp_path / "config", specs)))
+    assert defs.resolve_job_def(export_job_name("fanned")).executor_def.name == "multiprocess"
+    assert defs.resolve_job_def(export_job_name("single")).executor_def.name == "in_process"
