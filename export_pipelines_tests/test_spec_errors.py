@@ -140,6 +140,8 @@ SPEC_CASES = [
     ("parallel_by_unknown_field", with_base(parallel={"chunks": 4, "by": "idd"}), "parallel.by", ["no field 'idd'", "did you mean id"]),
     ("parallel_by_text_field", with_base(parallel={"chunks": 4, "by": "email"}), "parallel.by",
      ["export probe", "integer field", "email is a string field"]),
+    ("parallel_parquet", with_base(format="parquet", parallel={"chunks": 4}), "parallel",
+     ["export probe writes Parquet", "write csv, psv or jsonl, or remove parallel"]),
     ("parallel_by_json_property", with_base(parallel={"chunks": 4, "by": "metadata.tier"}), "parallel.by",
      ["export probe", "integer field", "metadata.tier is a string field"]),
     ("parallel_order_not_by_key", with_base(order=["email"], parallel={"chunks": 4}), "parallel.by",

@@ -4,7 +4,8 @@ The chunk steps read key ranges of one integer field; the final step concatenate
 in key order. That is the unsplit export's order only when the export is sorted by that key
 first (ascending, or descending: the chunks are then joined from the last range to the first),
 so any other `order` is refused here. An aggregating export sorts by its group fields after
-combining the chunks' partial aggregates, so its chunks' order does not matter.
+combining the chunks' partial aggregates, so its chunks' order does not matter. Parquet is
+refused: its row groups follow the batches the rows were read in, not the rows alone.
 """
 
 from __future__ import annotations
@@ -39,6 +40,10 @@ def parallel_problems(
     if spec.parallel is None or key is None:
         return []
     export = f"export {spec.name}"
+    if spec.format == "parquet":
+        # Its row groups follow the batches the rows were read in, which chunks cut elsewhere.
+        return [("parallel", f"{export} writes Parquet, whose row groups follow how the rows were read, so its chunks "
+                             "could not join into the unsplit file's bytes; write csv, psv or jsonl, or remove parallel")]
     named = "parallel.by" if spec.parallel.by is not None else "parallel"
     if key.json_property is not None or key.field_type != "integer":
         what = f"the primary key {key.label} of model {model_name}" if spec.parallel.by is None else key.label
