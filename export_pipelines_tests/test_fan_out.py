@@ -24,6 +24,7 @@ import sqlalchemy as sa
 
 from export_pipelines.catalog.models import load_builtin_catalog
 from export_pipelines.catalog.sql_types import model_table
+from export_pipelines.automation.windows import range_tags
 from export_pipelines.definitions import build_definitions
 from export_pipelines.factory import build_export_asset
 from export_pipelines.naming import export_job_name
@@ -34,6 +35,7 @@ from export_pipelines.stages.extract import extract_to_stage_file
 from export_pipelines.stages.stage_files import read_table
 from export_pipelines.targets.registry import downloads_folder
 from export_pipelines_tests.automation.reexecution_target import JOB_EXPORT_ENV_VAR, export_job
+from export_pipelines_tests.automation.window_data import RANGE, WINDOW_END, WINDOW_START, create_window_transactions, ids_in_window, incremental_spec
 from export_pipelines_tests.conftest import export_resources, run_export, source_url, write_config
 from export_pipelines_tests.sample_data import TRANSACTIONS, create_sample_tables
 
@@ -361,3 +363,21 @@ def test_a_fanned_out_exports_job_runs_its_steps_in_processes_of_their_own(tmp_p
     defs = build_definitions(load_config(write_config(tmp_path / "config", specs)))
     assert defs.resolve_job_def(export_job_name("fanned")).executor_def.name == "multiprocess"
     assert defs.resolve_job_def(export_job_name("single")).executor_def.name == "in_process"
+
+
+def test_fanned_out_incremental_range_run_writes_the_unsplit_window_file(tmp_path):
+    """Each chunk step reads the run's partition range as its window, as the unsplit extract does."""
+    url = f"sqlite:///{tmp_path / 'window.sqlite'}"
+    create_window_transactions(url)
+    specs = [{**incremental_spec(name, "event_date"), "file_name": "tx_{window_start:%Y%m%d}.{ext}"} for name in ("tx_whole", "tx_fan")]
+    specs[1]["parallel"] = {"chunks": 3}
+    config = load_config(write_config(tmp_path / "config", specs))
+    instance = dg.DagsterInstance.ephemeral(tempdir=str(tmp_path / "instance"))
+    files = {}
+    for spec in specs:
+        result = dg.materialize([build_export_asset(config.plans[spec["name"]])], resources=export_resources(url), instance=instance, tags=range_tags(RANGE))
+        metadata = result.get_asset_materialization_events()[0].materialization.metadata
+        files[spec["name"]] = delivered({key: value.value for key, value in metadata.items()})
+    assert files["tx_fan"] == files["tx_whole"]
+    ids = [int(record["id"]) for record in csv.DictReader(io.StringIO(files["tx_whole"]["tx_20260327.csv"].decode("utf-8"), newline=""))]
+    assert ids == ids_in_window(url, "created_at", WINDOW_START, WINDOW_END)
