@@ -92,6 +92,8 @@ def child(instance_dir: str) -> None:
         "write_seconds": round(sum(ends[k] - starts[k] for k in writing), 2),
         "bytes": delivered.stat().st_size,
         "sha256": digest[:16],
+        "step_seconds": {key.rsplit("__", 1)[1]: round(ends[key] - starts[key], 2) for key in starts if key in ends},
+        "run_seconds": round(max(ends.values()) - min(starts.values()), 2),
     }))
 
 
@@ -133,12 +135,14 @@ def main(argv: list[str] | None = None) -> int:
         child(args.child)
         return 0
     database, _, rows = ensure_data(args.customers, args.data_dir, ["postgresql"])
+    load_before = os.getloadavg()[0]
     results: dict[int, list[dict]] = {chunks: [] for chunks in args.chunks}
     with tempfile.TemporaryDirectory() as folder:
         for _ in range(args.repeat):
             for chunks in args.chunks:  # interleaved rounds: the machine's load drifts
                 results[chunks].append(measure(chunks, args, pg_url(database), Path(folder)))
-    print(f"{rows:,} rows, PostgreSQL, csv {args.compression}, medians of {args.repeat}; {os.cpu_count()} cores")
+    print(f"{rows:,} rows, PostgreSQL, csv {args.compression}, medians of {args.repeat}; {os.cpu_count()} cores, "
+          f"load average {load_before:.1f} before and {os.getloadavg()[0]:.1f} after (other sessions share the cores)")
     print("| variant | steps | wall s | extract+map s | write files s | peak RSS tree MB | peak RSS largest process MB | bytes | sha256 |")
     print("|---|---|---|---|---|---|---|---|---|")
     for chunks, runs in results.items():
