@@ -24,7 +24,7 @@ from export_pipelines.delivery_settings import DeliverySettings
 from export_pipelines.retries import classified_errors, retry_schedule_for
 from export_pipelines.run_history import run_is_over
 from export_pipelines.source import SourceDatabase
-from export_pipelines.spec.export import ConnectionTarget
+from export_pipelines.spec.export import ConnectionTarget, Incremental
 from export_pipelines.spec.plan import ExportPlan
 from export_pipelines.stages.aggregation import aggregate_stage_file
 from export_pipelines.stages.extract import extract_to_stage_file
@@ -102,7 +102,7 @@ def build_export_asset(plan: ExportPlan, connections: Mapping[str, DeliveryConne
     @dg.op(name=op_name_for(name, "map"), description="Rename, Default and Replace values, column at a time.")
     def map_fields(context: dg.OpExecutionContext, extracted: StageFile) -> dg.Output[StageFile]:
         tag_export_run(context, plan)
-        note_reused_input(context, extracted)
+        note_reused_input(context, extracted, name)
         destination = join(work_dir(context, name), "mapped.arrow")
         with unwritable_values_fail(name):
             rows = map_stage_file(plan, extracted.path, destination, batch_size=spec.batch_size)
@@ -112,7 +112,7 @@ def build_export_asset(plan: ExportPlan, connections: Mapping[str, DeliveryConne
     @dg.op(name=op_name_for(name, "aggregate"), description="One row per group; partials from the database's GROUP BY or from Arrow batches.")
     def aggregate(context: dg.OpExecutionContext, mapped: StageFile) -> dg.Output[StageFile]:
         tag_export_run(context, plan)
-        note_reused_input(context, mapped)
+        note_reused_input(context, mapped, name)
         destination = join(work_dir(context, name), "aggregated.arrow")
         with unwritable_values_fail(name):
             result = aggregate_stage_file(plan, mapped.path, destination, batch_size=spec.batch_size)
@@ -134,7 +134,7 @@ def build_export_asset(plan: ExportPlan, connections: Mapping[str, DeliveryConne
     @dg.op(name=op_name_for(name, "serialize"), description=f"Write {spec.format.upper()} files ({spec.compression}).")
     def serialize(context: dg.OpExecutionContext, mapped: StageFile) -> dg.Output[FileSet]:
         tag_export_run(context, plan)
-        note_reused_input(context, mapped)
+        note_reused_input(context, mapped, name)
         file_set = write_file_set(
             context, plan, read_batches(mapped.path, spec.batch_size), read_schema(mapped.path), mapped.rows, mapped.facts
         )
@@ -152,7 +152,7 @@ def build_export_asset(plan: ExportPlan, connections: Mapping[str, DeliveryConne
     )
     def upload(context: dg.OpExecutionContext, delivery_settings: DeliverySettings, file_set: FileSet):
         tag_export_run(context, plan)
-        note_reused_input(context, file_set)
+        note_reused_input(context, file_set, name)
         file_set = fetch_files(file_set, local_work_dir(context, name) / "files")
         with classified_errors(context, retry_schedule, name, "upload", rerun_command(name)):
             target, delivery, redirected = deliver_file_set(context, plan, connections, delivery_settings, file_set)
@@ -226,8 +226,17 @@ def build_export_asset(plan: ExportPlan, connections: Mapping[str, DeliveryConne
         tags={"export": name, "model": plan.model_name},
         check_specs=[check],
         partitions_def=partitions_for(spec.incremental),
-        backfill_policy=dg.BackfillPolicy.single_run() if spec.incremental else None,
+        backfill_policy=backfill_policy(spec.incremental),
     )
+
+
+def backfill_policy(incremental: Incremental | None) -> dg.BackfillPolicy | None:
+    """How Dagster's backfill daemon splits a range: one run (one file set for the range), or one
+    run per window (a file set each). The runs of one export never deliver at once either way:
+    the upload step's pool has one slot (dagster.yaml)."""
+    if incremental is None:
+        return None
+    return dg.BackfillPolicy.multi_run(1) if incremental.backfill == "run_per_window" else dg.BackfillPolicy.single_run()
 
 
 def deliver_file_set(

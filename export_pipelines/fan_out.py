@@ -44,7 +44,7 @@ from export_pipelines.stages.mapping import map_batch, map_stage_file, maps_noth
 from export_pipelines.stages.query import KeyRange
 from export_pipelines.stages.serialization import LINES_SCHEMA, lines_join_exactly, row_lines
 from export_pipelines.stages.stage_files import read_batches, read_schema, stage_writer
-from export_pipelines.stages.work_location import join
+from export_pipelines.stages.work_location import exists, join
 from export_pipelines.steps import (
     FileSet,
     RunFacts,
@@ -164,7 +164,7 @@ def fanned_ops(plan: ExportPlan, retry_schedule: RetrySchedule | None, upstream_
     )
     def map_chunk(context: dg.OpExecutionContext, extracted: ChunkFile) -> dg.Output[ChunkFile]:
         tag_export_run(context, plan)
-        note_reused_chunk(context, extracted)
+        note_reused_chunk(context, extracted, name)
         folder = work_dir(context, name)
         label = extracted.chunk.label
         with unwritable_values_fail(name):
@@ -184,7 +184,7 @@ def fanned_ops(plan: ExportPlan, retry_schedule: RetrySchedule | None, upstream_
         tag_export_run(context, plan)
         ordered = sorted(chunks, key=lambda c: c.chunk.index)
         for chunk in ordered:
-            note_reused_chunk(context, chunk)
+            note_reused_chunk(context, chunk, name)
         facts = joined_facts(context, plan, ordered)
         lines = all(chunk.lines for chunk in ordered)
         batches = itertools.chain.from_iterable(read_batches(chunk.path, spec.batch_size) for chunk in ordered)
@@ -198,7 +198,7 @@ def fanned_ops(plan: ExportPlan, retry_schedule: RetrySchedule | None, upstream_
         tag_export_run(context, plan)
         ordered = sorted(chunks, key=lambda c: c.chunk.index)
         for chunk in ordered:
-            note_reused_chunk(context, chunk)
+            note_reused_chunk(context, chunk, name)
         facts = joined_facts(context, plan, ordered)
         destination = join(work_dir(context, name), "aggregated.arrow")
         with unwritable_values_fail(name):
@@ -213,9 +213,19 @@ def fanned_ops(plan: ExportPlan, retry_schedule: RetrySchedule | None, upstream_
     return FannedOps(plan_chunks_op, extract_chunk, map_chunk, join_chunks, combine_chunks)
 
 
-def note_reused_chunk(context: dg.OpExecutionContext, chunk: ChunkFile) -> None:
-    if f"/{context.run_id}/" not in chunk.work_dir:
-        context.log.info(f"Re-execution: using the files an earlier run of this export left for {chunk.chunk.label} in {chunk.work_dir}")
+def note_reused_chunk(context: dg.OpExecutionContext, chunk: ChunkFile, export: str) -> None:
+    """As steps.note_reused_input, for a chunk's stage file. Raises dg.Failure when it is gone."""
+    if f"/{context.run_id}/" in chunk.work_dir:
+        return
+    context.log.info(f"Re-execution: using the files an earlier run of this export left for {chunk.chunk.label} in {chunk.work_dir}")
+    if not exists(chunk.path):
+        raise dg.Failure(
+            description=(
+                f"For export {export}, this re-execution needs {chunk.path}, which an earlier run left, and it is gone: a "
+                f"re-execution of that run has already delivered (a run's work files are removed once it delivers), or it was "
+                f"deleted. Start a new run of the export instead of re-executing this one."
+            )
+        )
 
 
 def map_chunk_rows(plan: ExportPlan, extracted: ChunkFile, destination: str) -> ChunkFile:

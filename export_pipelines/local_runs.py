@@ -35,8 +35,9 @@ def code_location_job(job_name: str) -> ReconstructableJob:
 
 def console_run_config(log_level: str, redirect_to_download: bool = False) -> dict:
     """Run config for a run in this process: what its console shows (the run log keeps every
-    event at DEBUG whatever this says), and optionally delivery redirected to the download folder."""
-    config: dict = {"loggers": {"console": {"config": {"log_level": log_level}}}}
+    event at DEBUG whatever this says; errors without their stack traces, since describe() prints
+    each failed step's cause at the end), and optionally delivery redirected to the download folder."""
+    config: dict = {"loggers": {"console": {"config": {"log_level": log_level, "stack_traces": False}}}}
     if redirect_to_download:
         config["resources"] = {"delivery_settings": {"config": {"redirect_to_download": True}}}
     return config

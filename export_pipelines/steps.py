@@ -25,7 +25,7 @@ from export_pipelines.stages.file_naming import NameValues, render_file_name
 from export_pipelines.stages.query import TimeWindow
 from export_pipelines.stages.serialization import OutputSettings, dialect_of, raw_json_columns, write_files
 from export_pipelines.stages.text_format import UnwritableValue
-from export_pipelines.stages.work_location import copy_file, is_remote, join, work_root_from_environment
+from export_pipelines.stages.work_location import copy_file, exists, is_remote, join, work_root_from_environment
 from export_pipelines.targets.base import LocalFile
 
 
@@ -104,10 +104,27 @@ def rerun_command(export: str) -> str:
     return f"export-pipelines rerun {export} --failed-only"
 
 
-def note_reused_input(context: dg.OpExecutionContext, stage: StageFile | FileSet) -> None:
-    """A re-execution from a failed step reads the earlier run's stage files instead of querying again: say so."""
-    if f"/{context.run_id}/" not in stage.facts.work_dir:
-        context.log.info(f"Re-execution: using the files an earlier run of this export left in {stage.facts.work_dir}")
+def note_reused_input(context: dg.OpExecutionContext, stage: StageFile | FileSet, export: str) -> None:
+    """A re-execution from a failed step reads the earlier run's stage files instead of querying
+    again: say so. Raises dg.Failure, naming the export and what to do, when those files are gone:
+    a run's work files are removed once it (or a re-execution of it) has delivered."""
+    if f"/{context.run_id}/" in stage.facts.work_dir:
+        return
+    context.log.info(f"Re-execution: using the files an earlier run of this export left in {stage.facts.work_dir}")
+    if isinstance(stage, StageFile):
+        needed = [stage.path]
+    else:
+        needed = [join(stage.stored_in, file.name) for file in stage.files] if stage.stored_in else [str(file.path) for file in stage.files]
+    gone = [location for location in needed if not exists(location)]
+    if gone:
+        raise dg.Failure(
+            description=(
+                f"For export {export}, this re-execution needs the files an earlier run left in {stage.facts.work_dir}, "
+                f"and {gone[0]} is gone: a re-execution of that run has already delivered (a run's work files are removed "
+                f"once it delivers), or they were deleted. Look at the window's latest run (`export-pipelines log {export}`); "
+                f"to deliver the window again, start a new run of it instead of re-executing this one."
+            )
+        )
 
 
 def export_window(context: dg.OpExecutionContext, plan: ExportPlan) -> TimeWindow | None:

@@ -262,6 +262,13 @@ class Incremental(BaseModel):
     grain: Literal["daily", "hourly"] = "daily"
     start: dt.date = Field(description="The first window; backfills cannot reach before it.")
     timezone: TimezoneName = "UTC"
+    backfill: Literal["one_run", "run_per_window"] = Field(
+        default="one_run",
+        description=(
+            "one_run: a backfill of a range is one run writing one file set; run_per_window: one run, "
+            "and one file set, per window, spread over the run queue (and Celery workers)."
+        ),
+    )
 
     @field_validator("start", mode="before")
     @classmethod

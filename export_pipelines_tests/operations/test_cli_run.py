@@ -50,6 +50,13 @@ def test_a_run_from_the_shell_reports_its_cause_and_then_delivers_redirected(hom
     assert "FAILED exports__partner_customers.partner_customers__upload:" in failed.stdout
     assert "For export partner_customers, delivery to connection partner (ftp://nobody@127.0.0.1:" in failed.stdout
     assert "Connection refused" in failed.stdout
+    # The console gives the cause, not Dagster's stack traces; the run's log keeps them.
+    assert "Stack Trace:" not in failed.stdout + failed.stderr and 'File "' not in failed.stdout + failed.stderr
+    assert "[stack trace in the run's log: export-pipelines log, or the UI]" in failed.stderr
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        [run] = instance.get_runs()
+        [failure] = instance.all_logs(run.run_id, of_type=dg.DagsterEventType.STEP_FAILURE)
+        assert "Stack Trace:" in failure.dagster_event.event_specific_data.error.to_string()
 
     redirected = cli("run", "partner_customers", "--redirect-to-download")
     assert redirected.returncode == 0, redirected.stdout + redirected.stderr

@@ -171,7 +171,7 @@ def launch_backfill(server: Webserver, asset_path: list[str], start: str, end: s
     return launched["backfillId"]
 
 
-def materialize(server: Webserver, asset_path: list[str], checks: list[str], partition: str | None = None) -> str:
+def materialize(server: Webserver, asset_path: list[str], checks: list[str], partition: str | None = None, tags: dict[str, str] | None = None) -> str:
     """What the UI's Materialize button sends for one asset and its checks (a run of
     __ASSET_JOB), for one picked partition of a partitioned asset; the run's id."""
     selector = {
@@ -179,17 +179,18 @@ def materialize(server: Webserver, asset_path: list[str], checks: list[str], par
         "assetSelection": [{"path": asset_path}],
         "assetCheckSelection": [{"assetKey": {"path": asset_path}, "name": name} for name in checks],
     }
-    return launch_job(server, selector, partition)
+    return launch_job(server, selector, partition, tags)
 
 
-def launch_job(server: Webserver, selector: dict, partition: str | None = None) -> str:
+def launch_job(server: Webserver, selector: dict, partition: str | None = None, tags: dict[str, str] | None = None) -> str:
     """What the launchpad sends for a job (`selector` names it, {"pipelineName": ...}), with the
-    partition picked in its partition selector; the run's id."""
+    partition picked in its partition selector and the run tags added in its tag editor; the run's id."""
+    tags = {**(tags or {}), **({"dagster/partition": partition} if partition else {})}
     [location] = [entry["name"] for entry in graphql(server, LOCATION_QUERY)["workspaceOrError"]["locationEntries"]]
     params = {
         "selector": {"repositoryLocationName": location, "repositoryName": "__repository__", **selector},
         "mode": "default",
-        "executionMetadata": {"tags": [{"key": "dagster/partition", "value": partition}] if partition else []},
+        "executionMetadata": {"tags": [{"key": key, "value": value} for key, value in tags.items()]},
         "runConfigData": {},
     }
     launched = graphql(server, LAUNCH_RUN, {"params": params})["launchPipelineExecution"]
