@@ -38,6 +38,8 @@ from export_pipelines_tests.automation.reexecution_target import JOB_EXPORT_ENV_
 from export_pipelines_tests.automation.window_data import RANGE, WINDOW_END, WINDOW_START, create_window_transactions, ids_in_window, incremental_spec
 from export_pipelines_tests.conftest import export_resources, run_export, source_url, write_config
 from export_pipelines_tests.sample_data import TRANSACTIONS, create_sample_tables
+from export_pipelines_tests.test_work_location import _keys as s3_keys
+from export_pipelines_tests.test_work_location import s3_work  # noqa: F401 (a fixture)
 
 # Values a CSV writer gets wrong: quotes, both delimiters, CR, LF and CRLF inside values, NULL
 # against the empty text, non-ASCII letters.
@@ -381,3 +383,26 @@ def test_fanned_out_incremental_range_run_writes_the_unsplit_window_file(tmp_pat
     assert files["tx_fan"] == files["tx_whole"]
     ids = [int(record["id"]) for record in csv.DictReader(io.StringIO(files["tx_whole"]["tx_20260327.csv"].decode("utf-8"), newline=""))]
     assert ids == ids_in_window(url, "created_at", WINDOW_START, WINDOW_END)
+
+
+def test_chunk_stage_files_live_in_the_object_store_work_folder(s3_work, moto_endpoint, s3_bucket, tmp_path, monkeypatch):
+    """With EXPORT_WORK_URL the chunks' stage files are written to and read from S3 (moto's server), the
+    file is the unsplit export's, and a delivered run leaves nothing there."""
+    url = f"sqlite:///{tmp_path / 'source.sqlite'}"
+    create_customers(url, customer_rows())
+    spec = {"name": "s3_fan", "model": "customers", "fields": FIELDS, "file_name": "s3_fan.{ext}"}
+    whole = run_export(spec, url, tmp_path / "whole").files
+    monkeypatch.setenv("EXPORT_WORK_URL", s3_work)
+    blocked = downloads_folder(tmp_path / "fanned" / "instance" / "storage", "s3_fan")
+    blocked.parent.mkdir(parents=True)
+    blocked.write_text("not a folder")
+    fanned = {**spec, "parallel": {"chunks": 2}}
+    failed = run_export(fanned, url, tmp_path / "fanned", raise_on_error=False)
+    assert not failed.result.success
+    prefix = f"work/{failed.result.run_id}/s3_fan/"
+    stored = sorted(key.removeprefix(prefix) for key in s3_keys(moto_endpoint, s3_bucket) if key.startswith(prefix))
+    assert stored == ["chunk_000.extract.arrow", "chunk_000.lines.arrow", "chunk_001.extract.arrow", "chunk_001.lines.arrow", "files/s3_fan.csv"]
+
+    delivered = run_export(fanned, url, tmp_path / "delivered")
+    assert delivered.files == whole
+    assert not [key for key in s3_keys(moto_endpoint, s3_bucket) if f"/{delivered.result.run_id}/" in key]
