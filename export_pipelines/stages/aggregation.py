@@ -221,7 +221,7 @@ def aggregate_partial_files(plan: ExportPlan, sources: list[Location], destinati
     """The chunks' partial aggregates (partial_aggregate_stage_file) combined and finished: the unsplit export's rows.
 
     Combining is associative (combine), so the result does not depend on how rows fell into chunks.
-    execution is "mixed" when some chunks' partials came from the database and some from Arrow.
+    execution is "combined": each chunk's own path (database or Arrow) is its partial file's to tell.
     """
     schema = read_schema(sources[0])
     tables = (pa.Table.from_batches([batch]) for source in sources for batch in read_batches(source, batch_size))
