@@ -133,6 +133,21 @@ SPEC_CASES = [
      ["one line"]),
     ("target_connection_missing", with_base(target={"connection": "partner_sfpt", "path": "/out"}), "target.connection",
      ["connection 'partner_sfpt' is not in connections.yaml", "did you mean partner_sftp"]),
+    ("parallel_zero_chunks", with_base(parallel={"chunks": 0}), "parallel.chunks", ["greater than or equal to 1"]),
+    ("parallel_too_many_chunks", with_base(parallel={"chunks": 1000}), "parallel.chunks", ["less than or equal to 256"]),
+    ("parallel_without_chunks", with_base(parallel={"by": "id"}), "parallel.chunks", ["required key is missing"]),
+    ("parallel_unknown_key", with_base(parallel={"chunks": 4, "column": "id"}), "parallel.column", ["column"]),
+    ("parallel_by_unknown_field", with_base(parallel={"chunks": 4, "by": "idd"}), "parallel.by", ["no field 'idd'", "did you mean id"]),
+    ("parallel_by_text_field", with_base(parallel={"chunks": 4, "by": "email"}), "parallel.by",
+     ["export probe", "integer field", "email is a string field"]),
+    ("parallel_parquet", with_base(format="parquet", parallel={"chunks": 4}), "parallel",
+     ["export probe writes Parquet", "write csv, psv or jsonl, or remove parallel"]),
+    ("parallel_by_json_property", with_base(parallel={"chunks": 4, "by": "metadata.tier"}), "parallel.by",
+     ["export probe", "integer field", "metadata.tier is a string field"]),
+    ("parallel_order_not_by_key", with_base(order=["email"], parallel={"chunks": 4}), "parallel.by",
+     ["export probe", "joins its chunks in id order", "order starts with email", "order: [id, ...]"]),
+    ("parallel_by_other_field_unordered", with_base(fields=["id", "home_store_id"], parallel={"chunks": 4, "by": "home_store_id"}), "parallel.by",
+     ["export probe", "sorted by the primary key id", "order: [home_store_id, ...]"]),
 ]
 
 

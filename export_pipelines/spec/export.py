@@ -468,6 +468,18 @@ class Encryption(BaseModel):
         return value
 
 
+MAX_CHUNKS = 256
+
+
+class Parallel(BaseModel):
+    """One export fanned out over key ranges, each extracted by its own step (docs/scale-out.md)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    chunks: int = Field(ge=1, le=MAX_CHUNKS, description="How many key ranges, each extracted and mapped by its own step.")
+    by: str | None = Field(default=None, description="An integer field of the model; default its primary key.")
+
+
 class ExportSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -516,6 +528,7 @@ class ExportSpec(BaseModel):
     csv_injection: Literal["off", "escape"] = Field(
         default="off", description="escape: text starting with = + - @ tab or CR gets a leading ' (OWASP CSV injection)."
     )
+    parallel: Parallel | None = Field(default=None, description="Fan the export out over key ranges: {chunks: 8, by: id}.")
 
     @field_validator("date_format")
     @classmethod
