@@ -26,6 +26,8 @@ from export_pipelines_tests.waiting import wait_for
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SPEC = {"name": "celery_customers", "model": "customers", "fields": ["id", "email", "name"], "order": ["id"], "file_name": "customers.csv"}
+# The same export fanned out over three key ranges (docs/scale-out.md): its chunk steps spread over the workers.
+FANNED = {**SPEC, "name": "celery_fanned", "parallel": {"chunks": 3}}
 REDIS = "redis://127.0.0.1:6379"
 
 
@@ -48,7 +50,7 @@ def test_a_run_launched_from_the_ui_runs_its_steps_on_celery_workers_with_stage_
     create_sample_tables(source)
     in_process = run_export(SPEC, source, tmp_path / "in_process").files["customers.csv"]
 
-    environment = profile_environment(postgres_database_url, redis_database, moto_endpoint, s3_bucket, source, write_config(tmp_path / "config", [SPEC]))
+    environment = profile_environment(postgres_database_url, redis_database, moto_endpoint, s3_bucket, source, write_config(tmp_path / "config", [SPEC, FANNED]))
     for name, value in environment.items():
         monkeypatch.setenv(name, value)
     deploy_yaml = (REPO_ROOT / "deploy" / "dagster.yaml").read_text()
@@ -59,8 +61,17 @@ def test_a_run_launched_from_the_ui_runs_its_steps_on_celery_workers_with_stage_
         workers = [start_celery_worker(tmp_path, f"export_worker_{n}_{uuid.uuid4().hex[:6]}", {**environment, "DAGSTER_HOME": str(server.home)}) for n in (1, 2)]
         processes += workers
         run_id = materialize(server, ["exports", "celery_customers"], ["rows_written_match_expected"])
+        fanned_id = materialize(server, ["exports", "celery_fanned"], ["rows_written_match_expected"])
 
         with dg.DagsterInstance.from_config(str(server.home)) as instance:
+            fanned = _finished(instance, fanned_id, seconds=240)
+            assert fanned.status == dg.DagsterRunStatus.SUCCESS, _failure(instance, fanned_id, tmp_path)
+            fanned_steps = [
+                (r.event_log_entry.dagster_event.step_key.split(".", 1)[1], r.event_log_entry.dagster_event.pid)
+                for r in instance.get_records_for_run(fanned_id).records
+                if r.event_log_entry.dagster_event and r.event_log_entry.dagster_event.event_type_value == "STEP_START"
+            ]
+            fanned_files = run_files(server.home, "celery_fanned")
             run = _finished(instance, run_id, seconds=150)
             assert run.status == dg.DagsterRunStatus.SUCCESS, _failure(instance, run_id, tmp_path)
             events = [record.event_log_entry for record in instance.get_records_for_run(run_id).records]
@@ -83,6 +94,14 @@ def test_a_run_launched_from_the_ui_runs_its_steps_on_celery_workers_with_stage_
     # Each step was handed to one of the two workers, by name, in the engine event Celery's task writes.
     assert len(handed) == 4 and {h.split("@")[0] for h in handed} <= {worker.name for worker in workers}
     assert files == {"customers.csv": in_process}
+    # Fanned out: a planning step, extract and map per chunk, one join, one upload, all on the workers,
+    # and the unsplit export's bytes.
+    assert sorted(step for step, _ in fanned_steps) == sorted(
+        ["celery_fanned__plan_chunks", "celery_fanned__join_chunks", "celery_fanned__upload",
+         *(f"celery_fanned__{stage}[chunk_{n:03d}]" for stage in ("extract_chunk", "map_chunk") for n in range(3))]
+    ), fanned_steps
+    assert {pid for _, pid in fanned_steps} <= worker_pids
+    assert fanned_files == {"customers.csv": in_process}
     # Delivered: the run's stage files are gone from the bucket; the op records stay under io/.
     keys = [item["Key"] for item in s3_client(moto_endpoint).list_objects_v2(Bucket=s3_bucket).get("Contents", [])]
     assert not [key for key in keys if f"work/{run_id}/" in key]
