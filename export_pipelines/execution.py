@@ -64,8 +64,8 @@ def _celery_executor() -> dg.ExecutorDefinition:
 
 
 def _k8s_executor() -> dg.ExecutorDefinition:
-    # dagster-k8s's own: each step a Kubernetes Job in the run's image, with the run launcher's
-    # env_secrets and env_config_maps (docs/kubernetes.md); it refuses to run without K8sRunLauncher.
+    # dagster-k8s's own: each step a Kubernetes Job in the run's image, with the K8sRunLauncher's
+    # env_secrets and env_config_maps (docs/kubernetes.md), the launcher it is meant for.
     from dagster_k8s import k8s_job_executor
 
     return k8s_job_executor

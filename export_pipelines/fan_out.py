@@ -221,9 +221,9 @@ def note_reused_chunk(context: dg.OpExecutionContext, chunk: ChunkFile, export: 
     if not exists(chunk.path):
         raise dg.Failure(
             description=(
-                f"For export {export}, this re-execution needs {chunk.path}, which an earlier run left, and it is gone: a "
-                f"re-execution of that run has already delivered (a run's work files are removed once it delivers), or it was "
-                f"deleted. Start a new run of the export instead of re-executing this one."
+                f"For export {export}, this re-execution needs {chunk.path}, which an earlier run left, and it is gone: that "
+                f"run's files were delivered (by its own step or a re-execution of it: a run's work files are removed once it "
+                f"delivers), or it was deleted. Start a new run of the export instead of re-executing this one."
             )
         )
 

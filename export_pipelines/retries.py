@@ -46,6 +46,7 @@ _NO_PERMISSION = "the user may not do this there: check the connection's usernam
 _BY_CLASS: dict[str, ErrorClass] = {
     "export_pipelines.spec.connections.MissingSecretError": ErrorClass(PERMANENT),
     "export_pipelines.source.NoSourceDatabase": ErrorClass(PERMANENT),
+    "export_pipelines.targets.remote.RunEnded": ErrorClass(PERMANENT),
     "export_pipelines.stages.bad_rows.TooManyBadRows": ErrorClass(PERMANENT),
     "paramiko.ssh_exception.AuthenticationException": ErrorClass(PERMANENT),
     "paramiko.ssh_exception.BadHostKeyException": ErrorClass(PERMANENT),

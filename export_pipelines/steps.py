@@ -120,8 +120,8 @@ def note_reused_input(context: dg.OpExecutionContext, stage: StageFile | FileSet
         raise dg.Failure(
             description=(
                 f"For export {export}, this re-execution needs the files an earlier run left in {stage.facts.work_dir}, "
-                f"and {gone[0]} is gone: a re-execution of that run has already delivered (a run's work files are removed "
-                f"once it delivers), or they were deleted. Look at the window's latest run (`export-pipelines log {export}`); "
+                f"and {gone[0]} is gone: that run's files were delivered (by the run's own step, or a re-execution of it: "
+                f"a run's work files are removed once it delivers), or they were deleted. Look at the window's latest run (`export-pipelines log {export}`); "
                 f"to deliver the window again, start a new run of it instead of re-executing this one."
             )
         )

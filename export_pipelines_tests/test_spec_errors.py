@@ -619,3 +619,40 @@ def test_a_bad_junction_does_not_hide_a_misspelt_filter_field(tmp_path):
     by_path = {p.key_path: p.message for p in config.problems}
     assert "filters.junction" in by_path
     assert any(path.startswith("filters.amout") and "did you mean" in message for path, message in by_path.items()), by_path
+
+
+HOURLY_BERLIN = {"by": "event_date", "grain": "hourly", "start": "2026-01-01", "timezone": "Europe/Berlin"}
+
+
+@pytest.mark.parametrize(
+    ("incremental", "file_name", "night"),
+    [
+        (HOURLY_BERLIN, "tx_{window_start:%Y%m%d%H}.{ext}", "02:00 on 2026-10-25 in Europe/Berlin"),
+        # Sao Paulo dropped summer time in 2019; windows from 2015 on still hold its last nights.
+        ({**HOURLY_BERLIN, "start": "2015-01-01", "timezone": "America/Sao_Paulo"}, "tx_{window_start:%Y-%m-%dT%H}.{ext}",
+         "23:00 on 2015-02-21 in America/Sao_Paulo"),
+    ],
+)
+def test_hourly_file_names_must_tell_the_repeated_hour_apart(tmp_path, incremental, file_name, night):
+    spec = with_base(model="transactions", fields=["id"], incremental=incremental, file_name=file_name)
+    problem = only_problem(tmp_path, spec)
+    assert problem.key_path == "file_name"
+    assert f"gives the two hourly windows starting at {night} (the hour repeated when summer time ends) the same name" in problem.message
+    assert "{window_start:%Y%m%dT%H%M%z}" in problem.message
+
+
+@pytest.mark.parametrize(
+    ("timezone", "file_name"),
+    [
+        ("Europe/Berlin", "tx_{window_start:%Y%m%dT%H%M%z}.{ext}"),  # the offset tells them apart
+        ("Europe/Berlin", "tx_{run_time:%Y%m%dT%H%M%S}.{ext}"),  # each run its own name
+        ("Europe/Berlin", None),  # the default hourly name has the offset
+        ("Asia/Tokyo", "tx_{window_start:%Y%m%d%H}.{ext}"),  # no summer time
+    ],
+)
+def test_hourly_file_names_that_tell_every_window_apart_load(tmp_path, timezone, file_name):
+    spec = with_base(model="transactions", fields=["id"], incremental={**HOURLY_BERLIN, "timezone": timezone})
+    if file_name:
+        spec["file_name"] = file_name
+    config = load_one(tmp_path, spec)
+    assert [str(p) for p in config.problems] == []

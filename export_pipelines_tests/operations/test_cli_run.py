@@ -4,6 +4,7 @@ recorded in DAGSTER_HOME like any run, exit status 0/1, the cause of a failure o
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 import os
 import subprocess
@@ -17,7 +18,7 @@ from export_pipelines.cli import main
 from export_pipelines.spec.loader import CONFIG_ENV_VAR
 from export_pipelines.source import SOURCE_URL_ENV_VAR
 from export_pipelines_tests.conftest import write_config
-from export_pipelines_tests.sample_data import CUSTOMERS, create_sample_tables
+from export_pipelines_tests.sample_data import CUSTOMERS, TRANSACTIONS, create_sample_tables
 from export_pipelines_tests.servers.dagster_webserver import graphql, start_webserver
 from export_pipelines_tests.servers.network import free_port
 from export_pipelines_tests.waiting import wait_for
@@ -25,6 +26,8 @@ from export_pipelines_tests.waiting import wait_for
 CLI = str(Path(sys.executable).parent / "export-pipelines")
 PARTNER = {"name": "partner_customers", "model": "customers", "fields": ["id", "email"], "order": ["id"], "file_name": "customers.csv",
            "target": {"connection": "partner", "path": "outbox"}}
+PER_WINDOW = {"name": "per_day_tx", "model": "transactions", "fields": ["id"], "order": ["id"],
+              "incremental": {"by": "event_date", "start": "2025-01-01", "backfill": "run_per_window"}}
 DAILY = {"name": "daily_tx", "model": "transactions", "fields": ["id"],
          "incremental": {"by": "event_date", "grain": "daily", "start": "2026-03-01", "timezone": "UTC"}}
 
@@ -35,7 +38,7 @@ def home(tmp_path, monkeypatch) -> Path:
     create_sample_tables(source)
     # Nothing listens on this port: a delivery there is refused.
     connections = {"connections": {"partner": {"type": "ftp", "host": "127.0.0.1", "port": free_port(), "username": "nobody", "timeout_seconds": 3}}}
-    config = write_config(tmp_path / "config", [PARTNER, DAILY], connections=connections)
+    config = write_config(tmp_path / "config", [PARTNER, DAILY, PER_WINDOW], connections=connections)
     monkeypatch.setenv(CONFIG_ENV_VAR, str(config))
     monkeypatch.setenv(SOURCE_URL_ENV_VAR, source)
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
@@ -72,6 +75,20 @@ def test_a_run_from_the_shell_reports_its_cause_and_then_delivers_redirected(hom
     log = cli("log", "partner_customers").stdout.splitlines()
     assert "success" in log[1] and " cli " in log[1] and "customers.csv" in log[1]
     assert "failed" in log[2] and " cli " in log[2]
+
+
+def test_a_range_of_a_run_per_window_export_is_one_run_and_file_per_window(home):
+    result = cli("run", "per_day_tx", "--from", "2025-01-02", "--to", "2025-01-04")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count("succeeded") == 3
+    folder = home / "storage" / "downloads" / "per_day_tx"
+    for day in (2, 3, 4):
+        ids = sorted(t["id"] for t in TRANSACTIONS if t["created_at"].date() == dt.date(2025, 1, day))
+        expected = "".join(f"{value}\r\n" for value in ["id", *ids]).encode()
+        assert (folder / f"per_day_tx_202501{day:02d}_202501{day + 1:02d}.csv").read_bytes() == expected
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        windows = sorted(run.tags["export_pipelines/window"] for run in instance.get_runs())
+    assert windows == [f"per_day_tx@2025-01-0{day}..2025-01-0{day}" for day in (2, 3, 4)]
 
 
 def test_a_dagster_asset_materialize_run_is_logged_and_rerun_from_its_failed_upload(home):
