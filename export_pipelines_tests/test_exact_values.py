@@ -9,18 +9,21 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import decimal
+import logging
 import sqlite3
 
 import pytest
 import sqlalchemy as sa
 
-from export_pipelines_tests.conftest import SOURCES, run_export, source_url
+from export_pipelines_tests.conftest import METADATA_SOURCES, SOURCES, run_export, source_url
 from export_pipelines_tests.stage_runs import run_stages
 
 DDL_TYPES = {
     "postgresql": {"int": "bigint", "text": "text", "ts": "timestamptz", "naive_ts": "timestamp", "date": "date"},
     "sqlite": {"int": "INTEGER", "text": "TEXT", "ts": "TEXT", "naive_ts": "TEXT", "date": "TEXT"},
     "mariadb": {"int": "bigint", "text": "text", "ts": "timestamp(6) NULL", "naive_ts": "datetime(6)", "date": "date"},
+    "duckdb": {"int": "bigint", "text": "varchar", "ts": "timestamptz", "naive_ts": "timestamp", "date": "date"},
 }
 # A column that holds any decimal the tests store: PostgreSQL's unbounded numeric, MySQL's widest DECIMAL
 # with room for 45 integer digits.
@@ -30,6 +33,12 @@ ANY_DECIMAL = {"postgresql": "numeric", "mariadb": "decimal(65,20)", "sqlite": "
 @pytest.fixture(params=SOURCES)
 def source(request, tmp_path) -> tuple[str, str]:
     """(URL, dialect) of an empty database: a SQLite file, a fresh PostgreSQL schema or MariaDB database."""
+    return source_url(request, tmp_path, request.param), request.param
+
+
+@pytest.fixture(params=METADATA_SOURCES)
+def any_source(request, tmp_path) -> tuple[str, str]:
+    """`source`, and DuckDB (the general path's stand-in for any other SQLAlchemy dialect) where its types hold the test's values."""
     return source_url(request, tmp_path, request.param), request.param
 
 
@@ -64,8 +73,8 @@ def model(name: str, fields: dict, **keys) -> dict:
          ["0.0000000000", "-0.0000000001", "0.0000000001", "0.0000001000", ""]),
     ],
 )
-def test_small_decimals_are_positional_not_scientific(source, fast, tmp_path, monkeypatch, scale, column, values, expected):
-    url, dialect = source
+def test_small_decimals_are_positional_not_scientific(any_source, fast, tmp_path, monkeypatch, scale, column, values, expected):
+    url, dialect = any_source
     # SQLite's NUMERIC stores them as REAL (0.0 included).
     stored = [(i + 1, f"r{i + 1}", float(v) if v is not None and dialect == "sqlite" else v) for i, v in enumerate(values)]
     columns = {"id": DDL_TYPES[dialect]["int"], "n": DDL_TYPES[dialect]["text"], "v": "NUMERIC" if dialect == "sqlite" else column}
@@ -89,8 +98,8 @@ def test_small_decimals_are_positional_not_scientific(source, fast, tmp_path, mo
 
 
 @pytest.mark.parametrize("path", ["auto", "arrow"])
-def test_sums_and_averages_beyond_38_digits_are_exact(source, fast, tmp_path, monkeypatch, path):
-    url, dialect = source
+def test_sums_and_averages_beyond_38_digits_are_exact(any_source, fast, tmp_path, monkeypatch, path):
+    url, dialect = any_source
     # SQLite: TEXT keeps every digit (its NUMERIC affinity would keep 15).
     sql_type = "TEXT" if dialect == "sqlite" else "numeric(38,10)"
     rows = [(1, "a", "100000000000000000000000000"), (2, "b", "6000000000000000000000000000"), (3, "b", "6000000000000000000000000000")]
@@ -105,7 +114,36 @@ def test_sums_and_averages_beyond_38_digits_are_exact(source, fast, tmp_path, mo
         b"a,100000000000000000000000000.000000000000,100000000000000000000000000.0000000000\r\n"
         b"b,6000000000000000000000000000.000000000000,12000000000000000000000000000.0000000000\r\n"
     )
-    assert run.aggregation == ("pushdown" if dialect != "sqlite" and path == "auto" else "arrow")
+    # DuckDB's SUM of a DECIMAL(38, s) is a DECIMAL(38, s) that overflows past 38 digits: summed over Arrow instead.
+    assert run.aggregation == ("pushdown" if dialect not in {"sqlite", "duckdb"} and path == "auto" else "arrow")
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["fast", "general"])
+def test_duckdb_sum_overflow_falls_back_to_exact_sums_over_arrow(tmp_path, monkeypatch, caplog, fast):
+    """DuckDB adds DECIMAL(38, s) in a 128-bit integer ("Overflow in HUGEINT addition") and refuses a total past
+    38 digits ("Overflow in SUM of DECIMAL"): either way the extract sums over Arrow, exactly, instead."""
+    url = f"duckdb:///{tmp_path / 'sums.duckdb'}"
+    largest = "9999999999999999999999999999.9999999999"  # 38 digits
+    rows = [(1, "hugeint", largest), (2, "hugeint", largest), (3, "hugeint", "0.0000000001"),
+            (4, "sum", "6000000000000000000000000000"), (5, "sum", "6000000000000000000000000000"), (6, "fits", "-1.5"), (7, "fits", None)]
+    create_table(url, "big", {"id": "bigint", "n": "varchar", "v": "decimal(38,10)"}, rows)
+    models = model("big", {"n": {"type": "string"}, "v": {"type": "decimal", "scale": 10}})
+    spec = {"name": "totals", "model": "big", "fields": [
+        {"from": "n", "aggregation": "group"}, {"from": "v", "to": "total", "aggregation": "sum"}, {"from": "v", "to": "mean", "aggregation": "avg"}]}
+    with caplog.at_level(logging.INFO, logger="export_pipelines.stages.extract"):
+        run = run_stages(url, tmp_path, spec, fast=fast, monkeypatch=monkeypatch, models=models)
+    assert run.aggregation == "arrow" and "summing over Arrow" in caplog.text
+    # Python's decimal module, 100 digits: the totals and means (two more places) computed here.
+    with decimal.localcontext(prec=100):
+        groups: dict[str, list[decimal.Decimal]] = {}
+        for _, group, value in rows:
+            groups.setdefault(group, []).extend([] if value is None else [decimal.Decimal(value)])
+        expected = "n,total,mean\r\n" + "".join(
+            f"{group},{sum(values).quantize(decimal.Decimal('1e-10'))},{(sum(values) / len(values)).quantize(decimal.Decimal('1e-12'))}\r\n"
+            for group, values in sorted(groups.items())
+        )
+    assert run.content.decode() == expected
+    assert "19999999999999999999999999999.9999999999" in expected and "12000000000000000000000000000.0000000000" in expected
 
 
 def test_sqlite_numeric_is_never_capped(fast, tmp_path, monkeypatch):
@@ -322,8 +360,8 @@ def test_postgresql_infinite_and_five_digit_years_are_bad_rows(postgres_schema_u
 
 # --- NULL and empty: the written form is what default and replace see ------------------------------------------------
 
-def test_replace_of_the_empty_value_covers_null(source, fast, tmp_path, monkeypatch):
-    url, dialect = source
+def test_replace_of_the_empty_value_covers_null(any_source, fast, tmp_path, monkeypatch):
+    url, dialect = any_source
     create_table(url, "notes", {"id": DDL_TYPES[dialect]["int"], "note": DDL_TYPES[dialect]["text"]}, [(1, ""), (2, None), (3, "x")])
     models = model("notes", {"note": {"type": "string"}})
     spec = {"name": "notes", "model": "notes", "order": "id", "fields": ["id", {"from": "note", "replace": {"": "(none)"}}]}
@@ -441,11 +479,13 @@ def test_postgresql_session_zone_from_the_environment_changes_nothing(postgres_s
     assert run.content == b"id,created_at\r\n3,2024-03-10T08:00:00Z\r\n"
 
 
-def test_text_compares_and_groups_by_code_point_whatever_the_collation(source, fast, tmp_path, monkeypatch):
-    url, dialect = source
+def test_text_compares_and_groups_by_code_point_whatever_the_collation(any_source, fast, tmp_path, monkeypatch):
+    url, dialect = any_source
     engine = sa.create_engine(url)
     with engine.begin() as connection:
-        if dialect == "postgresql":
+        if dialect == "duckdb":
+            connection.execute(sa.text("CREATE TABLE words (id bigint, w varchar COLLATE NOCASE)"))
+        elif dialect == "postgresql":
             connection.execute(sa.text("CREATE COLLATION case_blind (provider = icu, locale = 'und-u-ks-level2', deterministic = false)"))
             connection.execute(sa.text("CREATE TABLE words (id bigint, w text COLLATE case_blind)"))
         elif dialect == "mariadb":
