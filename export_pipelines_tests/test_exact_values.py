@@ -12,6 +12,8 @@ import datetime as dt
 import decimal
 import logging
 import sqlite3
+import subprocess
+import sys
 
 import pytest
 import sqlalchemy as sa
@@ -609,6 +611,43 @@ def test_mariadb_count_and_rows_read_one_snapshot_whatever_the_isolation_default
     finally:
         sa.event.remove(sa.engine.Engine, "after_cursor_execute", insert_after_the_count)
         writer.close()
+    assert run.content == b"id,grp\r\n1,a\r\n2,b\r\n"
+    assert run.extracted.rows == run.extracted.expected_rows == 2
+
+
+# Run as its own process: connectorx holds the GIL while its session runs the statements before the rows' query.
+INSERT_DURING_THE_PAUSE = """
+import sys, time, pymysql
+host, port, user, password, database = sys.argv[1:6]
+writer = pymysql.connect(host=host, port=int(port), user=user, password=password, database=database, autocommit=True)
+cursor = writer.cursor()
+deadline = time.monotonic() + 20
+while not cursor.execute("SELECT 1 FROM information_schema.processlist WHERE info LIKE 'DO SLEEP(3)%'"):
+    if time.monotonic() > deadline:
+        sys.exit("the reading session never paused after its count")
+    time.sleep(0.05)
+cursor.execute("INSERT INTO vals VALUES (3, 'c')")
+"""
+
+
+def test_mariadb_fast_path_counts_and_reads_one_snapshot(mariadb_database_url, tmp_path, monkeypatch):
+    """connectorx's connection: a row committed after the COUNT (while the session sleeps there) is in neither."""
+    from export_pipelines.stages import mysql_extract
+
+    url = mariadb_url_with(mariadb_database_url, "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+    create_table(url, "vals", {"id": "bigint", "grp": "text"}, [(1, "a"), (2, "b")])
+    statements = mysql_extract.session_statements
+    monkeypatch.setattr(mysql_extract, "session_statements", lambda *args: [*statements(*args), "DO SLEEP(3) /* after the count */"])
+    parts = sa.make_url(mariadb_database_url)
+    arguments = [parts.host, str(parts.port or 3306), parts.username, parts.password or "", parts.database]
+    writer = subprocess.Popen([sys.executable, "-c", INSERT_DURING_THE_PAUSE, *arguments], stderr=subprocess.PIPE, text=True)
+    try:
+        models = model("vals", {"grp": {"type": "string"}})
+        run = run_stages(url, tmp_path, {"name": "vals", "model": "vals", "fields": ["id", "grp"], "order": "id"},
+                         fast=True, monkeypatch=monkeypatch, models=models)
+    finally:
+        _, errors = writer.communicate(timeout=30)
+    assert writer.returncode == 0, errors
     assert run.content == b"id,grp\r\n1,a\r\n2,b\r\n"
     assert run.extracted.rows == run.extracted.expected_rows == 2
 

@@ -156,14 +156,20 @@ def decimal_from_text(array: pa.Array, target: pa.DataType) -> pa.Array:
         raise FastPathUnavailable(f"a decimal that does not fit the field's {DECIMAL_PRECISION} digits and scale: {error}") from error
 
 
+def session_statements(url: sa.URL, dialect: SourceDialect, count_sql: str) -> list[str]:
+    """What the reading connection runs before the rows' query: the URL's init_command, the session settings,
+    the consistent snapshot, and the COUNT(*) into the session variable the rows' query selects."""
+    first = [url.query["init_command"]] if "init_command" in url.query else []
+    return [*first, *dialect.session_settings, dialect.snapshot_statement, f"SET {_EXPECTED_VARIABLE} = ({count_sql})"]
+
+
 class MysqlRows:
     """The query's rows as Arrow batches (without EXPECTED_COLUMN) and the COUNT(*) of the same snapshot."""
 
     def __init__(self, url: sa.URL, dialect: SourceDialect, rows_sql: str, count_sql: str, batch_size: int):
         import connectorx
 
-        first = [url.query["init_command"]] if "init_command" in url.query else []
-        statements = [*first, *dialect.session_settings, dialect.snapshot_statement, f"SET {_EXPECTED_VARIABLE} = ({count_sql})"]
+        statements = session_statements(url, dialect, count_sql)
         self._expected: int | None = None
         with _driver_errors("run the query"):
             self._reader = connectorx.read_sql(
