@@ -121,39 +121,52 @@ def fast_query(query: sa.Select, plan: ExportPlan, types: dict[str, sa.types.Typ
     """build_query's select with DECIMAL and date/time columns as text (see the module's docstring), then
     EXPECTED_COLUMN, its WHERE and ORDER BY unchanged; and the places of the decimals read as text."""
     selected = list(query.selected_columns)
-    columns, decimal_text = [], []
+    columns, as_text = [], []
     for index, (column, source) in enumerate(zip(selected, plan.sources, strict=False)):
         if _read_as_text(source, types.get(source.column)):
             columns.append(sa.cast(column.element, mysql_sql.CHAR(charset="utf8mb4")).label(column.name))
-            if source.field_type == "decimal":
-                decimal_text.append(index)
+            as_text.append(index)
         else:
             columns.append(column)
     columns += selected[len(plan.sources) :]  # PROBLEM_COLUMN, where the query has one
     expected = sa.cast(sa.literal_column(_EXPECTED_VARIABLE), mysql_sql.BIGINT).label(EXPECTED_COLUMN)
-    return query.with_only_columns(*columns, expected), decimal_text
+    return query.with_only_columns(*columns, expected), as_text
 
 
 def rows_query_sql(query: sa.Select, plan: ExportPlan, engine: sa.Engine) -> tuple[str, str, Callable[[pa.RecordBatch], pa.RecordBatch]]:
-    """(rows SQL, the count's SQL, what turns a batch's decimal text into decimals), bound values as
+    """(rows SQL, the count's SQL, what turns a batch's text columns into their values), bound values as
     literals (connectorx takes no parameters)."""
-    rows, decimal_text = fast_query(query, plan, declared_types(engine, model_table(plan.model)))
+    rows, as_text = fast_query(query, plan, declared_types(engine, model_table(plan.model)))
 
-    def decimals(batch: pa.RecordBatch) -> pa.RecordBatch:
-        for index in decimal_text:
-            target = pa.decimal128(DECIMAL_PRECISION, plan.sources[index].scale or 0)
-            batch = batch.set_column(index, batch.schema.field(index).name, decimal_from_text(batch.column(index), target))
+    def values(batch: pa.RecordBatch) -> pa.RecordBatch:
+        for index in as_text:
+            batch = batch.set_column(index, batch.schema.field(index).name, from_text(batch.column(index), plan.sources[index]))
         return batch
 
-    return literal_sql(rows, engine.dialect), literal_sql(count_query(query), engine.dialect), decimals
+    return literal_sql(rows, engine.dialect), literal_sql(count_query(query), engine.dialect), values
 
 
-def decimal_from_text(array: pa.Array, target: pa.DataType) -> pa.Array:
-    """MySQL's DECIMAL text as the field's decimal128, exactly, or FastPathUnavailable (the general path names the row)."""
+def from_text(array: pa.Array, source: SourceRef) -> pa.Array:
+    """MySQL's text of a DECIMAL, DATETIME/TIMESTAMP (UTC, naive here) or DATE as the field's value, exactly,
+    or FastPathUnavailable (the general path names the row)."""
     try:
-        return pc.cast(pc.cast(array, _DECIMAL_TEXT_TYPE), target)
+        match source.field_type:
+            case "decimal":
+                target = pa.decimal128(DECIMAL_PRECISION, source.scale or 0)
+                try:
+                    return pc.cast(array, target)
+                except pa.ArrowInvalid:
+                    # Text of more than 38 digits, trailing zeros included (DECIMAL(65,30)'s 30 places): a value
+                    # that fits the field fits decimal256(76, 30) first. Rare, so tried second (5x the cost).
+                    return pc.cast(pc.cast(array, _DECIMAL_TEXT_TYPE), target)
+            case "timestamp":
+                # The server writes 'YYYY-MM-DD HH:MM:SS[.ffffff]' only; Arrow refuses a zero or impossible date.
+                return pc.cast(array, pa.timestamp("us"))
+            case "date":
+                return pc.cast(array, pa.date32())
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as error:
-        raise FastPathUnavailable(f"a decimal that does not fit the field's {DECIMAL_PRECISION} digits and scale: {error}") from error
+        raise FastPathUnavailable(f"{source.label}: {error}") from error
+    return array
 
 
 def session_statements(url: sa.URL, dialect: SourceDialect, count_sql: str) -> list[str]:
