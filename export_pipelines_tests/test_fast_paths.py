@@ -1,9 +1,10 @@
 """Every fast path writes the same bytes as the general path (bench/ measures how much faster).
 
-The fast paths: ADBC extraction (EXPORT_FAST_EXTRACT), the identity-mapping shortcut
-(EXPORT_MAPPING_SHORTCUT) and write-behind threads (EXPORT_WRITE_BEHIND). Each export
-here runs through the stage functions once with all of them on and once with all off,
-on values exporters get wrong, in SQLite and PostgreSQL.
+The fast paths: ADBC (PostgreSQL, SQLite) and connectorx (MySQL/MariaDB) extraction
+(EXPORT_FAST_EXTRACT), the identity-mapping shortcut (EXPORT_MAPPING_SHORTCUT) and
+write-behind threads (EXPORT_WRITE_BEHIND). Each export here runs through the stage
+functions once with all of them on and once with all off, on values exporters get wrong,
+in SQLite, PostgreSQL and MariaDB.
 """
 
 from __future__ import annotations
@@ -166,9 +167,9 @@ def test_filtered_and_mapped_export_matches_too(vouchers_url, tmp_path, monkeypa
     assert fast.count(b"\r\n") > 100
 
 
-@pytest.mark.parametrize("vouchers_url", ["postgresql"], indirect=True)
+@pytest.mark.parametrize("vouchers_url", ["postgresql", "mariadb"], indirect=True)
 def test_pushed_down_aggregation_matches(vouchers_url, tmp_path, monkeypatch, caplog):
-    """PostgreSQL's GROUP BY read through ADBC gives the cursor's groups, sums and extremes."""
+    """PostgreSQL's GROUP BY read through ADBC, MariaDB's through connectorx, give the cursor's groups, sums and extremes."""
     spec = {
         "name": "vouchers_by_type",
         "model": "vouchers",

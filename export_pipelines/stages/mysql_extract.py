@@ -169,20 +169,35 @@ def from_text(array: pa.Array, source: SourceRef) -> pa.Array:
     return array
 
 
-def session_statements(url: sa.URL, dialect: SourceDialect, count_sql: str) -> list[str]:
-    """What the reading connection runs before the rows' query: the URL's init_command, the session settings,
-    the consistent snapshot, and the COUNT(*) into the session variable the rows' query selects."""
+def group_query(query: sa.Select, schema: pa.Schema) -> sa.Select:
+    """build_group_query's select with every column whose partial is no integer as text (group values,
+    sums, extremes: DECIMAL sums reach 65 digits, text groups are their UTF-8 bytes), cast back by
+    arrow_extract.to_schema_batch. One statement, so one snapshot: no count is needed."""
+    columns = []
+    for column, field in zip(query.selected_columns, [*schema, None], strict=True):
+        integer = field is None or pa.types.is_integer(field.type) or pa.types.is_boolean(field.type)
+        columns.append(column if integer else sa.cast(column.element, mysql_sql.CHAR(charset="utf8mb4")).label(column.name))
+    return query.with_only_columns(*columns)
+
+
+def session_statements(url: sa.URL, dialect: SourceDialect, count_sql: str | None) -> list[str]:
+    """What the reading connection runs before the query: the URL's init_command, the session settings and,
+    given count_sql, the consistent snapshot and the COUNT(*) into the session variable the rows' query selects."""
     first = [url.query["init_command"]] if "init_command" in url.query else []
+    if count_sql is None:
+        return [*first, *dialect.session_settings]
     return [*first, *dialect.session_settings, dialect.snapshot_statement, f"SET {_EXPECTED_VARIABLE} = ({count_sql})"]
 
 
 class MysqlRows:
-    """The query's rows as Arrow batches (without EXPECTED_COLUMN) and the COUNT(*) of the same snapshot."""
+    """The query's rows as Arrow batches and, given count_sql (then the query selects EXPECTED_COLUMN,
+    which the batches lose), the COUNT(*) of the same snapshot."""
 
-    def __init__(self, url: sa.URL, dialect: SourceDialect, rows_sql: str, count_sql: str, batch_size: int):
+    def __init__(self, url: sa.URL, dialect: SourceDialect, rows_sql: str, batch_size: int, count_sql: str | None = None):
         import connectorx
 
         statements = session_statements(url, dialect, count_sql)
+        self._counted = count_sql is not None
         self._expected: int | None = None
         with _driver_errors("run the query"):
             self._reader = connectorx.read_sql(
@@ -196,12 +211,17 @@ class MysqlRows:
                 batch = next(batches, None)
             if batch is None:
                 return
+            if not self._counted:
+                yield batch
+                continue
             if self._expected is None and batch.num_rows:
                 self._expected = batch.column(EXPECTED_COLUMN)[0].as_py()
             yield batch.drop_columns([EXPECTED_COLUMN])
 
-    def expected_rows(self) -> int:
-        """The snapshot's COUNT(*), which arrives with the rows: FastPathUnavailable when none came."""
+    def expected_rows(self) -> int | None:
+        """The snapshot's COUNT(*), which arrives with the rows: FastPathUnavailable when none came; None without count_sql."""
+        if not self._counted:
+            return None
         if self._expected is None:
             raise FastPathUnavailable("no rows, so no count of the snapshot's rows came with them")
         return self._expected
