@@ -2,7 +2,7 @@
 
 PyMySQL builds every value in Python (about 0.08 M rows/s here); connectorx 0.4.6 reads the
 same query about 5x faster, streamed as Arrow batches of batch_size rows (its
-`arrow_stream`), so memory stays bounded. Measured on this machine (bench/RESULTS.md) against
+`arrow_stream`), so memory stays bounded. Measured on this machine (docs/performance.md) against
 mysqlclient's SSCursor (C, but still one Python object per value: half connectorx's speed,
 and a compiler and libmariadb-dev to install) and mysql-connector-python (its wheel here has
 no C extension).
@@ -19,9 +19,9 @@ connectorx is exact only for what it decodes natively, so the query is the gener
   collation), JSON text, and the PROBLEM_COLUMN text.
 A column of any other declared type (DOUBLE read as a decimal, BLOB as text, DATETIME as a
 date, ENUM), a URL option connectorx would not honour (TLS settings, a socket; init_command it
-runs first), an empty result (the count arrives with the rows),
-an audience file, or any value a cast refuses raises FastPathUnavailable, and the caller runs
-the general path, which names bad rows.
+runs first), an empty result (the count arrives with the rows), or any value a cast refuses
+raises FastPathUnavailable, and the caller runs the general path, which names bad rows (as it
+does for an export with an audience file, whose table lives on the general path's connection).
 
 Session and snapshot: the pre-execution statements run on the connection that then reads
 the rows: the dialect's session_settings (UTC, strict sql_mode, REPEATABLE READ), its
@@ -31,6 +31,7 @@ a session variable that the rows' query selects once per row: count and rows in 
 
 from __future__ import annotations
 
+import urllib.parse
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 
@@ -119,7 +120,7 @@ def _read_as_text(source: SourceRef, kind: sa.types.TypeEngine | None) -> bool:
 
 def fast_query(query: sa.Select, plan: ExportPlan, types: dict[str, sa.types.TypeEngine]) -> tuple[sa.Select, list[int]]:
     """build_query's select with DECIMAL and date/time columns as text (see the module's docstring), then
-    EXPECTED_COLUMN, its WHERE and ORDER BY unchanged; and the places of the decimals read as text."""
+    EXPECTED_COLUMN, its WHERE and ORDER BY unchanged; and the places of the columns read as text."""
     selected = list(query.selected_columns)
     columns, as_text = [], []
     for index, (column, source) in enumerate(zip(selected, plan.sources, strict=False)):
@@ -198,8 +199,9 @@ class MysqlRows:
 
         statements = session_statements(url, dialect, count_sql)
         self._counted = count_sql is not None
+        self._password = url.password
         self._expected: int | None = None
-        with _driver_errors("run the query"):
+        with _driver_errors("run the query", url.password):
             self._reader = connectorx.read_sql(
                 connectorx_url(url), rows_sql, return_type="arrow_stream", batch_size=batch_size, pre_execution_query=statements
             )
@@ -207,7 +209,7 @@ class MysqlRows:
     def __iter__(self) -> Iterator[pa.RecordBatch]:
         batches = iter(self._reader)
         while True:
-            with _driver_errors("read the rows"):
+            with _driver_errors("read the rows", self._password):
                 batch = next(batches, None)
             if batch is None:
                 return
@@ -238,11 +240,17 @@ class MysqlRows:
 
 
 @contextmanager
-def _driver_errors(doing: str) -> Iterator[None]:
-    """connectorx's errors, and its Rust panics (pyo3's PanicException, a BaseException), mean "use the general path"."""
+def _driver_errors(doing: str, password: str | None) -> Iterator[None]:
+    """connectorx's errors, and its Rust panics (pyo3's PanicException, a BaseException), mean "use the general path".
+
+    The message is logged: a password it might quote (connectorx was handed a URL) is cut out.
+    """
     try:
         yield
     except (KeyboardInterrupt, SystemExit, GeneratorExit):
         raise
     except BaseException as error:
-        raise FastPathUnavailable(f"connectorx could not {doing}: {str(error)[:500]}") from error
+        message = str(error)[:500]
+        if password:
+            message = message.replace(password, "***").replace(urllib.parse.quote(password, safe=""), "***")
+        raise FastPathUnavailable(f"connectorx could not {doing}: {message}") from None
