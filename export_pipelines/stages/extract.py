@@ -4,7 +4,8 @@ Three ways to read, tried in order:
 1. an aggregating export's GROUP BY in the database (partial aggregates per group), when
    the database can compute them exactly; abandoned for the row paths when a row has a
    value that does not fit its field, or SQLite's integer SUM overflows;
-2. the fast path: the ADBC driver decodes rows into Arrow in C (stages/arrow_extract.py);
+2. the fast path: the ADBC driver decodes rows into Arrow in C (PostgreSQL, SQLite:
+   stages/arrow_extract.py), connectorx in Rust (MySQL/MariaDB: stages/mysql_extract.py);
 3. the general path: SQLAlchemy streams rows in batches, converted to Arrow in Python;
    it also names every value that cannot be converted exactly.
 Every path writes the same stage file and lists the same bad rows.
@@ -26,7 +27,7 @@ import sqlalchemy as sa
 
 from export_pipelines.catalog.sql_types import DECIMAL_PRECISION, model_table
 from export_pipelines.spec.plan import ExportPlan, SourceRef
-from export_pipelines.stages import aggregation, arrow_extract
+from export_pipelines.stages import aggregation, arrow_extract, mysql_extract
 from export_pipelines.stages.arrow_runtime import prepare_pyarrow
 from export_pipelines.stages.audience import load_audience_table
 from export_pipelines.stages.dialects import SourceDialect, dialect_for, reflected_dialect
@@ -103,10 +104,9 @@ def extract_to_stage_file(
         if groups is not None:
             return groups
     if arrow_extract.fast_extract_enabled() and not _has_audience_file(plan):
+        fast = _extract_rows_with_connectorx if dialect.name == "mysql" else _extract_rows_with_adbc
         try:
-            return _extract_rows_with_adbc(
-                engine, dialect, plan, path, batch_size, window, extracted_at, BadRows(plan.name, max_bad_rows), key_range
-            )
+            return fast(engine, dialect, plan, path, batch_size, window, extracted_at, BadRows(plan.name, max_bad_rows), key_range)
         except arrow_extract.FastPathUnavailable as reason:
             logger.info("Extracting %s row by row: %s", plan.name, reason)
     return _extract_rows(engine, dialect, plan, path, batch_size, window, extracted_at, BadRows(plan.name, max_bad_rows), key_range)
@@ -172,10 +172,19 @@ def _extract_group_partials(
     snapshot, so no COUNT of the groups is needed.
     """
     schema = aggregation.partial_schema(plan, [arrow_type(field.source) for field in plan.fields])
-    if dialect.name == "postgresql" and arrow_extract.fast_extract_enabled() and not _has_audience_file(plan):
+    fast = arrow_extract.fast_extract_enabled() and not _has_audience_file(plan)
+    if dialect.name == "postgresql" and fast:
         try:
             sql = arrow_extract.literal_sql(build_group_query(plan, dialect, window, key_range=key_range), engine.dialect)
             with arrow_extract.ArrowConnection(engine.url) as connection, arrow_extract.SnapshotRows(connection, sql, batch_size) as read:
+                return _write_group_partials(plan, path, schema, (pa.Table.from_batches([batch]) for batch in read), None, extracted_at)
+        except arrow_extract.FastPathUnavailable as reason:
+            logger.info("Reading %s's groups row by row: %s", plan.name, reason)
+    if dialect.name == "mysql" and fast and mysql_extract.available(engine.url):
+        # One statement through connectorx, its own snapshot: the general path's COUNT of the groups ran the GROUP BY twice.
+        try:
+            query = mysql_extract.group_query(build_group_query(plan, dialect, window, key_range=key_range), schema)
+            with mysql_extract.MysqlRows(engine.url, dialect, arrow_extract.literal_sql(query, engine.dialect), batch_size) as read:
                 return _write_group_partials(plan, path, schema, (pa.Table.from_batches([batch]) for batch in read), None, extracted_at)
         except arrow_extract.FastPathUnavailable as reason:
             logger.info("Reading %s's groups row by row: %s", plan.name, reason)
@@ -232,20 +241,57 @@ def _extract_rows_with_adbc(
     query = build_query(plan, dialect, window, key_range=key_range)
     rows_sql = arrow_extract.literal_sql(query, engine.dialect)
     count_sql = arrow_extract.literal_sql(count_query(query), engine.dialect)
+    with arrow_extract.ArrowConnection(engine.url) as connection, arrow_extract.SnapshotRows(connection, rows_sql, batch_size, count_sql) as read:
+        return _write_arrow_rows(plan, path, read, extracted_at, bad_rows)
+
+
+def _extract_rows_with_connectorx(
+    engine: sa.Engine,
+    dialect: SourceDialect,
+    plan: ExportPlan,
+    path: Location,
+    batch_size: int,
+    window: TimeWindow | None,
+    extracted_at: dt.datetime,
+    bad_rows: BadRows,
+    key_range: KeyRange | None = None,
+) -> ExtractResult:
+    """The general path's query and stage file, MySQL/MariaDB rows decoded by connectorx (see mysql_extract)."""
+    if not mysql_extract.available(engine.url):
+        raise arrow_extract.FastPathUnavailable("connectorx does not read this URL (an option, a socket or no connectorx)")
+    query = build_query(plan, dialect, window, key_range=key_range)
+    rows_sql, count_sql, prepare = mysql_extract.rows_query_sql(query, plan, engine)
+    with mysql_extract.MysqlRows(engine.url, dialect, rows_sql, batch_size, count_sql) as read:
+        return _write_arrow_rows(plan, path, read, extracted_at, bad_rows, prepare)
+
+
+def _write_arrow_rows(
+    plan: ExportPlan,
+    path: Location,
+    read,
+    extracted_at: dt.datetime,
+    bad_rows: BadRows,
+    prepare: Callable[[pa.RecordBatch], pa.RecordBatch] | None = None,
+) -> ExtractResult:
+    """A fast path's batches into the stage file, bad rows listed; `read` iterates batches and gives expected_rows().
+
+    prepare: applied to each batch's rows that the query found no problem in, before the cast to the stage types.
+    """
     schema = source_schema(plan.sources)
     rows = seen = 0
-    with arrow_extract.ArrowConnection(engine.url) as connection, arrow_extract.SnapshotRows(connection, rows_sql, batch_size, count_sql) as read:
-        with stage_writer(path, schema) as writer, WriteBehind() as behind:
-            for batch in read:
-                kept, positions = _without_problem_rows(plan, batch, seen, bad_rows)
-                kept = _without_unrepresentable_rows(plan, arrow_extract.to_stage_batch(kept, schema=schema, sources=plan.sources), positions, seen, bad_rows)
-                seen += batch.num_rows
-                behind.submit(writer.write_batch, kept)
-                rows += kept.num_rows
-            behind.drain()
-            if rows == 0:
-                writer.write_table(schema.empty_table())
-        expected = read.expected_rows()
+    with stage_writer(path, schema) as writer, WriteBehind() as behind:
+        for batch in read:
+            kept, positions = _without_problem_rows(plan, batch, seen, bad_rows)
+            if prepare is not None:
+                kept = prepare(kept)
+            kept = _without_unrepresentable_rows(plan, arrow_extract.to_stage_batch(kept, schema=schema, sources=plan.sources), positions, seen, bad_rows)
+            seen += batch.num_rows
+            behind.submit(writer.write_batch, kept)
+            rows += kept.num_rows
+        behind.drain()
+        if rows == 0:
+            writer.write_table(schema.empty_table())
+    expected = read.expected_rows()
     return ExtractResult(path, rows, rows if expected is None else expected, extracted_at, bad_rows.in_row_order())
 
 
