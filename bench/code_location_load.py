@@ -1,0 +1,189 @@
+"""How loading the code location grows with the number of exports, and what a run's start-up costs.
+
+    python bench/code_location_load.py [--sizes 10 100 1000] [--repeat 1] [--no-run]
+
+For each size, a config folder of that many exports (copies of the nine demo specs under new
+names, an `after` pointing at its own copy's upstream) is written to a temporary folder, and
+each figure is taken in fresh processes:
+- validate: `export-pipelines validate --config <folder>` wall time;
+- load: `python -c "import export_pipelines.definitions"` (what a code server, the daemon and
+  every run worker do first) wall time and peak RSS, and the same plus Dagster's repository
+  snapshot of every job, asset, schedule and sensor (what the code server sends the UI);
+- run start-up: one export's run launched through a code server, as the UI launches it (the
+  code server spawns the run worker, which loads the code location again): created -> started
+  and created -> success, from the run's own record.
+Also the floor of a run's start-up: `python -c pass` and `python -c "import dagster"`.
+Prints a table; figures, not assertions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from dagster_run import free_port, wait_for_server  # noqa: E402
+
+VENV_BIN = Path(sys.executable).parent
+DEMO_CONFIG = Path(__file__).resolve().parent.parent / "export_pipelines" / "demo" / "config"
+RUN_EXPORT = "voucherify_redemptions_c0"  # a snapshot export to the download folder
+
+SNAPSHOT = """
+import time
+started = time.perf_counter()
+import export_pipelines.definitions as d
+loaded = time.perf_counter()
+from dagster._core.remote_representation.external_data import RepositorySnap
+repository = d.defs.get_repository_def()
+RepositorySnap.from_def(repository)
+print(loaded - started, time.perf_counter() - loaded, len(repository.job_names))
+"""
+
+
+def write_config(folder: Path, exports: int) -> Path:
+    """A config folder of `exports` specs: the demo specs in name order, copy after copy, renamed
+    `<name>_c<copy>` (apparel21_orders follows its own copy of apparel21_customers). The text is
+    edited, not re-dumped, so YAML 1.1's `on:` (read as true) stays as the spec wrote it."""
+    config = folder / f"config_{exports}"
+    shutil.copytree(DEMO_CONFIG, config, ignore=shutil.ignore_patterns("exports"))
+    (config / "exports").mkdir()
+    specs = [(path.stem, path.read_text()) for path in sorted((DEMO_CONFIG / "exports").glob("*.yaml"))]
+    for index in range(exports):
+        stem, text = specs[index % len(specs)]
+        copy = index // len(specs)
+        text = re.sub(r"^name: (\w+)$", rf"name: \g<1>_c{copy}", text, flags=re.M)
+        text = re.sub(r"^after: \{export: (\w+)", rf"after: {{export: \g<1>_c{copy}", text, flags=re.M)
+        (config / "exports" / f"{stem}_c{copy}.yaml").write_text(text)
+    return config
+
+
+def timed(command: list[str], env: dict) -> tuple[float, int, str]:
+    """Wall seconds, peak RSS in MB (of this child alone: run it in a fresh process) and stdout."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    started = time.perf_counter()
+    done = subprocess.run(command, env=env, capture_output=True, text=True)
+    seconds = time.perf_counter() - started
+    if done.returncode not in (0, 1) or (done.returncode and "validate" not in command):
+        raise RuntimeError(f"{command} failed: {done.stderr[-2000:]}")
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    # ru_maxrss of children is the largest child's so far: larger sizes run later, so it is this one's.
+    return seconds, max(peak, before) // 1024, done.stdout
+
+
+def launched_start_up(env: dict, folder: Path, repeat: int) -> tuple[float, float, float]:
+    """Seconds from the code server's start to its health; medians of created -> started and -> success."""
+    from dagster import DagsterInstance, DagsterRunStatus
+
+    port = free_port()
+    started = time.perf_counter()
+    server = subprocess.Popen(
+        [str(VENV_BIN / "dagster"), "code-server", "start", "-m", "export_pipelines.definitions", "-h", "127.0.0.1", "-p", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=open(folder / "code_server.log", "w"),
+    )
+    to_started, to_success = [], []
+    try:
+        wait_for_server(port, env, server)
+        server_seconds = time.perf_counter() - started
+        os.environ["DAGSTER_HOME"] = env["DAGSTER_HOME"]
+        for _ in range(repeat):
+            subprocess.run(
+                [str(VENV_BIN / "dagster"), "job", "launch", "--grpc-host", "127.0.0.1", "--grpc-port", str(port), "-j", f"{RUN_EXPORT}_job"],
+                env=env,
+                check=True,
+                capture_output=True,
+            )
+            with DagsterInstance.get() as instance:
+                deadline = time.monotonic() + 300
+                while time.monotonic() < deadline:
+                    [record] = instance.get_run_records(limit=1)
+                    if record.dagster_run.status in (DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED):
+                        break
+                    time.sleep(0.05)
+            if record.dagster_run.status != DagsterRunStatus.SUCCESS:
+                raise RuntimeError(f"the run ended {record.dagster_run.status}; see {env['DAGSTER_HOME']}")
+            created = record.create_timestamp.timestamp()
+            to_started.append(record.start_time - created)
+            to_success.append(record.end_time - created)
+    finally:
+        server.terminate()
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
+    return server_seconds, statistics.median(to_started), statistics.median(to_success)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[10, 100, 1000])
+    parser.add_argument("--repeat", type=int, default=1, help="launched runs per size (median)")
+    parser.add_argument("--no-run", action="store_true", help="skip the launched runs (no code server)")
+    args = parser.parse_args(argv)
+    python = str(VENV_BIN / "python")
+    rows = []
+    with tempfile.TemporaryDirectory() as temporary:
+        folder = Path(temporary)
+        from export_pipelines.demo.generator import generate_demo_database
+
+        database = folder / "demo.sqlite"
+        generate_demo_database(f"sqlite:///{database}", customers=100, seed=42)
+        base_env = {**os.environ, "EXPORT_SOURCE_URL": f"sqlite:///{database}", "EXPORT_REDIRECT_TO_DOWNLOAD": "1"}
+        floor = {
+            "python -c pass": timed([python, "-c", "pass"], base_env)[0],
+            "import dagster": timed([python, "-c", "import dagster"], base_env)[0],
+        }
+        for size in sorted(args.sizes):
+            config = write_config(folder, size)
+            home = folder / f"home_{size}"
+            home.mkdir()
+            settings = yaml.safe_load((Path(__file__).resolve().parent.parent / "dagster.yaml").read_text()) or {}
+            # Launch at once, as `dagster dev` does once its daemon dequeues the run (the queue's poll is left out).
+            settings["run_coordinator"] = {"module": "dagster.core.run_coordinator", "class": "DefaultRunCoordinator"}
+            (home / "dagster.yaml").write_text(yaml.safe_dump(settings))
+            env = {**base_env, "EXPORT_PIPELINES_CONFIG": str(config), "DAGSTER_HOME": str(home)}
+            validate, _, out = timed([str(VENV_BIN / "export-pipelines"), "validate", "--config", str(config)], env)
+            load, load_rss, _ = timed([python, "-c", "import export_pipelines.definitions"], env)
+            snapshot, snapshot_rss, out = timed([python, "-c", SNAPSHOT], env)
+            import_seconds, snap_seconds, jobs = out.split()
+            row = {
+                "exports": size,
+                "validate s": round(validate, 2),
+                "load s": round(load, 2),
+                "load MB": load_rss,
+                "load + snapshot s": round(snapshot, 2),
+                "snapshot part s": round(float(snap_seconds), 2),
+                "snapshot MB": snapshot_rss,
+                "jobs": int(jobs),
+            }
+            if not args.no_run:
+                server, started, success = launched_start_up(env, folder, args.repeat)
+                row |= {"code server up s": round(server, 2), "created->started s": round(started, 2), "created->success s": round(success, 2)}
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+    print()
+    print("floor: " + ", ".join(f"{k} {v:.2f} s" for k, v in floor.items()))
+    columns = list(rows[-1])
+    print("| " + " | ".join(columns) + " |")
+    print("|" + "---|" * len(columns))
+    for row in rows:
+        print("| " + " | ".join(str(row.get(c, "")) for c in columns) + " |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
