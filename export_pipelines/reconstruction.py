@@ -75,6 +75,7 @@ class ExportRepository(dg.RepositoryDefinition):
         narrow = self._narrow_repository(names) if names is not None else None
         if narrow is not None and narrow.has_job(job_name):
             return narrow.get_maybe_subset_job_def(job_name, op_selection, asset_selection, asset_check_selection)
+        logger.info("job %s: building the whole code location (its run's exports could not be told apart)", job_name)
         return super().get_maybe_subset_job_def(job_name, op_selection, asset_selection, asset_check_selection)
 
     def _narrow_repository(self, names: frozenset[str]) -> dg.RepositoryDefinition | None:
