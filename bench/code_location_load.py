@@ -1,17 +1,20 @@
 """How loading the code location grows with the number of exports, and what a run's start-up costs.
 
-    python bench/code_location_load.py [--sizes 10 100 1000] [--repeat 1] [--no-run]
+    python bench/code_location_load.py [--sizes 10 100 1000] [--repeat 1] [--no-run] [--compare-with SRC]
 
 For each size, a config folder of that many exports (copies of the nine demo specs under new
 names, an `after` pointing at its own copy's upstream) is written to a temporary folder, and
 each figure is taken in fresh processes:
 - validate: `export-pipelines validate --config <folder>` wall time;
-- load: `python -c "import export_pipelines.definitions"` (what a code server, the daemon and
-  every run worker do first) wall time and peak RSS, and the same plus Dagster's repository
-  snapshot of every job, asset, schedule and sensor (what the code server sends the UI);
+- load: `python -c "import export_pipelines.definitions"` (what a code server does at start and
+  at each reload; a run worker did it too before it built only its run's exports) wall and CPU
+  time and peak RSS, and the same plus Dagster's repository snapshot of every job, asset,
+  schedule and sensor (what the code server sends the UI);
 - run start-up: one export's run launched through a code server, as the UI launches it (the
   code server spawns the run worker, which loads the code location again): created -> started
   and created -> success, from the run's own record.
+With --compare-with, another checkout (`git archive main | tar -x -C DIR`) is measured in turn with
+this one, size by size, so both see the same load from other sessions (column `code`: this, other).
 Also the floor of a run's start-up: `python -c pass` and `python -c "import dagster"`.
 Prints a table; figures, not assertions.
 """
@@ -22,7 +25,6 @@ import argparse
 import json
 import os
 import re
-import resource
 import shutil
 import statistics
 import subprocess
@@ -69,17 +71,22 @@ def write_config(folder: Path, exports: int) -> Path:
     return config
 
 
-def timed(command: list[str], env: dict) -> tuple[float, int, str]:
-    """Wall seconds, peak RSS in MB (of this child alone: run it in a fresh process) and stdout."""
-    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    started = time.perf_counter()
-    done = subprocess.run(command, env=env, capture_output=True, text=True)
-    seconds = time.perf_counter() - started
-    if done.returncode not in (0, 1) or (done.returncode and "validate" not in command):
-        raise RuntimeError(f"{command} failed: {done.stderr[-2000:]}")
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    # ru_maxrss of children is the largest child's so far: larger sizes run later, so it is this one's.
-    return seconds, max(peak, before) // 1024, done.stdout
+def timed(command: list[str], env: dict) -> tuple[float, float, int, str]:
+    """Wall seconds, CPU seconds, peak RSS in MB (of this child alone, from wait4) and stdout.
+    CPU seconds matter here: other sessions share the 2 cores, so wall time varies 2x run to run."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        started = time.perf_counter()
+        process = subprocess.Popen(command, env=env, stdout=out, stderr=err)
+        _, status, usage = os.wait4(process.pid, 0)
+        seconds = time.perf_counter() - started
+        process.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        text = out.read().decode()
+        # validate exits 1 when a spec has problems; anything else failing is a fault of the bench.
+        if process.returncode and not (process.returncode == 1 and "validate" in command):
+            raise RuntimeError(f"{command} failed: {err.read().decode()[-2000:]}")
+    return seconds, usage.ru_utime + usage.ru_stime, usage.ru_maxrss // 1024, text
 
 
 def launched_start_up(env: dict, folder: Path, repeat: int) -> tuple[float, float, float]:
@@ -128,13 +135,46 @@ def launched_start_up(env: dict, folder: Path, repeat: int) -> tuple[float, floa
     return server_seconds, statistics.median(to_started), statistics.median(to_success)
 
 
+def measure(size: int, config: Path, env: dict, args: argparse.Namespace, folder: Path) -> dict:
+    python = str(VENV_BIN / "python")
+    validate = [timed([str(VENV_BIN / "export-pipelines"), "validate", "--config", str(config)], env) for _ in range(args.repeat)]
+    load = [timed([python, "-c", "import export_pipelines.definitions"], env) for _ in range(args.repeat)]
+    snapshot = [timed([python, "-c", SNAPSHOT], env) for _ in range(args.repeat)]
+    snapshot_part = statistics.median(float(out.split()[1]) for *_, out in snapshot)
+
+    def median(samples: list, field: int) -> float:
+        return round(statistics.median(sample[field] for sample in samples), 2)
+
+    row = {
+        "exports": size,
+        "validate s": median(validate, 0),
+        "validate cpu s": median(validate, 1),
+        "load s": median(load, 0),
+        "load cpu s": median(load, 1),
+        "load MB": max(sample[2] for sample in load),
+        "load + snapshot s": median(snapshot, 0),
+        "of it snapshot s": round(snapshot_part, 2),
+        "load + snapshot MB": max(sample[2] for sample in snapshot),
+        "jobs": int(snapshot[0][3].split()[2]),
+    }
+    if not args.no_run:
+        server, started, success = launched_start_up(env, folder, args.repeat)
+        row |= {"code server up s": round(server, 2), "created->started s": round(started, 2), "created->success s": round(success, 2)}
+    return row
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", type=int, nargs="+", default=[10, 100, 1000])
-    parser.add_argument("--repeat", type=int, default=1, help="launched runs per size (median)")
+    parser.add_argument("--repeat", type=int, default=1, help="samples per figure (median), launched runs per size")
     parser.add_argument("--no-run", action="store_true", help="skip the launched runs (no code server)")
+    parser.add_argument(
+        "--compare-with", type=Path, metavar="SRC",
+        help="another checkout of the project (e.g. `git archive main`): measured in turn with this one, size by size, on PYTHONPATH",
+    )
     args = parser.parse_args(argv)
     python = str(VENV_BIN / "python")
+    trees = {"this": None, **({"other": args.compare_with.resolve()} if args.compare_with else {})}
     rows = []
     with tempfile.TemporaryDirectory() as temporary:
         folder = Path(temporary)
@@ -149,32 +189,19 @@ def main(argv: list[str] | None = None) -> int:
         }
         for size in sorted(args.sizes):
             config = write_config(folder, size)
-            home = folder / f"home_{size}"
-            home.mkdir()
-            settings = yaml.safe_load((Path(__file__).resolve().parent.parent / "dagster.yaml").read_text()) or {}
-            # Launch at once, as `dagster dev` does once its daemon dequeues the run (the queue's poll is left out).
-            settings["run_coordinator"] = {"module": "dagster.core.run_coordinator", "class": "DefaultRunCoordinator"}
-            (home / "dagster.yaml").write_text(yaml.safe_dump(settings))
-            env = {**base_env, "EXPORT_PIPELINES_CONFIG": str(config), "DAGSTER_HOME": str(home)}
-            validate, _, out = timed([str(VENV_BIN / "export-pipelines"), "validate", "--config", str(config)], env)
-            load, load_rss, _ = timed([python, "-c", "import export_pipelines.definitions"], env)
-            snapshot, snapshot_rss, out = timed([python, "-c", SNAPSHOT], env)
-            import_seconds, snap_seconds, jobs = out.split()
-            row = {
-                "exports": size,
-                "validate s": round(validate, 2),
-                "load s": round(load, 2),
-                "load MB": load_rss,
-                "load + snapshot s": round(snapshot, 2),
-                "snapshot part s": round(float(snap_seconds), 2),
-                "snapshot MB": snapshot_rss,
-                "jobs": int(jobs),
-            }
-            if not args.no_run:
-                server, started, success = launched_start_up(env, folder, args.repeat)
-                row |= {"code server up s": round(server, 2), "created->started s": round(started, 2), "created->success s": round(success, 2)}
-            rows.append(row)
-            print(json.dumps(row), flush=True)
+            for tree, source in reversed(trees.items()):
+                home = folder / f"home_{size}_{tree}"
+                home.mkdir()
+                settings = yaml.safe_load((Path(__file__).resolve().parent.parent / "dagster.yaml").read_text()) or {}
+                # Launch at once, as `dagster dev` does once its daemon dequeues the run (the queue's poll is left out).
+                settings["run_coordinator"] = {"module": "dagster.core.run_coordinator", "class": "DefaultRunCoordinator"}
+                (home / "dagster.yaml").write_text(yaml.safe_dump(settings))
+                env = {**base_env, "EXPORT_PIPELINES_CONFIG": str(config), "DAGSTER_HOME": str(home)}
+                if source is not None:
+                    env["PYTHONPATH"] = str(source)
+                row = {"code": tree, **measure(size, config, env, args, folder)}
+                rows.append(row)
+                print(json.dumps(row), flush=True)
     print()
     print("floor: " + ", ".join(f"{k} {v:.2f} s" for k, v in floor.items()))
     columns = list(rows[-1])
