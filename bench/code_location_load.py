@@ -10,6 +10,8 @@ each figure is taken in fresh processes:
   at each reload; a run worker did it too before it built only its run's exports) wall and CPU
   time and peak RSS, and the same plus Dagster's repository snapshot of every job, asset,
   schedule and sensor (what the code server sends the UI);
+- a run worker's load: a fresh process rebuilding one export's job as the run worker does
+  (Dagster's RECONSTRUCTION), wall and CPU time and peak RSS;
 - run start-up: one export's run launched through a code server, as the UI launches it (the
   code server spawns the run worker, which loads the code location again): created -> started
   and created -> success, from the run's own record.
@@ -41,6 +43,12 @@ from dagster_run import free_port, wait_for_server  # noqa: E402
 VENV_BIN = Path(sys.executable).parent
 DEMO_CONFIG = Path(__file__).resolve().parent.parent / "export_pipelines" / "demo" / "config"
 RUN_EXPORT = "voucherify_redemptions_c0"  # a snapshot export to the download folder
+
+# What a run worker does before its run starts: rebuild the run's job from the code location.
+RUN_WORKER_LOAD = (
+    "from dagster._core.definitions.reconstruct import ReconstructableRepository as R; "
+    f"R.for_module('export_pipelines.definitions', 'defs').get_reconstructable_job('{RUN_EXPORT}_job').get_definition()"
+)
 
 SNAPSHOT = """
 import time
@@ -140,6 +148,7 @@ def measure(size: int, config: Path, env: dict, args: argparse.Namespace, folder
     validate = [timed([str(VENV_BIN / "export-pipelines"), "validate", "--config", str(config)], env) for _ in range(args.repeat)]
     load = [timed([python, "-c", "import export_pipelines.definitions"], env) for _ in range(args.repeat)]
     snapshot = [timed([python, "-c", SNAPSHOT], env) for _ in range(args.repeat)]
+    worker = [timed([python, "-c", RUN_WORKER_LOAD], env) for _ in range(args.repeat)]
     snapshot_part = statistics.median(float(out.split()[1]) for *_, out in snapshot)
 
     def median(samples: list, field: int) -> float:
@@ -156,6 +165,9 @@ def measure(size: int, config: Path, env: dict, args: argparse.Namespace, folder
         "of it snapshot s": round(snapshot_part, 2),
         "load + snapshot MB": max(sample[2] for sample in snapshot),
         "jobs": int(snapshot[0][3].split()[2]),
+        "run worker load s": median(worker, 0),
+        "run worker load cpu s": median(worker, 1),
+        "run worker load MB": max(sample[2] for sample in worker),
     }
     if not args.no_run:
         server, started, success = launched_start_up(env, folder, args.repeat)
