@@ -133,6 +133,21 @@ SPEC_CASES = [
      ["one line"]),
     ("target_connection_missing", with_base(target={"connection": "partner_sfpt", "path": "/out"}), "target.connection",
      ["connection 'partner_sfpt' is not in connections.yaml", "did you mean partner_sftp"]),
+    ("parallel_zero_chunks", with_base(parallel={"chunks": 0}), "parallel.chunks", ["greater than or equal to 1"]),
+    ("parallel_too_many_chunks", with_base(parallel={"chunks": 1000}), "parallel.chunks", ["less than or equal to 256"]),
+    ("parallel_without_chunks", with_base(parallel={"by": "id"}), "parallel.chunks", ["required key is missing"]),
+    ("parallel_unknown_key", with_base(parallel={"chunks": 4, "column": "id"}), "parallel.column", ["column"]),
+    ("parallel_by_unknown_field", with_base(parallel={"chunks": 4, "by": "idd"}), "parallel.by", ["no field 'idd'", "did you mean id"]),
+    ("parallel_by_text_field", with_base(parallel={"chunks": 4, "by": "email"}), "parallel.by",
+     ["export probe", "integer field", "email is a string field"]),
+    ("parallel_parquet", with_base(format="parquet", parallel={"chunks": 4}), "parallel",
+     ["export probe writes Parquet", "write csv, psv or jsonl, or remove parallel"]),
+    ("parallel_by_json_property", with_base(parallel={"chunks": 4, "by": "metadata.tier"}), "parallel.by",
+     ["export probe", "integer field", "metadata.tier is a string field"]),
+    ("parallel_order_not_by_key", with_base(order=["email"], parallel={"chunks": 4}), "parallel.by",
+     ["export probe", "joins its chunks in id order", "order starts with email", "order: [id, ...]"]),
+    ("parallel_by_other_field_unordered", with_base(fields=["id", "home_store_id"], parallel={"chunks": 4, "by": "home_store_id"}), "parallel.by",
+     ["export probe", "sorted by the primary key id", "order: [home_store_id, ...]"]),
 ]
 
 
@@ -326,9 +341,22 @@ BAD_CONNECTIONS = [
     ("sftp_bad_fingerprint", {**SFTP_BASE, "password": {"env": "P"}, "host_key_fingerprint": "MD5:aa:bb"},
      ["SHA256:"]),
     ("ftp_with_ca_file", {"type": "ftp", "host": "h", "username": "u", "ca_file": "/ca.pem"}, ["ftps only"]),
-    ("s3_half_credentials", {"type": "s3", "bucket": "b", "access_key_id": {"env": "K"}}, ["both access_key_id and secret_access_key"]),
-    ("s3_kms_key_without_kms", {"type": "s3", "bucket": "b", "kms_key_id": "k"}, ["aws:kms"]),
+    ("s3_half_credentials", {"type": "s3", "bucket": "exports-b", "access_key_id": {"env": "K"}}, ["both access_key_id and secret_access_key"]),
+    ("s3_kms_key_without_kms", {"type": "s3", "bucket": "exports-b", "kms_key_id": "k"}, ["aws:kms"]),
+    ("ftp_host_with_port", {"type": "ftp", "host": "ftp.example.com:2121", "username": "u"}, ["is not a host name", "the port in port"]),
+    ("sftp_host_as_url", {**SFTP_BASE, "password": {"env": "P"}, "host": "sftp://files.example.com/in"}, ["is not a host name"]),
+    ("s3_bucket_with_folder", {"type": "s3", "bucket": "exports/partner_a"}, ["holds a '/'", "prefix"]),
+    ("s3_bucket_upper_case", {"type": "s3", "bucket": "Exports_2026"}, ["is not an S3 bucket name", "lower-case"]),
+    ("s3_bucket_too_short", {"type": "s3", "bucket": "ab"}, ["3 to 63"]),
 ]
+
+
+@pytest.mark.parametrize("host", ["::1", "[2001:db8::7]", "127.0.0.1", "sftp.partner.example", "Files-01.Partner.Example"])
+def test_host_names_and_addresses_are_taken(tmp_path, host):
+    connection = {"type": "ftp", "host": host, "username": "u"}
+    config = load_config(write_config(tmp_path / "config", [GOOD_A], connections={"connections": {"partner": connection}}))
+    assert [str(p) for p in config.problems if p.file == "connections.yaml"] == []
+    assert config.connections.connections["partner"].host == host.strip("[]")
 
 
 @pytest.mark.parametrize(("connection", "substrings"), [pytest.param(c, s, id=i) for i, c, s in BAD_CONNECTIONS])
@@ -462,10 +490,13 @@ def test_validate_command_on_bundled_demo_config():
 LITERAL_SECRET_CONNECTIONS = [
     pytest.param({"type": "sftp", "host": "h", "username": "u", "password": "hunter2"}, "password", id="sftp_password"),
     pytest.param({"type": "ftps", "host": "h", "username": "u", "password": "hunter2"}, "password", id="ftps_password"),
-    pytest.param({"type": "s3", "bucket": "b", "secret_access_key": "hunter2"}, "secret_access_key", id="s3_secret"),
+    pytest.param({"type": "s3", "bucket": "exports-b", "secret_access_key": "hunter2"}, "secret_access_key", id="s3_secret"),
     pytest.param({"type": "smtp", "host": "h", "sender": "x@example.com", "password": "hunter2"}, "password", id="smtp"),
     pytest.param({"type": "sftp", "host": "h", "username": "u", "private_key_passphrase": "hunter2"},
                  "private_key_passphrase", id="sftp_passphrase"),
+    # Credentials written into the host, as in a URL: the host's problem never shows them.
+    pytest.param({"type": "ftp", "host": "bob:hunter2@ftp.example.com", "username": "bob"}, "host", id="ftp_credentials_in_host"),
+    pytest.param({"type": "sftp", "host": "sftp://bob:hunter2@h", "username": "bob", "password": {"env": "P"}}, "host", id="sftp_url_in_host"),
 ]
 
 

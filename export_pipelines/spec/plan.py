@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from export_pipelines.catalog.models import JSON_PROPERTY_PATTERN, Catalog, FieldDef, FieldType, ModelDef
 from export_pipelines.spec.aggregation_rules import aggregation_problems
+from export_pipelines.spec.parallel_rules import ParallelPlan, parallel_plan, parallel_problems
 from export_pipelines.spec.export import FRACTION_READ_AS_NUMBER, ConnectionTarget, ExportSpec, FieldSpec, Filters
 from export_pipelines.spec.problems import closest
 from export_pipelines.spec.timing import timing_problems, window_field_name
@@ -107,6 +108,8 @@ class ExportPlan:
     kpi: str | None = None
     audience: AudiencePlan | None = None
     encryption: EncryptionPlan | None = None
+    # `parallel`: the export fanned out over key ranges (spec/parallel_rules.py).
+    parallel: ParallelPlan | None = None
 
     @property
     def name(self) -> str:
@@ -193,6 +196,14 @@ def build_plan(
         except PlanError as error:
             problems.append(error)
 
+    chunk_key = None
+    if spec.parallel is not None:
+        try:
+            chunk_key = resolve_source(model_name, model, spec.parallel.by or model.primary_key, "parallel.by")
+        except PlanError as error:
+            problems.append(error)
+        problems.extend(PlanError(key_path, message) for key_path, message in parallel_problems(spec, model_name, model, chunk_key, tuple(order)))
+
     problems += _file_and_time_problems(spec, model_name, model)
     template, ext = _file_template(spec)
     window_field = window_field_name(spec, model)
@@ -212,6 +223,7 @@ def build_plan(
         window_field=_field_source(model, window_field) if window_field else None,
         template_conditions=template_conditions,
         kpi=kpi,
+        parallel=parallel_plan(spec, chunk_key, tuple(order)) if chunk_key is not None else None,
     )
 
 

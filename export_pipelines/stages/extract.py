@@ -37,6 +37,7 @@ from export_pipelines.stages.query import (
     PROBLEM_COLUMN,
     PROBLEM_COUNT_COLUMN,
     PROBLEM_SEPARATOR,
+    KeyRange,
     TimeWindow,
     build_group_query,
     build_query,
@@ -87,24 +88,28 @@ def extract_to_stage_file(
     batch_size: int,
     window: TimeWindow | None = None,
     max_bad_rows: int = 0,
+    key_range: KeyRange | None = None,
 ) -> ExtractResult:
     """Stream the query's rows (or, pushed down, its groups' partial aggregates) into `path`; memory is bounded by batch_size.
 
+    key_range: only one chunk of a fanned-out export (stages/chunks.py).
     Raises TooManyBadRows once more than max_bad_rows rows hold a value their field cannot hold.
     """
     prepare_pyarrow()
     extracted_at = dt.datetime.now(dt.UTC)
     dialect = source_dialect(engine, plan)
     if plan.aggregates and pushes_down_aggregation(plan, dialect):
-        groups = _extract_group_partials(engine, dialect, plan, path, batch_size, window, extracted_at)
+        groups = _extract_group_partials(engine, dialect, plan, path, batch_size, window, extracted_at, key_range)
         if groups is not None:
             return groups
     if arrow_extract.fast_extract_enabled() and not _has_audience_file(plan):
         try:
-            return _extract_rows_with_adbc(engine, dialect, plan, path, batch_size, window, extracted_at, BadRows(plan.name, max_bad_rows))
+            return _extract_rows_with_adbc(
+                engine, dialect, plan, path, batch_size, window, extracted_at, BadRows(plan.name, max_bad_rows), key_range
+            )
         except arrow_extract.FastPathUnavailable as reason:
             logger.info("Extracting %s row by row: %s", plan.name, reason)
-    return _extract_rows(engine, dialect, plan, path, batch_size, window, extracted_at, BadRows(plan.name, max_bad_rows))
+    return _extract_rows(engine, dialect, plan, path, batch_size, window, extracted_at, BadRows(plan.name, max_bad_rows), key_range)
 
 
 def source_dialect(engine: sa.Engine, plan: ExportPlan) -> SourceDialect:
@@ -158,6 +163,7 @@ def _extract_group_partials(
     batch_size: int,
     window: TimeWindow | None,
     extracted_at: dt.datetime,
+    key_range: KeyRange | None = None,
 ) -> ExtractResult | None:
     """The database's GROUP BY into `path`, or None (nothing written) when the row paths must aggregate instead.
 
@@ -168,12 +174,12 @@ def _extract_group_partials(
     schema = aggregation.partial_schema(plan, [arrow_type(field.source) for field in plan.fields])
     if dialect.name == "postgresql" and arrow_extract.fast_extract_enabled() and not _has_audience_file(plan):
         try:
-            sql = arrow_extract.literal_sql(build_group_query(plan, dialect, window), engine.dialect)
+            sql = arrow_extract.literal_sql(build_group_query(plan, dialect, window, key_range=key_range), engine.dialect)
             with arrow_extract.ArrowConnection(engine.url) as connection, arrow_extract.SnapshotRows(connection, sql, batch_size) as read:
                 return _write_group_partials(plan, path, schema, (pa.Table.from_batches([batch]) for batch in read), None, extracted_at)
         except arrow_extract.FastPathUnavailable as reason:
             logger.info("Reading %s's groups row by row: %s", plan.name, reason)
-    build = lambda audience_table: build_group_query(plan, dialect, window, audience_table)  # noqa: E731
+    build = lambda audience_table: build_group_query(plan, dialect, window, audience_table, key_range)  # noqa: E731
     try:
         with _streamed(engine, dialect, plan, build, batch_size, count=dialect.name != "postgresql") as (expected, chunks):
             tables = (pa.table(list(zip(*chunk, strict=True)), names=[*schema.names, PROBLEM_COUNT_COLUMN]) for chunk in chunks)
@@ -220,9 +226,10 @@ def _extract_rows_with_adbc(
     window: TimeWindow | None,
     extracted_at: dt.datetime,
     bad_rows: BadRows,
+    key_range: KeyRange | None = None,
 ) -> ExtractResult:
     """The general path's query and stage file, rows decoded by the ADBC driver (see arrow_extract)."""
-    query = build_query(plan, dialect, window)
+    query = build_query(plan, dialect, window, key_range=key_range)
     rows_sql = arrow_extract.literal_sql(query, engine.dialect)
     count_sql = arrow_extract.literal_sql(count_query(query), engine.dialect)
     schema = source_schema(plan.sources)
@@ -321,10 +328,11 @@ def _extract_rows(
     window: TimeWindow | None,
     extracted_at: dt.datetime,
     bad_rows: BadRows,
+    key_range: KeyRange | None = None,
 ) -> ExtractResult:
     schema = source_schema(plan.sources)
     rows = seen = 0
-    build = lambda audience_table: build_query(plan, dialect, window, audience_table)  # noqa: E731
+    build = lambda audience_table: build_query(plan, dialect, window, audience_table, key_range=key_range)  # noqa: E731
     with _streamed(engine, dialect, plan, build, batch_size, count=True) as (expected, chunks), stage_writer(path, schema) as writer:
         for chunk in chunks:
             table = rows_to_table(chunk, schema, plan, seen, bad_rows)

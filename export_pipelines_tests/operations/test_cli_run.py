@@ -18,7 +18,9 @@ from export_pipelines.spec.loader import CONFIG_ENV_VAR
 from export_pipelines.source import SOURCE_URL_ENV_VAR
 from export_pipelines_tests.conftest import write_config
 from export_pipelines_tests.sample_data import CUSTOMERS, create_sample_tables
+from export_pipelines_tests.servers.dagster_webserver import graphql, start_webserver
 from export_pipelines_tests.servers.network import free_port
+from export_pipelines_tests.waiting import wait_for
 
 CLI = str(Path(sys.executable).parent / "export-pipelines")
 PARTNER = {"name": "partner_customers", "model": "customers", "fields": ["id", "email"], "order": ["id"], "file_name": "customers.csv",
@@ -50,6 +52,13 @@ def test_a_run_from_the_shell_reports_its_cause_and_then_delivers_redirected(hom
     assert "FAILED exports__partner_customers.partner_customers__upload:" in failed.stdout
     assert "For export partner_customers, delivery to connection partner (ftp://nobody@127.0.0.1:" in failed.stdout
     assert "Connection refused" in failed.stdout
+    # The console gives the cause, not Dagster's stack traces; the run's log keeps them.
+    assert "Stack Trace:" not in failed.stdout + failed.stderr and 'File "' not in failed.stdout + failed.stderr
+    assert "[stack trace in the run's log: export-pipelines log, or the UI]" in failed.stderr
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        [run] = instance.get_runs()
+        [failure] = instance.all_logs(run.run_id, of_type=dg.DagsterEventType.STEP_FAILURE)
+        assert "Stack Trace:" in failure.dagster_event.event_specific_data.error.to_string()
 
     redirected = cli("run", "partner_customers", "--redirect-to-download")
     assert redirected.returncode == 0, redirected.stdout + redirected.stderr
@@ -115,3 +124,46 @@ def test_a_window_that_does_not_exist_is_refused_before_any_run(home, capsys, ar
     assert main(["run", *arguments]) == 1
     assert capsys.readouterr().out.startswith(message)
     assert not (home / "history").exists() or not list((home / "history").glob("runs/*.db"))
+
+
+REEXECUTE = """
+mutation Reexecute($parentRunId: String!) {
+  launchPipelineReexecution(reexecutionParams: {parentRunId: $parentRunId, strategy: FROM_FAILURE}) {
+    __typename
+    ... on LaunchRunSuccess { run { runId } }
+    ... on PythonError { message }
+  }
+}
+"""
+
+
+def test_a_command_line_run_is_re_executed_from_the_ui(tmp_path, monkeypatch):
+    """Re-execute > From failure on a run `export-pipelines run` made: the run records where the
+    webserver finds its job (the workspace's export_pipelines location), so the UI relaunches it."""
+    source_file = tmp_path / "later.sqlite"  # not there yet: the first run's extract fails
+    config = write_config(tmp_path / "config", [PARTNER | {"target": "download"}])
+    environment = {CONFIG_ENV_VAR: str(config), SOURCE_URL_ENV_VAR: f"sqlite:///{source_file}"}
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    server = start_webserver(tmp_path, environment)
+    try:
+        monkeypatch.setenv("DAGSTER_HOME", str(server.home))
+        failed = cli("run", "partner_customers")
+        assert failed.returncode == 1 and "FAILED exports__partner_customers.partner_customers__extract" in failed.stdout, failed.stdout
+        create_sample_tables(f"sqlite:///{source_file}")
+        with dg.DagsterInstance.from_config(str(server.home)) as instance:
+            [parent] = instance.get_runs()
+            assert parent.tags["dagster/code_location"] == "export_pipelines"
+            launched = graphql(server, REEXECUTE, {"parentRunId": parent.run_id})["launchPipelineReexecution"]
+            assert launched["__typename"] == "LaunchRunSuccess", launched
+            child = wait_for(
+                lambda: (run := instance.get_run_by_id(launched["run"]["runId"])).is_finished and run, "the UI's re-execution", 120
+            )
+            assert child.status == dg.DagsterRunStatus.SUCCESS and child.parent_run_id == parent.run_id
+            started = [e.step_key.rsplit("__", 1)[1] for e in instance.all_logs(child.run_id, of_type=dg.DagsterEventType.STEP_START)]
+            assert started == ["extract", "map", "serialize", "upload"]
+    finally:
+        server.stop()
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\r\n").writerows([["id", "email"], *[[c["id"], c["email"] or ""] for c in sorted(CUSTOMERS, key=lambda c: c["id"])]])
+    assert (server.home / "storage" / "downloads" / "partner_customers" / "customers.csv").read_bytes() == out.getvalue().encode()
