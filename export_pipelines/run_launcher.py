@@ -107,10 +107,13 @@ class ExportRunLauncher(DefaultRunLauncher):
 
 
 def dead_worker_message(instance: dg.DagsterInstance, run: dg.DagsterRun) -> str:
-    steps = ", ".join(sorted(step_processes(instance, run.run_id)))
-    if not steps:
-        return f"the run's processes on {this_host()} no longer exist (killed between steps or while waiting for its pool's slot?)"
-    return f"the process of step(s) {steps} on {this_host()} no longer exists (killed?)"
+    """What run monitoring says of a run whose processes are gone: the steps, their process ids and the host."""
+    running = step_processes(instance, run.run_id)
+    host = socket.gethostname()
+    if not running:
+        return f"the run's processes on {host} no longer exist (killed between steps or while waiting for its pool's slot?)"
+    steps = ", ".join(f"{step} (pid {pid})" for step, pid in sorted(running.items()))
+    return f"the process of step(s) {steps} on {host} no longer exists (killed, or the Celery worker running it?)"
 
 
 def end_dead_runs(instance: dg.DagsterInstance) -> list[str]:

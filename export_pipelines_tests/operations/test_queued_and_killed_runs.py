@@ -173,7 +173,7 @@ def test_a_run_killed_while_uploading_fails_frees_its_slot_and_reruns(slow_serve
     assert log.returncode == 0, log.stderr
     [line, error] = log.stdout.splitlines()[1:3]
     assert "failed" in line and "cli" in line and run_id in line
-    assert f"exports__{EXPORT}.{EXPORT}__upload" in error and "no longer exists (killed?)" in error
+    assert f"exports__{EXPORT}.{EXPORT}__upload (pid " in error and "no longer exists (killed" in error
     assert_rerun_delivers(home, environment, proxy, remote, run_id)
 
 
@@ -223,6 +223,9 @@ def test_run_monitoring_fails_a_run_only_when_its_step_processes_are_gone_from_t
         result = instance.run_launcher.check_run_worker_health(run)
     assert result.status == status, result.msg
     if status == WorkerStatus.FAILED and events[-1][0] == "STEP_START":
-        assert result.msg == f"the process of step(s) exports__a.a__upload on {this_host()} no longer exists (killed?)"
+        assert result.msg == (
+            f"the process of step(s) exports__a.a__upload (pid {pids[events[-1][1]]}) on {socket.gethostname()} no longer exists "
+            "(killed, or the Celery worker running it?)"
+        )
     elif status == WorkerStatus.FAILED:
-        assert result.msg.startswith(f"the run's processes on {this_host()} no longer exist")
+        assert result.msg.startswith(f"the run's processes on {socket.gethostname()} no longer exist")
