@@ -13,6 +13,10 @@ type, each dialect gives:
   Python's, both of which refuse 2024-02-30 or 38 digits too many), so the SQL only checks
   what a conversion cannot see; without it (a value only filtered on, or added up by a
   pushed-down GROUP BY) the SQL checks everything.
+- `routed`: where the fast extract may read the stored value as it is and check it per Arrow
+  batch instead of per row in SQL (SQLite's timestamp text): the rows whose value passes
+  the batch check are exactly those the per-row SQL would pass through unchanged, and only
+  the others are read again through the per-row SQL (stages/extract.py).
 Only code constants are inlined into SQL; spec values stay bound parameters.
 """
 
@@ -44,6 +48,22 @@ class Check:
 
     fails: sa.ColumnElement[bool]
     reason: str
+
+
+@dataclass(frozen=True)
+class Routed:
+    """A value read as stored, checked per Arrow batch; a row whose value fails the check is read again exactly.
+
+    stored: what the fast query selects; not_plain: true where the storage alone (not text)
+    sends the row to the exact read; pattern (RE2, whole value) and refused_prefix: text that
+    matches the one and does not start with the other is what `readable` would give unchanged,
+    with no `checks` failing on it.
+    """
+
+    stored: sa.ColumnElement
+    not_plain: sa.ColumnElement[bool]
+    pattern: str
+    refused_prefix: str
 
 
 def _glob(text: sa.ColumnElement, pattern: str) -> sa.ColumnElement[bool]:
@@ -99,6 +119,10 @@ class SourceDialect:
     def raw_text(self, column: sa.ColumnElement) -> sa.ColumnElement:
         """The stored value as text, for the rejected-rows list."""
         return sa.cast(column, sa.Text)
+
+    def routed(self, column: sa.ColumnElement, source: SourceRef) -> Routed | None:
+        """How the fast extract may read a converted value as stored (see Routed); None: always as `readable`."""
+        return None
 
     def json_property(self, column: sa.ColumnElement, prop: str) -> sa.ColumnElement:
         path = sa.bindparam(None, f'$."{prop}"', type_=sa.Text)
@@ -485,6 +509,17 @@ class SqliteDialect(SourceDialect):
     def raw_text(self, column):
         return sa.case((sa.func.typeof(column) == constant("blob"), sa.func.quote(column)), else_=sa.cast(column, sa.Text))
 
+    def routed(self, column, source):
+        """A timestamp's text, when it is 'YYYY-MM-DD HH:MM:SS' of a year from 0001, is what `readable` gives and
+        no check refuses (`_canonical_instant_shape`): read as stored, the per-row CASE and checks (half the
+        extract's SQLite time) are left to the rows whose text is in another form or not text at all."""
+        if source.json_property is not None or source.field_type != "timestamp":
+            return None
+        text = sa.type_coerce(column, sa.Text)
+        # Numbers sort before any text and BLOBs after it (SQLite's "Datatypes", 4.1): two comparisons, no function call.
+        not_text = sa.or_(text < constant(""), text >= sa.literal_column("X''"))
+        return Routed(text, not_text, _CANONICAL_SECONDS_PATTERN, "0000")
+
     def json_property(self, column, prop):
         path = sa.bindparam(None, f'$."{prop}"', type_=sa.Text)
         kind = sa.func.json_type(column, path)
@@ -549,6 +584,8 @@ _HOURS_MINUTES_GLOB = "[Tt ][0-9][0-9]:[0-9][0-9]"
 _CANONICAL_DATE_GLOB = "[0-9][0-9][0-9][0-9]-[01][0-9]-[0-3][0-9]"
 _CANONICAL_SECONDS_GLOB = _CANONICAL_DATE_GLOB + " [0-2][0-9]:[0-5][0-9]:[0-5][0-9]"
 _SECONDS_FORMAT = "%Y-%m-%d %H:%M:%S"
+# `_canonical_instant_shape` for text of digits: 19 characters, a space at the 11th (the year checked apart).
+_CANONICAL_SECONDS_PATTERN = "[0-9]{4}-[0-9]{2}-[0-9]{2} [0-9]{2}:[0-9]{2}:[0-9]{2}"
 _MICRO_DIGITS = 6
 _MAX_FRACTION_DIGITS = 9
 
@@ -668,6 +705,8 @@ def dialect_for(name: str) -> SourceDialect:
 
 def sqlite_affinity(declared: sa.types.TypeEngine) -> str:
     """A column's type affinity from its declared type (SQLite's "Datatypes In SQLite", section 3.1)."""
+    if isinstance(declared, sa.types.NullType):
+        return "blob"  # no declared type (SQLAlchemy reflects it as NullType, which has no SQL to compile)
     text = str(declared.compile(dialect=sqlite_sql.dialect())).upper()
     if "INT" in text:
         return "integer"

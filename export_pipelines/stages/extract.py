@@ -16,7 +16,7 @@ import datetime as dt
 import decimal
 import logging
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,15 +33,18 @@ from export_pipelines.stages.dialects import SourceDialect, dialect_for, reflect
 from export_pipelines.stages.bad_rows import BadRows, RejectedRow, conversion_problem, value_preview
 from export_pipelines.stages.encodings import cannot_hold, unrepresentable_rows
 from export_pipelines.stages.query import (
+    KEY_COLUMN,
     NO_PROBLEM,
     PROBLEM_COLUMN,
     PROBLEM_COUNT_COLUMN,
     PROBLEM_SEPARATOR,
+    READ_EXACTLY,
     TimeWindow,
     build_group_query,
     build_query,
     count_query,
     pushes_down_aggregation,
+    routed_sources,
 )
 from export_pipelines.stages.stage_files import stage_writer
 from export_pipelines.stages.work_location import Location, remove_file
@@ -221,8 +224,13 @@ def _extract_rows_with_adbc(
     extracted_at: dt.datetime,
     bad_rows: BadRows,
 ) -> ExtractResult:
-    """The general path's query and stage file, rows decoded by the ADBC driver (see arrow_extract)."""
-    query = build_query(plan, dialect, window)
+    """The general path's query and stage file, rows decoded by the ADBC driver (see arrow_extract).
+
+    Values the dialect routes (dialects.Routed) are read as stored and checked per batch; the
+    rows that fail are read again through the general path's per-row SQL, in the same snapshot.
+    """
+    routes = routed_sources(plan, dialect)
+    query = build_query(plan, dialect, window, routed=bool(routes))
     rows_sql = arrow_extract.literal_sql(query, engine.dialect)
     count_sql = arrow_extract.literal_sql(count_query(query), engine.dialect)
     schema = source_schema(plan.sources)
@@ -230,8 +238,11 @@ def _extract_rows_with_adbc(
     with arrow_extract.ArrowConnection(engine.url) as connection, arrow_extract.SnapshotRows(connection, rows_sql, batch_size, count_sql) as read:
         with stage_writer(path, schema) as writer, WriteBehind() as behind:
             for batch in read:
+                if routes:
+                    batch = _read_failing_rows_exactly(plan, dialect, engine.dialect, window, connection, batch, routes)
                 kept, positions = _without_problem_rows(plan, batch, seen, bad_rows)
-                kept = _without_unrepresentable_rows(plan, arrow_extract.to_stage_batch(kept, schema=schema, sources=plan.sources), positions, seen, bad_rows)
+                stage_batch = arrow_extract.to_stage_batch(kept, schema=schema, sources=plan.sources, text_checked=routes.keys())
+                kept = _without_unrepresentable_rows(plan, stage_batch, positions, seen, bad_rows)
                 seen += batch.num_rows
                 behind.submit(writer.write_batch, kept)
                 rows += kept.num_rows
@@ -240,6 +251,48 @@ def _extract_rows_with_adbc(
                 writer.write_table(schema.empty_table())
         expected = read.expected_rows()
     return ExtractResult(path, rows, rows if expected is None else expected, extracted_at, bad_rows.in_row_order())
+
+
+def _read_failing_rows_exactly(
+    plan: ExportPlan,
+    dialect: SourceDialect,
+    sql_dialect: sa.Dialect,
+    window: TimeWindow | None,
+    connection: arrow_extract.ArrowConnection,
+    batch: pa.RecordBatch,
+    routes: dict,
+) -> pa.RecordBatch:
+    """A routed query's batch as the general query would have given it, without KEY_COLUMN: rows whose routed
+    values fail their batch check (or are not stored as text) replaced by the general query's rows of the same keys.
+
+    Raises FastPathUnavailable when the rows read again are not the same rows (a key that is not unique).
+    """
+    keys = batch.column(KEY_COLUMN)
+    values = batch.drop_columns([KEY_COLUMN])
+    failing = pc.equal(batch.column(PROBLEM_COLUMN), READ_EXACTLY)
+    for index, route in routes.items():
+        failing = pc.or_(failing, pc.invert(arrow_extract.plain_values(batch.column(index), route.pattern, route.refused_prefix)))
+    failing = pc.fill_null(failing, False)
+    if not pc.any(failing).as_py():
+        return values
+    wanted = keys.filter(failing)
+    sql = arrow_extract.literal_sql(build_query(plan, dialect, window, keys=wanted.to_pylist()), sql_dialect)
+    with closing(connection.reader(sql)) as reader:
+        exact = reader.read_all()
+    if not exact.column(KEY_COLUMN).combine_chunks().equals(wanted):
+        raise arrow_extract.FastPathUnavailable(f"{plan.name}: the rows read again by primary key are not the batch's rows")
+    exact = exact.drop_columns([KEY_COLUMN])
+    for index in routes:
+        # The per-row SQL passes text that only looks canonical on to the conversion, whose parse is laxer.
+        arrow_extract.refuse_unparsable_text(exact.column(index).combine_chunks(), plan.sources[index])
+    # The kept rows, then the rows read again, put back in the batch's order.
+    positions = pa.concat_arrays([pc.indices_nonzero(pc.invert(failing)), pc.indices_nonzero(failing)])
+    order = pc.sort_indices(positions)
+    columns = []
+    for name, field in zip(values.schema.names, values.schema, strict=True):
+        again = arrow_extract.same_type(exact.column(name).combine_chunks(), field.type, name)
+        columns.append(pa.concat_arrays([values.column(name).filter(pc.invert(failing)), again]).take(order))
+    return pa.RecordBatch.from_arrays(columns, names=values.schema.names)
 
 
 def _without_problem_rows(plan: ExportPlan, batch: pa.RecordBatch, offset: int, bad_rows: BadRows) -> tuple[pa.RecordBatch, Sequence[int]]:
