@@ -28,7 +28,7 @@ class AdhocExportConfig(dg.Config):
     )
     order: list[str] = Field(default_factory=list, description="Field names; a leading - sorts descending.")
     format: Literal["csv", "psv"] = "csv"
-    compression: Literal["none", "gzip", "zip"] = "none"
+    compression: Literal["none", "gzip", "zstd", "zip"] = "none"
     max_rows_per_file: int | None = Field(default=None, description="Split the result into chunks of this many rows.")
     target: str = Field(default="download", description="download, or a connection name from connections.yaml.")
     path: str = Field(
