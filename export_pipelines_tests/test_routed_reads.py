@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import logging
+import re
 import sqlite3
 
 import pytest
@@ -29,10 +30,17 @@ CANONICAL = "2024-05-06 07:08:09"
 ODD_STORAGE = [20240506, 1.5, b"2024-05-06 07:08:09", b"\xff\xfe", None]
 
 
+# The text the batch check passes on as it is (or with the T and a zero zone cut out), written here from ISO 8601:
+# a UTC wall time with at most six fraction digits. Such text with a day or time that is not real is refused
+# by the conversion, which hands the whole export to the general path (tested apart: "every form").
+BATCH_CHECKED = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?([Zz]|[+-]00:?00)?")
+
+
 def looks_canonical(value) -> bool:
-    """19 characters with a space at the 11th: passed on unparsed by SQL, and when no real time, refused by the
-    conversion, which hands the whole export to the general path (tested apart)."""
-    return isinstance(value, str) and len(value) == 19 and value[10] == " " and value >= "0001"
+    """Passed on unparsed, by the batch check or by the per-row SQL's cheap shape test (19 characters, a space at the 11th)."""
+    if not isinstance(value, str) or value.startswith("0000"):
+        return False
+    return BATCH_CHECKED.fullmatch(value) is not None or (len(value) == 19 and value[10] == " " and value >= "0001")
 
 
 def stored_rows(corpus=None) -> list[tuple]:
@@ -40,11 +48,13 @@ def stored_rows(corpus=None) -> list[tuple]:
     odd = [*(VALUES if corpus is None else corpus), *ODD_STORAGE]
     rows = []
     for i, value in enumerate(odd):
-        rows.append((2 * i + 1, CANONICAL, CANONICAL, '{"n": 1}'))
+        # Two canonical rows per odd one: a batch is mostly read once (see test_mostly_odd_text_...).
+        rows.append((3 * i + 1, CANONICAL, CANONICAL, '{"n": 1}'))
+        rows.append((3 * i + 2, "2023-01-01 00:00:00", None, None))
         # Every 3rd odd value also has invalid JSON after it, every 5th an odd second timestamp too.
         payload = "{not json" if i % 3 == 0 else None
         second = odd[(i + 7) % len(odd)] if i % 5 == 0 else "2024-12-31 23:59:59"
-        rows.append((2 * i + 2, value, second, payload))
+        rows.append((3 * i + 3, value, second, payload))
     return rows
 
 
@@ -72,6 +82,7 @@ def test_routed_reads_give_the_general_paths_values_and_bad_rows(events, tmp_pat
     general = run_stages(events_url, tmp_path, spec, fast=False, monkeypatch=monkeypatch, models=MODELS, max_bad_rows=100_000)
     if stays_fast:
         assert "row by row" not in caplog.text, "the fast extract fell back to the general path"
+        assert "per-row SQL" not in caplog.text, "the routed read was given up"
     else:
         # Text that only looks canonical (2024-02-30 08:00:00) makes the fast path hand over: the routed read must not hide that.
         assert "row by row" in caplog.text
@@ -84,19 +95,41 @@ def test_routed_reads_give_the_general_paths_values_and_bad_rows(events, tmp_pat
     assert len(written) == len(valid) > len(VALUES)
 
 
-def test_only_canonical_rows_take_the_fast_read(tmp_path, monkeypatch, caplog):
-    """Canonical text and NULLs only: nothing is read again, and the fast path does not hand over."""
+def test_canonical_and_utc_iso_text_take_the_fast_read(tmp_path, monkeypatch, caplog):
+    """Canonical text, NULLs and JavaScript's toISOString form: read once, no hand-over, the general path's values."""
     path = tmp_path / "plain.sqlite"
     with sqlite3.connect(path) as connection:
         connection.execute("CREATE TABLE events (id INTEGER PRIMARY KEY, happened_at TEXT, noted_at, payload TEXT)")
         connection.executemany("INSERT INTO events VALUES (?, ?, ?, ?)",
-                               [(i, CANONICAL if i % 4 else None, "1999-12-31 23:59:59", None) for i in range(1, 301)])
+                               [(i, CANONICAL if i % 4 else None, "1999-12-31T23:59:59.120Z" if i % 2 else "2000-01-01 00:00:00+00:00", None)
+                                for i in range(1, 301)])
     spec = {"name": "events_plain", "model": "events", "fields": [{"from": "id"}, {"from": "happened_at"}, {"from": "noted_at"}], "order": "id",
             "batch_size": 50, "line_ending": "lf"}
     with caplog.at_level(logging.INFO, logger="export_pipelines.stages.extract"):
         fast = run_stages(f"sqlite:///{path}", tmp_path, spec, fast=True, monkeypatch=monkeypatch, models=MODELS)
-    assert "row by row" not in caplog.text
+    assert "row by row" not in caplog.text and "per-row SQL" not in caplog.text
+    general = run_stages(f"sqlite:///{path}", tmp_path, spec, fast=False, monkeypatch=monkeypatch, models=MODELS)
+    assert fast.content == general.content
     lines = fast.content.decode().splitlines()
     assert lines[0] == "id,happened_at,noted_at"
-    assert lines[1] == "1,2024-05-06T07:08:09Z,1999-12-31T23:59:59Z" and lines[4] == "4,,1999-12-31T23:59:59Z"
+    assert lines[1] == "1,2024-05-06T07:08:09Z,1999-12-31T23:59:59.120000Z" and lines[4] == "4,,2000-01-01T00:00:00Z"
     assert len(lines) == 301
+
+
+def test_mostly_odd_text_is_read_once_through_the_per_row_sql(tmp_path, monkeypatch, caplog):
+    """A timestamp with an offset (+02:00) in every row: the routed read gives up after the first batch instead of
+    reading each row twice, and the values are still the general path's."""
+    path = tmp_path / "iso.sqlite"
+    with sqlite3.connect(path) as connection:
+        connection.execute("CREATE TABLE events (id INTEGER PRIMARY KEY, happened_at TEXT, noted_at, payload TEXT)")
+        connection.executemany("INSERT INTO events VALUES (?, ?, ?, ?)",
+                               [(i, f"2024-05-{1 + i % 28:02d}T07:08:09Z", "2024-05-06 07:08:09+02:00", None) for i in range(1, 201)])
+    spec = {"name": "events_iso", "model": "events", "fields": [{"from": "id"}, {"from": "happened_at"}, {"from": "noted_at"}], "order": "id",
+            "batch_size": 64, "line_ending": "lf"}
+    with caplog.at_level(logging.INFO, logger="export_pipelines.stages.extract"):
+        fast = run_stages(f"sqlite:///{path}", tmp_path, spec, fast=True, monkeypatch=monkeypatch, models=MODELS)
+    assert "reading every row through the per-row SQL" in caplog.text and "row by row" not in caplog.text
+    general = run_stages(f"sqlite:///{path}", tmp_path, spec, fast=False, monkeypatch=monkeypatch, models=MODELS)
+    assert fast.content == general.content
+    lines = fast.content.decode().splitlines()
+    assert len(lines) == 201 and lines[1] == "1,2024-05-02T07:08:09Z,2024-05-06T05:08:09Z"

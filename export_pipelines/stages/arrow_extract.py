@@ -304,18 +304,25 @@ def _all_in(array: pa.Array, values: tuple) -> bool:
     return pc.all(pc.is_in(array.drop_null(), value_set=pa.array(values, array.type))).as_py() in (True, None)
 
 
-def plain_values(array: pa.Array, pattern: str, refused_prefix: str) -> pa.Array:
-    """True where a value read as stored needs no per-row SQL (dialects.Routed): NULL, or text matching
-    `pattern` whole and not starting with `refused_prefix`.
+def plain_values(array: pa.Array, route) -> tuple[pa.Array, pa.Array]:
+    """(true where a value read as stored needs no per-row SQL, the values as the conversion reads them): NULL, or
+    text matching route.pattern whole and not starting with route.refused_prefix, rewritten by route.rewrite
+    unless it matches route.unchanged (dialects.Routed).
 
     Raises FastPathUnavailable for a column the driver did not read as text (a BLOB in its first rows).
     """
     if pa.types.is_null(array.type):
-        return pa.array([True] * len(array))
+        return pa.array([True] * len(array)), array
     if not pa.types.is_string(array.type):
         raise FastPathUnavailable(f"a value read as stored arrived as {array.type}, not text")
-    plain = pc.and_(pc.match_substring_regex(array, f"^(?:{pattern})$"), pc.invert(pc.starts_with(array, refused_prefix)))
-    return pc.or_kleene(pc.is_null(array), plain)
+    not_refused = pc.invert(pc.starts_with(array, route.refused_prefix))
+    unchanged = pc.and_(pc.match_substring_regex(array, f"^(?:{route.unchanged})$"), not_refused)
+    if pc.all(pc.or_kleene(pc.is_null(array), unchanged)).as_py():
+        return pa.array([True] * len(array)), array  # the common case: one regex pass
+    plain = pc.and_(pc.match_substring_regex(array, f"^(?:{route.pattern})$"), not_refused)
+    pattern, replacement = route.rewrite
+    rewritten = pc.if_else(unchanged, array, pc.replace_substring_regex(array, pattern=pattern, replacement=replacement))
+    return pc.or_kleene(pc.is_null(array), plain), rewritten
 
 
 def same_type(array: pa.Array, kind: pa.DataType, name: str) -> pa.Array:

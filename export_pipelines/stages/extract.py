@@ -223,23 +223,33 @@ def _extract_rows_with_adbc(
     window: TimeWindow | None,
     extracted_at: dt.datetime,
     bad_rows: BadRows,
+    *,
+    routed: bool = True,
 ) -> ExtractResult:
     """The general path's query and stage file, rows decoded by the ADBC driver (see arrow_extract).
 
     Values the dialect routes (dialects.Routed) are read as stored and checked per batch; the
     rows that fail are read again through the general path's per-row SQL, in the same snapshot.
+    When most of the first batch fails (timestamps stored as '2024-01-05T10:00:00Z', say), reading
+    twice would cost more than it saves: the extract starts over with the per-row SQL for every row.
     """
-    routes = routed_sources(plan, dialect)
+    routes = routed_sources(plan, dialect) if routed else {}
     query = build_query(plan, dialect, window, routed=bool(routes))
     rows_sql = arrow_extract.literal_sql(query, engine.dialect)
     count_sql = arrow_extract.literal_sql(count_query(query), engine.dialect)
     schema = source_schema(plan.sources)
     rows = seen = 0
+    gave_up = False
     with arrow_extract.ArrowConnection(engine.url) as connection, arrow_extract.SnapshotRows(connection, rows_sql, batch_size, count_sql) as read:
         with stage_writer(path, schema) as writer, WriteBehind() as behind:
             for batch in read:
                 if routes:
-                    batch = _read_failing_rows_exactly(plan, dialect, engine.dialect, window, connection, batch, routes)
+                    try:
+                        batch = _read_failing_rows_exactly(plan, dialect, engine.dialect, window, connection, batch, routes, first=seen == 0)
+                    except _RoutedReadUnhelpful as reason:
+                        logger.info("%s: %s; reading every row through the per-row SQL", plan.name, reason)
+                        gave_up = True
+                        break
                 kept, positions = _without_problem_rows(plan, batch, seen, bad_rows)
                 stage_batch = arrow_extract.to_stage_batch(kept, schema=schema, sources=plan.sources, text_checked=routes.keys())
                 kept = _without_unrepresentable_rows(plan, stage_batch, positions, seen, bad_rows)
@@ -250,7 +260,18 @@ def _extract_rows_with_adbc(
             if rows == 0:
                 writer.write_table(schema.empty_table())
         expected = read.expected_rows()
+    if gave_up:
+        # Nothing was written or listed yet (the first batch decided): the stage file is written anew.
+        return _extract_rows_with_adbc(engine, dialect, plan, path, batch_size, window, extracted_at, bad_rows, routed=False)
     return ExtractResult(path, rows, rows if expected is None else expected, extracted_at, bad_rows.in_row_order())
+
+
+class _RoutedReadUnhelpful(RuntimeError):
+    pass
+
+
+# Above this share of a first batch read again, the routed read is given up (each such row is read twice).
+ROUTED_READ_GIVE_UP_SHARE = 0.5
 
 
 def _read_failing_rows_exactly(
@@ -261,21 +282,29 @@ def _read_failing_rows_exactly(
     connection: arrow_extract.ArrowConnection,
     batch: pa.RecordBatch,
     routes: dict,
+    *,
+    first: bool = False,
 ) -> pa.RecordBatch:
     """A routed query's batch as the general query would have given it, without KEY_COLUMN: rows whose routed
     values fail their batch check (or are not stored as text) replaced by the general query's rows of the same keys.
 
-    Raises FastPathUnavailable when the rows read again are not the same rows (a key that is not unique).
+    Raises FastPathUnavailable when the rows read again are not the same rows (a key that is not unique),
+    and _RoutedReadUnhelpful when, in the `first` batch, more than ROUTED_READ_GIVE_UP_SHARE of the rows fail.
     """
     keys = batch.column(KEY_COLUMN)
     values = batch.drop_columns([KEY_COLUMN])
     failing = pc.equal(batch.column(PROBLEM_COLUMN), READ_EXACTLY)
     for index, route in routes.items():
-        failing = pc.or_(failing, pc.invert(arrow_extract.plain_values(batch.column(index), route.pattern, route.refused_prefix)))
+        plain, readable = arrow_extract.plain_values(values.column(index), route)
+        failing = pc.or_(failing, pc.invert(plain))
+        if readable is not values.column(index):
+            values = values.set_column(index, values.schema.field(index), readable)
     failing = pc.fill_null(failing, False)
     if not pc.any(failing).as_py():
         return values
     wanted = keys.filter(failing)
+    if first and len(wanted) > ROUTED_READ_GIVE_UP_SHARE * batch.num_rows:
+        raise _RoutedReadUnhelpful(f"{len(wanted)} of the first {batch.num_rows} rows need the per-row SQL")
     sql = arrow_extract.literal_sql(build_query(plan, dialect, window, keys=wanted.to_pylist()), sql_dialect)
     with closing(connection.reader(sql)) as reader:
         exact = reader.read_all()
