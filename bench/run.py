@@ -205,6 +205,7 @@ def methods_for(database: str, sqlite_path: Path, out: Path, sources: list[str],
     mysql = [
         Method("mariadb --batch --quick", None, ["bash", "-c", f"{mariadb_batch} > {out / 'mariadb.tsv'}"], out / "mariadb.tsv"),
         Method("export mariadb csv", "mariadb --batch --quick", [*stage, my, str(out / "my")], out / "my" / "export.csv"),
+        Method("export mariadb csv, fast extract off", "mariadb --batch --quick", [*stage, my, str(out / "my_off")], out / "my_off" / "export.csv", fast_off, slow=True),
         Method("pandas read_sql+to_csv mariadb", "mariadb --batch --quick", [*pandas, my, str(out / "pandas_my.csv")], out / "pandas_my.csv", slow=True),
         Method("mariadb GROUP BY --batch", None, ["bash", "-c", f"{mariadb_group} > {out / 'mariadb_group.tsv'}"], out / "mariadb_group.tsv"),
         Method("export mariadb aggregated (pushdown)", "mariadb GROUP BY --batch", [*stage, my, str(out / "my_agg"), "--aggregate"], out / "my_agg" / "export.csv"),

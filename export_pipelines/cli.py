@@ -157,16 +157,29 @@ def cmd_run(args: argparse.Namespace) -> int:
     except WindowRangeError as error:
         print(f"ERROR {error}")
         return 1
-    tags = {TRIGGER_TAG: "cli", **(range_tags(key_range) if key_range else {})}
-    window = f"windows {key_range.start} .. {key_range.end}" if key_range else "a snapshot"
-    print(f"Running {args.name} ({window}) in {home}")
+    # incremental.backfill: run_per_window asks for a run (and a file set) per window, as a UI backfill makes them.
+    per_window = key_range is not None and plan.spec.incremental.backfill == "run_per_window"
+    ranges = [dg.PartitionKeyRange(key, key) for key in window_keys(plan, key_range)] if per_window else [key_range]
+    succeeded = True
     with dg.DagsterInstance.get() as instance:
         report_dead_runs(instance)
-        result = execute(instance, export_job_name(args.name), console_run_config("INFO", args.redirect_to_download), tags)
-        for line in describe(instance, result):
-            print(line)
-    print(f"Run {result.run_id} {'succeeded' if result.success else 'FAILED'}")
-    return 0 if result.success else 1
+        for each in ranges:
+            tags = {TRIGGER_TAG: "cli", **(range_tags(each) if each else {})}
+            window = f"windows {each.start} .. {each.end}" if each else "a snapshot"
+            print(f"Running {args.name} ({window}) in {home}")
+            result = execute(instance, export_job_name(args.name), console_run_config("INFO", args.redirect_to_download), tags)
+            for line in describe(instance, result):
+                print(line)
+            print(f"Run {result.run_id} {'succeeded' if result.success else 'FAILED'}")
+            succeeded = succeeded and result.success
+    return 0 if succeeded else 1
+
+
+def window_keys(plan, key_range) -> list[str]:
+    """The partition keys (windows) of `key_range`, in order."""
+    from export_pipelines.automation.windows import partitions_for
+
+    return list(partitions_for(plan.spec.incremental).get_partition_keys_in_range(key_range))
 
 
 def report_dead_runs(instance) -> None:

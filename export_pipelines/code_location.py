@@ -20,6 +20,7 @@ from export_pipelines.automation.jobs import build_export_job
 from export_pipelines.automation.notifications import NotificationSettings, build_notification_sensors
 from export_pipelines.automation.schedules import build_export_schedule
 from export_pipelines.delivery_settings import DeliverySettings, redirect_from_environment
+from export_pipelines.console_log import console_logger
 from export_pipelines.execution import executor_choice, export_executor, exports_executor, io_manager_resources
 from export_pipelines.factory import build_export_asset
 from export_pipelines.naming import (
@@ -194,6 +195,8 @@ def _assemble(
         # also for the runs UI backfills and Materialize launch (__ASSET_JOB), as for <export>_job runs;
         # EXPORT_EXECUTOR=celery hands each step to a Celery worker instead (execution.py).
         executor=export_executor(),
+        # Dagster's console logger, which the command line's runs set to leave stack traces to the run log.
+        loggers={"console": console_logger},
         resources={
             "source_database": SourceDatabase(),
             "delivery_settings": DeliverySettings(redirect_to_download=redirected),

@@ -21,18 +21,18 @@ from export_pipelines.stages.work_location import bucket_and_key, work_root_from
 EXECUTOR_ENV_VAR = "EXPORT_EXECUTOR"
 BROKER_ENV_VAR = "EXPORT_CELERY_BROKER_URL"
 BACKEND_ENV_VAR = "EXPORT_CELERY_BACKEND_URL"
-CHOICES = ("in_process", "celery")
+CHOICES = ("in_process", "celery", "k8s")
 
 
 def executor_choice() -> str:
-    """$EXPORT_EXECUTOR: `in_process` (unset or empty) or `celery`.
+    """$EXPORT_EXECUTOR: `in_process` (unset or empty), `celery` or `k8s`.
 
     Raises ValueError for any other value, and for `celery` without the broker and backend
     variables, naming what to set.
     """
     choice = os.environ.get(EXECUTOR_ENV_VAR, "").strip().lower() or "in_process"
     if choice not in CHOICES:
-        raise ValueError(f"{EXECUTOR_ENV_VAR}={choice!r}: write in_process (the default) or celery")
+        raise ValueError(f"{EXECUTOR_ENV_VAR}={choice!r}: write in_process (the default), celery or k8s")
     if choice == "celery":
         missing = [name for name in (BROKER_ENV_VAR, BACKEND_ENV_VAR) if not os.environ.get(name)]
         if missing:
@@ -40,28 +40,51 @@ def executor_choice() -> str:
                 f"{EXECUTOR_ENV_VAR}=celery needs {' and '.join(missing)} (e.g. redis://127.0.0.1:6379/0), "
                 "the same the Celery workers were started with"
             )
+        from export_pipelines.celery_watch import lost_after_seconds
+
+        lost_after_seconds()  # a wrong value fails the load, naming the variable
+    if choice == "k8s":
+        try:
+            import dagster_k8s  # noqa: F401
+        except ImportError as error:
+            raise ValueError(f"{EXECUTOR_ENV_VAR}=k8s needs dagster-k8s: pip install 'export_pipelines[k8s]'") from error
     return choice
 
 
 def _celery_executor() -> dg.ExecutorDefinition:
     # Imported only when chosen: the default deployment does not need Celery installed.
-    from dagster_celery import celery_executor
+    from export_pipelines.celery_watch import watched_celery_executor
 
-    return celery_executor.configured(
+    return watched_celery_executor.configured(
         # Resolved where the run executes (StringSource), so the URLs never enter the run's config.
-        {"broker": {"env": BROKER_ENV_VAR}, "backend": {"env": BACKEND_ENV_VAR}},
+        # task_track_started: a started step's result names its worker (celery_watch), as in deploy/celery.yaml.
+        {"broker": {"env": BROKER_ENV_VAR}, "backend": {"env": BACKEND_ENV_VAR}, "config_source": {"task_track_started": True}},
         name="celery",
     )
 
 
+def _k8s_executor() -> dg.ExecutorDefinition:
+    # dagster-k8s's own: each step a Kubernetes Job in the run's image, with the K8sRunLauncher's
+    # env_secrets and env_config_maps (docs/kubernetes.md), the launcher it is meant for.
+    from dagster_k8s import k8s_job_executor
+
+    return k8s_job_executor
+
+
 def export_executor() -> dg.ExecutorDefinition:
     """The executor of one export's runs: its job's, and those UI backfills and Materialize launch (__ASSET_JOB)."""
-    return _celery_executor() if executor_choice() == "celery" else dg.in_process_executor
+    choice = executor_choice()
+    if choice == "celery":
+        return _celery_executor()
+    return _k8s_executor() if choice == "k8s" else dg.in_process_executor
 
 
 def exports_executor() -> dg.ExecutorDefinition:
     """The executor of runs over several exports (all_exports): their steps run side by side."""
-    return _celery_executor() if executor_choice() == "celery" else dg.multiprocess_executor
+    choice = executor_choice()
+    if choice == "celery":
+        return _celery_executor()
+    return _k8s_executor() if choice == "k8s" else dg.multiprocess_executor
 
 
 def io_manager_resources() -> dict[str, dg.ConfigurableIOManager]:

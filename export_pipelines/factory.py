@@ -1,4 +1,4 @@
-"""ExportPlan -> one graph-backed asset: extract -> map -> serialize -> upload.
+"""ExportPlan -> one graph-backed asset: extract -> map -> serialize -> upload (fanned out: fan_out.py).
 
 Ops hand each other small StageFile records; the rows themselves stay in Arrow stage files
 in a run-scoped work folder, so memory is bounded by the batch size and a re-execution
@@ -11,141 +11,49 @@ Dagster reads the op signatures' annotations as real types.)
 import dataclasses
 import datetime as dt
 import functools
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import Path
 
 import dagster as dg
 
 from export_pipelines.automation.schedules import describe_schedule
-from export_pipelines.automation.windows import partitions_for, range_from_tags, wall_clock_days
-from export_pipelines.naming import EXPORTS_TAG, asset_key_for, export_names_of_assets, export_pool, export_run_tags, op_name_for
+from export_pipelines.automation.windows import partitions_for
+from export_pipelines.naming import asset_key_for, export_pool, op_name_for
 from export_pipelines.database_urls import safe_url
 from export_pipelines.delivery_settings import DeliverySettings
 from export_pipelines.retries import classified_errors, retry_schedule_for
 from export_pipelines.run_history import run_is_over
-from export_pipelines.run_launcher import record_host
 from export_pipelines.source import SourceDatabase
-from export_pipelines.spec.export import ConnectionTarget
+from export_pipelines.spec.export import ConnectionTarget, Incremental
 from export_pipelines.spec.plan import ExportPlan
 from export_pipelines.stages.aggregation import aggregate_stage_file
-from export_pipelines.stages.bad_rows import write_rejected_csv
 from export_pipelines.stages.extract import extract_to_stage_file
 from export_pipelines.stages.query import TimeWindow
-from export_pipelines.stages.file_naming import NameValues, render_file_name
 from export_pipelines.stages.mapping import map_stage_file
-from export_pipelines.spec.encryption import encryption_keys, plaintext_name
-from export_pipelines.stages.encryption import EncryptionError, encrypt_files
-from export_pipelines.stages.serialization import OutputSettings, dialect_of, raw_json_columns, write_files
-from export_pipelines.stages.text_format import UnwritableValue
 from export_pipelines.stages.stage_files import read_batches, read_schema
-from export_pipelines.stages.work_location import copy_file, is_remote, join, remove_tree, work_root_from_environment
+from export_pipelines.stages.work_location import copy_file, join, remove_tree, work_root_from_environment
 from export_pipelines.spec.connections import DeliveryConnection
+from export_pipelines.fan_out import fanned_ops
 from export_pipelines.targets.base import Delivery, DeliveredFile, LocalFile, Target
 from export_pipelines.targets.registry import downloads_folder, target_for
+from export_pipelines.steps import (
+    FileSet,
+    RunFacts,
+    StageFile,
+    check_window_length,
+    export_window,
+    keep_rejected_list,
+    local_work_dir,
+    note_reused_input,
+    rerun_command,
+    storage_dir,
+    tag_export_run,
+    unwritable_values_fail,
+    work_dir,
+    write_file_set,
+)
 
 ROWS_CHECK = "rows_written_match_expected"
-
-
-@dataclass(frozen=True)
-class RunFacts:
-    """Set once by extract and handed on unchanged: what every later op reports against."""
-
-    expected_rows: int
-    extracted_at: dt.datetime
-    work_dir: str
-    # Where an aggregating export's GROUP BY ran: "pushdown" (the database) or "arrow".
-    aggregation: str | None = None
-    # Source rows skipped because a value could not be converted (max_bad_rows), and their list.
-    rejected_rows: int = 0
-    rejected_file: str | None = None
-
-
-@dataclass(frozen=True)
-class StageFile:
-    """What one op hands the next: where its rows are and how many."""
-
-    path: str
-    rows: int
-    facts: RunFacts
-
-
-@dataclass(frozen=True)
-class FileSet:
-    files: tuple[LocalFile, ...]
-    rows: int
-    facts: RunFacts
-    # With an object-store work folder: where copies of the files wait for the upload step,
-    # which may run on another worker than serialize.
-    stored_in: str | None = None
-
-
-def storage_dir(context: dg.OpExecutionContext) -> Path:
-    return Path(context.instance.storage_directory())
-
-
-def local_work_dir(context: dg.OpExecutionContext, export_name: str) -> Path:
-    """This machine's work folder of the run: the files being written or delivered."""
-    folder = storage_dir(context) / "export_work" / context.run_id / export_name
-    folder.mkdir(parents=True, exist_ok=True)
-    return folder
-
-
-def work_dir(context: dg.OpExecutionContext, export_name: str) -> str:
-    """The run's stage files' folder, which every step reads: $EXPORT_WORK_URL's, else the local one."""
-    root = work_root_from_environment()
-    return join(root, context.run_id, export_name) if root else str(local_work_dir(context, export_name))
-
-
-def tag_export_run(context: dg.OpExecutionContext, plan: ExportPlan) -> None:
-    """Give the run the export tags if it lacks them: in-process runs of `__ASSET_JOB` (`dagster
-    asset materialize`, scripts) are never queued, where the run coordinator tags the others
-    (run_coordinator.py), and the host its steps run on, for run monitoring (run_launcher.py).
-    Every op calls this, so a re-execution that starts at any step is tagged too."""
-    record_host(context)
-    run = context.instance.get_run_by_id(context.run_id)
-    exports = export_names_of_assets(context.job_def.asset_layer.selected_asset_keys)
-    if run is None or not exports:
-        return
-    if exports == [plan.name]:
-        wanted = export_run_tags(plan, range_from_tags(run.tags))
-    else:
-        wanted = {EXPORTS_TAG: ",".join(exports)}
-    missing = {key: value for key, value in wanted.items() if run.tags.get(key) != value}
-    if missing:
-        context.instance.add_run_tags(context.run_id, missing)
-
-
-def rerun_command(export: str) -> str:
-    return f"export-pipelines rerun {export} --failed-only"
-
-
-def note_reused_input(context: dg.OpExecutionContext, stage: StageFile | FileSet) -> None:
-    """A re-execution from a failed step reads the earlier run's stage files instead of querying again: say so."""
-    if f"/{context.run_id}/" not in stage.facts.work_dir:
-        context.log.info(f"Re-execution: using the files an earlier run of this export left in {stage.facts.work_dir}")
-
-
-def export_window(context: dg.OpExecutionContext, plan: ExportPlan) -> TimeWindow | None:
-    """The run's partition or partition range as a half-open window in the export's timezone."""
-    if plan.window_field is None:
-        return None
-    window = context.partition_time_window
-    return TimeWindow(plan.window_field, window.start, window.end)
-
-
-def check_window_length(plan: ExportPlan, window: TimeWindow) -> None:
-    """Capillary's one-year limit: a longer range is refused before the source is queried."""
-    days = wall_clock_days(window.start, window.end)
-    if days > plan.spec.max_window_days:
-        raise dg.Failure(
-            description=(
-                f"For export {plan.name}, the window {window.start.isoformat()} .. {window.end.isoformat()} spans "
-                f"{days:g} days, more than max_window_days {plan.spec.max_window_days}; backfill it as several "
-                f"shorter ranges or raise max_window_days in the spec"
-            )
-        )
 
 
 def build_export_asset(plan: ExportPlan, connections: Mapping[str, DeliveryConnection] | None = None) -> dg.AssetsDefinition:
@@ -185,14 +93,7 @@ def build_export_asset(plan: ExportPlan, connections: Mapping[str, DeliveryConne
             finally:
                 engine.dispose()
         context.log.info(f"Extracted {result.rows} rows of {plan.model_name} from {safe_url(engine.url)}")
-        rejected_file = None
-        if result.rejected:
-            for row in result.rejected:
-                context.log.warning(f"Skipped {row.describe()}")
-            rejected_file = str(write_rejected_csv(list(result.rejected), local_work_dir(context, name) / "rejected.csv"))
-            if is_remote(folder):
-                copy_file(rejected_file, join(folder, "rejected.csv"))
-                rejected_file = join(folder, "rejected.csv")
+        rejected_file = keep_rejected_list(context, plan, folder, result.rejected)
         facts = RunFacts(result.expected_rows, result.extracted_at, folder, None, len(result.rejected), rejected_file)
         stage = StageFile(str(result.path), result.rows, facts)
         metadata = {"rows_out": result.rows, "rows_expected": result.expected_rows, "rows_rejected": len(result.rejected)}
@@ -201,7 +102,7 @@ def build_export_asset(plan: ExportPlan, connections: Mapping[str, DeliveryConne
     @dg.op(name=op_name_for(name, "map"), description="Rename, Default and Replace values, column at a time.")
     def map_fields(context: dg.OpExecutionContext, extracted: StageFile) -> dg.Output[StageFile]:
         tag_export_run(context, plan)
-        note_reused_input(context, extracted)
+        note_reused_input(context, extracted, name)
         destination = join(work_dir(context, name), "mapped.arrow")
         with unwritable_values_fail(name):
             rows = map_stage_file(plan, extracted.path, destination, batch_size=spec.batch_size)
@@ -211,7 +112,7 @@ def build_export_asset(plan: ExportPlan, connections: Mapping[str, DeliveryConne
     @dg.op(name=op_name_for(name, "aggregate"), description="One row per group; partials from the database's GROUP BY or from Arrow batches.")
     def aggregate(context: dg.OpExecutionContext, mapped: StageFile) -> dg.Output[StageFile]:
         tag_export_run(context, plan)
-        note_reused_input(context, mapped)
+        note_reused_input(context, mapped, name)
         destination = join(work_dir(context, name), "aggregated.arrow")
         with unwritable_values_fail(name):
             result = aggregate_stage_file(plan, mapped.path, destination, batch_size=spec.batch_size)
@@ -233,53 +134,13 @@ def build_export_asset(plan: ExportPlan, connections: Mapping[str, DeliveryConne
     @dg.op(name=op_name_for(name, "serialize"), description=f"Write {spec.format.upper()} files ({spec.compression}).")
     def serialize(context: dg.OpExecutionContext, mapped: StageFile) -> dg.Output[FileSet]:
         tag_export_run(context, plan)
-        note_reused_input(context, mapped)
-        folder = local_work_dir(context, name) / "files"
-        settings = OutputSettings(
-            dialect=dialect_of(spec),
-            file_format=spec.format,
-            raw_json=raw_json_columns(plan),
-            compression=spec.compression,
-            max_rows_per_file=spec.max_rows_per_file,
-            archive_time=mapped.facts.extracted_at,
+        note_reused_input(context, mapped, name)
+        file_set = write_file_set(
+            context, plan, read_batches(mapped.path, spec.batch_size), read_schema(mapped.path), mapped.rows, mapped.facts
         )
-
-        window = export_window(context, plan)
-
-        def name_for_part(part: int) -> str:
-            values = NameValues(
-                export=name,
-                model=plan.model_name,
-                run_time=mapped.facts.extracted_at,
-                ext=plan.ext,
-                part=part,
-                window_start=window.start if window else None,
-                window_end=window.end if window else None,
-            )
-            return render_file_name(plan.file_template, values)
-
-        with unwritable_values_fail(name):
-            files = write_files(
-                read_batches(mapped.path, spec.batch_size),
-                [field.header for field in plan.fields],
-                folder,
-                plaintext_name(plan, name_for_part) if plan.encryption else name_for_part,
-                settings,
-                schema=read_schema(mapped.path),
-            )
-        if plan.encryption is not None:
-            try:
-                plain_files = files
-                files = encrypt_files(plain_files, encryption_keys(plan), [name_for_part(part) for part in range(1, len(plain_files) + 1)])
-            except EncryptionError as error:
-                for written in plain_files:
-                    written.path.unlink(missing_ok=True)
-                # Before any upload: nothing of this run reaches the partner's folder.
-                raise dg.Failure(f"For export {name}, {error}", allow_retries=False) from None
-        file_set = FileSet(tuple(files), mapped.rows, mapped.facts, store_files(files, mapped.facts.work_dir))
         return dg.Output(
             file_set,
-            metadata={"rows_in": mapped.rows, "rows_out": sum(f.rows for f in files), "files": len(files)},
+            metadata={"rows_in": mapped.rows, "rows_out": sum(f.rows for f in file_set.files), "files": len(file_set.files)},
         )
 
     @dg.op(
@@ -291,7 +152,7 @@ def build_export_asset(plan: ExportPlan, connections: Mapping[str, DeliveryConne
     )
     def upload(context: dg.OpExecutionContext, delivery_settings: DeliverySettings, file_set: FileSet):
         tag_export_run(context, plan)
-        note_reused_input(context, file_set)
+        note_reused_input(context, file_set, name)
         file_set = fetch_files(file_set, local_work_dir(context, name) / "files")
         with classified_errors(context, retry_schedule, name, "upload", rerun_command(name)):
             target, delivery, redirected = deliver_file_set(context, plan, connections, delivery_settings, file_set)
@@ -325,20 +186,33 @@ def build_export_asset(plan: ExportPlan, connections: Mapping[str, DeliveryConne
         description="Rows written equal the rows the source query counted.",
     )
 
-    def run_stages(extracted):
+    def serial_stages(extracted):
         mapped = map_fields(extracted)
         result, check_result = upload(serialize(aggregate(mapped) if plan.aggregates else mapped))
         return {"result": result, check.get_python_identifier(): check_result}
 
+    first_step, run_stages = extract, serial_stages
+    if plan.parallel is not None:
+        # Fanned out (fan_out.py): chunk steps take the place of extract and map; upload is the same step.
+        fanned = fanned_ops(plan, retry_schedule, upstream_ins)
+
+        def fanned_stages(chunks):
+            ready = chunks.map(lambda chunk: fanned.map_chunk(fanned.extract_chunk(chunk))).collect()
+            files = serialize(fanned.combine_chunks(ready)) if plan.aggregates else fanned.join_chunks(ready)
+            result, check_result = upload(files)
+            return {"result": result, check.get_python_identifier(): check_result}
+
+        first_step, run_stages = fanned.plan_chunks, fanned_stages
+
     if spec.after:
 
         def export_asset(upstream):
-            return run_stages(extract(upstream))
+            return run_stages(first_step(upstream))
 
     else:
 
         def export_asset():
-            return run_stages(extract())
+            return run_stages(first_step())
 
     return dg.graph_asset(
         export_asset,
@@ -352,8 +226,17 @@ def build_export_asset(plan: ExportPlan, connections: Mapping[str, DeliveryConne
         tags={"export": name, "model": plan.model_name},
         check_specs=[check],
         partitions_def=partitions_for(spec.incremental),
-        backfill_policy=dg.BackfillPolicy.single_run() if spec.incremental else None,
+        backfill_policy=backfill_policy(spec.incremental),
     )
+
+
+def backfill_policy(incremental: Incremental | None) -> dg.BackfillPolicy | None:
+    """How Dagster's backfill daemon splits a range: one run (one file set for the range), or one
+    run per window (a file set each). The runs of one export never deliver at once either way:
+    the upload step's pool has one slot (dagster.yaml)."""
+    if incremental is None:
+        return None
+    return dg.BackfillPolicy.multi_run(1) if incremental.backfill == "run_per_window" else dg.BackfillPolicy.single_run()
 
 
 def deliver_file_set(
@@ -384,17 +267,6 @@ def deliver_file_set(
     return target, delivery, redirected
 
 
-def store_files(files: list[LocalFile], work_folder: str) -> str | None:
-    """With an object-store work folder, copies of the serialized files there (streamed), so the
-    upload step finds them on any worker; the folder's location, or None for a local work folder."""
-    if not is_remote(work_folder):
-        return None
-    stored_in = join(work_folder, "files")
-    for file in files:
-        copy_file(str(file.path), join(stored_in, file.name))
-    return stored_in
-
-
 def fetch_files(file_set: FileSet, folder: Path) -> FileSet:
     """The file set with every file on this machine: a file serialize wrote on another worker is
     copied from the object store into `folder` first."""
@@ -420,7 +292,12 @@ def keep_rejected_rows(rejected: str, storage: Path, export: str, files: tuple[L
 
 def _remove_work_dirs(file_set: FileSet, local_folder: Path) -> None:
     """Delivered: the run's intermediate files are no longer needed for a re-execution."""
-    folders = {file_set.facts.work_dir, str(local_folder), *(str(file.path.parent.parent) for file in file_set.files)}
+    folders = {
+        file_set.facts.work_dir,
+        *file_set.facts.earlier_work_dirs,
+        str(local_folder),
+        *(str(file.path.parent.parent) for file in file_set.files),
+    }
     for folder in folders:
         remove_tree(folder, keep=work_root_from_environment())
 
@@ -453,16 +330,6 @@ def window_label(window: TimeWindow | None) -> str:
     if window is None:
         return "snapshot"
     return f"{window.source.label} in [{window.start.isoformat()}, {window.end.isoformat()})"
-
-
-@contextmanager
-def unwritable_values_fail(export: str) -> Iterator[None]:
-    """A value the file's formats cannot write fails the step at once, by name: no row is at hand to
-    reject there (a group's value, a Replace's output, a time outside the years in timestamp_timezone)."""
-    try:
-        yield
-    except UnwritableValue as error:
-        raise dg.Failure(f"For export {export}, {error}", allow_retries=False) from None
 
 
 def materialization_metadata(

@@ -45,6 +45,8 @@ _NO_PERMISSION = "the user may not do this there: check the connection's usernam
 # By fully qualified class name, looked up along the exception class's MRO: a subclass's entry wins over its base's.
 _BY_CLASS: dict[str, ErrorClass] = {
     "export_pipelines.spec.connections.MissingSecretError": ErrorClass(PERMANENT),
+    "export_pipelines.source.NoSourceDatabase": ErrorClass(PERMANENT),
+    "export_pipelines.targets.remote.RunEnded": ErrorClass(PERMANENT),
     "export_pipelines.stages.bad_rows.TooManyBadRows": ErrorClass(PERMANENT),
     "paramiko.ssh_exception.AuthenticationException": ErrorClass(PERMANENT),
     "paramiko.ssh_exception.BadHostKeyException": ErrorClass(PERMANENT),

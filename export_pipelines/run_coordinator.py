@@ -6,7 +6,7 @@ backfills and Materialize) and a partition picked in the launchpad do not say wh
 window they are until their first step starts. Every run launched through the instance (the
 UI, the backfill daemon, schedules, sensors) passes here first, so the UI's run filter by
 export and window finds queued runs too. In-process runs (`export-pipelines run`, `dagster
-asset materialize`) never queue; their first step tags them (factory.tag_export_run).
+asset materialize`) never queue; their first step tags them (steps.tag_export_run).
 """
 
 from __future__ import annotations

@@ -5,7 +5,7 @@ Dagster's DefaultRunLauncher cannot say whether a run's process is alive, so a r
 process was killed (SIGKILL, the out-of-memory killer, a closed terminal running
 `export-pipelines run`) stays STARTED for ever: `log` shows it processing, `rerun` refuses it,
 and when it died uploading it keeps its export's pool slot, so that export's uploads wait for
-ever. Each step of an export run records its host (factory.tag_export_run) and Dagster records
+ever. Each step of an export run records its host (steps.tag_export_run) and Dagster records
 each step event's process id: when every step the run has in progress ran in a process of this
 host that no longer exists, the run's worker has failed, and run monitoring (dagster-daemon)
 marks the run failed; `free_slots_after_run_end_seconds` then frees its slots.

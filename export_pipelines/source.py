@@ -36,7 +36,7 @@ class SourceDatabase(ConfigurableResource):
             return normalize_url(configured)
         path = demo_database_path(instance_root)
         if not path.exists():
-            raise FileNotFoundError(
+            raise NoSourceDatabase(
                 f"No source database: {SOURCE_URL_ENV_VAR} is not set and the demo database {path} does not exist; "
                 f"run `export-pipelines demo` or set {SOURCE_URL_ENV_VAR}"
             )
@@ -45,6 +45,10 @@ class SourceDatabase(ConfigurableResource):
     def create_engine(self, instance_root: Path) -> sa.Engine:
         """An engine whose sessions have the settings extraction relies on (SESSION_SETTINGS)."""
         return session_engine(self.resolved_url(instance_root))
+
+
+class NoSourceDatabase(FileNotFoundError):
+    """Neither EXPORT_SOURCE_URL nor the demo database: a setting to fix, not a failure to retry."""
 
 
 def session_engine(url: sa.URL) -> sa.Engine:

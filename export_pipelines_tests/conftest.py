@@ -92,7 +92,8 @@ def mariadb_database_url(mariadb_url: str):
     engine.dispose()
 
 
-# The sources whose hard-value tests write each one's own DDL and raw values.
+# The sources whose hard-value tests write each one's own DDL and raw values (DuckDB joins those whose
+# values its types hold: test_differential_values, test_exact_values' any_source).
 SOURCES = ["sqlite", "postgresql", "mariadb"]
 # Every tested source: tables made from the catalog's SQLAlchemy metadata. DuckDB stands for any other
 # SQLAlchemy dialect, the general path's proof.

@@ -3,14 +3,18 @@ and split into parts, and hold exactly the bytes the uncompressed export writes;
 
 from __future__ import annotations
 
+import datetime as dt
 import shutil
 import subprocess
 
+import pyarrow as pa
 import pytest
+
+from export_pipelines.stages.serialization import CsvDialect, OutputSettings, write_files
 
 from export_pipelines_tests.conftest import require_service
 from export_pipelines_tests.sample_data import create_sample_tables
-from export_pipelines_tests.stage_runs import run_stages
+from export_pipelines_tests.stage_runs import decompressed, run_stages
 
 TOOLS = {"gzip": ["gzip", "-d", "-c"], "zstd": ["zstd", "-d", "-c", "-q"]}
 MAGIC = {"gzip": b"\x1f\x8b\x08", "zstd": b"\x28\xb5\x2f\xfd"}
@@ -49,3 +53,22 @@ def test_the_tools_read_what_the_export_compressed(source, tmp_path, monkeypatch
     again = run_stages(source, tmp_path / "again", spec("tx", compression=compression, **options), fast=False, monkeypatch=monkeypatch)
     assert [f.path.read_bytes() for f in again.files] == [f.path.read_bytes() for f in packed.files]
 
+
+
+
+@pytest.mark.parametrize("compression", ["gzip", "zstd"])
+def test_the_compressed_bytes_depend_on_the_text_only(tmp_path, compression):
+    """The same 3 MB of rows in batches of 1 000 or of 7 777 (the pieces the compressor is handed differ): the same
+    file, as a fanned-out export's chunks and the whole export must write (zlib-ng's deflate, handed the pieces as
+    they come, packs them differently)."""
+    if shutil.which(TOOLS[compression][0]) is None:
+        require_service(f"the {compression} tool (Debian package {compression}; make test-services)")
+    rows = 120_000
+    table = pa.table({"id": pa.array(range(rows), pa.int64()), "code": pa.array([f"C-{i * 7919 % 100_003:06d}" for i in range(rows)])})
+    settings = OutputSettings(CsvDialect(",", "\n"), compression, None, dt.datetime(2026, 1, 1, tzinfo=dt.UTC))
+    written = []
+    for batch_rows in (1_000, 7_777):
+        [file] = write_files(table.to_batches(batch_rows), ["id", "code"], tmp_path / str(batch_rows), lambda part: "rows", settings)
+        written.append(file.path.read_bytes())
+    assert written[0] == written[1]
+    assert decompressed(written[0], compression).count(b"\n") == rows + 1

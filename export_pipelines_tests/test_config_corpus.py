@@ -142,6 +142,11 @@ CASES = [
          P(ex("c_bell"), 2, "", "character #x0007 is not allowed")),
     case("upper_case_extension", {"exports/c_upper.YAML": "name: c_upper\nmodel: customers\nfields: [id]\n"},
          P("exports/c_upper.YAML", None, "", "not read", "rename it to c_upper.yaml")),
+    # Specs grouped by partner in a subfolder are not read: said, not skipped in silence.
+    case("spec_in_a_subfolder", {"exports/partner_a/c_sub.yaml": "name: c_sub\nmodel: customers\nfields: [id]\n",
+                                 "exports/partner_a/deeper/c_deep.yml": "name: c_deep\nmodel: customers\nfields: [id]\n"},
+         P("exports/partner_a/", None, "", "2 spec file(s) not read", "partner_a/c_sub.yaml", "partner_a/deeper/c_deep.yml",
+           "only files directly in exports/ are read", "move them into exports/")),
     # --- duplicates -----------------------------------------------------------------------------------------
     case("duplicate_key", spec("c_dup_key", "fields: [name]\n"),
          P(ex("c_dup_key"), 4, "fields", "given twice", "lines 3 and 4", "keep one")),
@@ -553,6 +558,7 @@ def build_folder(root: Path, cases: list[Case]) -> Path:
             elif isinstance(change, bytes):
                 path.write_bytes(change)
             else:
+                path.parent.mkdir(parents=True, exist_ok=True)
                 path.write_text(change, encoding="utf-8")
     return root
 

@@ -9,18 +9,23 @@ from __future__ import annotations
 
 import csv
 import datetime as dt
+import decimal
+import logging
 import sqlite3
+import subprocess
+import sys
 
 import pytest
 import sqlalchemy as sa
 
-from export_pipelines_tests.conftest import SOURCES, run_export, source_url
+from export_pipelines_tests.conftest import METADATA_SOURCES, SOURCES, run_export, source_url
 from export_pipelines_tests.stage_runs import run_stages
 
 DDL_TYPES = {
     "postgresql": {"int": "bigint", "text": "text", "ts": "timestamptz", "naive_ts": "timestamp", "date": "date"},
     "sqlite": {"int": "INTEGER", "text": "TEXT", "ts": "TEXT", "naive_ts": "TEXT", "date": "TEXT"},
     "mariadb": {"int": "bigint", "text": "text", "ts": "timestamp(6) NULL", "naive_ts": "datetime(6)", "date": "date"},
+    "duckdb": {"int": "bigint", "text": "varchar", "ts": "timestamptz", "naive_ts": "timestamp", "date": "date"},
 }
 # A column that holds any decimal the tests store: PostgreSQL's unbounded numeric, MySQL's widest DECIMAL
 # with room for 45 integer digits.
@@ -30,6 +35,12 @@ ANY_DECIMAL = {"postgresql": "numeric", "mariadb": "decimal(65,20)", "sqlite": "
 @pytest.fixture(params=SOURCES)
 def source(request, tmp_path) -> tuple[str, str]:
     """(URL, dialect) of an empty database: a SQLite file, a fresh PostgreSQL schema or MariaDB database."""
+    return source_url(request, tmp_path, request.param), request.param
+
+
+@pytest.fixture(params=METADATA_SOURCES)
+def any_source(request, tmp_path) -> tuple[str, str]:
+    """`source`, and DuckDB (the general path's stand-in for any other SQLAlchemy dialect) where its types hold the test's values."""
     return source_url(request, tmp_path, request.param), request.param
 
 
@@ -64,8 +75,8 @@ def model(name: str, fields: dict, **keys) -> dict:
          ["0.0000000000", "-0.0000000001", "0.0000000001", "0.0000001000", ""]),
     ],
 )
-def test_small_decimals_are_positional_not_scientific(source, fast, tmp_path, monkeypatch, scale, column, values, expected):
-    url, dialect = source
+def test_small_decimals_are_positional_not_scientific(any_source, fast, tmp_path, monkeypatch, scale, column, values, expected):
+    url, dialect = any_source
     # SQLite's NUMERIC stores them as REAL (0.0 included).
     stored = [(i + 1, f"r{i + 1}", float(v) if v is not None and dialect == "sqlite" else v) for i, v in enumerate(values)]
     columns = {"id": DDL_TYPES[dialect]["int"], "n": DDL_TYPES[dialect]["text"], "v": "NUMERIC" if dialect == "sqlite" else column}
@@ -89,8 +100,8 @@ def test_small_decimals_are_positional_not_scientific(source, fast, tmp_path, mo
 
 
 @pytest.mark.parametrize("path", ["auto", "arrow"])
-def test_sums_and_averages_beyond_38_digits_are_exact(source, fast, tmp_path, monkeypatch, path):
-    url, dialect = source
+def test_sums_and_averages_beyond_38_digits_are_exact(any_source, fast, tmp_path, monkeypatch, path):
+    url, dialect = any_source
     # SQLite: TEXT keeps every digit (its NUMERIC affinity would keep 15).
     sql_type = "TEXT" if dialect == "sqlite" else "numeric(38,10)"
     rows = [(1, "a", "100000000000000000000000000"), (2, "b", "6000000000000000000000000000"), (3, "b", "6000000000000000000000000000")]
@@ -105,7 +116,36 @@ def test_sums_and_averages_beyond_38_digits_are_exact(source, fast, tmp_path, mo
         b"a,100000000000000000000000000.000000000000,100000000000000000000000000.0000000000\r\n"
         b"b,6000000000000000000000000000.000000000000,12000000000000000000000000000.0000000000\r\n"
     )
-    assert run.aggregation == ("pushdown" if dialect != "sqlite" and path == "auto" else "arrow")
+    # DuckDB's SUM of a DECIMAL(38, s) is a DECIMAL(38, s) that overflows past 38 digits: summed over Arrow instead.
+    assert run.aggregation == ("pushdown" if dialect not in {"sqlite", "duckdb"} and path == "auto" else "arrow")
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["fast", "general"])
+def test_duckdb_sum_overflow_falls_back_to_exact_sums_over_arrow(tmp_path, monkeypatch, caplog, fast):
+    """DuckDB adds DECIMAL(38, s) in a 128-bit integer ("Overflow in HUGEINT addition") and refuses a total past
+    38 digits ("Overflow in SUM of DECIMAL"): either way the extract sums over Arrow, exactly, instead."""
+    url = f"duckdb:///{tmp_path / 'sums.duckdb'}"
+    largest = "9999999999999999999999999999.9999999999"  # 38 digits
+    rows = [(1, "hugeint", largest), (2, "hugeint", largest), (3, "hugeint", "0.0000000001"),
+            (4, "sum", "6000000000000000000000000000"), (5, "sum", "6000000000000000000000000000"), (6, "fits", "-1.5"), (7, "fits", None)]
+    create_table(url, "big", {"id": "bigint", "n": "varchar", "v": "decimal(38,10)"}, rows)
+    models = model("big", {"n": {"type": "string"}, "v": {"type": "decimal", "scale": 10}})
+    spec = {"name": "totals", "model": "big", "fields": [
+        {"from": "n", "aggregation": "group"}, {"from": "v", "to": "total", "aggregation": "sum"}, {"from": "v", "to": "mean", "aggregation": "avg"}]}
+    with caplog.at_level(logging.INFO, logger="export_pipelines.stages.extract"):
+        run = run_stages(url, tmp_path, spec, fast=fast, monkeypatch=monkeypatch, models=models)
+    assert run.aggregation == "arrow" and "summing over Arrow" in caplog.text
+    # Python's decimal module, 100 digits: the totals and means (two more places) computed here.
+    with decimal.localcontext(prec=100):
+        groups: dict[str, list[decimal.Decimal]] = {}
+        for _, group, value in rows:
+            groups.setdefault(group, []).extend([] if value is None else [decimal.Decimal(value)])
+        expected = "n,total,mean\r\n" + "".join(
+            f"{group},{sum(values).quantize(decimal.Decimal('1e-10'))},{(sum(values) / len(values)).quantize(decimal.Decimal('1e-12'))}\r\n"
+            for group, values in sorted(groups.items())
+        )
+    assert run.content.decode() == expected
+    assert "19999999999999999999999999999.9999999999" in expected and "12000000000000000000000000000.0000000000" in expected
 
 
 def test_sqlite_numeric_is_never_capped(fast, tmp_path, monkeypatch):
@@ -322,8 +362,8 @@ def test_postgresql_infinite_and_five_digit_years_are_bad_rows(postgres_schema_u
 
 # --- NULL and empty: the written form is what default and replace see ------------------------------------------------
 
-def test_replace_of_the_empty_value_covers_null(source, fast, tmp_path, monkeypatch):
-    url, dialect = source
+def test_replace_of_the_empty_value_covers_null(any_source, fast, tmp_path, monkeypatch):
+    url, dialect = any_source
     create_table(url, "notes", {"id": DDL_TYPES[dialect]["int"], "note": DDL_TYPES[dialect]["text"]}, [(1, ""), (2, None), (3, "x")])
     models = model("notes", {"note": {"type": "string"}})
     spec = {"name": "notes", "model": "notes", "order": "id", "fields": ["id", {"from": "note", "replace": {"": "(none)"}}]}
@@ -441,11 +481,13 @@ def test_postgresql_session_zone_from_the_environment_changes_nothing(postgres_s
     assert run.content == b"id,created_at\r\n3,2024-03-10T08:00:00Z\r\n"
 
 
-def test_text_compares_and_groups_by_code_point_whatever_the_collation(source, fast, tmp_path, monkeypatch):
-    url, dialect = source
+def test_text_compares_and_groups_by_code_point_whatever_the_collation(any_source, fast, tmp_path, monkeypatch):
+    url, dialect = any_source
     engine = sa.create_engine(url)
     with engine.begin() as connection:
-        if dialect == "postgresql":
+        if dialect == "duckdb":
+            connection.execute(sa.text("CREATE TABLE words (id bigint, w varchar COLLATE NOCASE)"))
+        elif dialect == "postgresql":
             connection.execute(sa.text("CREATE COLLATION case_blind (provider = icu, locale = 'und-u-ks-level2', deterministic = false)"))
             connection.execute(sa.text("CREATE TABLE words (id bigint, w text COLLATE case_blind)"))
         elif dialect == "mariadb":
@@ -569,6 +611,43 @@ def test_mariadb_count_and_rows_read_one_snapshot_whatever_the_isolation_default
     finally:
         sa.event.remove(sa.engine.Engine, "after_cursor_execute", insert_after_the_count)
         writer.close()
+    assert run.content == b"id,grp\r\n1,a\r\n2,b\r\n"
+    assert run.extracted.rows == run.extracted.expected_rows == 2
+
+
+# Run as its own process: connectorx holds the GIL while its session runs the statements before the rows' query.
+INSERT_DURING_THE_PAUSE = """
+import sys, time, pymysql
+host, port, user, password, database = sys.argv[1:6]
+writer = pymysql.connect(host=host, port=int(port), user=user, password=password, database=database, autocommit=True)
+cursor = writer.cursor()
+deadline = time.monotonic() + 20
+while not cursor.execute("SELECT 1 FROM information_schema.processlist WHERE info LIKE 'DO SLEEP(3)%'"):
+    if time.monotonic() > deadline:
+        sys.exit("the reading session never paused after its count")
+    time.sleep(0.05)
+cursor.execute("INSERT INTO vals VALUES (3, 'c')")
+"""
+
+
+def test_mariadb_fast_path_counts_and_reads_one_snapshot(mariadb_database_url, tmp_path, monkeypatch):
+    """connectorx's connection: a row committed after the COUNT (while the session sleeps there) is in neither."""
+    from export_pipelines.stages import mysql_extract
+
+    url = mariadb_url_with(mariadb_database_url, "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+    create_table(url, "vals", {"id": "bigint", "grp": "text"}, [(1, "a"), (2, "b")])
+    statements = mysql_extract.session_statements
+    monkeypatch.setattr(mysql_extract, "session_statements", lambda *args: [*statements(*args), "DO SLEEP(3) /* after the count */"])
+    parts = sa.make_url(mariadb_database_url)
+    arguments = [parts.host, str(parts.port or 3306), parts.username, parts.password or "", parts.database]
+    writer = subprocess.Popen([sys.executable, "-c", INSERT_DURING_THE_PAUSE, *arguments], stderr=subprocess.PIPE, text=True)
+    try:
+        models = model("vals", {"grp": {"type": "string"}})
+        run = run_stages(url, tmp_path, {"name": "vals", "model": "vals", "fields": ["id", "grp"], "order": "id"},
+                         fast=True, monkeypatch=monkeypatch, models=models)
+    finally:
+        _, errors = writer.communicate(timeout=30)
+    assert writer.returncode == 0, errors
     assert run.content == b"id,grp\r\n1,a\r\n2,b\r\n"
     assert run.extracted.rows == run.extracted.expected_rows == 2
 

@@ -1,9 +1,10 @@
 """Every fast path writes the same bytes as the general path (bench/ measures how much faster).
 
-The fast paths: ADBC extraction (EXPORT_FAST_EXTRACT), the identity-mapping shortcut
-(EXPORT_MAPPING_SHORTCUT) and write-behind threads (EXPORT_WRITE_BEHIND). Each export
-here runs through the stage functions once with all of them on and once with all off,
-on values exporters get wrong, in SQLite and PostgreSQL.
+The fast paths: ADBC (PostgreSQL, SQLite) and connectorx (MySQL/MariaDB) extraction
+(EXPORT_FAST_EXTRACT), the identity-mapping shortcut (EXPORT_MAPPING_SHORTCUT) and
+write-behind threads (EXPORT_WRITE_BEHIND). Each export here runs through the stage
+functions once with all of them on and once with all off, on values exporters get wrong,
+in SQLite, PostgreSQL and MariaDB.
 """
 
 from __future__ import annotations
@@ -24,7 +25,8 @@ import sqlalchemy as sa
 from export_pipelines.catalog.models import load_builtin_catalog
 from export_pipelines.catalog.sql_types import model_table
 from export_pipelines.stages.text_format import to_text
-from export_pipelines_tests.stage_runs import export_bytes
+from export_pipelines_tests.conftest import source_url
+from export_pipelines_tests.stage_runs import export_bytes, run_stages
 
 BERLIN = dt.timezone(dt.timedelta(hours=2))
 KOLKATA = dt.timezone(dt.timedelta(hours=5, minutes=30))
@@ -96,9 +98,9 @@ def voucher_rows(count: int) -> list[dict]:
     return rows
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+@pytest.fixture(params=["sqlite", "postgresql", "mariadb"])
 def vouchers_url(request, tmp_path: Path) -> str:
-    url = f"sqlite:///{tmp_path / 'vouchers.sqlite'}" if request.param == "sqlite" else request.getfixturevalue("postgres_schema_url")
+    url = source_url(request, tmp_path, request.param)
     table = model_table(load_builtin_catalog().get("vouchers"))
     engine = sa.create_engine(url)
     table.metadata.create_all(engine)
@@ -165,9 +167,9 @@ def test_filtered_and_mapped_export_matches_too(vouchers_url, tmp_path, monkeypa
     assert fast.count(b"\r\n") > 100
 
 
-@pytest.mark.parametrize("vouchers_url", ["postgresql"], indirect=True)
+@pytest.mark.parametrize("vouchers_url", ["postgresql", "mariadb"], indirect=True)
 def test_pushed_down_aggregation_matches(vouchers_url, tmp_path, monkeypatch, caplog):
-    """PostgreSQL's GROUP BY read through ADBC gives the cursor's groups, sums and extremes."""
+    """PostgreSQL's GROUP BY read through ADBC, MariaDB's through connectorx, give the cursor's groups, sums and extremes."""
     spec = {
         "name": "vouchers_by_type",
         "model": "vouchers",
@@ -207,3 +209,113 @@ def test_timestamp_text_is_iso_utc_for_every_era():
     expected = [value.strftime("%Y-%m-%dT%H:%M:%S") + (f".{value.microsecond:06d}" if value.microsecond else "") + "Z" if value else None for value in values]
     expected[1] = "0001-01-01T00:00:00.000001Z"  # strftime's %Y does not pad year 1
     assert to_text(pa.array(values, pa.timestamp("us", tz="UTC"))).to_pylist() == expected
+
+
+# --- MySQL/MariaDB: connectorx's fast path on the server's own types ---------------------------------------------------
+
+MARIADB_COLUMNS = {
+    "id": "bigint primary key",
+    "wide": "decimal(65,30)",
+    "money": "decimal(38,2)",
+    "naive": "datetime(6)",
+    "stamped": "timestamp(6) NULL",
+    "day": "date",
+    "note": "varchar(64) COLLATE utf8mb4_bin",
+    "label": "text COLLATE utf8mb4_general_ci",
+    "doc": "longtext",
+    "flag": "tinyint(1)",
+    "points": "bigint",
+}
+WIDE = ["0", "-0.000000000000000000000000000001", "12345678.123456789012345678901234567890", "-0.999999999999999999999999999999", None]
+# 38 digits at most: a longer value is a bad row (test_exact_values), which the fast path leaves to the general one.
+MONEY = ["123456789012345678901234567890123456.78", "-999999999999999999999999999999999999.99", "0.00", "-0.10", None]
+
+
+def mariadb_rows(count: int) -> list[tuple]:
+    rows = []
+    for i in range(count):
+        text = TRICKY_TEXT[i % len(TRICKY_TEXT)]
+        stamp = TIMESTAMPS[i % len(TIMESTAMPS)]
+        # A TIMESTAMP holds 1970-01-01 00:00:01 to 2038-01-19 03:14:07 UTC; a DATETIME 1000 to 9999.
+        in_range = stamp is not None and dt.datetime(1970, 1, 2, tzinfo=dt.UTC) <= stamp < dt.datetime(2038, 1, 1, tzinfo=dt.UTC)
+        utc = None if stamp is None else stamp.astimezone(dt.UTC).replace(tzinfo=None)
+        rows.append((
+            i + 1,
+            WIDE[i % len(WIDE)],
+            MONEY[i % len(MONEY)],
+            utc,
+            utc if in_range else None,
+            None if utc is None else utc.date(),
+            text,
+            TRICKY_TEXT[(i + 5) % len(TRICKY_TEXT)],
+            None if i % 6 == 0 else json.dumps({"note": text, "n": i, "amount": "1.50", "flag": i % 2 == 0}, ensure_ascii=False),
+            None if i % 5 == 0 else i % 2,
+            None if i % 7 == 0 else (-1) ** i * (2**62 + i),
+        ))
+    return rows
+
+
+@pytest.fixture
+def mariadb_types_url(mariadb_database_url) -> str:
+    engine = sa.create_engine(mariadb_database_url)
+    names = list(MARIADB_COLUMNS)
+    with engine.begin() as connection:
+        connection.execute(sa.text(f"CREATE TABLE kinds ({', '.join(f'{c} {t}' for c, t in MARIADB_COLUMNS.items())})"))
+        connection.execute(sa.text("SET time_zone = '+00:00'"))
+        insert = sa.text(f"INSERT INTO kinds ({', '.join(names)}) VALUES ({', '.join(':' + c for c in names)})")
+        connection.execute(insert, [dict(zip(names, row, strict=True)) for row in mariadb_rows(240)])
+    engine.dispose()
+    return mariadb_database_url
+
+
+KINDS_MODEL = {"models": {"kinds": {"table": "kinds", "primary_key": "id", "fields": {
+    "id": {"type": "integer", "identifier": True},
+    "wide": {"type": "decimal", "scale": 30},
+    "money": {"type": "decimal", "scale": 2},
+    "naive": {"type": "timestamp"},
+    "stamped": {"type": "timestamp"},
+    "day": {"type": "date"},
+    "note": {"type": "string"},
+    "label": {"type": "string"},
+    "doc": {"type": "json"},
+    "flag": {"type": "boolean"},
+    "points": {"type": "integer"},
+}}}}
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        pytest.param({"format": "csv"}, id="csv-crlf"),
+        pytest.param({"format": "psv", "line_ending": "lf", "compression": "gzip", "max_rows_per_file": 70}, id="psv-gzip-parts-tokyo-session"),
+    ],
+)
+def test_mariadb_fast_path_writes_the_general_paths_bytes_on_its_own_types(mariadb_types_url, tmp_path, monkeypatch, caplog, options):
+    """DECIMAL(65,30), 38-digit DECIMALs, DATETIME and TIMESTAMP, DATE, binary- and case-insensitively collated text,
+    JSON and its properties, TINYINT(1): connectorx's batches (small, so many) give the general path's bytes, also
+    where sessions start nine hours east (init_command, as a server's default would)."""
+    if options["format"] == "psv":
+        mariadb_types_url = sa.make_url(mariadb_types_url).update_query_dict({"init_command": "SET time_zone = '+09:00'"}).render_as_string(hide_password=False)
+    spec = {"name": "kinds", "model": "kinds", "order": "label", "batch_size": 50, **options,
+            "fields": [{"from": name} for name in [*KINDS_MODEL["models"]["kinds"]["fields"], "doc.note", "doc.amount", "doc.flag"]],
+            "filters": {"day": {"conditions": {"$after": "1969-06-01"}}}}
+    runs = {}
+    for fast in (True, False):
+        caplog.clear()
+        with caplog.at_level(logging.INFO, logger="export_pipelines.stages.extract"):
+            runs[fast] = run_stages(mariadb_types_url, tmp_path, spec, fast=fast, monkeypatch=monkeypatch, models=KINDS_MODEL)
+        if fast:
+            assert "row by row" not in caplog.text, "the fast extract fell back to the general path"
+    assert runs[True].content == runs[False].content
+    assert runs[True].extracted.expected_rows == runs[False].extracted.expected_rows == runs[True].extracted.rows
+    # The values are there, written as stored, checked here with Python's csv module on the general path's bytes.
+    delimiter = "|" if options["format"] == "psv" else ","
+    reader = csv.DictReader(io.StringIO(runs[False].content.decode(), newline=""), delimiter=delimiter)
+    written = [row for row in reader if row["id"] != "id"]  # each part has its header
+    expected = [row for row in mariadb_rows(240) if row[5] is not None and row[5] > dt.date(1969, 6, 1)]
+    assert len(written) == len(expected)
+    assert {row["wide"] for row in written} == {"0.000000000000000000000000000000", *WIDE[1:-1], ""}
+    assert "123456789012345678901234567890123456.78" in {row["money"] for row in written}
+    assert [row["label"] for row in written] == sorted([row["label"] for row in written], key=lambda text: text.encode())
+    assert {row["naive"] for row in written} >= {"2025-06-30T18:29:59.999999Z", "2024-03-31T00:30:00Z"}
+    assert {row["doc.amount"] for row in written} == {"1.50", ""}

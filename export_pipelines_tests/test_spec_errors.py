@@ -134,6 +134,21 @@ SPEC_CASES = [
      ["one line"]),
     ("target_connection_missing", with_base(target={"connection": "partner_sfpt", "path": "/out"}), "target.connection",
      ["connection 'partner_sfpt' is not in connections.yaml", "did you mean partner_sftp"]),
+    ("parallel_zero_chunks", with_base(parallel={"chunks": 0}), "parallel.chunks", ["greater than or equal to 1"]),
+    ("parallel_too_many_chunks", with_base(parallel={"chunks": 1000}), "parallel.chunks", ["less than or equal to 256"]),
+    ("parallel_without_chunks", with_base(parallel={"by": "id"}), "parallel.chunks", ["required key is missing"]),
+    ("parallel_unknown_key", with_base(parallel={"chunks": 4, "column": "id"}), "parallel.column", ["column"]),
+    ("parallel_by_unknown_field", with_base(parallel={"chunks": 4, "by": "idd"}), "parallel.by", ["no field 'idd'", "did you mean id"]),
+    ("parallel_by_text_field", with_base(parallel={"chunks": 4, "by": "email"}), "parallel.by",
+     ["export probe", "integer field", "email is a string field"]),
+    ("parallel_parquet", with_base(format="parquet", parallel={"chunks": 4}), "parallel",
+     ["export probe writes Parquet", "write csv, psv or jsonl, or remove parallel"]),
+    ("parallel_by_json_property", with_base(parallel={"chunks": 4, "by": "metadata.tier"}), "parallel.by",
+     ["export probe", "integer field", "metadata.tier is a string field"]),
+    ("parallel_order_not_by_key", with_base(order=["email"], parallel={"chunks": 4}), "parallel.by",
+     ["export probe", "joins its chunks in id order", "order starts with email", "order: [id, ...]"]),
+    ("parallel_by_other_field_unordered", with_base(fields=["id", "home_store_id"], parallel={"chunks": 4, "by": "home_store_id"}), "parallel.by",
+     ["export probe", "sorted by the primary key id", "order: [home_store_id, ...]"]),
 ]
 
 
@@ -327,9 +342,22 @@ BAD_CONNECTIONS = [
     ("sftp_bad_fingerprint", {**SFTP_BASE, "password": {"env": "P"}, "host_key_fingerprint": "MD5:aa:bb"},
      ["SHA256:"]),
     ("ftp_with_ca_file", {"type": "ftp", "host": "h", "username": "u", "ca_file": "/ca.pem"}, ["ftps only"]),
-    ("s3_half_credentials", {"type": "s3", "bucket": "b", "access_key_id": {"env": "K"}}, ["both access_key_id and secret_access_key"]),
-    ("s3_kms_key_without_kms", {"type": "s3", "bucket": "b", "kms_key_id": "k"}, ["aws:kms"]),
+    ("s3_half_credentials", {"type": "s3", "bucket": "exports-b", "access_key_id": {"env": "K"}}, ["both access_key_id and secret_access_key"]),
+    ("s3_kms_key_without_kms", {"type": "s3", "bucket": "exports-b", "kms_key_id": "k"}, ["aws:kms"]),
+    ("ftp_host_with_port", {"type": "ftp", "host": "ftp.example.com:2121", "username": "u"}, ["is not a host name", "the port in port"]),
+    ("sftp_host_as_url", {**SFTP_BASE, "password": {"env": "P"}, "host": "sftp://files.example.com/in"}, ["is not a host name"]),
+    ("s3_bucket_with_folder", {"type": "s3", "bucket": "exports/partner_a"}, ["holds a '/'", "prefix"]),
+    ("s3_bucket_upper_case", {"type": "s3", "bucket": "Exports_2026"}, ["is not an S3 bucket name", "lower-case"]),
+    ("s3_bucket_too_short", {"type": "s3", "bucket": "ab"}, ["3 to 63"]),
 ]
+
+
+@pytest.mark.parametrize("host", ["::1", "[2001:db8::7]", "127.0.0.1", "sftp.partner.example", "Files-01.Partner.Example"])
+def test_host_names_and_addresses_are_taken(tmp_path, host):
+    connection = {"type": "ftp", "host": host, "username": "u"}
+    config = load_config(write_config(tmp_path / "config", [GOOD_A], connections={"connections": {"partner": connection}}))
+    assert [str(p) for p in config.problems if p.file == "connections.yaml"] == []
+    assert config.connections.connections["partner"].host == host.strip("[]")
 
 
 @pytest.mark.parametrize(("connection", "substrings"), [pytest.param(c, s, id=i) for i, c, s in BAD_CONNECTIONS])
@@ -463,10 +491,13 @@ def test_validate_command_on_bundled_demo_config():
 LITERAL_SECRET_CONNECTIONS = [
     pytest.param({"type": "sftp", "host": "h", "username": "u", "password": "hunter2"}, "password", id="sftp_password"),
     pytest.param({"type": "ftps", "host": "h", "username": "u", "password": "hunter2"}, "password", id="ftps_password"),
-    pytest.param({"type": "s3", "bucket": "b", "secret_access_key": "hunter2"}, "secret_access_key", id="s3_secret"),
+    pytest.param({"type": "s3", "bucket": "exports-b", "secret_access_key": "hunter2"}, "secret_access_key", id="s3_secret"),
     pytest.param({"type": "smtp", "host": "h", "sender": "x@example.com", "password": "hunter2"}, "password", id="smtp"),
     pytest.param({"type": "sftp", "host": "h", "username": "u", "private_key_passphrase": "hunter2"},
                  "private_key_passphrase", id="sftp_passphrase"),
+    # Credentials written into the host, as in a URL: the host's problem never shows them.
+    pytest.param({"type": "ftp", "host": "bob:hunter2@ftp.example.com", "username": "bob"}, "host", id="ftp_credentials_in_host"),
+    pytest.param({"type": "sftp", "host": "sftp://bob:hunter2@h", "username": "bob", "password": {"env": "P"}}, "host", id="sftp_url_in_host"),
 ]
 
 
@@ -589,3 +620,40 @@ def test_a_bad_junction_does_not_hide_a_misspelt_filter_field(tmp_path):
     by_path = {p.key_path: p.message for p in config.problems}
     assert "filters.junction" in by_path
     assert any(path.startswith("filters.amout") and "did you mean" in message for path, message in by_path.items()), by_path
+
+
+HOURLY_BERLIN = {"by": "event_date", "grain": "hourly", "start": "2026-01-01", "timezone": "Europe/Berlin"}
+
+
+@pytest.mark.parametrize(
+    ("incremental", "file_name", "night"),
+    [
+        (HOURLY_BERLIN, "tx_{window_start:%Y%m%d%H}.{ext}", "02:00 on 2026-10-25 in Europe/Berlin"),
+        # Sao Paulo dropped summer time in 2019; windows from 2015 on still hold its last nights.
+        ({**HOURLY_BERLIN, "start": "2015-01-01", "timezone": "America/Sao_Paulo"}, "tx_{window_start:%Y-%m-%dT%H}.{ext}",
+         "23:00 on 2015-02-21 in America/Sao_Paulo"),
+    ],
+)
+def test_hourly_file_names_must_tell_the_repeated_hour_apart(tmp_path, incremental, file_name, night):
+    spec = with_base(model="transactions", fields=["id"], incremental=incremental, file_name=file_name)
+    problem = only_problem(tmp_path, spec)
+    assert problem.key_path == "file_name"
+    assert f"gives the two hourly windows starting at {night} (the hour repeated when summer time ends) the same name" in problem.message
+    assert "{window_start:%Y%m%dT%H%M%z}" in problem.message
+
+
+@pytest.mark.parametrize(
+    ("timezone", "file_name"),
+    [
+        ("Europe/Berlin", "tx_{window_start:%Y%m%dT%H%M%z}.{ext}"),  # the offset tells them apart
+        ("Europe/Berlin", "tx_{run_time:%Y%m%dT%H%M%S}.{ext}"),  # each run its own name
+        ("Europe/Berlin", None),  # the default hourly name has the offset
+        ("Asia/Tokyo", "tx_{window_start:%Y%m%d%H}.{ext}"),  # no summer time
+    ],
+)
+def test_hourly_file_names_that_tell_every_window_apart_load(tmp_path, timezone, file_name):
+    spec = with_base(model="transactions", fields=["id"], incremental={**HOURLY_BERLIN, "timezone": timezone})
+    if file_name:
+        spec["file_name"] = file_name
+    config = load_one(tmp_path, spec)
+    assert [str(p) for p in config.problems] == []

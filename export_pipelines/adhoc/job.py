@@ -16,7 +16,8 @@ from export_pipelines.adhoc.request import DEFAULT_CHANNEL, AdhocExportConfig, p
 from export_pipelines.adhoc.urls import DOWNLOADS_URL_ENV_VAR, file_urls
 from export_pipelines.database_urls import safe_url
 from export_pipelines.delivery_settings import DeliverySettings
-from export_pipelines.factory import FileSet, RunFacts, StageFile, deliver_file_set, local_work_dir, materialization_metadata, storage_dir
+from export_pipelines.factory import deliver_file_set, materialization_metadata
+from export_pipelines.steps import FileSet, RunFacts, StageFile, local_work_dir, storage_dir
 from export_pipelines.naming import ADHOC_CHANNEL_TAG, ADHOC_JOB, ADHOC_PLAN_OP, adhoc_export_name
 from export_pipelines.retries import classified_errors
 from export_pipelines.run_launcher import record_host

@@ -101,7 +101,7 @@ class ExportsClient:
         """Launch an export and return its id.
 
         parameters holds Voucherify's fields, filters and order, and optionally format,
-        compression, max_rows_per_file, target and path (see AdhocExportConfig). With
+        compression, max_rows_per_file, target, path and the file dialect keys (see AdhocExportConfig). With
         `check_with`, the config folder the code location loads, the request is checked
         here first, as the run's first step would check it: a request with problems raises
         ExportApiError listing them all, and no run is started.

@@ -7,6 +7,7 @@ from the environment when a run needs it, so neither files nor logs carry the va
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import os
 import re
 import typing
@@ -77,6 +78,46 @@ RootFolder = Annotated[
 ]
 
 
+def _host_name(value: str) -> str:
+    """A server's DNS name or IP address, alone. Raises ValueError without quoting the value: a
+    `user:password@host` or a URL written here would otherwise put its credentials in the message."""
+    text = value.strip()
+    alone = bool(text) and not re.search(r"[@/\\\s]", text)
+    if alone and ":" in text:  # only an IPv6 address has colons; a port goes in `port`
+        try:
+            ipaddress.IPv6Address(text.strip("[]"))
+            text = text.strip("[]")
+        except ValueError:
+            alone = False
+    if not alone:
+        raise ValueError(
+            "is not a host name (the value is not shown: it may hold credentials); write the server's name or "
+            "address alone, e.g. sftp.partner.example: the user goes in username, the password in "
+            "password: {env: VARIABLE}, the port in port and the folder in the export's target path"
+        )
+    return text
+
+
+HostName = Annotated[str, AfterValidator(_host_name)]
+
+
+def _bucket_name(value: str) -> str:
+    """An S3 bucket name as AWS defines it: 3-63 characters of lower-case letters, digits, dots and
+    hyphens, starting and ending with a letter or digit, no `..` (docs.aws.amazon.com, "Bucket naming
+    rules"). S3-compatible stores (MinIO, Ceph) follow the same rule."""
+    if "/" in value:
+        raise ValueError(
+            f"{value!r} holds a '/': the bucket is its name alone; put the folder in the connection's prefix "
+            "or the export's target path"
+        )
+    if not re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", value) or ".." in value:
+        raise ValueError(
+            f"{value!r} is not an S3 bucket name: 3 to 63 lower-case letters, digits, dots and hyphens, "
+            "starting and ending with a letter or digit"
+        )
+    return value
+
+
 class _Connection(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -85,7 +126,7 @@ class _Connection(BaseModel):
 
 class SftpConnection(_Connection):
     type: Literal["sftp"]
-    host: str
+    host: HostName
     port: int = Field(default=22, gt=0, lt=65536)
     username: str
     root: RootFolder
@@ -121,7 +162,7 @@ class SftpConnection(_Connection):
 
 class FtpConnection(_Connection):
     type: Literal["ftp", "ftps"]
-    host: str
+    host: HostName
     port: int = Field(default=21, gt=0, lt=65536)
     username: str
     root: RootFolder
@@ -138,7 +179,7 @@ class FtpConnection(_Connection):
 
 class S3Connection(_Connection):
     type: Literal["s3"]
-    bucket: str
+    bucket: Annotated[str, AfterValidator(_bucket_name)]
     region_name: str | None = None
     endpoint_url: str | None = Field(default=None, description="For S3-compatible stores (MinIO, Ceph, moto).")
     access_key_id: EnvSecret | None = None
@@ -161,7 +202,7 @@ class S3Connection(_Connection):
 
 class SmtpConnection(_Connection):
     type: Literal["smtp"]
-    host: str
+    host: HostName
     port: int = Field(default=587, gt=0, lt=65536)
     security: Literal["starttls", "ssl", "none"] = "starttls"
     username: str | None = None

@@ -262,6 +262,13 @@ class Incremental(BaseModel):
     grain: Literal["daily", "hourly"] = "daily"
     start: dt.date = Field(description="The first window; backfills cannot reach before it.")
     timezone: TimezoneName = "UTC"
+    backfill: Literal["one_run", "run_per_window"] = Field(
+        default="one_run",
+        description=(
+            "one_run: a backfill of a range is one run writing one file set; run_per_window: one run, "
+            "and one file set, per window, spread over the run queue (and Celery workers)."
+        ),
+    )
 
     @field_validator("start", mode="before")
     @classmethod
@@ -461,6 +468,18 @@ class Encryption(BaseModel):
         return value
 
 
+MAX_CHUNKS = 256
+
+
+class Parallel(BaseModel):
+    """One export fanned out over key ranges, each extracted by its own step (docs/scale-out.md)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    chunks: int = Field(ge=1, le=MAX_CHUNKS, description="How many key ranges, each extracted and mapped by its own step.")
+    by: str | None = Field(default=None, description="An integer field of the model; default its primary key.")
+
+
 class ExportSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -511,6 +530,7 @@ class ExportSpec(BaseModel):
     csv_injection: Literal["off", "escape"] = Field(
         default="off", description="escape: text starting with = + - @ tab or CR gets a leading ' (OWASP CSV injection)."
     )
+    parallel: Parallel | None = Field(default=None, description="Fan the export out over key ranges: {chunks: 8, by: id}.")
 
     @field_validator("date_format")
     @classmethod

@@ -176,6 +176,9 @@ def _yaml_files(config: ExportConfig, folder: str) -> list[Path]:
     for path in sorted(directory.iterdir()):
         if path.name.startswith("."):
             continue
+        if path.is_dir():
+            _report_nested_specs(config, folder, path)
+            continue
         if path.suffix in SPEC_SUFFIXES:
             paths.append(path)
         elif path.suffix.lower() in SPEC_SUFFIXES:
@@ -185,6 +188,25 @@ def _yaml_files(config: ExportConfig, folder: str) -> list[Path]:
             if folder == "exports":
                 config.invalid_files[problem.file] = [problem]
     return paths
+
+
+def _report_nested_specs(config: ExportConfig, folder: str, subfolder: Path) -> None:
+    """YAML files in a subfolder of exports/ (or kpis/) are not specs: one problem names them, so a
+    folder of a partner's specs is never skipped in silence."""
+    nested = sorted(
+        path.relative_to(subfolder.parent).as_posix()
+        for path in subfolder.rglob("*")
+        if path.suffix.lower() in SPEC_SUFFIXES and not any(part.startswith(".") for part in path.relative_to(subfolder).parts)
+    )
+    if nested:
+        shown = ", ".join(nested[:5]) + (f" and {len(nested) - 5} more" if len(nested) > 5 else "")
+        config.problems.append(
+            SpecProblem(
+                f"{folder}/{subfolder.name}/", "",
+                f"{len(nested)} spec file(s) not read ({shown}): only files directly in {folder}/ are read; "
+                f"move them into {folder}/ (export names are unique across the folder anyway)",
+            )
+        )
 
 
 def _drop_broken_dependencies(config: ExportConfig, by_name: dict[str, _Loaded], files_by_name: dict[str, list[str]]) -> None:

@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import functools
 import re
 import string
+import zoneinfo
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from export_pipelines.catalog.models import JSON_PROPERTY_PATTERN, Catalog, FieldDef, FieldType, ModelDef
 from export_pipelines.spec.aggregation_rules import aggregation_problems
+from export_pipelines.spec.parallel_rules import ParallelPlan, parallel_plan, parallel_problems
 from export_pipelines.spec.export import FRACTION_READ_AS_NUMBER, ConnectionTarget, ExportSpec, FieldSpec, Filters
 from export_pipelines.spec.problems import closest
 from export_pipelines.spec.timing import timing_problems, window_field_name
@@ -107,6 +110,8 @@ class ExportPlan:
     kpi: str | None = None
     audience: AudiencePlan | None = None
     encryption: EncryptionPlan | None = None
+    # `parallel`: the export fanned out over key ranges (spec/parallel_rules.py).
+    parallel: ParallelPlan | None = None
 
     @property
     def name(self) -> str:
@@ -193,6 +198,14 @@ def build_plan(
         except PlanError as error:
             problems.append(error)
 
+    chunk_key = None
+    if spec.parallel is not None:
+        try:
+            chunk_key = resolve_source(model_name, model, spec.parallel.by or model.primary_key, "parallel.by")
+        except PlanError as error:
+            problems.append(error)
+        problems.extend(PlanError(key_path, message) for key_path, message in parallel_problems(spec, model_name, model, chunk_key, tuple(order)))
+
     problems += _file_and_time_problems(spec, model_name, model)
     template, ext = _file_template(spec)
     window_field = window_field_name(spec, model)
@@ -212,6 +225,7 @@ def build_plan(
         window_field=_field_source(model, window_field) if window_field else None,
         template_conditions=template_conditions,
         kpi=kpi,
+        parallel=parallel_plan(spec, chunk_key, tuple(order)) if chunk_key is not None else None,
     )
 
 
@@ -414,11 +428,58 @@ def _template_problems(spec: ExportSpec, template: str, ext: str) -> list[str]:
         except file_naming.FileNameError as error:
             problems.append(str(error))
     if not problems:
-        try:
-            _check_template(spec, template, ext)
-        except file_naming.FileNameError as error:
-            problems.append(str(error))
+        for check in (lambda: _check_template(spec, template, ext), lambda: _check_repeated_hour(spec, template, ext)):
+            try:
+                check()
+            except file_naming.FileNameError as error:
+                problems.append(str(error))
     return problems
+
+
+@functools.cache
+def repeated_hour(timezone: str, year: int) -> tuple[dt.datetime, dt.datetime] | None:
+    """The two hourly windows that start at the same wall-clock time when summer time ends in
+    `timezone` in `year` (02:00 twice in Europe/Berlin on 2026-10-25), as aware datetimes in the
+    zone; None when the zone has no such night that year (UTC, Asia/Tokyo, Sao Paulo since 2019)."""
+    zone = zoneinfo.ZoneInfo(timezone)
+    instant = dt.datetime(year, 1, 1, tzinfo=dt.UTC)
+    previous = instant.astimezone(zone)
+    while instant.year == year:
+        instant += dt.timedelta(hours=1)
+        local = instant.astimezone(zone)
+        if local.replace(tzinfo=None) <= previous.replace(tzinfo=None):
+            return previous, local
+        previous = local
+    return None
+
+
+def _check_repeated_hour(spec: ExportSpec, template: str, ext: str) -> None:
+    """Hourly windows: the hour repeated when summer time ends must get two names, or the second
+    window's file overwrites the first's on the partner's server."""
+    incremental = spec.incremental
+    if incremental is None or incremental.grain != "hourly" or "run_time" in file_naming.template_tokens(template):
+        return
+    # Windows exist from incremental.start on: any year from then to next year may hold the night.
+    years = range(max(incremental.start.year, 1970), dt.date.today().year + 2)
+    hours = next((found for year in years if (found := repeated_hour(incremental.timezone, year))), None)
+    if hours is None:
+        return
+    run_time = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
+    names = {
+        file_naming.render_file_name(
+            template,
+            file_naming.NameValues(
+                export=spec.name, model=spec.model, run_time=run_time, ext=ext, window_start=start, window_end=start + dt.timedelta(hours=1)
+            ),
+        )
+        for start in hours
+    }
+    if len(names) == 1:
+        raise file_naming.FileNameError(
+            f"gives the two hourly windows starting at {hours[0]:%H:%M} on {hours[0]:%Y-%m-%d} in "
+            f"{incremental.timezone} (the hour repeated when summer time ends) the same name, so the second "
+            f"overwrites the first; add the UTC offset, e.g. {{window_start:%Y%m%dT%H%M%z}}"
+        )
 
 
 def _check_parts_and_extension(spec: ExportSpec, tokens: set[str], template: str, ext: str) -> None:

@@ -201,6 +201,38 @@ def average(sums: pa.Array, counts: pa.Array, scale: int) -> pa.Array:
 
 def aggregate_stage_file(plan: ExportPlan, source: Location, destination: Location, *, batch_size: int) -> AggregateResult:
     """Aggregate a stage file of mapped rows (Arrow path) or of the database's group partials (pushdown)."""
+    combined, execution = _combined_partials(plan, source, batch_size)
+    output = finish(plan, combined)
+    write_table(output, destination)
+    rows_in = pc.sum(combined[ROWS_COLUMN]).as_py() or 0
+    return AggregateResult(destination, rows_in, output.num_rows, execution)
+
+
+def partial_aggregate_stage_file(plan: ExportPlan, source: Location, destination: Location, *, batch_size: int) -> AggregateResult:
+    """One chunk of a fanned-out export: its rows (or the database's partials) combined into one row of
+    partial aggregates per group, unfinished, so aggregate_partial_files can combine the chunks."""
+    combined, execution = _combined_partials(plan, source, batch_size)
+    write_table(combined, destination)
+    rows_in = pc.sum(combined[ROWS_COLUMN]).as_py() or 0
+    return AggregateResult(destination, rows_in, combined.num_rows, execution)
+
+
+def aggregate_partial_files(plan: ExportPlan, sources: list[Location], destination: Location, *, batch_size: int) -> AggregateResult:
+    """The chunks' partial aggregates (partial_aggregate_stage_file) combined and finished: the unsplit export's rows.
+
+    Combining is associative (combine), so the result does not depend on how rows fell into chunks.
+    execution is "combined": each chunk's own path (database or Arrow) is its partial file's to tell.
+    """
+    schema = read_schema(sources[0])
+    tables = (pa.Table.from_batches([batch]) for source in sources for batch in read_batches(source, batch_size))
+    combined = combine_batches(plan, tables, schema)
+    output = finish(plan, combined)
+    write_table(output, destination)
+    rows_in = pc.sum(combined[ROWS_COLUMN]).as_py() or 0
+    return AggregateResult(destination, rows_in, output.num_rows, "combined")
+
+
+def _combined_partials(plan: ExportPlan, source: Location, batch_size: int) -> tuple[pa.Table, str]:
     pushed_down = holds_group_partials(source)
     if pushed_down:
         schema = read_schema(source)
@@ -209,8 +241,4 @@ def aggregate_stage_file(plan: ExportPlan, source: Location, destination: Locati
         types = list(read_schema(source).types)
         schema = partial_schema(plan, types[: len(plan.fields)], types[len(plan.fields) :])
         partial_tables = (batch_partials(plan, batch, schema) for batch in read_batches(source, batch_size))
-    combined = combine_batches(plan, partial_tables, schema)
-    output = finish(plan, combined)
-    write_table(output, destination)
-    rows_in = pc.sum(combined[ROWS_COLUMN]).as_py() or 0
-    return AggregateResult(destination, rows_in, output.num_rows, "pushdown" if pushed_down else "arrow")
+    return combine_batches(plan, partial_tables, schema), "pushdown" if pushed_down else "arrow"

@@ -261,9 +261,11 @@ def cast_column(array: pa.Array, target: pa.DataType, label: str | None = None) 
 # The driver types each field type may arrive as (PostgreSQL's, then SQLite's readable forms, stages/dialects.py).
 EXPECTED_DRIVER_TYPES = {
     "integer": (pa.types.is_integer,),
-    # PostgreSQL numeric as its text (positional, every digit), bigint; SQLite's number text.
-    "decimal": (pa.types.is_string, pa.types.is_integer),
-    "boolean": (pa.types.is_boolean, pa.types.is_int64),
+    # PostgreSQL numeric as its text (positional, every digit), bigint; SQLite's number text; MySQL's DECIMAL
+    # text already cast to the field's decimal (mysql_extract.from_text).
+    "decimal": (pa.types.is_string, pa.types.is_integer, pa.types.is_decimal),
+    # SQLite's integers, MySQL's TINYINT(1) (int8); only 0 and 1 are taken (to_stage_column).
+    "boolean": (pa.types.is_boolean, pa.types.is_integer),
     "timestamp": (pa.types.is_timestamp, pa.types.is_string),
     "date": (pa.types.is_date32, pa.types.is_string),
     "string": (pa.types.is_string, pa.types.is_large_string),

@@ -4,7 +4,8 @@ Three ways to read, tried in order:
 1. an aggregating export's GROUP BY in the database (partial aggregates per group), when
    the database can compute them exactly; abandoned for the row paths when a row has a
    value that does not fit its field, or SQLite's integer SUM overflows;
-2. the fast path: the ADBC driver decodes rows into Arrow in C (stages/arrow_extract.py);
+2. the fast path: the ADBC driver decodes rows into Arrow in C (PostgreSQL, SQLite:
+   stages/arrow_extract.py), connectorx in Rust (MySQL/MariaDB: stages/mysql_extract.py);
 3. the general path: SQLAlchemy streams rows in batches, converted to Arrow in Python;
    it also names every value that cannot be converted exactly.
 Every path writes the same stage file and lists the same bad rows.
@@ -15,7 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +27,7 @@ import sqlalchemy as sa
 
 from export_pipelines.catalog.sql_types import DECIMAL_PRECISION, model_table
 from export_pipelines.spec.plan import ExportPlan, SourceRef
-from export_pipelines.stages import aggregation, arrow_extract
+from export_pipelines.stages import aggregation, arrow_extract, mysql_extract
 from export_pipelines.stages.arrow_runtime import prepare_pyarrow
 from export_pipelines.stages.audience import load_audience_table
 from export_pipelines.stages.dialects import SourceDialect, dialect_for, reflected_dialect
@@ -39,6 +40,7 @@ from export_pipelines.stages.query import (
     PROBLEM_COUNT_COLUMN,
     PROBLEM_SEPARATOR,
     READ_EXACTLY,
+    KeyRange,
     TimeWindow,
     build_group_query,
     build_query,
@@ -90,24 +92,27 @@ def extract_to_stage_file(
     batch_size: int,
     window: TimeWindow | None = None,
     max_bad_rows: int = 0,
+    key_range: KeyRange | None = None,
 ) -> ExtractResult:
     """Stream the query's rows (or, pushed down, its groups' partial aggregates) into `path`; memory is bounded by batch_size.
 
+    key_range: only one chunk of a fanned-out export (stages/chunks.py).
     Raises TooManyBadRows once more than max_bad_rows rows hold a value their field cannot hold.
     """
     prepare_pyarrow()
     extracted_at = dt.datetime.now(dt.UTC)
     dialect = source_dialect(engine, plan)
     if plan.aggregates and pushes_down_aggregation(plan, dialect):
-        groups = _extract_group_partials(engine, dialect, plan, path, batch_size, window, extracted_at)
+        groups = _extract_group_partials(engine, dialect, plan, path, batch_size, window, extracted_at, key_range)
         if groups is not None:
             return groups
     if arrow_extract.fast_extract_enabled() and not _has_audience_file(plan):
+        fast = _extract_rows_with_connectorx if dialect.name == "mysql" else _extract_rows_with_adbc
         try:
-            return _extract_rows_with_adbc(engine, dialect, plan, path, batch_size, window, extracted_at, BadRows(plan.name, max_bad_rows))
+            return fast(engine, dialect, plan, path, batch_size, window, extracted_at, BadRows(plan.name, max_bad_rows), key_range)
         except arrow_extract.FastPathUnavailable as reason:
             logger.info("Extracting %s row by row: %s", plan.name, reason)
-    return _extract_rows(engine, dialect, plan, path, batch_size, window, extracted_at, BadRows(plan.name, max_bad_rows))
+    return _extract_rows(engine, dialect, plan, path, batch_size, window, extracted_at, BadRows(plan.name, max_bad_rows), key_range)
 
 
 def source_dialect(engine: sa.Engine, plan: ExportPlan) -> SourceDialect:
@@ -161,6 +166,7 @@ def _extract_group_partials(
     batch_size: int,
     window: TimeWindow | None,
     extracted_at: dt.datetime,
+    key_range: KeyRange | None = None,
 ) -> ExtractResult | None:
     """The database's GROUP BY into `path`, or None (nothing written) when the row paths must aggregate instead.
 
@@ -169,14 +175,23 @@ def _extract_group_partials(
     snapshot, so no COUNT of the groups is needed.
     """
     schema = aggregation.partial_schema(plan, [arrow_type(field.source) for field in plan.fields])
-    if dialect.name == "postgresql" and arrow_extract.fast_extract_enabled() and not _has_audience_file(plan):
+    fast = arrow_extract.fast_extract_enabled() and not _has_audience_file(plan)
+    if dialect.name == "postgresql" and fast:
         try:
-            sql = arrow_extract.literal_sql(build_group_query(plan, dialect, window), engine.dialect)
+            sql = arrow_extract.literal_sql(build_group_query(plan, dialect, window, key_range=key_range), engine.dialect)
             with arrow_extract.ArrowConnection(engine.url) as connection, arrow_extract.SnapshotRows(connection, sql, batch_size) as read:
                 return _write_group_partials(plan, path, schema, (pa.Table.from_batches([batch]) for batch in read), None, extracted_at)
         except arrow_extract.FastPathUnavailable as reason:
             logger.info("Reading %s's groups row by row: %s", plan.name, reason)
-    build = lambda audience_table: build_group_query(plan, dialect, window, audience_table)  # noqa: E731
+    if dialect.name == "mysql" and fast and mysql_extract.available(engine.url):
+        # One statement through connectorx, its own snapshot: the general path's COUNT of the groups ran the GROUP BY twice.
+        try:
+            query = mysql_extract.group_query(build_group_query(plan, dialect, window, key_range=key_range), schema)
+            with mysql_extract.MysqlRows(engine.url, dialect, arrow_extract.literal_sql(query, engine.dialect), batch_size) as read:
+                return _write_group_partials(plan, path, schema, (pa.Table.from_batches([batch]) for batch in read), None, extracted_at)
+        except arrow_extract.FastPathUnavailable as reason:
+            logger.info("Reading %s's groups row by row: %s", plan.name, reason)
+    build = lambda audience_table: build_group_query(plan, dialect, window, audience_table, key_range)  # noqa: E731
     try:
         with _streamed(engine, dialect, plan, build, batch_size, count=dialect.name != "postgresql") as (expected, chunks):
             tables = (pa.table(list(zip(*chunk, strict=True)), names=[*schema.names, PROBLEM_COUNT_COLUMN]) for chunk in chunks)
@@ -223,6 +238,7 @@ def _extract_rows_with_adbc(
     window: TimeWindow | None,
     extracted_at: dt.datetime,
     bad_rows: BadRows,
+    key_range: KeyRange | None = None,
     *,
     routed: bool = True,
 ) -> ExtractResult:
@@ -230,39 +246,81 @@ def _extract_rows_with_adbc(
 
     Values the dialect routes (dialects.Routed) are read as stored and checked per batch; the
     rows that fail are read again through the general path's per-row SQL, in the same snapshot.
-    When most of the first batch fails (timestamps stored as '2024-01-05T10:00:00Z', say), reading
-    twice would cost more than it saves: the extract starts over with the per-row SQL for every row.
+    When most of the first batch fails (timestamps stored with an offset, '2024-01-05T10:00:00+02:00'),
+    reading twice would cost more than it saves: the extract starts over with the per-row SQL for every row.
     """
     routes = routed_sources(plan, dialect) if routed else {}
-    query = build_query(plan, dialect, window, routed=bool(routes))
+    query = build_query(plan, dialect, window, key_range=key_range, routed=bool(routes))
     rows_sql = arrow_extract.literal_sql(query, engine.dialect)
     count_sql = arrow_extract.literal_sql(count_query(query), engine.dialect)
+    with arrow_extract.ArrowConnection(engine.url) as connection, arrow_extract.SnapshotRows(connection, rows_sql, batch_size, count_sql) as read:
+        reread = None
+        if routes:
+            def reread(batch: pa.RecordBatch, first: bool) -> pa.RecordBatch:
+                return _read_failing_rows_exactly(plan, dialect, engine.dialect, window, connection, batch, routes, first=first)
+        try:
+            return _write_arrow_rows(plan, path, read, extracted_at, bad_rows, reread=reread, text_checked=routes.keys())
+        except _RoutedReadUnhelpful as reason:
+            logger.info("%s: %s; reading every row through the per-row SQL", plan.name, reason)
+    # Nothing was listed yet (the first batch decided): the stage file is written anew.
+    return _extract_rows_with_adbc(engine, dialect, plan, path, batch_size, window, extracted_at, bad_rows, key_range, routed=False)
+
+
+def _extract_rows_with_connectorx(
+    engine: sa.Engine,
+    dialect: SourceDialect,
+    plan: ExportPlan,
+    path: Location,
+    batch_size: int,
+    window: TimeWindow | None,
+    extracted_at: dt.datetime,
+    bad_rows: BadRows,
+    key_range: KeyRange | None = None,
+) -> ExtractResult:
+    """The general path's query and stage file, MySQL/MariaDB rows decoded by connectorx (see mysql_extract)."""
+    if not mysql_extract.available(engine.url):
+        raise arrow_extract.FastPathUnavailable("connectorx does not read this URL (an option, a socket or no connectorx)")
+    query = build_query(plan, dialect, window, key_range=key_range)
+    rows_sql, count_sql, prepare = mysql_extract.rows_query_sql(query, plan, engine)
+    with mysql_extract.MysqlRows(engine.url, dialect, rows_sql, batch_size, count_sql) as read:
+        return _write_arrow_rows(plan, path, read, extracted_at, bad_rows, prepare)
+
+
+def _write_arrow_rows(
+    plan: ExportPlan,
+    path: Location,
+    read,
+    extracted_at: dt.datetime,
+    bad_rows: BadRows,
+    prepare: Callable[[pa.RecordBatch], pa.RecordBatch] | None = None,
+    *,
+    reread: Callable[[pa.RecordBatch, bool], pa.RecordBatch] | None = None,
+    text_checked: Collection[int] = (),
+) -> ExtractResult:
+    """A fast path's batches into the stage file, bad rows listed; `read` iterates batches and gives expected_rows().
+
+    prepare: applied to each batch's rows that the query found no problem in, before the cast to the stage types.
+    reread: a routed query's batch (and whether it is the first) -> the batch the general query gives
+    (_read_failing_rows_exactly); text_checked: the positions whose timestamp text it checked.
+    """
     schema = source_schema(plan.sources)
     rows = seen = 0
-    gave_up = False
-    with arrow_extract.ArrowConnection(engine.url) as connection, arrow_extract.SnapshotRows(connection, rows_sql, batch_size, count_sql) as read:
-        with stage_writer(path, schema) as writer, WriteBehind() as behind:
-            for batch in read:
-                if routes:
-                    try:
-                        batch = _read_failing_rows_exactly(plan, dialect, engine.dialect, window, connection, batch, routes, first=seen == 0)
-                    except _RoutedReadUnhelpful as reason:
-                        logger.info("%s: %s; reading every row through the per-row SQL", plan.name, reason)
-                        gave_up = True
-                        break
-                kept, positions = _without_problem_rows(plan, batch, seen, bad_rows)
-                stage_batch = arrow_extract.to_stage_batch(kept, schema=schema, sources=plan.sources, text_checked=routes.keys())
-                kept = _without_unrepresentable_rows(plan, stage_batch, positions, seen, bad_rows)
-                seen += batch.num_rows
-                behind.submit(writer.write_batch, kept)
-                rows += kept.num_rows
-            behind.drain()
-            if rows == 0:
-                writer.write_table(schema.empty_table())
-        expected = read.expected_rows()
-    if gave_up:
-        # Nothing was written or listed yet (the first batch decided): the stage file is written anew.
-        return _extract_rows_with_adbc(engine, dialect, plan, path, batch_size, window, extracted_at, bad_rows, routed=False)
+    with stage_writer(path, schema) as writer, WriteBehind() as behind:
+        for batch in read:
+            if reread is not None:
+                batch = reread(batch, seen == 0)
+            kept, positions = _without_problem_rows(plan, batch, seen, bad_rows)
+            if prepare is not None:
+                kept = prepare(kept)
+            stage_batch = arrow_extract.to_stage_batch(kept, schema=schema, sources=plan.sources, text_checked=text_checked)
+            kept = _without_unrepresentable_rows(plan, stage_batch, positions, seen, bad_rows)
+            seen += batch.num_rows
+            behind.submit(writer.write_batch, kept)
+            rows += kept.num_rows
+        behind.drain()
+        if rows == 0:
+            writer.write_table(schema.empty_table())
+    expected = read.expected_rows()
     return ExtractResult(path, rows, rows if expected is None else expected, extracted_at, bad_rows.in_row_order())
 
 
@@ -403,10 +461,11 @@ def _extract_rows(
     window: TimeWindow | None,
     extracted_at: dt.datetime,
     bad_rows: BadRows,
+    key_range: KeyRange | None = None,
 ) -> ExtractResult:
     schema = source_schema(plan.sources)
     rows = seen = 0
-    build = lambda audience_table: build_query(plan, dialect, window, audience_table)  # noqa: E731
+    build = lambda audience_table: build_query(plan, dialect, window, audience_table, key_range=key_range)  # noqa: E731
     with _streamed(engine, dialect, plan, build, batch_size, count=True) as (expected, chunks), stage_writer(path, schema) as writer:
         for chunk in chunks:
             table = rows_to_table(chunk, schema, plan, seen, bad_rows)

@@ -46,6 +46,20 @@ class TimeWindow:
     end: dt.datetime
 
 
+@dataclass(frozen=True)
+class KeyRange:
+    """One chunk of a fanned-out export: the rows whose integer key is in [low, high).
+
+    with_unfit: the chunk also takes the rows whose key value does not fit its field (so they
+    are listed as bad rows, as the unsplit export lists them, instead of falling between ranges).
+    """
+
+    source: SourceRef
+    low: int
+    high: int
+    with_unfit: bool = False
+
+
 def readable(table: sa.Table | sa.Alias, source: SourceRef, dialect: SourceDialect) -> sa.ColumnElement:
     """The value as the extract selects it."""
     return dialect.readable(table.c[source.column], source)
@@ -160,6 +174,7 @@ def build_query(
     grouped: bool = False,
     routed: bool = False,
     keys: Sequence | None = None,
+    key_range: KeyRange | None = None,
 ) -> sa.Select:
     """The export's rows: columns c0..cN (plan.sources' readable values), then PROBLEM_COLUMN where a value may not fit.
 
@@ -169,6 +184,7 @@ def build_query(
     and KEY_COLUMN comes last (the fast extract checks them per batch and reads the rows
     that fail again, with `keys`). keys: only the rows with these primary keys (as stored),
     then KEY_COLUMN.
+    key_range: only one chunk's rows of a fanned-out export.
     """
     table = model_table(plan.model)
     routes = {plan.sources[i]: route for i, route in routed_sources(plan, dialect, table).items()} if routed else {}
@@ -181,12 +197,12 @@ def build_query(
     problems = problem_column(checked, table, dialect, converted=() if grouped else plan.sources, routes=routes)
     if problems is not None:
         columns.append(problems.label(PROBLEM_COLUMN))
-    key = table.c[plan.primary_key.column]
+    primary = table.c[plan.primary_key.column]
     if routes or keys is not None:
-        columns.append(key.label(KEY_COLUMN))
+        columns.append(primary.label(KEY_COLUMN))
     query = sa.select(*columns).select_from(table)
     if keys is not None:
-        query = query.where(key.in_(keys))
+        query = query.where(primary.in_(keys))
     if plan.conditions:
         clauses = [condition_clause(table, condition, dialect) for condition in plan.conditions]
         query = query.where(sa.and_(*clauses) if plan.junction == "and" else sa.or_(*clauses))
@@ -194,6 +210,8 @@ def build_query(
         column = comparable(table, window.source, dialect)
         query = query.where(_undecided(sa.and_(column >= window.start, column < window.end), table, window.source, dialect))
     query = query.where(*narrowing_clauses(plan, table, dialect, audience_table))
+    if key_range is not None:
+        query = query.where(key_range_clause(table, key_range, dialect))
     order = []
     for key in plan.order:
         expression = comparable(table, key.source, dialect)
@@ -214,6 +232,35 @@ def routed_sources(plan: ExportPlan, dialect: SourceDialect, table: sa.Table | N
         if route is not None and plan.sources.index(source) == index:
             found[index] = route
     return found
+
+
+def key_range_clause(table: sa.Table, key_range: KeyRange, dialect: SourceDialect) -> sa.ColumnElement[bool]:
+    key = comparable(table, key_range.source, dialect)
+    clause = sa.and_(key >= key_range.low, key < key_range.high)
+    unfit = [check.fails for check in checks(table, key_range.source, dialect)] if key_range.with_unfit else []
+    return sa.or_(clause, *unfit) if unfit else clause
+
+
+def key_bounds_query(plan: ExportPlan, key: SourceRef, dialect: SourceDialect, window: TimeWindow | None = None) -> sa.Select:
+    """MIN and MAX of the key over the export's matching rows whose key fits its field, and how many have no key.
+
+    The audience is left out: it only narrows the rows, and bounds need only cover them.
+    """
+    table = model_table(plan.model)
+    value = comparable(table, key, dialect)
+    fit = [sa.not_(check.fails) for check in checks(table, key, dialect)]
+    # A primary key has no NULLs; without that count, MIN and MAX of an indexed key read two index entries.
+    no_key = sa.literal(0) if key == plan.primary_key else sa.func.count(sa.case((value.is_(None), 1), else_=sa.null()))
+    query = sa.select(sa.func.min(value), sa.func.max(value), no_key).select_from(table)
+    if plan.conditions:
+        clauses = [condition_clause(table, condition, dialect) for condition in plan.conditions]
+        query = query.where(sa.and_(*clauses) if plan.junction == "and" else sa.or_(*clauses))
+    if plan.template_conditions is not None and plan.template_conditions.conditions:
+        query = query.where(group_clause(table, plan.template_conditions, dialect))
+    if window is not None:
+        column = comparable(table, window.source, dialect)
+        query = query.where(_undecided(sa.and_(column >= window.start, column < window.end), table, window.source, dialect))
+    return query.where(sa.or_(value.is_(None), sa.and_(*fit))) if fit else query
 
 
 def count_query(query: sa.Select) -> sa.Select:
@@ -258,7 +305,11 @@ def pushes_down_aggregation(plan: ExportPlan, dialect: SourceDialect) -> bool:
 
 
 def build_group_query(
-    plan: ExportPlan, dialect: SourceDialect, window: TimeWindow | None = None, audience_table: sa.Table | None = None
+    plan: ExportPlan,
+    dialect: SourceDialect,
+    window: TimeWindow | None = None,
+    audience_table: sa.Table | None = None,
+    key_range: KeyRange | None = None,
 ) -> sa.Select:
     """One row of partial aggregates per group, in aggregation.partial_schema's columns, then PROBLEM_COUNT_COLUMN.
 
@@ -268,7 +319,7 @@ def build_group_query(
     rows with a value that does not fit its field; when any has one, the extract aggregates
     over Arrow instead and names them.
     """
-    query = build_query(plan, dialect, window, audience_table, grouped=True).order_by(None)
+    query = build_query(plan, dialect, window, audience_table, grouped=True, key_range=key_range).order_by(None)
     rows = query.subquery("matching_rows")
     by_label = {source.label: rows.c[f"c{i}"] for i, source in enumerate(plan.sources)}
     columns = [sa.func.count().label(aggregation.ROWS_COLUMN)]

@@ -136,6 +136,17 @@ def format_lines(batch: pa.RecordBatch, dialect: CsvDialect) -> bytes | pa.Buffe
     """
     if batch.num_rows == 0:
         return b""
+    data = _contiguous_bytes(line_array(batch, dialect))
+    if is_unicode(dialect.encoding):
+        return data
+    try:
+        return data.to_pybytes().decode("utf-8").encode(CODECS[dialect.encoding])
+    except UnicodeEncodeError:
+        raise _unrepresentable(batch, dialect) from None
+
+
+def line_array(batch: pa.RecordBatch, dialect: CsvDialect) -> pa.Array:
+    """The batch's rows as UTF-8 text, one string per row with its line ending (format_lines joins them)."""
     cells = []
     for name, column in zip(batch.schema.names, batch.columns, strict=True):
         try:
@@ -143,14 +154,33 @@ def format_lines(batch: pa.RecordBatch, dialect: CsvDialect) -> bytes | pa.Buffe
         except UnwritableValue as error:
             raise UnrepresentableText(f"{name}: {error}; write it in another timestamp_timezone, or leave such rows out with a filter") from None
     lines = pc.binary_join_element_wise(*cells, dialect.delimiter) if len(cells) > 1 else cells[0]
-    lines = pc.binary_join_element_wise(lines, dialect.line_ending, "")
-    data = _contiguous_bytes(lines)
-    if is_unicode(dialect.encoding):
-        return data
-    try:
-        return data.to_pybytes().decode("utf-8").encode(CODECS[dialect.encoding])
-    except UnicodeEncodeError:
-        raise _unrepresentable(batch, dialect) from None
+    return pc.binary_join_element_wise(lines, dialect.line_ending, "")
+
+
+# A stage file of rows already written as text: one LINE_COLUMN string per row (a fanned-out export's chunks).
+LINE_COLUMN = "line"
+LINES_SCHEMA = pa.schema([pa.field(LINE_COLUMN, pa.string())])
+
+
+def lines_join_exactly(settings: OutputSettings) -> bool:
+    """Whether rows written as lines apart (a chunk each) join into the file's exact bytes: true where
+    each row's bytes depend on that row alone and the file adds only a start (BOM, header) and no end.
+    Parquet's pages and a legacy encoding's per-batch recoding (and its error naming the field) do not."""
+    return settings.file_format in {"csv", "psv", "jsonl"} and is_unicode(settings.dialect.encoding)
+
+
+def row_lines(batch: pa.RecordBatch, headers: list[str], settings: OutputSettings) -> pa.RecordBatch:
+    """The batch's rows as the file's lines (LINES_SCHEMA), for a format lines_join_exactly allows.
+
+    Raises UnrepresentableText as format_lines does.
+    """
+    if settings.file_format == "jsonl":
+        lines = json_lines(batch, headers, settings.raw_json) if batch.num_rows else pa.array([], pa.string())
+    elif batch.num_rows == 0:
+        lines = pa.array([], pa.string())
+    else:
+        lines = line_array(batch, settings.dialect)
+    return pa.RecordBatch.from_arrays([lines.cast(pa.string())], schema=LINES_SCHEMA)
 
 
 def _cell(column: pa.Array, dialect: CsvDialect) -> pa.Array:
@@ -232,6 +262,49 @@ class _HashingSink(io.RawIOBase):
         super().close()
 
 
+class _FixedBlocks(io.RawIOBase):
+    """Hands the stream its bytes in blocks of BLOCK_BYTES whatever sizes they were written in.
+
+    zlib-ng's deflate, unlike zlib's, packs the same text differently when it arrives in other
+    pieces; the pieces here are formatted batches, whose sizes differ between a whole export and
+    its fanned-out chunks. Fixed blocks make the file depend on its text only.
+    """
+
+    BLOCK_BYTES = 1 << 20
+
+    def __init__(self, stream):
+        self._stream = stream
+        self._pending = bytearray()
+        self._written = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        """Bytes written so far (Parquet's writer asks)."""
+        return self._written
+
+    def write(self, data) -> int:
+        self._pending += data
+        self._written += len(data)
+        if len(self._pending) >= self.BLOCK_BYTES:
+            whole = len(self._pending) - len(self._pending) % self.BLOCK_BYTES
+            view = memoryview(self._pending)
+            for start in range(0, whole, self.BLOCK_BYTES):
+                self._stream.write(view[start : start + self.BLOCK_BYTES])
+            view.release()
+            del self._pending[:whole]
+        return len(data)
+
+    def close(self) -> None:
+        if not self.closed:
+            if self._pending:
+                self._stream.write(bytes(self._pending))
+                self._pending.clear()
+            self._stream.close()
+        super().close()
+
+
 class _PartWriter:
     """One file: bytes (CSV, JSON Lines) or record batches (Parquet, when `parquet_schema` is given),
     through gzip, zstd or zip, counted and hashed on their way to the disk (compression runs on the
@@ -247,13 +320,14 @@ class _PartWriter:
         self._zip = None
         if settings.compression == "gzip":
             # zlib-ng's deflate: at level 6 about 2x zlib's speed for a file about 1.5% larger (bench/RESULTS.md), read by any gzip -d.
-            self._stream = gzip_ng.GzipFile(
+            gzip_file = gzip_ng.GzipFile(
                 filename="",
                 mode="wb",
                 fileobj=self._sink,
                 compresslevel=settings.compression_level,
                 mtime=int(settings.archive_time.timestamp()),
             )
+            self._stream = _FixedBlocks(gzip_file)
         elif settings.compression == "zstd":
             # One frame with a checksum, as the zstd tool writes; no content size (the rows stream in).
             compressor = zstandard.ZstdCompressor(level=ZSTD_LEVEL, write_checksum=True)
@@ -342,10 +416,13 @@ def write_files(
     name_for_part: Callable[[int], str],
     settings: OutputSettings,
     schema: pa.Schema | None = None,
+    *,
+    preformatted: bool = False,
 ) -> list[LocalFile]:
     """Write the rows into one or more files (parts of at most max_rows_per_file rows, each with the header).
 
     schema: the batches' schema, which Parquet needs before the first batch (a file without rows has it too).
+    preformatted: the batches hold the rows already written as lines (row_lines' LINES_SCHEMA).
     """
     prepare_pyarrow()
     folder.mkdir(parents=True, exist_ok=True)
@@ -357,6 +434,8 @@ def write_files(
         start, content = b"", lambda batch: _contiguous_bytes(json_lines(batch, headers, settings.raw_json)) if batch.num_rows else b""
     else:
         start, content = file_start(headers, settings.dialect), lambda batch: format_lines(batch, settings.dialect)
+    if preformatted:
+        content = lambda batch: _contiguous_bytes(batch.column(0)) if batch.num_rows else b""  # noqa: E731
     limit = settings.max_rows_per_file
     files: list[LocalFile] = []
     behind = WriteBehind()

@@ -70,10 +70,16 @@ def _s3(endpoint: str | None, region: str) -> pafs.S3FileSystem:
     return pafs.S3FileSystem(endpoint_override=endpoint, region=region)
 
 
+def exists(location: Location) -> bool:
+    """Whether a file or folder is at `location` (a local path or an s3:// URL)."""
+    filesystem, path = resolve(location)
+    return filesystem.get_file_info(path).type != pafs.FileType.NotFound
+
+
 def remove_file(location: Location) -> None:
     """Delete one file if it exists."""
-    filesystem, path = resolve(location)
-    if filesystem.get_file_info(path).type != pafs.FileType.NotFound:
+    if exists(location):
+        filesystem, path = resolve(location)
         filesystem.delete_file(path)
 
 

@@ -216,6 +216,10 @@ class DeliveryOptions:
         return self.named_after_run is not None and temporary.export == self.named_after_run(temporary.run_id)
 
 
+class RunEnded(RuntimeError):
+    """The delivering run is over: nothing more may be committed for it."""
+
+
 class RemoteTarget(Target):
     def __init__(
         self, options: DeliveryOptions, address: str, open_session: Callable[[], RemoteSession], warning: str | None = None
@@ -299,9 +303,12 @@ class RemoteTarget(Target):
         started = time.monotonic()
         staging = temporary_name(self.options.export, self.options.run_id, file.name) if session.needs_temporary(file.bytes) else file.name
         try:
+            if staging == file.name:
+                self._require_current_run()
             session.put(file.path, staging)
             verified_by = session.verify(staging, file)
             if staging != file.name:
+                self._require_current_run()
                 session.replace(staging, file.name)
         except Exception as error:
             if staging != file.name:
@@ -312,6 +319,16 @@ class RemoteTarget(Target):
         return DeliveredFile(
             file.name, file.rows, file.bytes, file.sha256, session.location_of(file.name), seconds, verified_by, session.url_for(file.name)
         )
+
+    def _require_current_run(self) -> None:
+        """Raises RunEnded at the commit point when this run is already over: its step was taken for
+        lost (a Celery worker that stopped answering, celery_watch.py) while it went on uploading, and a
+        retry or rerun owns the delivery now. Committing would make two writers of one window."""
+        if self.options.run_is_over(self.options.run_id):
+            raise RunEnded(
+                f"run {self.options.run_id} was ended while this step was still uploading (its worker was taken for "
+                "lost); the file is not committed: the run's retry or rerun delivers it"
+            )
 
     def _discard(self, session: RemoteSession, staging: str, log: Log) -> None:
         try:

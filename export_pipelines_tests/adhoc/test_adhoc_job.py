@@ -15,6 +15,7 @@ from export_pipelines.definitions import build_definitions
 from export_pipelines.naming import ADHOC_JOB, ADHOC_PLAN_OP, adhoc_export_name
 from export_pipelines.spec.loader import load_config
 from export_pipelines_tests.conftest import export_resources, write_config
+from export_pipelines_tests.sample_data import create_sample_tables
 
 
 @pytest.fixture
@@ -64,6 +65,42 @@ def test_rows_match_an_independent_query(adhoc_job, sample_source_url: str, tmp_
     header, *rows = csv.reader(io.StringIO(file.read_text(encoding="utf-8"), newline=""), delimiter="|")
     assert header == ["source_id", "address_country"]
     assert rows == [[source_id, country or ""] for source_id, country in expected]
+
+
+def test_a_request_chooses_the_partners_file_dialect(adhoc_job, tmp_path: Path):
+    source = f"sqlite:///{tmp_path / 'source.sqlite'}"
+    create_sample_tables(source)
+    request = {
+        "exported_object": "customer",
+        "fields": ["source_id", "address_city", "orders_total_amount", "birthdate"],
+        "order": ["source_id"],
+        "delimiter": ";", "decimal_separator": ",", "date_format": "%d.%m.%Y", "null_text": "NULL",
+        "encoding": "windows-1252", "line_ending": "lf", "quoting": "all",
+    }
+
+    result = run_adhoc(adhoc_job, request, source, tmp_path)
+
+    assert result.success, failure_messages(result)
+    folder = tmp_path / "instance" / "storage" / "downloads" / adhoc_export_name(result.run_id)
+    (file,) = folder.iterdir()
+    # By hand, from sample_data.CUSTOMERS: every value quoted but NULL, decimal commas, German dates, cp1252.
+    assert file.read_bytes() == (
+        '"source_id";"address_city";"orders_total_amount";"birthdate"\n'
+        '"C-001";"Berlin";"12,30";"17.05.1990"\n'
+        '"C-002";"Wien";"-5,00";NULL\n'
+        '"C-003";"";NULL;"01.01.2000"\n'
+        '"C-004";"Shanghai|Pudong";"123456789012,99";NULL\n'
+        '"C-005";"München";"0,10";"31.12.1985"\n'
+    ).encode("cp1252")
+
+
+def test_a_request_with_a_wrong_dialect_key_fails_before_extraction(adhoc_job, tmp_path: Path):
+    request = {"exported_object": "customer", "fields": ["email"], "delimiter": "::", "encoding": "latin-9"}
+    result = run_adhoc(adhoc_job, request, f"sqlite:///{tmp_path / 'absent.sqlite'}", tmp_path)
+
+    message = failure_messages(result)[ADHOC_PLAN_OP]
+    assert "request: delimiter" in message and "request: encoding" in message, message
+    assert not (tmp_path / "absent.sqlite").exists()
 
 
 @pytest.mark.parametrize(

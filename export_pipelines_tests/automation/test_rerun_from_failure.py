@@ -59,6 +59,17 @@ def test_rerun_from_failure_delivers_without_extracting_again(tmp_path, monkeypa
             assert started_steps(instance, rerun.run_id) == ["upload"]
             files = list(blocked.iterdir())
 
+        # The failed run re-executed a second time: its files were delivered and removed, so the
+        # step fails with what happened and what to do, not a bare "file not found".
+        options = dg.ReexecutionOptions.from_failure(first.run_id, instance)
+        with dg.execute_job(job, instance=instance, reexecution_options=options, tags=partition_tags, raise_on_error=False) as again:
+            assert not again.success
+            [failure] = [event for event in again.all_events if event.event_type_value == "STEP_FAILURE"]
+            cause = failure.event_specific_data.error.message
+        assert "For export tx_rerun, this re-execution needs the files an earlier run left in" in cause
+        assert "that run's files were delivered (by the run's own step, or a re-execution of it" in cause
+        assert [file.name for file in blocked.iterdir()] == ["tx_20260327_20260331.csv"]
+
     assert [file.name for file in files] == ["tx_20260327_20260331.csv"]
     delivered = sorted(int(value) for value in pd.read_csv(io.BytesIO(files[0].read_bytes()))["id"])
     assert delivered == ids_in_window(source_url, "created_at", WINDOW_START, WINDOW_END)

@@ -4,6 +4,7 @@ recorded in DAGSTER_HOME like any run, exit status 0/1, the cause of a failure o
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 import os
 import subprocess
@@ -17,12 +18,16 @@ from export_pipelines.cli import main
 from export_pipelines.spec.loader import CONFIG_ENV_VAR
 from export_pipelines.source import SOURCE_URL_ENV_VAR
 from export_pipelines_tests.conftest import write_config
-from export_pipelines_tests.sample_data import CUSTOMERS, create_sample_tables
+from export_pipelines_tests.sample_data import CUSTOMERS, TRANSACTIONS, create_sample_tables
+from export_pipelines_tests.servers.dagster_webserver import graphql, start_webserver
 from export_pipelines_tests.servers.network import free_port
+from export_pipelines_tests.waiting import wait_for
 
 CLI = str(Path(sys.executable).parent / "export-pipelines")
 PARTNER = {"name": "partner_customers", "model": "customers", "fields": ["id", "email"], "order": ["id"], "file_name": "customers.csv",
            "target": {"connection": "partner", "path": "outbox"}}
+PER_WINDOW = {"name": "per_day_tx", "model": "transactions", "fields": ["id"], "order": ["id"],
+              "incremental": {"by": "event_date", "start": "2025-01-01", "backfill": "run_per_window"}}
 DAILY = {"name": "daily_tx", "model": "transactions", "fields": ["id"],
          "incremental": {"by": "event_date", "grain": "daily", "start": "2026-03-01", "timezone": "UTC"}}
 
@@ -33,7 +38,7 @@ def home(tmp_path, monkeypatch) -> Path:
     create_sample_tables(source)
     # Nothing listens on this port: a delivery there is refused.
     connections = {"connections": {"partner": {"type": "ftp", "host": "127.0.0.1", "port": free_port(), "username": "nobody", "timeout_seconds": 3}}}
-    config = write_config(tmp_path / "config", [PARTNER, DAILY], connections=connections)
+    config = write_config(tmp_path / "config", [PARTNER, DAILY, PER_WINDOW], connections=connections)
     monkeypatch.setenv(CONFIG_ENV_VAR, str(config))
     monkeypatch.setenv(SOURCE_URL_ENV_VAR, source)
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
@@ -50,6 +55,13 @@ def test_a_run_from_the_shell_reports_its_cause_and_then_delivers_redirected(hom
     assert "FAILED exports__partner_customers.partner_customers__upload:" in failed.stdout
     assert "For export partner_customers, delivery to connection partner (ftp://nobody@127.0.0.1:" in failed.stdout
     assert "Connection refused" in failed.stdout
+    # The console gives the cause, not Dagster's stack traces; the run's log keeps them.
+    assert "Stack Trace:" not in failed.stdout + failed.stderr and 'File "' not in failed.stdout + failed.stderr
+    assert "[stack trace in the run's log: export-pipelines log, or the UI]" in failed.stderr
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        [run] = instance.get_runs()
+        [failure] = instance.all_logs(run.run_id, of_type=dg.DagsterEventType.STEP_FAILURE)
+        assert "Stack Trace:" in failure.dagster_event.event_specific_data.error.to_string()
 
     redirected = cli("run", "partner_customers", "--redirect-to-download")
     assert redirected.returncode == 0, redirected.stdout + redirected.stderr
@@ -63,6 +75,20 @@ def test_a_run_from_the_shell_reports_its_cause_and_then_delivers_redirected(hom
     log = cli("log", "partner_customers").stdout.splitlines()
     assert "success" in log[1] and " cli " in log[1] and "customers.csv" in log[1]
     assert "failed" in log[2] and " cli " in log[2]
+
+
+def test_a_range_of_a_run_per_window_export_is_one_run_and_file_per_window(home):
+    result = cli("run", "per_day_tx", "--from", "2025-01-02", "--to", "2025-01-04")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count("succeeded") == 3
+    folder = home / "storage" / "downloads" / "per_day_tx"
+    for day in (2, 3, 4):
+        ids = sorted(t["id"] for t in TRANSACTIONS if t["created_at"].date() == dt.date(2025, 1, day))
+        expected = "".join(f"{value}\r\n" for value in ["id", *ids]).encode()
+        assert (folder / f"per_day_tx_202501{day:02d}_202501{day + 1:02d}.csv").read_bytes() == expected
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        windows = sorted(run.tags["export_pipelines/window"] for run in instance.get_runs())
+    assert windows == [f"per_day_tx@2025-01-0{day}..2025-01-0{day}" for day in (2, 3, 4)]
 
 
 def test_a_dagster_asset_materialize_run_is_logged_and_rerun_from_its_failed_upload(home):
@@ -115,3 +141,46 @@ def test_a_window_that_does_not_exist_is_refused_before_any_run(home, capsys, ar
     assert main(["run", *arguments]) == 1
     assert capsys.readouterr().out.startswith(message)
     assert not (home / "history").exists() or not list((home / "history").glob("runs/*.db"))
+
+
+REEXECUTE = """
+mutation Reexecute($parentRunId: String!) {
+  launchPipelineReexecution(reexecutionParams: {parentRunId: $parentRunId, strategy: FROM_FAILURE}) {
+    __typename
+    ... on LaunchRunSuccess { run { runId } }
+    ... on PythonError { message }
+  }
+}
+"""
+
+
+def test_a_command_line_run_is_re_executed_from_the_ui(tmp_path, monkeypatch):
+    """Re-execute > From failure on a run `export-pipelines run` made: the run records where the
+    webserver finds its job (the workspace's export_pipelines location), so the UI relaunches it."""
+    source_file = tmp_path / "later.sqlite"  # not there yet: the first run's extract fails
+    config = write_config(tmp_path / "config", [PARTNER | {"target": "download"}])
+    environment = {CONFIG_ENV_VAR: str(config), SOURCE_URL_ENV_VAR: f"sqlite:///{source_file}"}
+    for name, value in environment.items():
+        monkeypatch.setenv(name, value)
+    server = start_webserver(tmp_path, environment)
+    try:
+        monkeypatch.setenv("DAGSTER_HOME", str(server.home))
+        failed = cli("run", "partner_customers")
+        assert failed.returncode == 1 and "FAILED exports__partner_customers.partner_customers__extract" in failed.stdout, failed.stdout
+        create_sample_tables(f"sqlite:///{source_file}")
+        with dg.DagsterInstance.from_config(str(server.home)) as instance:
+            [parent] = instance.get_runs()
+            assert parent.tags["dagster/code_location"] == "export_pipelines"
+            launched = graphql(server, REEXECUTE, {"parentRunId": parent.run_id})["launchPipelineReexecution"]
+            assert launched["__typename"] == "LaunchRunSuccess", launched
+            child = wait_for(
+                lambda: (run := instance.get_run_by_id(launched["run"]["runId"])).is_finished and run, "the UI's re-execution", 120
+            )
+            assert child.status == dg.DagsterRunStatus.SUCCESS and child.parent_run_id == parent.run_id
+            started = [e.step_key.rsplit("__", 1)[1] for e in instance.all_logs(child.run_id, of_type=dg.DagsterEventType.STEP_START)]
+            assert started == ["extract", "map", "serialize", "upload"]
+    finally:
+        server.stop()
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\r\n").writerows([["id", "email"], *[[c["id"], c["email"] or ""] for c in sorted(CUSTOMERS, key=lambda c: c["id"])]])
+    assert (server.home / "storage" / "downloads" / "partner_customers" / "customers.csv").read_bytes() == out.getvalue().encode()

@@ -63,17 +63,29 @@ def test_export_jobs_run_in_process_unless_the_deployment_chooses_celery(tmp_pat
         monkeypatch.setenv(name, value)
     assert _executors(build_definitions(config)) == {"profile_customers_job": "celery", "all_exports": "celery", "__ASSET_JOB": "celery"}
 
+    # Kubernetes (docs/kubernetes.md): dagster-k8s's own executor, each step a Kubernetes Job.
+    from dagster_k8s import k8s_job_executor
+
+    monkeypatch.setenv("EXPORT_EXECUTOR", "k8s")
+    defs = build_definitions(config)
+    assert {name: defs.resolve_job_def(name).executor_def is k8s_job_executor for name in ("profile_customers_job", "all_exports", "__ASSET_JOB")} == dict.fromkeys(
+        ("profile_customers_job", "all_exports", "__ASSET_JOB"), True
+    )
+
 
 @pytest.mark.parametrize(
-    ("value", "unset", "message"),
+    ("value", "unset", "lost_after", "message"),
     [
-        ("kubernetes", [], "EXPORT_EXECUTOR='kubernetes': write in_process (the default) or celery"),
-        ("celery", ["EXPORT_CELERY_BROKER_URL"], "EXPORT_EXECUTOR=celery needs EXPORT_CELERY_BROKER_URL (e.g. redis://"),
+        ("kubernetes", [], "", "EXPORT_EXECUTOR='kubernetes': write in_process (the default), celery or k8s"),
+        ("celery", ["EXPORT_CELERY_BROKER_URL"], "", "EXPORT_EXECUTOR=celery needs EXPORT_CELERY_BROKER_URL (e.g. redis://"),
+        ("celery", [], "2min", "EXPORT_CELERY_WORKER_LOST_SECONDS='2min': write a number of seconds above 0 (default 120)"),
+        ("celery", [], "0", "EXPORT_CELERY_WORKER_LOST_SECONDS='0': write a number of seconds above 0"),
     ],
 )
-def test_a_wrong_executor_setting_fails_the_load_naming_the_variable(tmp_path, monkeypatch, value, unset, message):
+def test_a_wrong_executor_setting_fails_the_load_naming_the_variable(tmp_path, monkeypatch, value, unset, lost_after, message):
     for name, url in CELERY_URLS.items():
         monkeypatch.setenv(name, url)
+    monkeypatch.setenv("EXPORT_CELERY_WORKER_LOST_SECONDS", lost_after)
     for name in unset:
         monkeypatch.delenv(name)
     monkeypatch.setenv("EXPORT_EXECUTOR", value)

@@ -70,6 +70,10 @@ SPECS = [
         "retries": {"max_retries": 1, "within": "1s"},
     },
     {"name": "customers_snapshot", "model": "customers", "fields": ["id", "email"], "order": ["id"], "target": "download"},
+    {
+        "name": "tx_per_window", "model": "transactions", "fields": ["id", "number", "created_at"], "order": ["id"],
+        "incremental": {"by": "event_date", "grain": "daily", "start": "2026-03-01", "timezone": "UTC", "backfill": "run_per_window"},
+    },
 ]
 
 
@@ -117,7 +121,7 @@ def deployment(tmp_path, source, sshd, proxy_to, remote_folder, test_user):
     proxy.hold(HOLD_SECONDS)
     spec = {**SPECS[0], "target": {"connection": "partner", "path": folder}}
     connections = {"connections": {"partner": proxied_sftp(sshd, proxy.port)}}
-    config = write_config(tmp_path / "config", [spec, SPECS[1]], connections=connections)
+    config = write_config(tmp_path / "config", [spec, *SPECS[1:]], connections=connections)
     environment = {"EXPORT_PIPELINES_CONFIG": str(config), "EXPORT_SOURCE_URL": source}
     server = start_webserver(tmp_path, environment, instance_yaml=instance_yaml())
     daemons = []
@@ -183,6 +187,7 @@ def test_ui_backfills_cli_runs_and_reruns_are_equal_export_runs(deployment, sour
     second = launch_backfill(server, ["exports", EXPORT], *WINDOW)
     failing = launch_backfill(server, ["exports", EXPORT], *FAILING_WINDOW)
     snapshot_run = materialize(server, ["exports", "customers_snapshot"], checks=[ROWS_CHECK])
+    per_window = launch_backfill(server, ["exports", "tx_per_window"], *WINDOW)
     start_the_daemon()
     # The same window from the shell, in its own process, alongside the backfills.
     env = {**os.environ, **environment, "DAGSTER_HOME": str(server.home)}
@@ -197,7 +202,7 @@ def test_ui_backfills_cli_runs_and_reruns_are_equal_export_runs(deployment, sour
     assert f"exports/{EXPORT}: 7 rows -> sftp://" in output and file_name(*WINDOW) in output
 
     with dg.DagsterInstance.from_config(str(server.home)) as instance:
-        runs = wait_for_finished_runs(instance, count=5)
+        runs = wait_for_finished_runs(instance, count=8)
         by_backfill = {run.tags.get("dagster/backfill"): run for run in runs}
         window_runs = [by_backfill[first], by_backfill[second], *(run for run in runs if run.tags.get("export_pipelines/trigger") == "cli")]
         assert [run.status for run in window_runs] == [dg.DagsterRunStatus.SUCCESS] * 3
@@ -214,6 +219,23 @@ def test_ui_backfills_cli_runs_and_reruns_are_equal_export_runs(deployment, sour
             tags = instance.get_run_by_id(run.run_id).tags
             assert tags["export_pipelines/export"] == EXPORT and tags["export_pipelines/model"] == "transactions"
             assert tags["export_pipelines/window"] == f"{EXPORT}@{WINDOW[0]}..{WINDOW[1]}"
+        # run_per_window: the range is three runs, one window and one file each, delivering in turn.
+        window_by_window = sorted(
+            (instance.get_run_by_id(run.run_id) for run in runs if run.tags.get("dagster/backfill") == per_window),
+            key=lambda run: run.tags["export_pipelines/window"],
+        )
+        assert [run.tags["export_pipelines/window"] for run in window_by_window] == [
+            f"tx_per_window@{day}..{day}" for day in ("2026-03-02", "2026-03-03", "2026-03-04")
+        ]
+        assert [run.status for run in window_by_window] == [dg.DagsterRunStatus.SUCCESS] * 3
+        turns = sorted(attempt for run in window_by_window for attempt in upload_attempts(instance, run.run_id))
+        assert all(earlier[1] <= later[0] for earlier, later in zip(turns, turns[1:])), turns
+        downloads = Path(instance.storage_directory()) / "downloads" / "tx_per_window"
+        for day in ("2026-03-02", "2026-03-03", "2026-03-04"):
+            end = dt.date.fromisoformat(day) + dt.timedelta(days=1)
+            delivered = (downloads / f"tx_per_window_{day.replace('-', '')}_{end:%Y%m%d}.csv").read_bytes()
+            assert delivered == expected_bytes(day, day)
+
         snapshot = instance.get_run_by_id(snapshot_run)
         assert snapshot.status == dg.DagsterRunStatus.SUCCESS and snapshot.job_name == "__ASSET_JOB"
         assert snapshot.tags["export_pipelines/export"] == "customers_snapshot"

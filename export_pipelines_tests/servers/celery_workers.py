@@ -19,12 +19,22 @@ class CeleryWorker:
     process: subprocess.Popen
     log: Path
 
-    @property
-    def task_pid(self) -> int:
-        """The process that runs the steps: `dagster-celery worker start` runs `celery worker` as its
-        child, and the solo pool runs each task in that process."""
-        children = Path(f"/proc/{self.process.pid}/task/{self.process.pid}/children").read_text().split()
-        return int(children[0])
+    def pids(self) -> set[int]:
+        """The worker's processes: `dagster-celery worker start`, the `celery worker` it runs and
+        that one's pool process, which runs the steps (all in the session the worker leads)."""
+        found = set()
+        for entry in Path("/proc").iterdir():
+            try:
+                if entry.name.isdigit() and os.getsid(int(entry.name)) == self.process.pid:
+                    found.add(int(entry.name))
+            except (OSError, ProcessLookupError):
+                continue
+        return found
+
+    def kill(self) -> None:
+        """SIGKILL to every process of the worker at once, as when its machine is lost."""
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait()
 
     def stop(self) -> None:
         try:
@@ -38,13 +48,14 @@ class CeleryWorker:
 
 
 def start_celery_worker(folder: Path, name: str, environment: dict[str, str], seconds: float = 60.0) -> CeleryWorker:
-    """One worker taking one step at a time (solo pool), ready when it says so; its log in `folder`."""
+    """One worker taking one step at a time, as docs/scale-out.md starts it (prefork pool of one
+    process: the main process answers pings while the step runs), ready when it says so; its log in `folder`."""
     bin_dir = str(Path(sys.executable).parent)
     env = {**os.environ, **environment, "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"}
     log = folder / f"{name}.log"
     process = subprocess.Popen(
         [f"{bin_dir}/dagster-celery", "worker", "start", "-A", "dagster_celery.app", "-y", str(CELERY_YAML), "-n", name,
-         "--", "--pool", "solo"],
+         "--", "--concurrency", "1"],
         env=env,
         stdout=log.open("w"),
         stderr=subprocess.STDOUT,

@@ -68,6 +68,10 @@ def webserver_executable() -> str | None:
     return str(beside_python) if beside_python.exists() else shutil.which("dagster-webserver")
 
 
+# The repository's workspace file, as `make ui` loads it: the code location is named export_pipelines.
+WORKSPACE = Path(__file__).resolve().parents[2] / "workspace.yaml"
+
+
 def start_webserver(
     folder: Path, environment: dict[str, str], seconds: float = 90.0, instance_yaml: str = INSTANCE_YAML
 ) -> Webserver:
@@ -81,7 +85,7 @@ def start_webserver(
     env = {**os.environ, **environment, "DAGSTER_HOME": str(home)}
     log = (folder / "webserver.log").open("w")
     process = subprocess.Popen(
-        [executable, "-h", HOST, "-p", str(port), "-m", "export_pipelines.definitions"],
+        [executable, "-h", HOST, "-p", str(port), "-w", str(WORKSPACE)],
         env=env,
         stdout=log,
         stderr=subprocess.STDOUT,
@@ -114,7 +118,7 @@ def start_daemon(home: Path, folder: Path, environment: dict[str, str]) -> subpr
     env = {**os.environ, **environment, "DAGSTER_HOME": str(home)}
     log = (folder / "daemon.log").open("w")
     return subprocess.Popen(
-        [str(executable), "run", "-m", "export_pipelines.definitions"], env=env, stdout=log, stderr=subprocess.STDOUT,
+        [str(executable), "run", "-w", str(WORKSPACE)], env=env, stdout=log, stderr=subprocess.STDOUT,
         start_new_session=True,
     )
 
@@ -171,7 +175,7 @@ def launch_backfill(server: Webserver, asset_path: list[str], start: str, end: s
     return launched["backfillId"]
 
 
-def materialize(server: Webserver, asset_path: list[str], checks: list[str], partition: str | None = None) -> str:
+def materialize(server: Webserver, asset_path: list[str], checks: list[str], partition: str | None = None, tags: dict[str, str] | None = None) -> str:
     """What the UI's Materialize button sends for one asset and its checks (a run of
     __ASSET_JOB), for one picked partition of a partitioned asset; the run's id."""
     selector = {
@@ -179,17 +183,18 @@ def materialize(server: Webserver, asset_path: list[str], checks: list[str], par
         "assetSelection": [{"path": asset_path}],
         "assetCheckSelection": [{"assetKey": {"path": asset_path}, "name": name} for name in checks],
     }
-    return launch_job(server, selector, partition)
+    return launch_job(server, selector, partition, tags)
 
 
-def launch_job(server: Webserver, selector: dict, partition: str | None = None) -> str:
+def launch_job(server: Webserver, selector: dict, partition: str | None = None, tags: dict[str, str] | None = None) -> str:
     """What the launchpad sends for a job (`selector` names it, {"pipelineName": ...}), with the
-    partition picked in its partition selector; the run's id."""
+    partition picked in its partition selector and the run tags added in its tag editor; the run's id."""
+    tags = {**(tags or {}), **({"dagster/partition": partition} if partition else {})}
     [location] = [entry["name"] for entry in graphql(server, LOCATION_QUERY)["workspaceOrError"]["locationEntries"]]
     params = {
         "selector": {"repositoryLocationName": location, "repositoryName": "__repository__", **selector},
         "mode": "default",
-        "executionMetadata": {"tags": [{"key": "dagster/partition", "value": partition}] if partition else []},
+        "executionMetadata": {"tags": [{"key": key, "value": value} for key, value in tags.items()]},
         "runConfigData": {},
     }
     launched = graphql(server, LAUNCH_RUN, {"params": params})["launchPipelineExecution"]

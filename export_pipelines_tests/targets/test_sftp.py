@@ -12,6 +12,7 @@ import uuid
 
 import pytest
 
+from export_pipelines.retries import classify
 from export_pipelines.spec.loader import load_config
 from export_pipelines.targets.base import DeliveryError
 from export_pipelines.targets.registry import target_for
@@ -48,6 +49,18 @@ def test_key_auth_delivers_exact_bytes_under_the_final_name_only(sshd, remote_fo
     assert delivered.sha256 == hashlib.sha256(content).hexdigest()
     assert (delivered.bytes, delivered.rows, delivered.verified_by) == (len(content), 2, "size")
     assert any(file.name in line and "verified by size" in line for line in log)
+
+
+def test_a_run_ended_while_it_uploads_commits_nothing(sshd, remote_folder, tmp_path):
+    """A step taken for lost (its Celery worker stopped answering, celery_watch.py) that goes on
+    uploading: its run is over by the commit point, so it renames nothing; the retry delivers."""
+    folder, path = remote_folder
+    run_id = "0e2c7a4e-1111-4a4a-9c9c-000000000001"
+    target = make_target(sftp_connection(sshd), folder, run_id=run_id, run_is_over=lambda run: run == run_id)
+    with pytest.raises(DeliveryError, match=f"run {run_id} was ended while this step was still uploading") as raised:
+        target.deliver([local_file(tmp_path, "probe.csv", b"id\r\n1\r\n", rows=1)], Log())
+    assert not path.exists() or list(path.iterdir()) == []  # neither the file nor its temporary
+    assert not classify(raised.value).transient  # not retried within the ended run
 
 
 def test_rerun_replaces_the_same_name(sshd, remote_folder, tmp_path):

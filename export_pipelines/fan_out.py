@@ -1,0 +1,285 @@
+"""One export fanned out (`parallel: {chunks: N}`): key ranges extracted by steps of their own, joined at the end.
+
+    plan_chunks --DynamicOut--> extract_chunk[chunk_000..] -> map_chunk[chunk_000..] --collect-->
+        rows:        join_chunks (the files) -> upload
+        aggregating: combine_chunks (the groups) -> serialize -> upload
+
+The chunk steps are Dagster dynamic outputs, so an executor that spreads steps (multiprocess,
+Celery) runs them side by side, and a re-execution from failure re-runs only the failed
+chunks: the finished chunks' stage files stay in the run's work folder and are read again.
+
+Byte for byte the unsplit export's files: each chunk writes its rows as the file's lines
+(serialization.row_lines), whose bytes depend on the row alone, and join_chunks writes the
+one header, the lines of every chunk in the export's order, the parts and the compression,
+through the same writer as the unsplit export. Parquet files and legacy encodings are not
+made of independent lines: for those the chunks stop at mapped rows and join_chunks writes
+the file from them. An aggregating export's chunks reduce their rows to partial aggregates,
+which combine_chunks combines and finishes as the unsplit aggregate does.
+
+Consistency (docs/scale-out.md): plan_chunks fixes the key ranges from MIN and MAX of the
+key; each chunk reads its range in its own snapshot, with its own COUNT(*) in that snapshot.
+So every row is written exactly once (its key is in exactly one range), with its values as
+its chunk read them; rows inserted after planning above the planned MAX are left out.
+(No `from __future__ import annotations`: Dagster reads the op signatures' annotations.)
+"""
+
+import dataclasses
+import datetime as dt
+import itertools
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import dagster as dg
+
+from export_pipelines.database_urls import safe_url
+from export_pipelines.naming import op_name_for
+from export_pipelines.retries import RetrySchedule, classified_errors
+from export_pipelines.source import SourceDatabase
+from export_pipelines.spec.plan import ExportPlan
+from export_pipelines.stages.aggregation import aggregate_partial_files, partial_aggregate_stage_file
+from export_pipelines.stages.bad_rows import BadRows, RejectedRow, TooManyBadRows
+from export_pipelines.stages.chunks import KeyWithoutValue, plan_chunks
+from export_pipelines.stages.extract import extract_to_stage_file
+from export_pipelines.stages.mapping import map_batch, map_stage_file, maps_nothing
+from export_pipelines.stages.query import KeyRange
+from export_pipelines.stages.serialization import LINES_SCHEMA, lines_join_exactly, row_lines
+from export_pipelines.stages.stage_files import read_batches, read_schema, stage_writer
+from export_pipelines.stages.work_location import exists, join
+from export_pipelines.steps import (
+    FileSet,
+    RunFacts,
+    StageFile,
+    check_window_length,
+    export_window,
+    keep_rejected_list,
+    output_settings,
+    rerun_command,
+    storage_dir,
+    tag_export_run,
+    unwritable_values_fail,
+    work_dir,
+    write_file_set,
+)
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One key range of a fanned-out export; `index` is its place in the file (the join order)."""
+
+    index: int
+    key_range: KeyRange
+    planned_at: dt.datetime
+
+    @property
+    def label(self) -> str:
+        return f"chunk_{self.index:03d}"
+
+
+@dataclass(frozen=True)
+class ChunkFile:
+    """What a chunk step hands on: its stage file and what its extract counted in its own snapshot."""
+
+    chunk: Chunk
+    path: str
+    # Rows (or lines, or partial groups) in the file.
+    rows: int
+    # COUNT(*) of the chunk's query in the chunk's snapshot (of its groups when the database grouped).
+    expected_rows: int
+    # Rows the query returned, rejected ones included: where the next chunk's row numbers start.
+    seen_rows: int
+    rejected: tuple[RejectedRow, ...]
+    work_dir: str
+    lines: bool = False
+    aggregation: str | None = None
+
+
+@dataclass(frozen=True)
+class FannedOps:
+    plan_chunks: dg.OpDefinition
+    extract_chunk: dg.OpDefinition
+    map_chunk: dg.OpDefinition
+    join_chunks: dg.OpDefinition
+    combine_chunks: dg.OpDefinition
+
+
+def fanned_ops(plan: ExportPlan, retry_schedule: RetrySchedule | None, upstream_ins: dict | None) -> FannedOps:
+    """The ops of plan's fanned-out stages (factory.py wires them into the export's graph)."""
+    spec = plan.spec
+    name = plan.name
+
+    @dg.op(
+        name=op_name_for(name, "plan_chunks"),
+        ins=upstream_ins,
+        out=dg.DynamicOut(Chunk),
+        description=f"Cut {plan.model_name}'s {plan.parallel.key.label} into {plan.parallel.chunks} key ranges, one step each.",
+    )
+    def plan_chunks_op(context: dg.OpExecutionContext, source_database: SourceDatabase) -> Iterator[dg.DynamicOutput]:
+        tag_export_run(context, plan)
+        window = export_window(context, plan)
+        if window is not None:
+            check_window_length(plan, window)
+        with classified_errors(context, retry_schedule, name, "plan_chunks", rerun_command(name)):
+            engine = source_database.create_engine(storage_dir(context).parent)
+            try:
+                planned = plan_chunks(engine, plan, window)
+            except KeyWithoutValue as error:
+                raise dg.Failure(str(error), allow_retries=False) from None
+            finally:
+                engine.dispose()
+        bounds = ", ".join(f"[{r.low}, {r.high})" for r in planned.ranges)
+        context.log.info(f"{len(planned.ranges)} chunk(s) of {plan.parallel.key.label}: {bounds}")
+        for index, key_range in enumerate(planned.ranges):
+            chunk = Chunk(index, key_range, planned.planned_at)
+            yield dg.DynamicOutput(chunk, mapping_key=chunk.label, metadata={"low": key_range.low, "high": key_range.high})
+
+    @dg.op(name=op_name_for(name, "extract_chunk"), description=f"Query one key range of {plan.model_name} into an Arrow stage file.")
+    def extract_chunk(context: dg.OpExecutionContext, source_database: SourceDatabase, chunk: Chunk) -> dg.Output[ChunkFile]:
+        tag_export_run(context, plan)
+        window = export_window(context, plan)
+        folder = work_dir(context, name)
+        with classified_errors(context, retry_schedule, name, f"extract of {chunk.label}", rerun_command(name)):
+            engine = source_database.create_engine(storage_dir(context).parent)
+            try:
+                result = extract_to_stage_file(
+                    engine,
+                    plan,
+                    join(folder, f"{chunk.label}.extract.arrow"),
+                    batch_size=spec.batch_size,
+                    window=window,
+                    max_bad_rows=spec.max_bad_rows,
+                    key_range=chunk.key_range,
+                )
+            finally:
+                engine.dispose()
+        context.log.info(f"Extracted {result.rows} rows of {plan.model_name} in {chunk.label} from {safe_url(engine.url)}")
+        extracted = ChunkFile(
+            chunk, str(result.path), result.rows, result.expected_rows, result.rows + len(result.rejected), result.rejected, folder
+        )
+        metadata = {"rows_out": result.rows, "rows_expected": result.expected_rows, "rows_rejected": len(result.rejected)}
+        return dg.Output(extracted, metadata=metadata)
+
+    @dg.op(
+        name=op_name_for(name, "map_chunk"),
+        description="Map one key range's rows and write them as the file's lines (or reduce them to partial aggregates).",
+    )
+    def map_chunk(context: dg.OpExecutionContext, extracted: ChunkFile) -> dg.Output[ChunkFile]:
+        tag_export_run(context, plan)
+        note_reused_chunk(context, extracted, name)
+        folder = work_dir(context, name)
+        label = extracted.chunk.label
+        with unwritable_values_fail(name):
+            if plan.aggregates:
+                mapped = map_chunk_rows(plan, extracted, join(folder, f"{label}.mapped.arrow"))
+                result = partial_aggregate_stage_file(plan, mapped.path, join(folder, f"{label}.partials.arrow"), batch_size=spec.batch_size)
+                check_chunk_partials(plan, extracted, result.rows_in, result.groups, result.execution)
+                done = dataclasses.replace(extracted, path=str(result.path), rows=result.groups, aggregation=result.execution)
+            elif lines_join_exactly(output_settings(plan, extracted.chunk.planned_at)):
+                done = write_chunk_lines(plan, extracted, join(folder, f"{label}.lines.arrow"))
+            else:
+                done = map_chunk_rows(plan, extracted, join(folder, f"{label}.mapped.arrow"))
+        return dg.Output(done, metadata={"rows_in": extracted.rows, "rows_out": done.rows})
+
+    @dg.op(name=op_name_for(name, "join_chunks"), description=f"Join the chunks into the {spec.format.upper()} files ({spec.compression}).")
+    def join_chunks(context: dg.OpExecutionContext, chunks: list[ChunkFile]) -> dg.Output[FileSet]:
+        tag_export_run(context, plan)
+        ordered = sorted(chunks, key=lambda c: c.chunk.index)
+        for chunk in ordered:
+            note_reused_chunk(context, chunk, name)
+        facts = joined_facts(context, plan, ordered)
+        lines = all(chunk.lines for chunk in ordered)
+        batches = itertools.chain.from_iterable(read_batches(chunk.path, spec.batch_size) for chunk in ordered)
+        rows = sum(chunk.rows for chunk in ordered)
+        file_set = write_file_set(context, plan, batches, read_schema(ordered[0].path), rows, facts, preformatted=lines)
+        metadata = {"chunks": len(ordered), "rows_in": rows, "rows_out": sum(f.rows for f in file_set.files), "files": len(file_set.files)}
+        return dg.Output(file_set, metadata=metadata)
+
+    @dg.op(name=op_name_for(name, "combine_chunks"), description="Combine the chunks' partial aggregates: one row per group.")
+    def combine_chunks(context: dg.OpExecutionContext, chunks: list[ChunkFile]) -> dg.Output[StageFile]:
+        tag_export_run(context, plan)
+        ordered = sorted(chunks, key=lambda c: c.chunk.index)
+        for chunk in ordered:
+            note_reused_chunk(context, chunk, name)
+        facts = joined_facts(context, plan, ordered)
+        destination = join(work_dir(context, name), "aggregated.arrow")
+        with unwritable_values_fail(name):
+            result = aggregate_partial_files(plan, [chunk.path for chunk in ordered], destination, batch_size=spec.batch_size)
+        paths = {chunk.aggregation for chunk in ordered}
+        execution = paths.pop() if len(paths) == 1 else "mixed"
+        # The chunks' counts were checked chunk by chunk (check_chunk_partials); groups span chunks, so the files hold these.
+        facts = dataclasses.replace(facts, expected_rows=result.groups, aggregation=execution)
+        metadata = {"chunks": len(ordered), "rows_in": result.rows_in, "rows_out": result.groups, "aggregation": execution}
+        return dg.Output(StageFile(str(destination), result.groups, facts), metadata=metadata)
+
+    return FannedOps(plan_chunks_op, extract_chunk, map_chunk, join_chunks, combine_chunks)
+
+
+def note_reused_chunk(context: dg.OpExecutionContext, chunk: ChunkFile, export: str) -> None:
+    """As steps.note_reused_input, for a chunk's stage file. Raises dg.Failure when it is gone."""
+    if f"/{context.run_id}/" in chunk.work_dir:
+        return
+    context.log.info(f"Re-execution: using the files an earlier run of this export left for {chunk.chunk.label} in {chunk.work_dir}")
+    if not exists(chunk.path):
+        raise dg.Failure(
+            description=(
+                f"For export {export}, this re-execution needs {chunk.path}, which an earlier run left, and it is gone: that "
+                f"run's files were delivered (by its own step or a re-execution of it: a run's work files are removed once it "
+                f"delivers), or it was deleted. Start a new run of the export instead of re-executing this one."
+            )
+        )
+
+
+def map_chunk_rows(plan: ExportPlan, extracted: ChunkFile, destination: str) -> ChunkFile:
+    rows = map_stage_file(plan, extracted.path, destination, batch_size=plan.spec.batch_size)
+    return dataclasses.replace(extracted, path=destination, rows=rows)
+
+
+def write_chunk_lines(plan: ExportPlan, extracted: ChunkFile, destination: str) -> ChunkFile:
+    """The chunk's mapped rows written as the file's lines, in one pass over its extract."""
+    headers = [field.header for field in plan.fields]
+    settings = output_settings(plan, extracted.chunk.planned_at)
+    unchanged = maps_nothing(plan)
+    rows = 0
+    with stage_writer(destination, LINES_SCHEMA) as writer:
+        for batch in read_batches(extracted.path, plan.spec.batch_size):
+            lines = row_lines(batch if unchanged else map_batch(plan, batch), headers, settings)
+            writer.write_batch(lines)
+            rows += lines.num_rows
+    return dataclasses.replace(extracted, path=destination, rows=rows, lines=True)
+
+
+def check_chunk_partials(plan: ExportPlan, extracted: ChunkFile, rows_in: int, groups: int, execution: str) -> None:
+    """The chunk's COUNT(*) against what it aggregated, as the unsplit export checks its one extract."""
+    if execution == "arrow":
+        kept = extracted.expected_rows - len(extracted.rejected)
+        if rows_in != kept:
+            raise dg.Failure(
+                f"For export {plan.name}, {extracted.chunk.label} aggregated {rows_in} rows but its extract counted {kept} "
+                f"({extracted.expected_rows} matching, {len(extracted.rejected)} rejected as bad rows)"
+            )
+    elif groups != extracted.expected_rows:
+        raise dg.Failure(f"For export {plan.name}, {extracted.chunk.label} holds {groups} groups but its database counted {extracted.expected_rows}")
+
+
+def joined_facts(context: dg.OpExecutionContext, plan: ExportPlan, ordered: list[ChunkFile]) -> RunFacts:
+    """The chunks' counts as one run's: expected rows summed, bad rows of every chunk in one list numbered
+    as the unsplit export numbers them (chunks in file order), the plan step's time as the run's.
+
+    Raises dg.Failure when the chunks together skipped more than max_bad_rows rows.
+    """
+    rejected = []
+    offset = 0
+    for chunk in ordered:
+        rejected += [dataclasses.replace(row, row_number=row.row_number + offset) for row in chunk.rejected]
+        offset += chunk.seen_rows
+    limit = BadRows(plan.name, plan.spec.max_bad_rows)
+    try:
+        for row in rejected:
+            limit.reject(row)
+    except TooManyBadRows as error:  # each chunk kept within the limit, together they are not
+        raise dg.Failure(str(error), allow_retries=False) from None
+    folder = work_dir(context, plan.name)
+    rejected_file = keep_rejected_list(context, plan, folder, rejected)
+    expected = sum(chunk.expected_rows for chunk in ordered)
+    earlier = tuple(sorted({chunk.work_dir for chunk in ordered} - {folder}))
+    return RunFacts(expected, ordered[0].chunk.planned_at, folder, None, len(rejected), rejected_file, earlier)
+
