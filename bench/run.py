@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shlex
 import shutil
@@ -274,9 +275,10 @@ def run_size(customers: int, args: argparse.Namespace) -> list[dict]:
                 "mb_per_s": output_bytes / 2**20 / seconds,
                 "output_mb": output_bytes / 2**20,
                 "cpu_seconds": statistics.median(m.cpu_seconds for m in runs),
-                "cpu_ratio": statistics.median(m.cpu_seconds for m in runs) / cpu_medians[method.reference] if method.reference else 1.0,
+                "cpu_ratio": statistics.median(m.cpu_seconds for m in runs) / cpu_medians.get(method.reference, math.nan) if method.reference else 1.0,
                 "peak_rss_mb": max(m.peak_rss_mb for m in runs),
-                "ratio": seconds / medians[method.reference] if method.reference else 1.0,
+                # NaN where the reference was skipped (--skip-method).
+                "ratio": seconds / medians.get(method.reference, math.nan) if method.reference else 1.0,
                 "reference": method.reference or "(reference)",
                 "stages": stages,
             }
