@@ -13,6 +13,7 @@ import logging
 from dataclasses import dataclass
 
 import dagster as dg
+from dagster._core.definitions.assets.graph.asset_graph import AssetGraph
 
 from export_pipelines.adhoc.job import build_adhoc_job
 from export_pipelines.automation.dependencies import build_dependency_sensor
@@ -59,7 +60,7 @@ def invalid_export_asset(asset_name: str, spec_file: str, problems: list[SpecPro
 @dataclass
 class _ExportDefinitions:
     asset: dg.AssetsDefinition
-    job: dg.UnresolvedAssetJobDefinition
+    job: dg.JobDefinition
     schedule: dg.ScheduleDefinition | None
     sensor: dg.SensorDefinition | None
 
@@ -116,7 +117,7 @@ def _definitions_and_refusals(config: ExportConfig) -> tuple[dg.Definitions, dic
     """The Definitions, and the spec files of exports the loader accepted but Dagster refuses, with why."""
     redirected = redirect_from_environment(config.root, bundled_demo_config())
     refused: dict[str, list[SpecProblem]] = {}
-    built = _build_exports(config, refused)
+    built = _build_exports(config, refused, _resources(redirected))
     defs = _assemble(config, built, {**config.invalid_files, **refused}, redirected)
     try:
         dg.Definitions.validate_loadable(defs)
@@ -197,13 +198,18 @@ def _assemble(
         executor=export_executor(),
         # Dagster's console logger, which the command line's runs set to leave stack traces to the run log.
         loggers={"console": console_logger},
-        resources={
-            "source_database": SourceDatabase(),
-            "delivery_settings": DeliverySettings(redirect_to_download=redirected),
-            "notification_settings": NotificationSettings(),
-            **io_manager_resources(),
-        },
+        resources=_resources(redirected),
     )
+
+
+def _resources(redirected: bool) -> dict:
+    """The location's resources: the Definitions' and those each export's job is resolved with."""
+    return {
+        "source_database": SourceDatabase(),
+        "delivery_settings": DeliverySettings(redirect_to_download=redirected),
+        "notification_settings": NotificationSettings(),
+        **io_manager_resources(),
+    }
 
 
 def _asset_names_taken(built: dict[str, _ExportDefinitions]) -> set[str]:
@@ -214,14 +220,21 @@ def _asset_names_taken(built: dict[str, _ExportDefinitions]) -> set[str]:
     return {*built, *(node.removeprefix(prefix) for node in nodes if node.startswith(prefix))}
 
 
-def _build_exports(config: ExportConfig, invalid: dict[str, list[SpecProblem]]) -> dict[str, _ExportDefinitions]:
-    """Each valid export's definitions; one that cannot be built, or whose job, schedule or sensor
-    name another definition has too (neither wins), joins `invalid`."""
-    built: dict[str, _ExportDefinitions] = {}
+def _build_exports(config: ExportConfig, invalid: dict[str, list[SpecProblem]], resources: dict) -> dict[str, _ExportDefinitions]:
+    """Each valid export's definitions, its job bound to `resources` (the location's); one that
+    cannot be built, or whose job, schedule or sensor name another definition has too (neither
+    wins), joins `invalid`."""
+    assets: dict[str, dg.AssetsDefinition] = {}
     for name, plan in config.plans.items():
         try:
-            built[name] = _export_definitions(plan, config)
+            assets[name] = build_export_asset(plan, config.connections.connections)
         except Exception as error:  # noqa: BLE001 - one export that cannot be built must not take the others down
+            invalid[config.spec_files[name]] = [_refusal(config, name, error)]
+    built: dict[str, _ExportDefinitions] = {}
+    for name, asset in assets.items():
+        try:
+            built[name] = _export_definitions(config.plans[name], asset, assets, resources)
+        except Exception as error:  # noqa: BLE001
             invalid[config.spec_files[name]] = [_refusal(config, name, error)]
     owners: dict[tuple[str, str], list[str]] = {(DEFINITION, ALL_EXPORTS_JOB): ["the all_exports job"], (DEFINITION, ADHOC_JOB): ["the ad-hoc job"]}
     owners |= {(DEFINITION, sensor): ["a mail sensor"] for sensor in (FAILURE_MAIL_SENSOR, SUCCESS_MAIL_SENSOR)}
@@ -263,10 +276,16 @@ def _refusal(config: ExportConfig, name: str, error: BaseException) -> SpecProbl
     return config.export_problem(name, "", f"Dagster refuses this export's definitions: {_reason(error)}")
 
 
-def _export_definitions(plan: ExportPlan, config: ExportConfig) -> _ExportDefinitions:
-    job = build_export_job(plan)
+def _export_definitions(
+    plan: ExportPlan, asset: dg.AssetsDefinition, assets: dict[str, dg.AssetsDefinition], resources: dict
+) -> _ExportDefinitions:
+    """The export's asset, and its job resolved here against the asset and its upstream alone: the
+    job's asset graph is the same as Dagster would cut from the whole location's, but the repository
+    would cut it from every asset, for every export's job (time quadratic in the number of exports)."""
+    upstream = [assets[plan.spec.after.export]] if plan.spec.after and plan.spec.after.export in assets else []
+    job = build_export_job(plan).resolve(asset_graph=AssetGraph.from_assets([asset, *upstream]), resource_defs=resources)
     return _ExportDefinitions(
-        asset=build_export_asset(plan, config.connections.connections),
+        asset=asset,
         job=job,
         schedule=build_export_schedule(plan, job) if plan.spec.schedule else None,
         sensor=build_dependency_sensor(plan, job) if plan.spec.after else None,

@@ -78,6 +78,7 @@ def execute(instance: dg.DagsterInstance, job_name: str, run_config: Mapping, ta
         job_code_origin=job.get_python_origin(),
         remote_job_origin=remote_origin(job_name),
     )
+    _ensure_pools(instance, job, run)
     with execute_run(job, run, instance) as result:
         return result
 
@@ -118,8 +119,18 @@ def reexecute(instance: dg.DagsterInstance, parent: dg.DagsterRun, console_log_l
         job_code_origin=job.get_python_origin(),
         remote_job_origin=remote_origin(parent.job_name),
     )
+    _ensure_pools(instance, job, run)
     with execute_run(job, run, instance) as result:
         return result
+
+
+def _ensure_pools(instance: dg.DagsterInstance, job: ReconstructableJob, run: dg.DagsterRun) -> None:
+    """Create the pools of the exports `run` delivers before it starts (run_coordinator.ensure_export_pools)."""
+    from export_pipelines.naming import export_names_of_assets
+    from export_pipelines.run_coordinator import ensure_export_pools, exports_of_run
+
+    exports = exports_of_run(run) or export_names_of_assets(job.get_definition().asset_layer.selected_asset_keys)
+    ensure_export_pools(instance, exports)
 
 
 def describe(instance: dg.DagsterInstance, result: dg.JobExecutionResult) -> Iterator[str]:

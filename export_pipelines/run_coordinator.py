@@ -18,7 +18,17 @@ import dagster as dg
 from dagster._core.run_coordinator import QueuedRunCoordinator, SubmitRunContext
 
 from export_pipelines.automation.windows import range_from_tags
-from export_pipelines.naming import EXPORT_TAG, EXPORTS_TAG, MODEL_TAG, TARGET_TAG, WINDOW_TAG, export_job_name, export_names_of_assets, window_tag
+from export_pipelines.naming import (
+    EXPORT_TAG,
+    EXPORTS_TAG,
+    MODEL_TAG,
+    TARGET_TAG,
+    WINDOW_TAG,
+    export_job_name,
+    export_names_of_assets,
+    export_pool,
+    window_tag,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -30,7 +40,7 @@ def launch_tags(run: dg.DagsterRun, job_tags_of: Callable[[str], Mapping[str, st
     """The export tags `run` lacks: its export's identity (from `job_tags_of(export)`, the tags
     of the export's job) and its window (`<export>@<start>..<end>` from the partition tags), or
     for a run of several exports `export_pipelines/exports`. Empty for a run of no export."""
-    exports = export_names_of_assets(run.asset_selection) or ([run.tags[EXPORT_TAG]] if EXPORT_TAG in run.tags else [])
+    exports = exports_of_run(run)
     if len(exports) > 1:
         wanted = {EXPORTS_TAG: ",".join(exports)}
     elif exports:
@@ -47,6 +57,26 @@ def launch_tags(run: dg.DagsterRun, job_tags_of: Callable[[str], Mapping[str, st
     return {key: value for key, value in wanted.items() if run.tags.get(key) != value}
 
 
+def exports_of_run(run: dg.DagsterRun) -> list[str]:
+    """The exports a run delivers: its asset selection's, or its export tag's."""
+    return export_names_of_assets(run.asset_selection) or ([run.tags[EXPORT_TAG]] if EXPORT_TAG in run.tags else [])
+
+
+def ensure_export_pools(instance: dg.DagsterInstance, exports: list[str]) -> None:
+    """Give each export's pool its slots (dagster.yaml's default limit, one) before any of its runs
+    claims one. Dagster creates a pool's slots on its first claim, counting them and then adding
+    what is missing: two runs claiming the first slot of a new pool at the same moment (a backfill
+    of a new export) could both add one, and two writers would deliver at once. Runs are queued one
+    at a time, so a pool made here exists before its runs start."""
+    storage = instance.event_log_storage
+    if not storage.supports_global_concurrency_limits:
+        return
+    known = storage.get_concurrency_keys()
+    for pool in (export_pool(name) for name in exports):
+        if pool not in known:
+            storage.initialize_concurrency_limit_to_default(pool)
+
+
 class ExportRunCoordinator(QueuedRunCoordinator):
     """QueuedRunCoordinator (same config: `concurrency: runs:` in dagster.yaml) that tags export runs as they are queued."""
 
@@ -60,6 +90,10 @@ class ExportRunCoordinator(QueuedRunCoordinator):
         if missing:
             self._instance.add_run_tags(run.run_id, missing)
             run = self._instance.get_run_by_id(run.run_id) or run
+        try:
+            ensure_export_pools(self._instance, exports_of_run(run))
+        except Exception:  # the run still gets its slot on its first claim, as without this
+            logger.exception(f"could not create the pools of run {run.run_id} when queued")
         return super().submit_run(SubmitRunContext(run, context.workspace))
 
 

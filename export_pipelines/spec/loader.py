@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
@@ -27,7 +28,7 @@ from export_pipelines.spec.problems import Layer, SpecProblem, closest, every_la
 from export_pipelines.spec.shared_files import CONNECTIONS_FILE, BrokenEntries, load_connections, load_models
 from export_pipelines.spec.yaml_file import YamlDocument, read_yaml
 
-__all__ = ["CONFIG_ENV_VAR", "ExportConfig", "SpecProblem", "check_export", "config_dir", "load_config"]
+__all__ = ["CONFIG_ENV_VAR", "ExportConfig", "SpecProblem", "check_export", "config_dir", "load_config", "load_exports_of"]
 
 CONFIG_ENV_VAR = "EXPORT_PIPELINES_CONFIG"
 SPEC_SUFFIXES = (".yaml", ".yml")
@@ -73,6 +74,41 @@ def config_dir() -> Path:
 
 def load_config(root: Path) -> ExportConfig:
     """Every file of the config folder `root` checked; never raises for anything a file holds."""
+    config = _shared_files(root)
+    _load_exports(config, _yaml_files(config, "exports"))
+    return config
+
+
+def load_exports_of(root: Path, names: Collection[str]) -> ExportConfig | None:
+    """The config folder `root` with only the spec files of exports `names` and of the exports
+    they follow (`after`, transitively): what a run of those exports needs, read in time that
+    does not grow with the folder's other specs. Each is looked up as exports/<name>.yaml (or
+    .yml) declaring that name; None when one is not found that way (then load_config, which reads
+    every file). Checks across files other than these (a name claimed twice) are load_config's:
+    the code location that launched the run made them."""
+    config = _shared_files(root)
+    paths: dict[str, Path] = {}
+    wanted = list(names)
+    while wanted:
+        name = wanted.pop()
+        if name in paths:
+            continue
+        path = next((p for p in (root / "exports" / f"{name}{suffix}" for suffix in SPEC_SUFFIXES) if p.is_file()), None)
+        if path is None:
+            return None
+        data = read_yaml(path, f"exports/{path.name}").data
+        if not isinstance(data, dict) or data.get("name", path.stem) != name:
+            return None
+        paths[name] = path
+        after = data.get("after")
+        if isinstance(after, dict) and isinstance(after.get("export"), str):
+            wanted.append(after["export"])
+    _load_exports(config, sorted(paths.values()))
+    return config
+
+
+def _shared_files(root: Path) -> ExportConfig:
+    """The config with its models, connections and KPI templates loaded, and no exports yet."""
     problems: list[SpecProblem] = []
     if not (root / "exports").is_dir():
         problems.append(SpecProblem(str(root), "", "no exports/ folder here; point EXPORT_PIPELINES_CONFIG at a config folder"))
@@ -80,7 +116,6 @@ def load_config(root: Path) -> ExportConfig:
     connections, broken_connections = load_connections(root, problems)
     config = ExportConfig(root=root, catalog=catalog, connections=connections, broken_connections=broken_connections, problems=problems)
     _load_kpis(config)
-    _load_exports(config)
     return config
 
 
@@ -124,9 +159,9 @@ def _template_layer(document: YamlDocument, catalog: Catalog, value: Any) -> Lay
     return [(parse_key_path(e.key_path), document.problem_at(e.key_path, e.message)) for e in template_problems(template, catalog)], True
 
 
-def _load_exports(config: ExportConfig) -> None:
+def _load_exports(config: ExportConfig, paths: list[Path]) -> None:
     loaded, plans = [], {}
-    for path in _yaml_files(config, "exports"):
+    for path in paths:
         document = read_yaml(path, f"exports/{path.name}")
         plan, found = (None, [p for _, p in document.problems])
         if document.data is not None:

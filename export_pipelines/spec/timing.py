@@ -7,6 +7,7 @@ reported when the config loads, not at 3 a.m. when the tick comes.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 
 from export_pipelines.catalog.models import ModelDef
 from export_pipelines.spec.export import (
@@ -95,22 +96,31 @@ def longest_tick_gap(schedule: SpecSchedule) -> dt.timedelta | None:
             return every
         case OnDateSchedule():
             return None
-    dates = [day for day in _cycle_days() if _fires_on(schedule, day)]
-    gaps = [later - earlier for earlier, later in zip(dates, dates[1:], strict=False)]
-    return max(gaps)
+        case DailySchedule():
+            return _longest_gap("daily", ())
+        case WeeklySchedule(days=days) | MonthlySchedule(days=days):
+            return _longest_gap(schedule.repeated, tuple(sorted(set(days), key=str)))
+
+
+@functools.cache
+def _longest_gap(repeated: str, days: tuple[str | int, ...]) -> dt.timedelta:
+    # The same few day sets recur across hundreds of specs: walking the four-year cycle once each is enough.
+    dates = [day for day in _cycle_days() if _fires_on(repeated, days, day)]
+    return max(later - earlier for earlier, later in zip(dates, dates[1:], strict=False))
 
 
 def _cycle_days() -> list[dt.date]:
     return [_CALENDAR_CYCLE_START + dt.timedelta(days=offset) for offset in range(_CALENDAR_CYCLE_DAYS)]
 
 
-def _fires_on(schedule: DailySchedule | WeeklySchedule | MonthlySchedule, day: dt.date) -> bool:
-    match schedule:
-        case DailySchedule():
+def _fires_on(repeated: str, days: tuple[str | int, ...], day: dt.date) -> bool:
+    """Whether a daily, weekly (`days` of the week) or monthly (`days` of the month, `last`) schedule fires on `day`."""
+    match repeated:
+        case "daily":
             return True
-        case WeeklySchedule(days=days):
+        case "weekly":
             return WEEKDAYS[day.weekday()] in days
-        case MonthlySchedule(days=days):
+        case "monthly":
             last = (day + dt.timedelta(days=1)).month != day.month
             return day.day in days or (last and "last" in days)
     return False
