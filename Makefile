@@ -24,13 +24,13 @@ demo: install dagster-home
 
 # The delivery tests start private sshd and vsftpd instances; Debian's packages provide them, and
 # gnupg the gpg that encrypts files (and decrypts them in the tests); the UI tests drive Debian's
-# chromium with Playwright (no browser download).
+# chromium with Playwright (no browser download); zstd is the tool that reads .zst files back in the tests.
 # Without root they cannot be installed: those tests then skip (and fail under CI=true).
 test-services:
-	@if [ ! -x /usr/sbin/sshd ] || [ ! -x /usr/sbin/vsftpd ] || [ ! -x /usr/bin/gpg ] || [ ! -x /usr/bin/chromium ]; then \
+	@if [ ! -x /usr/sbin/sshd ] || [ ! -x /usr/sbin/vsftpd ] || [ ! -x /usr/bin/gpg ] || [ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/zstd ]; then \
 	  if [ "$$(id -u)" = 0 ]; then \
-	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server vsftpd gnupg chromium >/dev/null; \
-	  else echo "openssh-server/vsftpd/gnupg/chromium missing and not root: delivery and UI tests will skip"; fi; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server vsftpd gnupg chromium zstd >/dev/null; \
+	  else echo "openssh-server/vsftpd/gnupg/chromium/zstd missing and not root: delivery, UI and zstd tests will skip"; fi; \
 	fi
 
 test: install test-services

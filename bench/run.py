@@ -2,6 +2,9 @@
 
     python bench/run.py --rows 1000000 5000000 [--repeat 3] [--keep-data] [--skip-method pandas] [--sources mariadb]
 
+DuckDB's postgres extension (bench/duckdb_postgres.py) runs beside psql as a peer, from a folder
+of its own under --data-dir (`--skip-method duckdb` leaves it out).
+
 For each size it builds the demo data of each of --sources (PostgreSQL database
 export_bench_c<customers> on 127.0.0.1:5432, SQLite file in --data-dir, MariaDB database
 export_bench_c<customers> on 127.0.0.1:3306; reused when present), then runs every method
@@ -15,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shlex
 import shutil
@@ -41,6 +45,10 @@ GROUP_SQL = (
 )
 TRANSACTIONS_PER_CUSTOMER = 10
 GZIP_LEVEL = 6  # the export's compression level (OutputSettings), so both sides do the same work
+ZSTD_LEVEL = 3  # the export's zstd level (serialization.ZSTD_LEVEL), the zstd tool's default
+# DuckDB's postgres extension as a peer: PyPI's duckdb-extension-postgres pins the one duckdb it was built for
+# (1.5.5; there is none for the project's duckdb 2.0.1), so both go into a folder of their own (bench/duckdb_postgres.py).
+DUCKDB_PEER = ("duckdb==1.5.5", "duckdb-extension-postgres==1.5.5")
 POLL_SECONDS = 0.02
 
 
@@ -50,6 +58,9 @@ class Measurement:
     peak_rss_mb: float
     output_bytes: int
     detail: dict = field(default_factory=dict)
+    # User+system CPU of the child's whole process tree (its threads and the processes it waited for), the
+    # figure a shared machine disturbs least; a database server's own CPU (PostgreSQL's backend) is not in it.
+    cpu_seconds: float = 0.0
 
 
 @dataclass
@@ -65,6 +76,8 @@ class Method:
 def measure(command: list[str], output: Path, env: dict) -> Measurement:
     """Run the command; its wall time and the peak RSS summed over its process tree."""
     output.unlink(missing_ok=True)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    cpu_before = os.times()
     started = time.perf_counter()
     process = psutil.Popen(command, env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     peak = 0
@@ -77,6 +90,8 @@ def measure(command: list[str], output: Path, env: dict) -> Measurement:
         time.sleep(POLL_SECONDS)
     seconds = time.perf_counter() - started
     stdout, stderr = process.communicate()
+    cpu_after = os.times()
+    cpu = (cpu_after.children_user - cpu_before.children_user) + (cpu_after.children_system - cpu_before.children_system)
     if process.returncode != 0:
         raise RuntimeError(f"{' '.join(command)} failed ({process.returncode}): {stderr.decode()[-2000:]}")
     detail = {}
@@ -84,7 +99,7 @@ def measure(command: list[str], output: Path, env: dict) -> Measurement:
     if lines and lines[-1].startswith("{"):
         detail = json.loads(lines[-1])
     size = sum(f.stat().st_size for f in output.parent.glob(output.name)) if output.parent.exists() else 0
-    return Measurement(seconds, peak / 2**20, size, detail)
+    return Measurement(seconds, peak / 2**20, size, detail, cpu)
 
 
 def psql(database: str, sql: str) -> list[str]:
@@ -146,7 +161,13 @@ def drop_data(database: str, sqlite_path: Path, sources: list[str]) -> None:
     sqlite_path.unlink(missing_ok=True)
 
 
-def methods_for(database: str, sqlite_path: Path, out: Path, sources: list[str]) -> list[Method]:
+def ensure_duckdb_peer(folder: Path) -> None:
+    """DUCKDB_PEER installed into `folder` (pip --target) unless it is there."""
+    if not (folder / "duckdb_extension_postgres").exists():
+        subprocess.run([PYTHON, "-m", "pip", "install", "-q", "--target", str(folder), *DUCKDB_PEER], check=True)
+
+
+def methods_for(database: str, sqlite_path: Path, out: Path, sources: list[str], duckdb_peer: Path | None = None) -> list[Method]:
     stage = [PYTHON, str(BENCH / "stage_export.py")]
     pandas = [PYTHON, str(BENCH / "naive_pandas.py")]
     pg, sq, my = pg_url(database), f"sqlite:///{sqlite_path}", mariadb_url(database)
@@ -164,9 +185,18 @@ def methods_for(database: str, sqlite_path: Path, out: Path, sources: list[str])
         Method("pandas read_sql+to_csv pg", "psql \\copy csv", [*pandas, pg, str(out / "pandas_pg.csv")], out / "pandas_pg.csv", slow=True),
         Method(f"psql \\copy | gzip -{GZIP_LEVEL}", None, ["bash", "-c", f"{copy_to_stdout} | gzip -{GZIP_LEVEL} > {out / 'psql.csv.gz'}"], out / "psql.csv.gz"),
         Method(f"export pg csv.gz (level {GZIP_LEVEL})", f"psql \\copy | gzip -{GZIP_LEVEL}", [*stage, pg, str(out / "pg_gz"), "--compression", "gzip"], out / "pg_gz" / "export.csv.gz"),
+        Method(f"psql \\copy | zstd -{ZSTD_LEVEL}", None, ["bash", "-c", f"{copy_to_stdout} | zstd -q -{ZSTD_LEVEL} > {out / 'psql.csv.zst'}"], out / "psql.csv.zst"),
+        Method(f"export pg csv.zst (level {ZSTD_LEVEL})", f"psql \\copy | zstd -{ZSTD_LEVEL}", [*stage, pg, str(out / "pg_zst"), "--compression", "zstd"], out / "pg_zst" / "export.csv.zst"),
         Method("psql GROUP BY csv", None, psql(database, f"\\copy ({GROUP_SQL}) TO '{out / 'psql_group.csv'}' CSV HEADER"), out / "psql_group.csv"),
         Method("export pg aggregated (pushdown)", "psql GROUP BY csv", [*stage, pg, str(out / "pg_agg"), "--aggregate"], out / "pg_agg" / "export.csv"),
     ]
+    if duckdb_peer is not None:
+        duck = [PYTHON, str(BENCH / "duckdb_postgres.py")]
+        peer_env = {"PYTHONPATH": str(duckdb_peer)}
+        postgresql[1:1] = [
+            Method("duckdb postgres_query csv", "psql \\copy csv", [*duck, "query", pg, str(out / "duck_query" / "out.csv")], out / "duck_query" / "out.csv", peer_env),
+            Method("duckdb postgres scanner csv (ORDER BY in DuckDB)", "psql \\copy csv", [*duck, "scan", pg, str(out / "duck_scan" / "out.csv")], out / "duck_scan" / "out.csv", peer_env),
+        ]
     sqlite = [
         Method("sqlite3 -csv", None, ["bash", "-c", f"{shlex.join(['sqlite3', '-csv', '-header', str(sqlite_path), ROWS_SQL])} > {out / 'sqlite3.csv'}"], out / "sqlite3.csv"),
         Method("export sqlite csv", "sqlite3 -csv", [*stage, sq, str(out / "sq")], out / "sq" / "export.csv"),
@@ -185,12 +215,32 @@ def methods_for(database: str, sqlite_path: Path, out: Path, sources: list[str])
     return [method for source in sources for method in by_source[source]]
 
 
+def with_baseline(methods: list[Method], tree: Path) -> list[Method]:
+    """Each export method followed by the same export from another checkout (`tree`, e.g. main's worktree), run
+    with that checkout first on PYTHONPATH: a before/after in the same interleaved rounds."""
+    tree = tree.resolve()
+    found = []
+    for method in methods:
+        found.append(method)
+        if method.name.startswith("export") and "zstd" not in method.command:  # the baseline may not know zstd
+            command = [PYTHON, str(tree / "bench" / "stage_export.py"), *method.command[2:]]
+            command[3] = command[3] + "_baseline"
+            output = Path(command[3]) / method.output.name
+            found.append(Method(f"{method.name} [baseline {tree.name}]", method.reference, command, output, {**method.env, "PYTHONPATH": str(tree)}, method.slow))
+    return found
+
+
 def run_size(customers: int, args: argparse.Namespace) -> list[dict]:
     database, sqlite_path, rows = ensure_data(customers, args.data_dir, args.sources)
     results: dict[str, list[Measurement]] = {}
     with tempfile.TemporaryDirectory(dir=args.work_dir) as folder:
         out = Path(folder)
-        methods = [m for m in methods_for(database, sqlite_path, out, args.sources) if not any(word in m.name for word in args.skip_method)]
+        peer = args.data_dir / ("peer-" + "-".join(DUCKDB_PEER).replace("==", "-"))
+        methods = [m for m in methods_for(database, sqlite_path, out, args.sources, peer) if not any(word in m.name for word in args.skip_method)]
+        if any(m.name.startswith("duckdb") for m in methods):
+            ensure_duckdb_peer(peer)
+        if args.baseline_tree is not None:
+            methods = with_baseline(methods, args.baseline_tree)
         for round_number in range(args.repeat):
             for method in methods:
                 if method.slow and round_number > 0 and rows > args.slow_once_above:
@@ -207,6 +257,7 @@ def run_size(customers: int, args: argparse.Namespace) -> list[dict]:
     # An export's time is its stages' (extract+map+serialize, as the goals count it); the process's
     # own wall time, imports included, is shown beside it.
     medians = {name: statistics.median(_seconds(m) for m in runs) for name, runs in results.items()}
+    cpu_medians = {name: statistics.median(m.cpu_seconds for m in runs) for name, runs in results.items()}
     table = []
     for method in methods:
         runs = results[method.name]
@@ -222,8 +273,12 @@ def run_size(customers: int, args: argparse.Namespace) -> list[dict]:
                 "process_seconds": statistics.median(m.seconds for m in runs),
                 "rows_per_s": rows / seconds,
                 "mb_per_s": output_bytes / 2**20 / seconds,
+                "output_mb": output_bytes / 2**20,
+                "cpu_seconds": statistics.median(m.cpu_seconds for m in runs),
+                "cpu_ratio": statistics.median(m.cpu_seconds for m in runs) / cpu_medians.get(method.reference, math.nan) if method.reference else 1.0,
                 "peak_rss_mb": max(m.peak_rss_mb for m in runs),
-                "ratio": seconds / medians[method.reference] if method.reference else 1.0,
+                # NaN where the reference was skipped (--skip-method).
+                "ratio": seconds / medians.get(method.reference, math.nan) if method.reference else 1.0,
                 "reference": method.reference or "(reference)",
                 "stages": stages,
             }
@@ -236,13 +291,13 @@ def _seconds(measurement: Measurement) -> float:
 
 
 def format_table(rows: list[dict]) -> str:
-    header = "| method | rows | runs | seconds | process s | rows/s | MB/s | peak RSS MB | ratio | to | stage seconds |"
-    lines = [header, "|" + "---|" * 11]
+    header = "| method | rows | runs | seconds | process s | CPU s | rows/s | MB/s | output MB | peak RSS MB | ratio | CPU ratio | to | stage seconds |"
+    lines = [header, "|" + "---|" * 14]
     for r in rows:
         stages = ", ".join(f"{k} {v}" for k, v in r["stages"].items() if k != "total")
         lines.append(
-            f"| {r['method']} | {r['rows']:,} | {r['runs']} | {r['seconds']:.2f} | {r['process_seconds']:.2f} | {r['rows_per_s']:,.0f} | {r['mb_per_s']:.0f} "
-            f"| {r['peak_rss_mb']:.0f} | {r['ratio']:.2f} | {r['reference']} | {stages} |"
+            f"| {r['method']} | {r['rows']:,} | {r['runs']} | {r['seconds']:.2f} | {r['process_seconds']:.2f} | {r['cpu_seconds']:.2f} | {r['rows_per_s']:,.0f} | {r['mb_per_s']:.0f} | {r['output_mb']:.1f} "
+            f"| {r['peak_rss_mb']:.0f} | {r['ratio']:.2f} | {r['cpu_ratio']:.2f} | {r['reference']} | {stages} |"
         )
     return "\n".join(lines)
 
@@ -258,6 +313,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--skip-method", nargs="*", default=[], help="skip methods whose name contains one of these words")
     parser.add_argument("--sources", nargs="+", choices=SOURCES, default=list(SOURCES), help="the databases to build and export from")
     parser.add_argument("--json", type=Path, help="also write the rows as JSON here")
+    parser.add_argument("--baseline-tree", type=Path, help="also run each export from this checkout (before/after in the same rounds)")
     args = parser.parse_args(argv)
     ensure_tools()
     table = []
@@ -270,9 +326,10 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def ensure_tools() -> None:
-    """The sqlite3 shell is the SQLite reference; Debian's package provides it."""
-    if shutil.which("sqlite3") is None and os.geteuid() == 0:
-        subprocess.run(["apt-get", "install", "-y", "-qq", "sqlite3"], check=True)
+    """The sqlite3 shell is the SQLite reference, zstd the zstd one; Debian's packages provide them."""
+    missing = [tool for tool in ("sqlite3", "zstd") if shutil.which(tool) is None]
+    if missing and os.geteuid() == 0:
+        subprocess.run(["apt-get", "install", "-y", "-qq", *missing], check=True)
 
 
 if __name__ == "__main__":

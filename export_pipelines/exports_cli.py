@@ -160,7 +160,7 @@ def add_export_commands(commands) -> None:
     create.add_argument("--junction", choices=["and", "or"], default="and", help="how several filters combine")
     create.add_argument("--order", help="comma-separated fields; a leading - sorts descending (write --order=-created_at)")
     create.add_argument("--format", choices=["csv", "psv"], default="csv")
-    create.add_argument("--compression", choices=["none", "gzip", "zip"], default="none")
+    create.add_argument("--compression", choices=["none", "gzip", "zstd", "zip"], default="none")
     create.add_argument("--max-rows-per-file", type=int, help="split the result into chunks of this many rows")
     create.add_argument("--target", default="download", help="download, or a connection name from connections.yaml")
     create.add_argument("--user-id", help="recorded with the export as user_id")

@@ -311,7 +311,7 @@ COMBINATIONS = [
     for file_format, line_ending in (("csv", "crlf"), ("psv", "lf"))
     for compression in ("none", "gzip", "zip")
     for split in (None, 5)
-]
+] + [pytest.param("csv", "crlf", "zstd", 5, id="csv-crlf-zstd-split")]
 
 
 @pytest.mark.parametrize(("file_format", "line_ending", "compression", "split"), COMBINATIONS)

@@ -130,6 +130,7 @@ def test_window_tokens():
     [
         ("csv", "none", "csv"),
         ("csv", "gzip", "csv.gz"),
+        ("csv", "zstd", "csv.zst"),
         ("csv", "zip", "csv.zip"),
         ("psv", "none", "psv"),
         ("psv", "gzip", "psv.gz"),

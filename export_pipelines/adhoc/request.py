@@ -33,7 +33,7 @@ class AdhocExportConfig(dg.Config):
     )
     order: list[str] = Field(default_factory=list, description="Field names; a leading - sorts descending.")
     format: Literal["csv", "psv", "jsonl", "parquet"] = "csv"
-    compression: Literal["none", "gzip", "zip"] = "none"
+    compression: Literal["none", "gzip", "zstd", "zip"] = "none"
     # The importer's file dialect, as the same keys of a spec (docs/export-specs.md, "File dialect");
     # unset keys keep the spec defaults (RFC 4180 UTF-8).
     line_ending: str | None = Field(default=None, description="crlf (default) or lf.")

@@ -493,7 +493,9 @@ class ExportSpec(BaseModel):
     format: Literal["csv", "psv", "jsonl", "parquet"] = Field(
         default="csv", description="csv, psv (|-separated), jsonl (JSON Lines) or parquet (Arrow types kept)."
     )
-    compression: Literal["none", "gzip", "zip"] = "none"
+    compression: Literal["none", "gzip", "zstd", "zip"] = Field(
+        default="none", description="gzip (.gz, deflate level 6), zstd (.zst, level 3) or zip (.zip, one entry)."
+    )
     line_ending: Literal["crlf", "lf"] = "crlf"
     file_name: str | None = Field(default=None, description="Template; see file_naming.TOKENS.")
     max_rows_per_file: int | None = Field(default=None, gt=0)

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import closing, contextmanager, suppress
 
@@ -228,8 +228,12 @@ class SnapshotRows:
         self.close()
 
 
-def to_stage_batch(batch: pa.RecordBatch, schema: pa.Schema, sources: tuple[SourceRef, ...]) -> pa.RecordBatch:
-    arrays = [to_stage_column(batch.column(i), source, field.type) for i, (source, field) in enumerate(zip(sources, schema, strict=True))]
+def to_stage_batch(batch: pa.RecordBatch, schema: pa.Schema, sources: tuple[SourceRef, ...], text_checked: Collection[int] = ()) -> pa.RecordBatch:
+    """text_checked: positions of timestamp text already known to be in the canonical form (plain_values, refuse_unparsable_text)."""
+    arrays = [
+        to_stage_column(batch.column(i), source, field.type, text_checked=i in text_checked)
+        for i, (source, field) in enumerate(zip(sources, schema, strict=True))
+    ]
     return pa.RecordBatch.from_arrays(arrays, schema=schema)
 
 
@@ -269,14 +273,13 @@ EXPECTED_DRIVER_TYPES = {
 }
 
 
-def to_stage_column(array: pa.Array, source: SourceRef, target: pa.DataType) -> pa.Array:
+def to_stage_column(array: pa.Array, source: SourceRef, target: pa.DataType, *, text_checked: bool = False) -> pa.Array:
     """cast_column, for a row's field: only the driver types expected for its field type are taken."""
     kind = array.storage.type if isinstance(array.type, pa.BaseExtensionType) else array.type
     if not pa.types.is_null(kind) and not any(check(kind) for check in EXPECTED_DRIVER_TYPES[source.field_type]):
         raise FastPathUnavailable(f"{source.label} arrived as {kind}, not a type expected for a {source.field_type}")
-    if source.field_type == "timestamp" and pa.types.is_string(kind) and not _all_match(array, SQLITE_TIMESTAMP_TEXT.pattern):
-        # Arrow's parse also takes other ISO forms, which SQL compared as text: the general path names them.
-        raise FastPathUnavailable(f"{source.label}: text that is not 'YYYY-MM-DD HH:MM:SS[.ffffff]'")
+    if not text_checked:
+        refuse_unparsable_text(array, source)
     if source.field_type == "boolean" and pa.types.is_integer(kind) and not _all_in(array, (0, 1)):
         raise FastPathUnavailable(f"{source.label}: an integer other than 0 and 1")
     if source.field_type in {"string", "json"}:
@@ -288,9 +291,51 @@ def to_stage_column(array: pa.Array, source: SourceRef, target: pa.DataType) -> 
     return cast_column(array, target, source.label)
 
 
+def refuse_unparsable_text(array: pa.Array, source: SourceRef) -> None:
+    """Raises FastPathUnavailable for a timestamp's text not in the canonical form: Arrow's parse also takes
+    other ISO forms, which SQL compared as text; the general path names them."""
+    if source.field_type == "timestamp" and pa.types.is_string(array.type) and not _all_match(array, SQLITE_TIMESTAMP_TEXT.pattern):
+        raise FastPathUnavailable(f"{source.label}: text that is not 'YYYY-MM-DD HH:MM:SS[.ffffff]'")
+
+
 def _all_match(array: pa.Array, pattern: str) -> bool:
     return pc.all(pc.match_substring_regex(array, f"^(?:{pattern})$")).as_py() in (True, None)
 
 
 def _all_in(array: pa.Array, values: tuple) -> bool:
     return pc.all(pc.is_in(array.drop_null(), value_set=pa.array(values, array.type))).as_py() in (True, None)
+
+
+def plain_values(array: pa.Array, route) -> tuple[pa.Array, pa.Array]:
+    """(true where a value read as stored needs no per-row SQL, the values as the conversion reads them): NULL, or
+    text matching route.pattern whole and not starting with route.refused_prefix, rewritten by route.rewrite
+    unless it matches route.unchanged (dialects.Routed).
+
+    Raises FastPathUnavailable for a column the driver did not read as text (a BLOB in its first rows).
+    """
+    if pa.types.is_null(array.type):
+        return pa.array([True] * len(array)), array
+    if not pa.types.is_string(array.type):
+        raise FastPathUnavailable(f"a value read as stored arrived as {array.type}, not text")
+    not_refused = pc.invert(pc.starts_with(array, route.refused_prefix))
+    unchanged = pc.and_(pc.match_substring_regex(array, f"^(?:{route.unchanged})$"), not_refused)
+    if pc.all(pc.or_kleene(pc.is_null(array), unchanged)).as_py():
+        return pa.array([True] * len(array)), array  # the common case: one regex pass
+    plain = pc.and_(pc.match_substring_regex(array, f"^(?:{route.pattern})$"), not_refused)
+    pattern, replacement = route.rewrite
+    rewritten = pc.if_else(unchanged, array, pc.replace_substring_regex(array, pattern=pattern, replacement=replacement))
+    return pc.or_kleene(pc.is_null(array), plain), rewritten
+
+
+def same_type(array: pa.Array, kind: pa.DataType, name: str) -> pa.Array:
+    """Rows read again, as the type the driver gave the batch they go back into.
+
+    Raises FastPathUnavailable where the types differ otherwise: a driver's conversion between them
+    (SQLite's number to text) need not be Arrow's.
+    """
+    if array.type == kind:
+        return array
+    if array.null_count == len(array):
+        # ADBC's SQLite driver types a column of NULLs as int64 or null.
+        return pa.nulls(len(array), kind)
+    raise FastPathUnavailable(f"{name}: rows read again arrived as {array.type}, their batch as {kind}")

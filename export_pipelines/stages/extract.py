@@ -16,8 +16,8 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import logging
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Collection, Iterator, Sequence
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,16 +34,19 @@ from export_pipelines.stages.dialects import SourceDialect, dialect_for, reflect
 from export_pipelines.stages.bad_rows import BadRows, RejectedRow, conversion_problem, value_preview
 from export_pipelines.stages.encodings import cannot_hold, unrepresentable_rows
 from export_pipelines.stages.query import (
+    KEY_COLUMN,
     NO_PROBLEM,
     PROBLEM_COLUMN,
     PROBLEM_COUNT_COLUMN,
     PROBLEM_SEPARATOR,
+    READ_EXACTLY,
     KeyRange,
     TimeWindow,
     build_group_query,
     build_query,
     count_query,
     pushes_down_aggregation,
+    routed_sources,
 )
 from export_pipelines.stages.stage_files import stage_writer
 from export_pipelines.stages.work_location import Location, remove_file
@@ -236,13 +239,31 @@ def _extract_rows_with_adbc(
     extracted_at: dt.datetime,
     bad_rows: BadRows,
     key_range: KeyRange | None = None,
+    *,
+    routed: bool = True,
 ) -> ExtractResult:
-    """The general path's query and stage file, rows decoded by the ADBC driver (see arrow_extract)."""
-    query = build_query(plan, dialect, window, key_range=key_range)
+    """The general path's query and stage file, rows decoded by the ADBC driver (see arrow_extract).
+
+    Values the dialect routes (dialects.Routed) are read as stored and checked per batch; the
+    rows that fail are read again through the general path's per-row SQL, in the same snapshot.
+    When most of the first batch fails (timestamps stored with an offset, '2024-01-05T10:00:00+02:00'),
+    reading twice would cost more than it saves: the extract starts over with the per-row SQL for every row.
+    """
+    routes = routed_sources(plan, dialect) if routed else {}
+    query = build_query(plan, dialect, window, key_range=key_range, routed=bool(routes))
     rows_sql = arrow_extract.literal_sql(query, engine.dialect)
     count_sql = arrow_extract.literal_sql(count_query(query), engine.dialect)
     with arrow_extract.ArrowConnection(engine.url) as connection, arrow_extract.SnapshotRows(connection, rows_sql, batch_size, count_sql) as read:
-        return _write_arrow_rows(plan, path, read, extracted_at, bad_rows)
+        reread = None
+        if routes:
+            def reread(batch: pa.RecordBatch, first: bool) -> pa.RecordBatch:
+                return _read_failing_rows_exactly(plan, dialect, engine.dialect, window, connection, batch, routes, first=first)
+        try:
+            return _write_arrow_rows(plan, path, read, extracted_at, bad_rows, reread=reread, text_checked=routes.keys())
+        except _RoutedReadUnhelpful as reason:
+            logger.info("%s: %s; reading every row through the per-row SQL", plan.name, reason)
+    # Nothing was listed yet (the first batch decided): the stage file is written anew.
+    return _extract_rows_with_adbc(engine, dialect, plan, path, batch_size, window, extracted_at, bad_rows, key_range, routed=False)
 
 
 def _extract_rows_with_connectorx(
@@ -272,19 +293,27 @@ def _write_arrow_rows(
     extracted_at: dt.datetime,
     bad_rows: BadRows,
     prepare: Callable[[pa.RecordBatch], pa.RecordBatch] | None = None,
+    *,
+    reread: Callable[[pa.RecordBatch, bool], pa.RecordBatch] | None = None,
+    text_checked: Collection[int] = (),
 ) -> ExtractResult:
     """A fast path's batches into the stage file, bad rows listed; `read` iterates batches and gives expected_rows().
 
     prepare: applied to each batch's rows that the query found no problem in, before the cast to the stage types.
+    reread: a routed query's batch (and whether it is the first) -> the batch the general query gives
+    (_read_failing_rows_exactly); text_checked: the positions whose timestamp text it checked.
     """
     schema = source_schema(plan.sources)
     rows = seen = 0
     with stage_writer(path, schema) as writer, WriteBehind() as behind:
         for batch in read:
+            if reread is not None:
+                batch = reread(batch, seen == 0)
             kept, positions = _without_problem_rows(plan, batch, seen, bad_rows)
             if prepare is not None:
                 kept = prepare(kept)
-            kept = _without_unrepresentable_rows(plan, arrow_extract.to_stage_batch(kept, schema=schema, sources=plan.sources), positions, seen, bad_rows)
+            stage_batch = arrow_extract.to_stage_batch(kept, schema=schema, sources=plan.sources, text_checked=text_checked)
+            kept = _without_unrepresentable_rows(plan, stage_batch, positions, seen, bad_rows)
             seen += batch.num_rows
             behind.submit(writer.write_batch, kept)
             rows += kept.num_rows
@@ -293,6 +322,64 @@ def _write_arrow_rows(
             writer.write_table(schema.empty_table())
     expected = read.expected_rows()
     return ExtractResult(path, rows, rows if expected is None else expected, extracted_at, bad_rows.in_row_order())
+
+
+class _RoutedReadUnhelpful(RuntimeError):
+    pass
+
+
+# Above this share of a first batch read again, the routed read is given up (each such row is read twice).
+ROUTED_READ_GIVE_UP_SHARE = 0.5
+
+
+def _read_failing_rows_exactly(
+    plan: ExportPlan,
+    dialect: SourceDialect,
+    sql_dialect: sa.Dialect,
+    window: TimeWindow | None,
+    connection: arrow_extract.ArrowConnection,
+    batch: pa.RecordBatch,
+    routes: dict,
+    *,
+    first: bool = False,
+) -> pa.RecordBatch:
+    """A routed query's batch as the general query would have given it, without KEY_COLUMN: rows whose routed
+    values fail their batch check (or are not stored as text) replaced by the general query's rows of the same keys.
+
+    Raises FastPathUnavailable when the rows read again are not the same rows (a key that is not unique),
+    and _RoutedReadUnhelpful when, in the `first` batch, more than ROUTED_READ_GIVE_UP_SHARE of the rows fail.
+    """
+    keys = batch.column(KEY_COLUMN)
+    values = batch.drop_columns([KEY_COLUMN])
+    failing = pc.equal(batch.column(PROBLEM_COLUMN), READ_EXACTLY)
+    for index, route in routes.items():
+        plain, readable = arrow_extract.plain_values(values.column(index), route)
+        failing = pc.or_(failing, pc.invert(plain))
+        if readable is not values.column(index):
+            values = values.set_column(index, values.schema.field(index), readable)
+    failing = pc.fill_null(failing, False)
+    if not pc.any(failing).as_py():
+        return values
+    wanted = keys.filter(failing)
+    if first and len(wanted) > ROUTED_READ_GIVE_UP_SHARE * batch.num_rows:
+        raise _RoutedReadUnhelpful(f"{len(wanted)} of the first {batch.num_rows} rows need the per-row SQL")
+    sql = arrow_extract.literal_sql(build_query(plan, dialect, window, keys=wanted.to_pylist()), sql_dialect)
+    with closing(connection.reader(sql)) as reader:
+        exact = reader.read_all()
+    if not exact.column(KEY_COLUMN).combine_chunks().equals(wanted):
+        raise arrow_extract.FastPathUnavailable(f"{plan.name}: the rows read again by primary key are not the batch's rows")
+    exact = exact.drop_columns([KEY_COLUMN])
+    for index in routes:
+        # The per-row SQL passes text that only looks canonical on to the conversion, whose parse is laxer.
+        arrow_extract.refuse_unparsable_text(exact.column(index).combine_chunks(), plan.sources[index])
+    # The kept rows, then the rows read again, put back in the batch's order.
+    positions = pa.concat_arrays([pc.indices_nonzero(pc.invert(failing)), pc.indices_nonzero(failing)])
+    order = pc.sort_indices(positions)
+    columns = []
+    for name, field in zip(values.schema.names, values.schema, strict=True):
+        again = arrow_extract.same_type(exact.column(name).combine_chunks(), field.type, name)
+        columns.append(pa.concat_arrays([values.column(name).filter(pc.invert(failing)), again]).take(order))
+    return pa.RecordBatch.from_arrays(columns, names=values.schema.names)
 
 
 def _without_problem_rows(plan: ExportPlan, batch: pa.RecordBatch, offset: int, bad_rows: BadRows) -> tuple[pa.RecordBatch, Sequence[int]]:

@@ -63,7 +63,7 @@ _FORMATTER = _TokenFormatter()
 
 
 def extension(file_format: str, compression: str) -> str:
-    suffix = {"none": "", "gzip": ".gz", "zip": ".zip"}[compression]
+    suffix = {"none": "", "gzip": ".gz", "zstd": ".zst", "zip": ".zip"}[compression]
     return f"{file_format}{suffix}"
 
 

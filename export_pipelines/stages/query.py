@@ -13,7 +13,7 @@ bad row instead of silently leaving it out (or in).
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import sqlalchemy as sa
@@ -22,7 +22,7 @@ from export_pipelines.catalog.sql_types import DECIMAL_PRECISION, ExactDecimal, 
 from export_pipelines.spec.plan import Condition, ConditionGroup, ExportPlan, SourceRef
 from export_pipelines.stages import aggregation
 from export_pipelines.stages.audience import AUDIENCE_COLUMN
-from export_pipelines.stages.dialects import Check, SourceDialect
+from export_pipelines.stages.dialects import Check, Routed, SourceDialect
 
 PUSHDOWN_DIALECTS = frozenset({"sqlite", "postgresql", "mysql", "duckdb"})
 PROBLEM_COLUMN = "__problem"
@@ -31,6 +31,10 @@ PROBLEM_COUNT_COLUMN = "__problems"
 # none (never NULL, so ADBC's SQLite driver, which types a column by its first rows, always sees text).
 PROBLEM_SEPARATOR = "\x1f"
 NO_PROBLEM = ""
+# A routed query's PROBLEM_COLUMN for a row to be read again exactly (never a real problem, which has two separators).
+READ_EXACTLY = PROBLEM_SEPARATOR
+# The primary key as stored, last in a routed query and in the query reading its rows again.
+KEY_COLUMN = "__key"
 
 
 @dataclass(frozen=True)
@@ -133,11 +137,27 @@ def group_clause(table: sa.Table | sa.Alias, group: ConditionGroup, dialect: Sou
     return sa.and_(*clauses) if group.junction == "and" else sa.or_(*clauses)
 
 
-def problem_column(sources: Iterable[SourceRef], table: sa.Table, dialect: SourceDialect, *, converted: Collection[SourceRef]) -> sa.ColumnElement | None:
-    """PROBLEM_COLUMN: NO_PROBLEM for a row whose values all fit, else '<field>\\x1f<reason>\\x1f<stored value>' of the first that does not."""
+def problem_column(
+    sources: Iterable[SourceRef],
+    table: sa.Table,
+    dialect: SourceDialect,
+    *,
+    converted: Collection[SourceRef],
+    routes: Mapping[SourceRef, Routed] | None = None,
+) -> sa.ColumnElement | None:
+    """PROBLEM_COLUMN: NO_PROBLEM for a row whose values all fit, else '<field>\\x1f<reason>\\x1f<stored value>' of the first that does not.
+
+    routes: sources read as stored (dialects.Routed), whose checks are left out; READ_EXACTLY first where
+    one is not stored as text (such a row is read again with every check, so its first problem is the one named).
+    """
+    routes = routes or {}
     whens = []
+    if routes:
+        whens.append((sa.or_(*(route.not_plain for route in routes.values())), sa.literal(READ_EXACTLY, sa.Text)))
     separator = sa.literal(PROBLEM_SEPARATOR, sa.Text)
     for source in dict.fromkeys(sources):
+        if source in routes:
+            continue
         stored = sa.func.coalesce(dialect.raw_text(table.c[source.column]), sa.literal("", sa.Text))
         for check in checks(table, source, dialect, converted=source in converted):
             described = sa.literal(source.label, sa.Text) + separator + sa.literal(check.reason, sa.Text) + separator + stored
@@ -152,23 +172,37 @@ def build_query(
     audience_table: sa.Table | None = None,
     *,
     grouped: bool = False,
+    routed: bool = False,
+    keys: Sequence | None = None,
     key_range: KeyRange | None = None,
 ) -> sa.Select:
     """The export's rows: columns c0..cN (plan.sources' readable values), then PROBLEM_COLUMN where a value may not fit.
 
     grouped: the rows feed a GROUP BY in the database, which adds and compares the raw
     values, so every value is checked in SQL (no conversion will see them one by one).
+    routed: the values routed_sources names are selected as stored, without their checks,
+    and KEY_COLUMN comes last (the fast extract checks them per batch and reads the rows
+    that fail again, with `keys`). keys: only the rows with these primary keys (as stored),
+    then KEY_COLUMN.
     key_range: only one chunk's rows of a fanned-out export.
     """
     table = model_table(plan.model)
-    columns = [readable(table, source, dialect).label(f"c{i}") for i, source in enumerate(plan.sources)]
+    routes = {plan.sources[i]: route for i, route in routed_sources(plan, dialect, table).items()} if routed else {}
+    columns = [
+        (routes[source].stored if source in routes else readable(table, source, dialect)).label(f"c{i}") for i, source in enumerate(plan.sources)
+    ]
     checked = [*plan.sources, *(condition.source for condition in plan.conditions)]
     if window is not None:
         checked.append(window.source)
-    problems = problem_column(checked, table, dialect, converted=() if grouped else plan.sources)
+    problems = problem_column(checked, table, dialect, converted=() if grouped else plan.sources, routes=routes)
     if problems is not None:
         columns.append(problems.label(PROBLEM_COLUMN))
+    primary = table.c[plan.primary_key.column]
+    if routes or keys is not None:
+        columns.append(primary.label(KEY_COLUMN))
     query = sa.select(*columns).select_from(table)
+    if keys is not None:
+        query = query.where(primary.in_(keys))
     if plan.conditions:
         clauses = [condition_clause(table, condition, dialect) for condition in plan.conditions]
         query = query.where(sa.and_(*clauses) if plan.junction == "and" else sa.or_(*clauses))
@@ -186,6 +220,18 @@ def build_query(
     if plan.primary_key not in [key.source for key in plan.order]:
         order.append(comparable(table, plan.primary_key, dialect).asc())
     return query.order_by(*order)
+
+
+def routed_sources(plan: ExportPlan, dialect: SourceDialect, table: sa.Table | None = None) -> dict[int, Routed]:
+    """The plan's sources (by position) the fast extract may read as stored (dialects.Routed)."""
+    table = model_table(plan.model) if table is None else table
+    found = {}
+    for index, source in enumerate(plan.sources):
+        route = dialect.routed(table.c[source.column], source)
+        # A source also read as another position's value is checked there: routed once, by its first place.
+        if route is not None and plan.sources.index(source) == index:
+            found[index] = route
+    return found
 
 
 def key_range_clause(table: sa.Table, key_range: KeyRange, dialect: SourceDialect) -> sa.ColumnElement[bool]:

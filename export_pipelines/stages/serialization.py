@@ -1,4 +1,4 @@
-"""Serialization: RFC 4180 CSV or PSV (or JSON Lines, or Parquet), written straight into gzip or zip, split into parts.
+"""Serialization: RFC 4180 CSV or PSV (or JSON Lines, or Parquet), written straight into gzip, zstd or zip, split into parts.
 
 Rows are formatted a whole column at a time with pyarrow.compute and joined into one
 buffer per batch, so no Python code runs per row. By default values are quoted only when
@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import gzip
 import hashlib
 import io
 import zipfile
@@ -20,6 +19,8 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import zstandard
+from zlib_ng import gzip_ng
 
 from export_pipelines.stages.arrow_runtime import prepare_pyarrow
 from export_pipelines.stages.json_lines import json_lines
@@ -31,6 +32,8 @@ from export_pipelines.targets.base import LocalFile
 DELIMITERS = {"csv": ",", "psv": "|"}
 LINE_ENDINGS = {"crlf": "\r\n", "lf": "\n"}
 WRITE_BUFFER_BYTES = 1 << 20
+# zstd's own default (its command-line tool's): 5x faster than gzip level 6 for a file about 6% larger.
+ZSTD_LEVEL = 3
 
 
 @dataclass(frozen=True)
@@ -97,7 +100,7 @@ class OutputSettings:
     max_rows_per_file: int | None
     # Compressed files carry a timestamp; a fixed one per window makes a re-run's bytes identical.
     archive_time: dt.datetime
-    compression_level: int = 6
+    compression_level: int = 6  # gzip and zip (deflate); zstd writes ZSTD_LEVEL
     file_format: str = "csv"  # csv and psv (the dialect decides), jsonl, parquet
     raw_json: frozenset[int] = frozenset()  # jsonl: positions of columns holding JSON text, embedded as values
 
@@ -259,9 +262,53 @@ class _HashingSink(io.RawIOBase):
         super().close()
 
 
+class _FixedBlocks(io.RawIOBase):
+    """Hands the stream its bytes in blocks of BLOCK_BYTES whatever sizes they were written in.
+
+    zlib-ng's deflate, unlike zlib's, packs the same text differently when it arrives in other
+    pieces; the pieces here are formatted batches, whose sizes differ between a whole export and
+    its fanned-out chunks. Fixed blocks make the file depend on its text only.
+    """
+
+    BLOCK_BYTES = 1 << 20
+
+    def __init__(self, stream):
+        self._stream = stream
+        self._pending = bytearray()
+        self._written = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        """Bytes written so far (Parquet's writer asks)."""
+        return self._written
+
+    def write(self, data) -> int:
+        self._pending += data
+        self._written += len(data)
+        if len(self._pending) >= self.BLOCK_BYTES:
+            whole = len(self._pending) - len(self._pending) % self.BLOCK_BYTES
+            view = memoryview(self._pending)
+            for start in range(0, whole, self.BLOCK_BYTES):
+                self._stream.write(view[start : start + self.BLOCK_BYTES])
+            view.release()
+            del self._pending[:whole]
+        return len(data)
+
+    def close(self) -> None:
+        if not self.closed:
+            if self._pending:
+                self._stream.write(bytes(self._pending))
+                self._pending.clear()
+            self._stream.close()
+        super().close()
+
+
 class _PartWriter:
     """One file: bytes (CSV, JSON Lines) or record batches (Parquet, when `parquet_schema` is given),
-    through gzip or zip, counted and hashed on their way to the disk."""
+    through gzip, zstd or zip, counted and hashed on their way to the disk (compression runs on the
+    write-behind thread: `write` hands the bytes over)."""
 
     def __init__(self, path: Path, settings: OutputSettings, header: bytes, behind: WriteBehind, parquet_schema: pa.Schema | None = None):
         self.path = path
@@ -272,13 +319,19 @@ class _PartWriter:
         self._sink = _HashingSink(self._raw)
         self._zip = None
         if settings.compression == "gzip":
-            self._stream = gzip.GzipFile(
+            # zlib-ng's deflate: at level 6 about 2x zlib's speed for a file about 1.5% larger (bench/RESULTS.md), read by any gzip -d.
+            gzip_file = gzip_ng.GzipFile(
                 filename="",
                 mode="wb",
                 fileobj=self._sink,
                 compresslevel=settings.compression_level,
                 mtime=int(settings.archive_time.timestamp()),
             )
+            self._stream = _FixedBlocks(gzip_file)
+        elif settings.compression == "zstd":
+            # One frame with a checksum, as the zstd tool writes; no content size (the rows stream in).
+            compressor = zstandard.ZstdCompressor(level=ZSTD_LEVEL, write_checksum=True)
+            self._stream = compressor.stream_writer(self._sink, closefd=False)
         elif settings.compression == "zip":
             self._zip = zipfile.ZipFile(self._sink, mode="w", compression=zipfile.ZIP_DEFLATED, compresslevel=settings.compression_level)
             entry = zipfile.ZipInfo(path.name.removesuffix(".zip"), date_time=settings.archive_time.timetuple()[:6])

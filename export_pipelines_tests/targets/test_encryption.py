@@ -21,6 +21,7 @@ import sqlalchemy as sa
 from export_pipelines.spec.loader import load_config
 from export_pipelines_tests.conftest import run_export, write_config
 from export_pipelines_tests.sample_data import create_sample_tables
+from export_pipelines_tests.stage_runs import decompressed
 
 PASSPHRASE = "correct horse battery staple"
 
@@ -185,9 +186,10 @@ def test_encryption_mistakes_are_named_at_load(tmp_path, encrypt, key_path, mess
     assert "hunter2" not in str(problem)
 
 
-@pytest.mark.parametrize("file_format", ["parquet", "jsonl"])
-def test_other_formats_are_delivered_and_encrypted_like_csv(partner, keys, tmp_path, file_format):
-    """Parquet and JSON Lines, compressed and encrypted, on each server: the partner's gpg and pyarrow/json read them back."""
+@pytest.mark.parametrize(("file_format", "compression"), [("parquet", "gzip"), ("jsonl", "zstd")])
+def test_other_formats_are_delivered_and_encrypted_like_csv(partner, keys, tmp_path, file_format, compression):
+    """Parquet and JSON Lines, compressed (gzip, zstd) and encrypted, on each server: the partner's gpg, gzip or zstd
+    tool and pyarrow/json read them back."""
     import decimal
     import io
 
@@ -197,11 +199,12 @@ def test_other_formats_are_delivered_and_encrypted_like_csv(partner, keys, tmp_p
     create_sample_tables(source)
     _config_keys(tmp_path, keys.partner)
     spec = {"name": f"typed_{file_format}", "model": "customers", "fields": ["id", "email"], "order": ["id"], "format": file_format,
-            "compression": "gzip", "encrypt": {"recipients": ["keys/partner.asc"]}, "target": {"connection": "partner", "path": partner.folder}}
+            "compression": compression, "encrypt": {"recipients": ["keys/partner.asc"]}, "target": {"connection": "partner", "path": partner.folder}}
     run = run_export(spec, source, tmp_path, connections={"connections": {"partner": partner.connection}})
     [delivered] = run.metadata["file_names"]
-    assert delivered.endswith(f".{file_format}.gz.pgp")
-    plain = gzip.decompress(keys.gpg("--decrypt", data=partner.read(delivered)).stdout)
+    suffix = {"gzip": "gz", "zstd": "zst"}[compression]
+    assert delivered.endswith(f".{file_format}.{suffix}.pgp")
+    plain = decompressed(keys.gpg("--decrypt", data=partner.read(delivered)).stdout, compression)
     with sa.create_engine(source).connect() as connection:
         expected = [{"id": i, "email": e} for i, e in connection.execute(sa.text("SELECT id, email FROM customers ORDER BY id"))]
     if file_format == "parquet":
