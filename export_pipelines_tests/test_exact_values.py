@@ -652,6 +652,17 @@ def test_mariadb_fast_path_counts_and_reads_one_snapshot(mariadb_database_url, t
     assert run.extracted.rows == run.extracted.expected_rows == 2
 
 
+def test_a_mariadb_bit_column_reads_as_the_boolean_it_holds(mariadb_database_url, fast, tmp_path, monkeypatch):
+    create_table(mariadb_database_url, "bits", {"id": "bigint", "flag": "bit(1)"}, [(1, 1), (2, 0), (3, None)])
+    models = model("bits", {"flag": {"type": "boolean"}})
+    spec = {"name": "bits", "model": "bits", "order": "id", "fields": ["id", "flag"]}
+    run = run_stages(mariadb_database_url, tmp_path, spec, fast=fast, monkeypatch=monkeypatch, models=models)
+    assert run.content == b"id,flag\r\n1,true\r\n2,false\r\n3,\r\n"
+    falses = {**spec, "filters": {"flag": {"conditions": {"$is": False}}}}
+    run = run_stages(mariadb_database_url, tmp_path / "falses", falses, fast=fast, monkeypatch=monkeypatch, models=models)
+    assert run.content == b"id,flag\r\n2,false\r\n"
+
+
 def test_mariadb_json_properties_and_booleans_that_do_not_fit_are_bad_rows(mariadb_database_url, fast, tmp_path, monkeypatch):
     create_table(mariadb_database_url, "docs", {"id": "bigint", "doc": "longtext", "flag": "tinyint(1)"},
                  [(1, '{"tier": "gold", "n": 1.50, "gone": null}', 1), (2, '{"tier": "gold"', 0), (3, '{"tier": "gold"}', 2),

@@ -170,6 +170,18 @@ def test_the_demo_config_matches_the_demo_database(tmp_path, source):
     assert result.stdout.rstrip().endswith(": 0 problem(s)")
 
 
+def test_the_demo_config_matches_the_demo_mariadb_database(mariadb_database_url):
+    """MariaDB keeps JSON as LONGTEXT and booleans as TINYINT(1): readable, their values checked row by row."""
+    generate_demo_database(mariadb_database_url, customers=20, seed=3)
+    engine = sa.create_engine(mariadb_database_url)
+    with engine.begin() as connection:  # a native JSON column and a BIT(1) boolean read too
+        connection.exec_driver_sql("ALTER TABLE vouchers MODIFY metadata JSON, MODIFY active BIT(1)")
+    engine.dispose()
+    result = run_validate(bundled_demo_config(), mariadb_database_url)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.rstrip().endswith(": 0 problem(s)")
+
+
 def test_an_unreachable_source_is_one_clear_error(tmp_path):
     result = run_validate(bundled_demo_config(), "postgresql://nobody:secret-pw@127.0.0.1:1/none")
     assert result.returncode == 1

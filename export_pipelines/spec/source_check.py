@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.mysql import types as mysql_types
 
 from export_pipelines.stages.dialects import sqlite_affinity
 
@@ -41,6 +42,7 @@ def check_source(config: ExportConfig, engine: sa.Engine) -> list[SpecProblem]:
     uses = _uses(config, document)
     entries = _entry_names(config, document)
     sqlite = engine.dialect.name == "sqlite"
+    mysql = engine.dialect.name in ("mysql", "mariadb")
     problems = []
     with engine.connect() as connection:
         inspector = sa.inspect(connection)
@@ -62,7 +64,7 @@ def check_source(config: ExportConfig, engine: sa.Engine) -> list[SpecProblem]:
                     message = f"table {model.table} has no column {column}{closest(column, columns)}"
                     problems.append(_problem(document, (*entry, "fields", field_name, "column"), message, _users([users])))
                     continue
-                need = unreadable(field, reflected, sqlite)
+                need = unreadable(field, reflected, sqlite, mysql=mysql)
                 if need is None and sqlite and _holds_numbers(connection, field, reflected, schema or None, table, column):
                     need = "a TEXT column holding ISO 8601 text"
                 if need is not None:
@@ -99,16 +101,22 @@ def _article(field_type: str) -> str:
     return f"an {field_type}" if field_type[0] in "aeiou" else f"a {field_type}"
 
 
-def unreadable(field: FieldDef, column_type: sa.types.TypeEngine, sqlite: bool) -> str | None:
+def unreadable(field: FieldDef, column_type: sa.types.TypeEngine, sqlite: bool, *, mysql: bool = False) -> str | None:
     """What a column of `column_type` would need to be for the extract to read it as `field`, or None when it reads.
 
-    A type SQLAlchemy does not know (a PostgreSQL extension's) cannot be judged and passes.
+    A type SQLAlchemy does not know (a PostgreSQL extension's) cannot be judged and passes. On
+    MySQL/MariaDB (`mysql`) a boolean is a TINYINT(1) or BIT(1), and JSON may be text (MariaDB's
+    JSON is LONGTEXT with a json_valid check): the extract checks their values row by row.
     """
     kind = column_type
     if isinstance(kind, sa.types.NullType):
         return None
     if sqlite:
         return _sqlite_unreadable(field, sqlite_affinity(kind))
+    if mysql and field.type == "boolean" and (isinstance(kind, sa.Integer) or (isinstance(kind, mysql_types.BIT) and kind.length == 1)):
+        return None
+    if mysql and field.type == "json" and isinstance(kind, sa.String):
+        return None
     exact_number = isinstance(kind, sa.Integer) or (isinstance(kind, sa.Numeric) and not isinstance(kind, sa.Float))
     match field.type:
         case "integer":

@@ -187,6 +187,12 @@ class MysqlDialect(SourceDialect):
     )
     snapshot_statement = "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY"
 
+    def value(self, column, source):
+        if source.json_property is None and source.field_type == "boolean":
+            # A BIT(1) column reads as bytes, and b'\x00' is true to Python: its number (0 or 1), as a TINYINT(1) reads.
+            return sa.type_coerce(column.op("+")(constant(0)), sa.Integer())
+        return super().value(column, source)
+
     def by_code_point(self, text):
         as_utf8 = sa.cast(text, mysql_sql.CHAR(charset="utf8mb4"))
         return sa.type_coerce(sa.cast(as_utf8, sa.LargeBinary), Utf8Bytes())
