@@ -309,6 +309,25 @@ def test_rows_without_a_chunk_key_fail_the_plan_step_by_name(tmp_path):
     assert "parallel.by" in message
 
 
+def test_a_key_that_does_not_fit_its_field_is_one_bad_row_of_one_chunk(tmp_path):
+    """SQLite lets an integer column hold 7.5 or 'abc': such a row is read by the first chunk only
+    (a 7.5 would also fall in the range [7, 10)), and listed once, as the unsplit export lists it."""
+    url = f"sqlite:///{tmp_path / 'source.sqlite'}"
+    engine = sa.create_engine(url)
+    with engine.begin() as connection:
+        connection.exec_driver_sql("CREATE TABLE t_bad (id BIGINT PRIMARY KEY, k BIGINT, name TEXT)")
+        connection.exec_driver_sql("INSERT INTO t_bad VALUES (1, 1, 'a'), (3, 7.5, 'r'), (4, 3, 'b'), (5, 9, 'c'), (6, 10, 'd')")
+    engine.dispose()
+    models = {"models": {"t_bad": {"table": "t_bad", "primary_key": "id", "fields": {
+        "id": {"type": "integer"}, "k": {"type": "integer"}, "name": {"type": "string"}}}}}
+    spec = {"name": "bad_keys", "model": "t_bad", "fields": ["id", "k", "name"], "order": ["k"], "max_bad_rows": 1, "file_name": "bad_keys.{ext}"}
+    whole = run_export(spec, url, tmp_path / "whole", models=models)
+    fanned = run_export({**spec, "parallel": {"chunks": 4, "by": "k"}}, url, tmp_path / "fanned", models=models)
+    assert fanned.files == whole.files == {"bad_keys.csv": b"id,k,name\r\n1,1,a\r\n4,3,b\r\n5,9,c\r\n6,10,d\r\n"}
+    assert fanned.metadata["rows_rejected"] == whole.metadata["rows_rejected"] == 1
+    assert Path(fanned.metadata["rejected_file"]).read_bytes() == Path(whole.metadata["rejected_file"]).read_bytes()
+
+
 def in_process_export_job() -> dg.JobDefinition:
     """The export job of reexecution_target, its steps in one process: the export's own job gives each
     step a process (about 2 s each here), which the re-execution does not depend on."""

@@ -235,10 +235,14 @@ def routed_sources(plan: ExportPlan, dialect: SourceDialect, table: sa.Table | N
 
 
 def key_range_clause(table: sa.Table, key_range: KeyRange, dialect: SourceDialect) -> sa.ColumnElement[bool]:
+    """The chunk's rows: keys that fit the field, in [low, high); and for the chunk `with_unfit`, the
+    rows whose key does not fit (SQLite's 7.5 or 'abc' in an integer column), so each row is read once."""
     key = comparable(table, key_range.source, dialect)
-    clause = sa.and_(key >= key_range.low, key < key_range.high)
-    unfit = [check.fails for check in checks(table, key_range.source, dialect)] if key_range.with_unfit else []
-    return sa.or_(clause, *unfit) if unfit else clause
+    unfit = [check.fails for check in checks(table, key_range.source, dialect)]
+    # A value that does not fit may still compare into a range (7.5 is in [7, 10)): ranges take fitting keys only.
+    fits = [sa.not_(sa.func.coalesce(fails, sa.false())) for fails in unfit]
+    clause = sa.and_(key >= key_range.low, key < key_range.high, *fits)
+    return sa.or_(clause, *unfit) if key_range.with_unfit and unfit else clause
 
 
 def key_bounds_query(plan: ExportPlan, key: SourceRef, dialect: SourceDialect, window: TimeWindow | None = None) -> sa.Select:
