@@ -8,9 +8,11 @@ Dagster reads the op signatures' annotations as real types.)
 """
 
 
+import contextlib
 import dataclasses
 import datetime as dt
 import functools
+import re
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -31,7 +33,7 @@ from export_pipelines.stages.extract import extract_to_stage_file
 from export_pipelines.stages.query import TimeWindow
 from export_pipelines.stages.mapping import map_stage_file
 from export_pipelines.stages.stage_files import read_batches, read_schema
-from export_pipelines.stages.work_location import copy_file, join, remove_tree, work_root_from_environment
+from export_pipelines.stages.work_location import copy_file, is_remote, join, remove_tree, work_root_from_environment
 from export_pipelines.spec.connections import DeliveryConnection
 from export_pipelines.fan_out import fanned_ops
 from export_pipelines.targets.base import Delivery, DeliveredFile, LocalFile, Target
@@ -54,6 +56,8 @@ from export_pipelines.steps import (
 )
 
 ROWS_CHECK = "rows_written_match_expected"
+# A run's work folder is named by its Dagster run id (a UUID).
+RUN_ID_FOLDER = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 def build_export_asset(plan: ExportPlan, connections: Mapping[str, DeliveryConnection] | None = None) -> dg.AssetsDefinition:
@@ -300,6 +304,12 @@ def _remove_work_dirs(file_set: FileSet, local_folder: Path) -> None:
     }
     for folder in folders:
         remove_tree(folder, keep=work_root_from_environment())
+    # The run's own folder (export_work/<run_id>/) once no export of the run has files left in it.
+    for folder in folders:
+        parent = Path(folder).parent
+        if not is_remote(folder) and RUN_ID_FOLDER.fullmatch(parent.name):
+            with contextlib.suppress(OSError):  # not empty: another export of the run still works there
+                parent.rmdir()
 
 
 def definition_metadata(plan: ExportPlan) -> dict:

@@ -91,6 +91,9 @@ def test_an_export_with_its_work_folder_in_the_object_store_leaves_its_stage_fil
     assert delivered.files["customers.csv"] == expected
     # Delivered: the run's work files are gone from the object store too.
     assert not [key for key in _keys(moto_endpoint, s3_bucket) if f"/{delivered.result.run_id}/" in key]
+    # ... and no empty folder of the run is left in the local work folder.
+    local_work = tmp_path / "delivered" / "instance" / "storage" / "export_work"
+    assert not local_work.exists() or list(local_work.iterdir()) == []
 
 
 @pytest.mark.parametrize("value", ["/srv/work", "s3://", "gs://bucket/work"])
