@@ -71,20 +71,22 @@ def _k8s_executor() -> dg.ExecutorDefinition:
     return k8s_job_executor
 
 
-def export_executor() -> dg.ExecutorDefinition:
-    """The executor of one export's runs: its job's, and those UI backfills and Materialize launch (__ASSET_JOB)."""
+def _chosen_or(default: dg.ExecutorDefinition) -> dg.ExecutorDefinition:
+    """The deployment's executor ($EXPORT_EXECUTOR), else `default`."""
     choice = executor_choice()
     if choice == "celery":
         return _celery_executor()
-    return _k8s_executor() if choice == "k8s" else dg.in_process_executor
+    return _k8s_executor() if choice == "k8s" else default
+
+
+def export_executor() -> dg.ExecutorDefinition:
+    """The executor of one export's runs: its job's, and those UI backfills and Materialize launch (__ASSET_JOB)."""
+    return _chosen_or(dg.in_process_executor)
 
 
 def exports_executor() -> dg.ExecutorDefinition:
     """The executor of runs over several exports (all_exports): their steps run side by side."""
-    choice = executor_choice()
-    if choice == "celery":
-        return _celery_executor()
-    return _k8s_executor() if choice == "k8s" else dg.multiprocess_executor
+    return _chosen_or(dg.multiprocess_executor)
 
 
 def io_manager_resources() -> dict[str, dg.ConfigurableIOManager]:

@@ -37,6 +37,7 @@ from export_pipelines.stages.work_location import copy_file, is_remote, join, re
 from export_pipelines.spec.connections import DeliveryConnection
 from export_pipelines.fan_out import fanned_ops
 from export_pipelines.targets.base import Delivery, DeliveredFile, LocalFile, Target
+from export_pipelines.targets.remote import RUN_ID_PATTERN
 from export_pipelines.targets.registry import downloads_folder, target_for
 from export_pipelines.steps import (
     FileSet,
@@ -56,8 +57,8 @@ from export_pipelines.steps import (
 )
 
 ROWS_CHECK = "rows_written_match_expected"
-# A run's work folder is named by its Dagster run id (a UUID).
-RUN_ID_FOLDER = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+# A run's work folder is named by its Dagster run id.
+RUN_ID_FOLDER = re.compile(RUN_ID_PATTERN)
 
 
 def build_export_asset(plan: ExportPlan, connections: Mapping[str, DeliveryConnection] | None = None) -> dg.AssetsDefinition:

@@ -44,7 +44,7 @@ from export_pipelines.stages.mapping import map_batch, map_stage_file, maps_noth
 from export_pipelines.stages.query import KeyRange
 from export_pipelines.stages.serialization import LINES_SCHEMA, lines_join_exactly, row_lines
 from export_pipelines.stages.stage_files import read_batches, read_schema, stage_writer
-from export_pipelines.stages.work_location import exists, join
+from export_pipelines.stages.work_location import join
 from export_pipelines.steps import (
     FileSet,
     RunFacts,
@@ -53,6 +53,7 @@ from export_pipelines.steps import (
     export_window,
     keep_rejected_list,
     output_settings,
+    require_earlier_files,
     rerun_command,
     storage_dir,
     tag_export_run,
@@ -179,13 +180,17 @@ def fanned_ops(plan: ExportPlan, retry_schedule: RetrySchedule | None, upstream_
                 done = map_chunk_rows(plan, extracted, join(folder, f"{label}.mapped.arrow"))
         return dg.Output(done, metadata={"rows_in": extracted.rows, "rows_out": done.rows})
 
-    @dg.op(name=op_name_for(name, "join_chunks"), description=f"Join the chunks into the {spec.format.upper()} files ({spec.compression}).")
-    def join_chunks(context: dg.OpExecutionContext, chunks: list[ChunkFile]) -> dg.Output[FileSet]:
+    def collected(context: dg.OpExecutionContext, chunks: list[ChunkFile]) -> tuple[list[ChunkFile], RunFacts]:
+        """The chunks in key order, each checked to be there (a re-execution reads an earlier run's), and their facts together."""
         tag_export_run(context, plan)
         ordered = sorted(chunks, key=lambda c: c.chunk.index)
         for chunk in ordered:
             note_reused_chunk(context, chunk, name)
-        facts = joined_facts(context, plan, ordered)
+        return ordered, joined_facts(context, plan, ordered)
+
+    @dg.op(name=op_name_for(name, "join_chunks"), description=f"Join the chunks into the {spec.format.upper()} files ({spec.compression}).")
+    def join_chunks(context: dg.OpExecutionContext, chunks: list[ChunkFile]) -> dg.Output[FileSet]:
+        ordered, facts = collected(context, chunks)
         lines = all(chunk.lines for chunk in ordered)
         batches = itertools.chain.from_iterable(read_batches(chunk.path, spec.batch_size) for chunk in ordered)
         rows = sum(chunk.rows for chunk in ordered)
@@ -195,11 +200,7 @@ def fanned_ops(plan: ExportPlan, retry_schedule: RetrySchedule | None, upstream_
 
     @dg.op(name=op_name_for(name, "combine_chunks"), description="Combine the chunks' partial aggregates: one row per group.")
     def combine_chunks(context: dg.OpExecutionContext, chunks: list[ChunkFile]) -> dg.Output[StageFile]:
-        tag_export_run(context, plan)
-        ordered = sorted(chunks, key=lambda c: c.chunk.index)
-        for chunk in ordered:
-            note_reused_chunk(context, chunk, name)
-        facts = joined_facts(context, plan, ordered)
+        ordered, facts = collected(context, chunks)
         destination = join(work_dir(context, name), "aggregated.arrow")
         with unwritable_values_fail(name):
             result = aggregate_partial_files(plan, [chunk.path for chunk in ordered], destination, batch_size=spec.batch_size)
@@ -214,18 +215,8 @@ def fanned_ops(plan: ExportPlan, retry_schedule: RetrySchedule | None, upstream_
 
 
 def note_reused_chunk(context: dg.OpExecutionContext, chunk: ChunkFile, export: str) -> None:
-    """As steps.note_reused_input, for a chunk's stage file. Raises dg.Failure when it is gone."""
-    if f"/{context.run_id}/" in chunk.work_dir:
-        return
-    context.log.info(f"Re-execution: using the files an earlier run of this export left for {chunk.chunk.label} in {chunk.work_dir}")
-    if not exists(chunk.path):
-        raise dg.Failure(
-            description=(
-                f"For export {export}, this re-execution needs {chunk.path}, which an earlier run left, and it is gone: that "
-                f"run's files were delivered (by its own step or a re-execution of it: a run's work files are removed once it "
-                f"delivers), or it was deleted. Start a new run of the export instead of re-executing this one."
-            )
-        )
+    """As steps.note_reused_input, for a chunk's stage file."""
+    require_earlier_files(context, chunk.work_dir, [chunk.path], export, chunk.chunk.label)
 
 
 def map_chunk_rows(plan: ExportPlan, extracted: ChunkFile, destination: str) -> ChunkFile:

@@ -11,6 +11,7 @@ from collections.abc import Iterator, Mapping
 import dagster as dg
 from dagster._core.definitions.assets.job.asset_job import IMPLICIT_ASSET_JOB_NAME
 from dagster._core.definitions.reconstruct import ReconstructableJob, ReconstructableRepository
+from dagster._core.definitions.repository_definition import SINGLETON_REPOSITORY_NAME
 from dagster._core.execution.api import create_execution_plan, execute_run
 from dagster._core.execution.plan.state import KnownExecutionState
 from dagster._core.remote_origin import ManagedGrpcPythonEnvCodeLocationOrigin, RemoteJobOrigin, RemoteRepositoryOrigin
@@ -27,8 +28,6 @@ CODE_LOCATION_FUNCTION = "load_definitions"
 # pyproject's [tool.dagster]): the command line's runs record it, so the UI can re-execute them.
 LOCATION_NAME_ENV_VAR = "EXPORT_CODE_LOCATION_NAME"
 DEFAULT_LOCATION_NAME = "export_pipelines"
-# Dagster's name for the repository a Definitions object makes.
-REPOSITORY_NAME = "__repository__"
 # Asset jobs Dagster builds for scripts' materialize(); the code location's own implicit
 # asset job (__ASSET_JOB: UI backfills and Materialize, `dagster asset materialize`) has their steps.
 EPHEMERAL_JOB_PREFIX = "__ephemeral"
@@ -54,7 +53,7 @@ def remote_origin(job_name: str) -> RemoteJobOrigin:
         LoadableTargetOrigin(executable_path=sys.executable, module_name=CODE_LOCATION_MODULE, working_directory=os.getcwd()),
         os.environ.get(LOCATION_NAME_ENV_VAR) or DEFAULT_LOCATION_NAME,
     )
-    return RemoteRepositoryOrigin(location, REPOSITORY_NAME).get_job_origin(job_name)
+    return RemoteRepositoryOrigin(location, SINGLETON_REPOSITORY_NAME).get_job_origin(job_name)
 
 
 def console_run_config(log_level: str, redirect_to_download: bool = False) -> dict:

@@ -108,18 +108,25 @@ def note_reused_input(context: dg.OpExecutionContext, stage: StageFile | FileSet
     """A re-execution from a failed step reads the earlier run's stage files instead of querying
     again: say so. Raises dg.Failure, naming the export and what to do, when those files are gone:
     a run's work files are removed once it (or a re-execution of it) has delivered."""
-    if f"/{context.run_id}/" in stage.facts.work_dir:
-        return
-    context.log.info(f"Re-execution: using the files an earlier run of this export left in {stage.facts.work_dir}")
     if isinstance(stage, StageFile):
         needed = [stage.path]
     else:
         needed = [join(stage.stored_in, file.name) for file in stage.files] if stage.stored_in else [str(file.path) for file in stage.files]
+    require_earlier_files(context, stage.facts.work_dir, needed, export)
+
+
+def require_earlier_files(context: dg.OpExecutionContext, work_dir: str, needed: list[str], export: str, label: str = "") -> None:
+    """When `work_dir` is an earlier run's (a re-execution), say so (for `label`, a chunk's name,
+    when given), and raise dg.Failure naming the export and what to do if any of the `needed` files is gone."""
+    if f"/{context.run_id}/" in work_dir:
+        return
+    left_for = f" for {label}" if label else ""
+    context.log.info(f"Re-execution: using the files an earlier run of this export left{left_for} in {work_dir}")
     gone = [location for location in needed if not exists(location)]
     if gone:
         raise dg.Failure(
             description=(
-                f"For export {export}, this re-execution needs the files an earlier run left in {stage.facts.work_dir}, "
+                f"For export {export}, this re-execution needs the files an earlier run left in {work_dir}, "
                 f"and {gone[0]} is gone: that run's files were delivered (by the run's own step, or a re-execution of it: "
                 f"a run's work files are removed once it delivers), or they were deleted. Look at the window's latest run (`export-pipelines log {export}`); "
                 f"to deliver the window again, start a new run of it instead of re-executing this one."

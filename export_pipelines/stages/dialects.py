@@ -129,7 +129,7 @@ class SourceDialect:
         return None
 
     def json_property(self, column: sa.ColumnElement, prop: str) -> sa.ColumnElement:
-        path = sa.bindparam(None, f'$."{prop}"', type_=sa.Text)
+        path = _json_path(prop)
         return sa.func.json_unquote(sa.func.json_extract(column, path))
 
     def position(self, column: sa.ColumnElement, value: str) -> sa.ColumnElement | None:
@@ -224,7 +224,7 @@ class MysqlDialect(SourceDialect):
         return sa.cast(column, mysql_sql.CHAR(charset="utf8mb4"))
 
     def json_property(self, column, prop):
-        path = sa.bindparam(None, f'$."{prop}"', type_=sa.Text)
+        path = _json_path(prop)
         found = sa.func.json_extract(column, path)
         return sa.case(
             (_invalid_json_mysql(column), sa.null()),
@@ -534,7 +534,7 @@ class SqliteDialect(SourceDialect):
         return Routed(text, not_text, _UTC_ISO_PATTERN, "0000", _CANONICAL_SECONDS_PATTERN, _UTC_ISO_REWRITE)
 
     def json_property(self, column, prop):
-        path = sa.bindparam(None, f'$."{prop}"', type_=sa.Text)
+        path = _json_path(prop)
         kind = sa.func.json_type(column, path)
         return sa.case(
             (_invalid_json(column), sa.null()),

@@ -19,7 +19,6 @@ import logging
 from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
-from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -254,12 +253,12 @@ def _extract_rows_with_adbc(
     rows_sql = arrow_extract.literal_sql(query, engine.dialect)
     count_sql = arrow_extract.literal_sql(count_query(query), engine.dialect)
     with arrow_extract.ArrowConnection(engine.url) as connection, arrow_extract.SnapshotRows(connection, rows_sql, batch_size, count_sql) as read:
-        reread = None
-        if routes:
-            def reread(batch: pa.RecordBatch, first: bool) -> pa.RecordBatch:
-                return _read_failing_rows_exactly(plan, dialect, engine.dialect, window, connection, batch, routes, first=first)
+
+        def reread(batch: pa.RecordBatch, first: bool) -> pa.RecordBatch:
+            return _read_failing_rows_exactly(plan, dialect, engine.dialect, window, connection, batch, routes, first=first)
+
         try:
-            return _write_arrow_rows(plan, path, read, extracted_at, bad_rows, reread=reread, text_checked=routes.keys())
+            return _write_arrow_rows(plan, path, read, extracted_at, bad_rows, reread=reread if routes else None, text_checked=routes.keys())
         except _RoutedReadUnhelpful as reason:
             logger.info("%s: %s; reading every row through the per-row SQL", plan.name, reason)
     # Nothing was listed yet (the first batch decided): the stage file is written anew.
@@ -373,12 +372,13 @@ def _read_failing_rows_exactly(
         # The per-row SQL passes text that only looks canonical on to the conversion, whose parse is laxer.
         arrow_extract.refuse_unparsable_text(exact.column(index).combine_chunks(), plan.sources[index])
     # The kept rows, then the rows read again, put back in the batch's order.
-    positions = pa.concat_arrays([pc.indices_nonzero(pc.invert(failing)), pc.indices_nonzero(failing)])
+    kept = pc.invert(failing)
+    positions = pa.concat_arrays([pc.indices_nonzero(kept), pc.indices_nonzero(failing)])
     order = pc.sort_indices(positions)
     columns = []
     for name, field in zip(values.schema.names, values.schema, strict=True):
         again = arrow_extract.same_type(exact.column(name).combine_chunks(), field.type, name)
-        columns.append(pa.concat_arrays([values.column(name).filter(pc.invert(failing)), again]).take(order))
+        columns.append(pa.concat_arrays([values.column(name).filter(kept), again]).take(order))
     return pa.RecordBatch.from_arrays(columns, names=values.schema.names)
 
 

@@ -28,8 +28,8 @@ CLOCK_SLACK_SECONDS = 2.0
 
 # `.{export}.{run id}.{final name}.part`: hidden from receivers that skip dot files, never a
 # valid export file name (those cannot start with a dot), and owned by exactly one run.
-_RUN_ID = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"  # Dagster's run ids are UUIDs
-_TEMPORARY = re.compile(rf"^\.(?P<export>[a-z0-9_]+)\.(?P<run_id>{_RUN_ID})\..+\.part$", re.DOTALL)
+RUN_ID_PATTERN = r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}"  # Dagster's run ids are UUIDs
+_TEMPORARY = re.compile(rf"^\.(?P<export>[a-z0-9_]+)\.(?P<run_id>{RUN_ID_PATTERN})\..+\.part$", re.DOTALL)
 MAX_NAME_BYTES = 255
 # A temporary whose run the instance does not know (its history purged, or another Dagster
 # deployment delivering to the same folder) is swept once it has not changed for this long:
@@ -206,7 +206,7 @@ class DeliveryOptions:
     named_after_run: Callable[[str], str] | None = None
 
     def __post_init__(self) -> None:
-        if not re.fullmatch(_RUN_ID, self.run_id):
+        if not re.fullmatch(RUN_ID_PATTERN, self.run_id):
             raise ValueError(f"run id {self.run_id!r} is not a Dagster run id (a UUID)")
 
     def owns_temporary(self, temporary: Temporary) -> bool:
@@ -393,7 +393,7 @@ class RemoteTarget(Target):
                 if (key := self._set_key(entry.name)) is not None:
                     sets.setdefault(key, []).append(entry)
             current = {key for key, members in sets.items() if any(entry.name in just_delivered for entry in members)}
-            stale_parts = [entry.name for key in current for entry in sets[key] if entry.name not in just_delivered]
+            stale_parts = {entry.name for key in current for entry in sets[key] if entry.name not in just_delivered}
             retired = sorted(stale_parts)
             if keep is not None:
                 beside = self._delivered_since_this_run_started(sets, current, just_delivered)
