@@ -173,6 +173,7 @@ def methods_for(database: str, sqlite_path: Path, out: Path, sources: list[str],
     pg, sq, my = pg_url(database), f"sqlite:///{sqlite_path}", mariadb_url(database)
     fast_off = {"EXPORT_FAST_EXTRACT": "0"}
     shortcut_off = {"EXPORT_MAPPING_SHORTCUT": "0"}
+    format_after = {"EXPORT_FORMAT_WHILE_EXTRACTING": "0"}
     copy_to_stdout = shlex.join(psql(database, f"\\copy ({ROWS_SQL}) TO STDOUT CSV HEADER"))
     # The client's tab-separated batch output, its fastest way to a file (INTO OUTFILE writes on the server's side).
     mariadb_batch = shlex.join(mariadb(database, ROWS_SQL, "--batch", "--quick"))
@@ -180,6 +181,7 @@ def methods_for(database: str, sqlite_path: Path, out: Path, sources: list[str],
     postgresql = [
         Method("psql \\copy csv", None, psql(database, f"\\copy ({ROWS_SQL}) TO '{out / 'psql.csv'}' CSV HEADER"), out / "psql.csv"),
         Method("export pg csv", "psql \\copy csv", [*stage, pg, str(out / "pg")], out / "pg" / "export.csv"),
+        Method("export pg csv, formatted after extract", "psql \\copy csv", [*stage, pg, str(out / "pg_after")], out / "pg_after" / "export.csv", format_after),
         Method("export pg csv, fast extract off", "psql \\copy csv", [*stage, pg, str(out / "pg_off")], out / "pg_off" / "export.csv", fast_off, slow=True),
         Method("export pg csv, mapping shortcut off", "psql \\copy csv", [*stage, pg, str(out / "pg_map")], out / "pg_map" / "export.csv", shortcut_off),
         Method("pandas read_sql+to_csv pg", "psql \\copy csv", [*pandas, pg, str(out / "pandas_pg.csv")], out / "pandas_pg.csv", slow=True),
@@ -200,12 +202,14 @@ def methods_for(database: str, sqlite_path: Path, out: Path, sources: list[str],
     sqlite = [
         Method("sqlite3 -csv", None, ["bash", "-c", f"{shlex.join(['sqlite3', '-csv', '-header', str(sqlite_path), ROWS_SQL])} > {out / 'sqlite3.csv'}"], out / "sqlite3.csv"),
         Method("export sqlite csv", "sqlite3 -csv", [*stage, sq, str(out / "sq")], out / "sq" / "export.csv"),
+        Method("export sqlite csv, formatted after extract", "sqlite3 -csv", [*stage, sq, str(out / "sq_after")], out / "sq_after" / "export.csv", format_after),
         Method("export sqlite csv, fast extract off", "sqlite3 -csv", [*stage, sq, str(out / "sq_off")], out / "sq_off" / "export.csv", fast_off, slow=True),
         Method("pandas read_sql+to_csv sqlite", "sqlite3 -csv", [*pandas, sq, str(out / "pandas_sq.csv")], out / "pandas_sq.csv", slow=True),
     ]
     mysql = [
         Method("mariadb --batch --quick", None, ["bash", "-c", f"{mariadb_batch} > {out / 'mariadb.tsv'}"], out / "mariadb.tsv"),
         Method("export mariadb csv", "mariadb --batch --quick", [*stage, my, str(out / "my")], out / "my" / "export.csv"),
+        Method("export mariadb csv, formatted after extract", "mariadb --batch --quick", [*stage, my, str(out / "my_after")], out / "my_after" / "export.csv", format_after),
         Method("export mariadb csv, fast extract off", "mariadb --batch --quick", [*stage, my, str(out / "my_off")], out / "my_off" / "export.csv", fast_off, slow=True),
         Method("pandas read_sql+to_csv mariadb", "mariadb --batch --quick", [*pandas, my, str(out / "pandas_my.csv")], out / "pandas_my.csv", slow=True),
         Method("mariadb GROUP BY --batch", None, ["bash", "-c", f"{mariadb_group} > {out / 'mariadb_group.tsv'}"], out / "mariadb_group.tsv"),

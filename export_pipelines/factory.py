@@ -30,6 +30,7 @@ from export_pipelines.spec.export import ConnectionTarget, Incremental
 from export_pipelines.spec.plan import ExportPlan
 from export_pipelines.stages.aggregation import aggregate_stage_file
 from export_pipelines.stages.extract import extract_to_stage_file
+from export_pipelines.stages.lines_alongside import line_formatter
 from export_pipelines.stages.query import TimeWindow
 from export_pipelines.stages.mapping import map_stage_file
 from export_pipelines.stages.stage_files import read_batches, read_schema
@@ -48,6 +49,7 @@ from export_pipelines.steps import (
     keep_rejected_list,
     local_work_dir,
     note_reused_input,
+    output_settings,
     rerun_command,
     storage_dir,
     tag_export_run,
@@ -93,21 +95,38 @@ def build_export_asset(plan: ExportPlan, connections: Mapping[str, DeliveryConne
             engine = source_database.create_engine(storage_dir(context).parent)
             try:
                 result = extract_to_stage_file(
-                    engine, plan, join(folder, "extract.arrow"), batch_size=spec.batch_size, window=window, max_bad_rows=spec.max_bad_rows
+                    engine,
+                    plan,
+                    join(folder, "extract.arrow"),
+                    batch_size=spec.batch_size,
+                    window=window,
+                    max_bad_rows=spec.max_bad_rows,
+                    # Formatted while extracting (stages/lines_alongside.py): serialize then only writes them out.
+                    lines_to=join(folder, "lines.arrow"),
+                    to_lines=line_formatter(plan, output_settings(plan, dt.datetime.now(dt.UTC))),
                 )
             finally:
                 engine.dispose()
         context.log.info(f"Extracted {result.rows} rows of {plan.model_name} from {safe_url(engine.url)}")
         rejected_file = keep_rejected_list(context, plan, folder, result.rejected)
         facts = RunFacts(result.expected_rows, result.extracted_at, folder, None, len(result.rejected), rejected_file)
-        stage = StageFile(str(result.path), result.rows, facts)
-        metadata = {"rows_out": result.rows, "rows_expected": result.expected_rows, "rows_rejected": len(result.rejected)}
+        stage = StageFile(str(result.path), result.rows, facts, None if result.lines is None else str(result.lines))
+        metadata = {
+            "rows_out": result.rows,
+            "rows_expected": result.expected_rows,
+            "rows_rejected": len(result.rejected),
+            "formatted_while_extracting": result.lines is not None,
+        }
         return dg.Output(stage, metadata=metadata)
 
     @dg.op(name=op_name_for(name, "map"), description="Rename, Default and Replace values, column at a time.")
     def map_fields(context: dg.OpExecutionContext, extracted: StageFile) -> dg.Output[StageFile]:
         tag_export_run(context, plan)
         note_reused_input(context, extracted, name)
+        if extracted.lines is not None:
+            # The extract mapped and formatted every row already; serialize writes its lines file out.
+            context.log.info(f"Mapped and formatted while extracting: {extracted.lines}")
+            return dg.Output(extracted, metadata={"rows_in": extracted.rows, "rows_out": extracted.rows})
         destination = join(work_dir(context, name), "mapped.arrow")
         with unwritable_values_fail(name):
             rows = map_stage_file(plan, extracted.path, destination, batch_size=spec.batch_size)
@@ -140,8 +159,15 @@ def build_export_asset(plan: ExportPlan, connections: Mapping[str, DeliveryConne
     def serialize(context: dg.OpExecutionContext, mapped: StageFile) -> dg.Output[FileSet]:
         tag_export_run(context, plan)
         note_reused_input(context, mapped, name)
+        rows_file = mapped.lines or mapped.path
         file_set = write_file_set(
-            context, plan, read_batches(mapped.path, spec.batch_size), read_schema(mapped.path), mapped.rows, mapped.facts
+            context,
+            plan,
+            read_batches(rows_file, spec.batch_size),
+            read_schema(rows_file),
+            mapped.rows,
+            mapped.facts,
+            preformatted=mapped.lines is not None,
         )
         return dg.Output(
             file_set,

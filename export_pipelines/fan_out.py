@@ -40,9 +40,10 @@ from export_pipelines.stages.aggregation import aggregate_partial_files, partial
 from export_pipelines.stages.bad_rows import BadRows, RejectedRow, TooManyBadRows
 from export_pipelines.stages.chunks import KeyWithoutValue, plan_chunks
 from export_pipelines.stages.extract import extract_to_stage_file
-from export_pipelines.stages.mapping import map_batch, map_stage_file, maps_nothing
+from export_pipelines.stages.lines_alongside import line_formatter
+from export_pipelines.stages.mapping import map_stage_file
 from export_pipelines.stages.query import KeyRange
-from export_pipelines.stages.serialization import LINES_SCHEMA, lines_join_exactly, row_lines
+from export_pipelines.stages.serialization import LINES_SCHEMA, lines_join_exactly
 from export_pipelines.stages.stage_files import read_batches, read_schema, stage_writer
 from export_pipelines.stages.work_location import join
 from export_pipelines.steps import (
@@ -225,14 +226,12 @@ def map_chunk_rows(plan: ExportPlan, extracted: ChunkFile, destination: str) -> 
 
 
 def write_chunk_lines(plan: ExportPlan, extracted: ChunkFile, destination: str) -> ChunkFile:
-    """The chunk's mapped rows written as the file's lines, in one pass over its extract."""
-    headers = [field.header for field in plan.fields]
-    settings = output_settings(plan, extracted.chunk.planned_at)
-    unchanged = maps_nothing(plan)
+    """The chunk's mapped rows written as the file's lines, in one pass over its extract (map_chunk checked that lines join exactly)."""
+    to_lines = line_formatter(plan, output_settings(plan, extracted.chunk.planned_at))
     rows = 0
     with stage_writer(destination, LINES_SCHEMA) as writer:
         for batch in read_batches(extracted.path, plan.spec.batch_size):
-            lines = row_lines(batch if unchanged else map_batch(plan, batch), headers, settings)
+            lines = to_lines(batch)
             writer.write_batch(lines)
             rows += lines.num_rows
     return dataclasses.replace(extracted, path=destination, rows=rows, lines=True)

@@ -52,6 +52,8 @@ class StageFile:
     path: str
     rows: int
     facts: RunFacts
+    # The same rows already mapped and written as the file's lines (stages/lines_alongside.py): serialize reads these.
+    lines: str | None = None
 
 
 @dataclass(frozen=True)
@@ -109,7 +111,7 @@ def note_reused_input(context: dg.OpExecutionContext, stage: StageFile | FileSet
     again: say so. Raises dg.Failure, naming the export and what to do, when those files are gone:
     a run's work files are removed once it (or a re-execution of it) has delivered."""
     if isinstance(stage, StageFile):
-        needed = [stage.path]
+        needed = [stage.path] if stage.lines is None else [stage.path, stage.lines]
     else:
         needed = [join(stage.stored_in, file.name) for file in stage.files] if stage.stored_in else [str(file.path) for file in stage.files]
     require_earlier_files(context, stage.facts.work_dir, needed, export)

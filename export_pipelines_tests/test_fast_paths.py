@@ -1,8 +1,8 @@
 """Every fast path writes the same bytes as the general path (bench/ measures how much faster).
 
 The fast paths: ADBC (PostgreSQL, SQLite) and connectorx (MySQL/MariaDB) extraction
-(EXPORT_FAST_EXTRACT), the identity-mapping shortcut (EXPORT_MAPPING_SHORTCUT) and
-write-behind threads (EXPORT_WRITE_BEHIND). Each export here runs through the stage
+(EXPORT_FAST_EXTRACT), the identity-mapping shortcut (EXPORT_MAPPING_SHORTCUT), write-behind
+threads (EXPORT_WRITE_BEHIND) and formatting while extracting (EXPORT_FORMAT_WHILE_EXTRACTING). Each export here runs through the stage
 functions once with all of them on and once with all off, on values exporters get wrong,
 in SQLite, PostgreSQL and MariaDB.
 """
@@ -160,8 +160,11 @@ def test_filtered_and_mapped_export_matches_too(vouchers_url, tmp_path, monkeypa
         "order": ["-start_date"],
     }
     with caplog.at_level(logging.INFO, logger="export_pipelines.stages.extract"):
-        fast = export_bytes(vouchers_url, tmp_path, spec, fast=True, monkeypatch=monkeypatch)
+        run = run_stages(vouchers_url, tmp_path, spec, fast=True, monkeypatch=monkeypatch)
     assert "row by row" not in caplog.text
+    # Mapped (default, replace, rename) and formatted on the extract's lines thread, not by map and serialize.
+    assert run.extracted.lines is not None
+    fast = b"".join(file.path.read_bytes() for file in run.files)
     general = export_bytes(vouchers_url, tmp_path, spec, fast=False, monkeypatch=monkeypatch)
     assert fast == general
     assert fast.count(b"\r\n") > 100

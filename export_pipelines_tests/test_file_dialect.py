@@ -225,8 +225,13 @@ def test_a_literal_percent_f_and_years_outside_the_zone(people, tmp_path):
     engine.dispose()
     berlin = spec("berlin", fields=["id", "seen"], timestamp_format="%d.%m.%Y", timestamp_timezone="Europe/Berlin")
     result = run_export(berlin, url, tmp_path / "b", models=MODELS, raise_on_error=False)
-    [failure] = [event.step_failure_data.error.message for event in result.result.get_step_failure_events()]
-    assert "For export berlin, seen: 9999-12-31T23:59:59+00:00 falls outside the years 0001-9999 in Europe/Berlin" in failure
+    [failure] = result.result.get_step_failure_events()
+    assert "For export berlin, seen: 9999-12-31T23:59:59+00:00 falls outside the years 0001-9999 in Europe/Berlin" in failure.step_failure_data.error.message
+    # In serialize, as before formatting moved into the extract: the lines written ahead were given up there.
+    assert failure.step_key.endswith("__serialize")
+    [extracted] = [event for event in result.result.all_events if event.is_successful_output and event.step_key.endswith("__extract")]
+    assert extracted.event_specific_data.metadata["formatted_while_extracting"].value is False
+    assert not list((tmp_path / "b").rglob("lines.arrow"))
 
 
 def test_null_text_read_by_yaml_as_no_value_is_explained(tmp_path):

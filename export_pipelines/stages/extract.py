@@ -47,6 +47,7 @@ from export_pipelines.stages.query import (
     pushes_down_aggregation,
     routed_sources,
 )
+from export_pipelines.stages.lines_alongside import LineFormatter, LinesAlongside, NoLines, lines_alongside
 from export_pipelines.stages.stage_files import stage_writer
 from export_pipelines.stages.work_location import Location, remove_file
 from export_pipelines.stages.write_behind import WriteBehind
@@ -62,6 +63,8 @@ class ExtractResult:
     expected_rows: int
     extracted_at: dt.datetime
     rejected: tuple[RejectedRow, ...] = ()
+    # The same rows already mapped and written as the file's lines (stages/lines_alongside.py), or None.
+    lines: Location | None = None
 
 
 def arrow_type(source: SourceRef) -> pa.DataType:
@@ -92,15 +95,20 @@ def extract_to_stage_file(
     window: TimeWindow | None = None,
     max_bad_rows: int = 0,
     key_range: KeyRange | None = None,
+    lines_to: Location | None = None,
+    to_lines: LineFormatter | None = None,
 ) -> ExtractResult:
     """Stream the query's rows (or, pushed down, its groups' partial aggregates) into `path`; memory is bounded by batch_size.
 
     key_range: only one chunk of a fanned-out export (stages/chunks.py).
+    lines_to, to_lines: also write the rows as the file's lines there, formatted while extracting
+    (stages/lines_alongside.py); the result's `lines` says whether they were.
     Raises TooManyBadRows once more than max_bad_rows rows hold a value their field cannot hold.
     """
     prepare_pyarrow()
     extracted_at = dt.datetime.now(dt.UTC)
     dialect = source_dialect(engine, plan)
+    lines = _LinesRequest(plan.name, lines_to, to_lines)
     if plan.aggregates and pushes_down_aggregation(plan, dialect):
         groups = _extract_group_partials(engine, dialect, plan, path, batch_size, window, extracted_at, key_range)
         if groups is not None:
@@ -108,10 +116,10 @@ def extract_to_stage_file(
     if arrow_extract.fast_extract_enabled() and not _has_audience_file(plan):
         fast = _extract_rows_with_connectorx if dialect.name == "mysql" else _extract_rows_with_adbc
         try:
-            return fast(engine, dialect, plan, path, batch_size, window, extracted_at, BadRows(plan.name, max_bad_rows), key_range)
+            return fast(engine, dialect, plan, path, batch_size, window, extracted_at, BadRows(plan.name, max_bad_rows), key_range, lines)
         except arrow_extract.FastPathUnavailable as reason:
             logger.info("Extracting %s row by row: %s", plan.name, reason)
-    return _extract_rows(engine, dialect, plan, path, batch_size, window, extracted_at, BadRows(plan.name, max_bad_rows), key_range)
+    return _extract_rows(engine, dialect, plan, path, batch_size, window, extracted_at, BadRows(plan.name, max_bad_rows), key_range, lines)
 
 
 def source_dialect(engine: sa.Engine, plan: ExportPlan) -> SourceDialect:
@@ -238,6 +246,7 @@ def _extract_rows_with_adbc(
     extracted_at: dt.datetime,
     bad_rows: BadRows,
     key_range: KeyRange | None = None,
+    lines: _LinesRequest | None = None,
     *,
     routed: bool = True,
 ) -> ExtractResult:
@@ -258,11 +267,11 @@ def _extract_rows_with_adbc(
             return _read_failing_rows_exactly(plan, dialect, engine.dialect, window, connection, batch, routes, first=first)
 
         try:
-            return _write_arrow_rows(plan, path, read, extracted_at, bad_rows, reread=reread if routes else None, text_checked=routes.keys())
+            return _write_arrow_rows(plan, path, read, extracted_at, bad_rows, reread=reread if routes else None, text_checked=routes.keys(), lines=lines)
         except _RoutedReadUnhelpful as reason:
             logger.info("%s: %s; reading every row through the per-row SQL", plan.name, reason)
     # Nothing was listed yet (the first batch decided): the stage file is written anew.
-    return _extract_rows_with_adbc(engine, dialect, plan, path, batch_size, window, extracted_at, bad_rows, key_range, routed=False)
+    return _extract_rows_with_adbc(engine, dialect, plan, path, batch_size, window, extracted_at, bad_rows, key_range, lines, routed=False)
 
 
 def _extract_rows_with_connectorx(
@@ -275,6 +284,7 @@ def _extract_rows_with_connectorx(
     extracted_at: dt.datetime,
     bad_rows: BadRows,
     key_range: KeyRange | None = None,
+    lines: _LinesRequest | None = None,
 ) -> ExtractResult:
     """The general path's query and stage file, MySQL/MariaDB rows decoded by connectorx (see mysql_extract)."""
     if not mysql_extract.available(engine.url):
@@ -282,7 +292,7 @@ def _extract_rows_with_connectorx(
     query = build_query(plan, dialect, window, key_range=key_range)
     rows_sql, count_sql, prepare = mysql_extract.rows_query_sql(query, plan, engine)
     with mysql_extract.MysqlRows(engine.url, dialect, rows_sql, batch_size, count_sql) as read:
-        return _write_arrow_rows(plan, path, read, extracted_at, bad_rows, prepare)
+        return _write_arrow_rows(plan, path, read, extracted_at, bad_rows, prepare, lines=lines)
 
 
 def _write_arrow_rows(
@@ -295,16 +305,18 @@ def _write_arrow_rows(
     *,
     reread: Callable[[pa.RecordBatch, bool], pa.RecordBatch] | None = None,
     text_checked: Collection[int] = (),
+    lines: _LinesRequest | None = None,
 ) -> ExtractResult:
     """A fast path's batches into the stage file, bad rows listed; `read` iterates batches and gives expected_rows().
 
     prepare: applied to each batch's rows that the query found no problem in, before the cast to the stage types.
     reread: a routed query's batch (and whether it is the first) -> the batch the general query gives
     (_read_failing_rows_exactly); text_checked: the positions whose timestamp text it checked.
+    lines: where and how to write the rows as the file's lines too.
     """
     schema = source_schema(plan.sources)
     rows = seen = 0
-    with stage_writer(path, schema) as writer, WriteBehind() as behind:
+    with stage_writer(path, schema) as writer, WriteBehind() as behind, _alongside(lines) as alongside:
         for batch in read:
             if reread is not None:
                 batch = reread(batch, seen == 0)
@@ -315,16 +327,32 @@ def _write_arrow_rows(
             kept = _without_unrepresentable_rows(plan, stage_batch, positions, seen, bad_rows)
             seen += batch.num_rows
             behind.submit(writer.write_batch, kept)
+            alongside.add(kept)
             rows += kept.num_rows
         behind.drain()
         if rows == 0:
             writer.write_table(schema.empty_table())
+        lines_file = alongside.finish()
     expected = read.expected_rows()
-    return ExtractResult(path, rows, rows if expected is None else expected, extracted_at, bad_rows.in_row_order())
+    return ExtractResult(path, rows, rows if expected is None else expected, extracted_at, bad_rows.in_row_order(), lines_file)
 
 
 class _RoutedReadUnhelpful(RuntimeError):
     pass
+
+
+@dataclass(frozen=True)
+class _LinesRequest:
+    export: str
+    destination: Location | None
+    to_lines: LineFormatter | None
+
+
+def _alongside(lines: _LinesRequest | None) -> LinesAlongside | NoLines:
+    """A fresh writer of the lines for each attempt at the stage file (a restarted extract writes both anew)."""
+    if lines is None:
+        return NoLines()
+    return lines_alongside(lines.destination, lines.to_lines, lines.export)
 
 
 # Above this share of a first batch read again, the routed read is given up (each such row is read twice).
@@ -462,19 +490,27 @@ def _extract_rows(
     extracted_at: dt.datetime,
     bad_rows: BadRows,
     key_range: KeyRange | None = None,
+    lines: _LinesRequest | None = None,
 ) -> ExtractResult:
     schema = source_schema(plan.sources)
     rows = seen = 0
     build = lambda audience_table: build_query(plan, dialect, window, audience_table, key_range=key_range)  # noqa: E731
-    with _streamed(engine, dialect, plan, build, batch_size, count=True) as (expected, chunks), stage_writer(path, schema) as writer:
+    with (
+        _streamed(engine, dialect, plan, build, batch_size, count=True) as (expected, chunks),
+        stage_writer(path, schema) as writer,
+        _alongside(lines) as alongside,
+    ):
         for chunk in chunks:
             table = rows_to_table(chunk, schema, plan, seen, bad_rows)
             writer.write_table(table)
+            for batch in table.to_batches():
+                alongside.add(batch)
             rows += table.num_rows
             seen += len(chunk)
         if rows == 0:
             writer.write_table(schema.empty_table())
-    return ExtractResult(path, rows, expected, extracted_at, bad_rows.in_row_order())
+        lines_file = alongside.finish()
+    return ExtractResult(path, rows, expected, extracted_at, bad_rows.in_row_order(), lines_file)
 
 
 def rows_to_table(rows: Sequence[sa.Row], schema: pa.Schema, plan: ExportPlan, offset: int, bad_rows: BadRows) -> pa.Table:

@@ -15,10 +15,14 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import dagster as dg
 import pytest
 import sqlalchemy as sa
 
-from export_pipelines.spec.loader import load_config
+from export_pipelines.source import SOURCE_URL_ENV_VAR
+from export_pipelines.spec.loader import CONFIG_ENV_VAR, load_config
+from export_pipelines.targets.registry import downloads_folder
+from export_pipelines_tests.automation.reexecution_target import JOB_EXPORT_ENV_VAR, export_job
 from export_pipelines_tests.conftest import run_export, write_config
 from export_pipelines_tests.sample_data import create_sample_tables
 from export_pipelines_tests.stage_runs import decompressed
@@ -211,3 +215,47 @@ def test_other_formats_are_delivered_and_encrypted_like_csv(partner, keys, tmp_p
         assert pq.read_table(io.BytesIO(plain)).to_pylist() == expected
     else:
         assert [json.loads(line, parse_float=decimal.Decimal) for line in plain.decode().splitlines()] == expected
+
+
+def in_process_export_job() -> dg.JobDefinition:
+    """The export job of reexecution_target, its steps in one process (the re-execution does not depend on processes)."""
+    return export_job().with_executor_def(dg.in_process_executor)
+
+
+def test_serialize_re_executed_alone_writes_the_lines_the_failed_run_formatted(keys, tmp_path, monkeypatch):
+    """The extract formats the rows as the file's lines while it reads (stages/lines_alongside.py); when serialize
+    fails after it (here: the signing passphrase is not set), a re-execution from failure runs serialize and upload
+    only, from the lines file the first run left, and delivers the file plain SQL gives."""
+    source = f"sqlite:///{tmp_path / 'source.sqlite'}"
+    create_sample_tables(source)
+    spec = {"name": "signed_later", "model": "customers", "fields": ["id", "email"], "order": ["id"], "file_name": "signed.{ext}",
+            "encrypt": {"recipients": ["keys/partner.asc"],
+                        "sign_with": {"key_file": str(keys.ours_secret), "passphrase": {"env": "EXPORT_SIGNING_PASSPHRASE"}}}}
+    monkeypatch.setenv(CONFIG_ENV_VAR, str(write_config(tmp_path / "config", [spec])))
+    _config_keys(tmp_path, keys.partner)
+    monkeypatch.setenv(SOURCE_URL_ENV_VAR, source)
+    monkeypatch.setenv(JOB_EXPORT_ENV_VAR, "signed_later")
+    monkeypatch.delenv("EXPORT_SIGNING_PASSPHRASE", raising=False)
+    job = dg.reconstructable(in_process_export_job)
+    (tmp_path / "instance").mkdir()
+    with dg.instance_for_test(temp_dir=str(tmp_path / "instance")) as instance:
+        with dg.execute_job(job, instance=instance, raise_on_error=False) as first:
+            assert not first.success
+            [failed] = [event.step_key.rsplit("__", 1)[1] for event in first.all_events if event.is_step_failure]
+            assert failed == "serialize"
+        first_work = Path(instance.storage_directory()) / "export_work" / first.run_id / "signed_later"
+        assert (first_work / "lines.arrow").is_file() and not (first_work / "mapped.arrow").exists()
+
+        monkeypatch.setenv("EXPORT_SIGNING_PASSPHRASE", PASSPHRASE)
+        options = dg.ReexecutionOptions.from_failure(first.run_id, instance)
+        with dg.execute_job(job, instance=instance, reexecution_options=options) as rerun:
+            assert rerun.success
+            records = instance.get_records_for_run(rerun.run_id, of_type=dg.DagsterEventType.STEP_START).records
+            started = [record.event_log_entry.dagster_event.step_key.rsplit("__", 1)[1] for record in records]
+        delivered = (downloads_folder(Path(instance.storage_directory()), "signed_later") / "signed.csv.pgp").read_bytes()
+    assert started == ["serialize", "upload"]
+    decrypted = keys.gpg("--decrypt", data=delivered)
+    assert decrypted.returncode == 0, decrypted.stderr
+    assert decrypted.stdout == _customers_csv(source)
+    # Delivered: the first run's work files, the lines among them, are gone.
+    assert not first_work.exists()

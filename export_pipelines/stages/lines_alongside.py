@@ -1,0 +1,142 @@
+"""Format while extracting: each extracted batch mapped and written as the file's lines on a thread of its own.
+
+Why: serialize used to start once the extract had finished, so formatting (about 1 µs per
+row per core: bench/RESULTS.md) came on top of the database's time, where `psql \\copy`
+formats inside the server while its client only writes. Here the extract hands each batch
+it writes to its stage file to this thread too, which maps it and writes it as the file's
+lines (serialization.row_lines, the LINES_SCHEMA a fanned-out export's chunks write) while
+the extract reads the next batch. Serialize then only adds the header, cuts the parts and
+compresses (write_files(preformatted=True)).
+
+The op graph keeps its steps and its re-execution: the rows' stage file is still written,
+and a re-execution of serialize reads the lines file the failed run left.
+
+Speculative: a batch this thread cannot map or format (a value the file cannot write, a
+full disk) abandons the lines and removes their file. Map and serialize then do their work
+from the rows' stage file as before and fail there, with their own messages, so an error
+surfaces in the same step, worded the same, whether or not lines were written ahead.
+EXPORT_FORMAT_WHILE_EXTRACTING=0 switches it off (bench/, test_fast_paths.py).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+
+import pyarrow as pa
+
+from export_pipelines.spec.plan import ExportPlan
+from export_pipelines.stages.mapping import map_batch, mapping_shortcut_enabled, maps_nothing
+from export_pipelines.stages.serialization import LINES_SCHEMA, OutputSettings, lines_join_exactly, row_lines
+from export_pipelines.stages.stage_files import stage_writer
+from export_pipelines.stages.work_location import Location, remove_file
+from export_pipelines.stages.write_behind import WriteBehind
+
+logger = logging.getLogger(__name__)
+
+FORMAT_WHILE_EXTRACTING_ENV_VAR = "EXPORT_FORMAT_WHILE_EXTRACTING"
+
+LineFormatter = Callable[[pa.RecordBatch], pa.RecordBatch]
+
+
+def format_while_extracting_enabled() -> bool:
+    return os.environ.get(FORMAT_WHILE_EXTRACTING_ENV_VAR, "1") != "0"
+
+
+def line_formatter(plan: ExportPlan, settings: OutputSettings) -> LineFormatter | None:
+    """extracted rows (the stage schema) -> the file's lines (LINES_SCHEMA), or None where the file is not made
+    of lines that depend on their row alone (lines_join_exactly: Parquet, legacy encodings) or where the rows
+    are aggregated first.
+
+    Raises what map_batch and row_lines raise (UnwritableValue) when called on a batch.
+    """
+    if plan.aggregates or not lines_join_exactly(settings):
+        return None
+    headers = [field.header for field in plan.fields]
+    unchanged = maps_nothing(plan) and mapping_shortcut_enabled()
+
+    def to_lines(batch: pa.RecordBatch) -> pa.RecordBatch:
+        return row_lines(batch if unchanged else map_batch(plan, batch), headers, settings)
+
+    return to_lines
+
+
+class LinesAlongside:
+    """Writes `to_lines(batch)` of every added batch into `destination` on one worker thread, in order.
+
+    A context manager; finish() says whether every batch made it. Leaving the block without
+    finish() (the extract failed, or starts over) removes the file.
+    """
+
+    def __init__(self, destination: Location, to_lines: LineFormatter, export: str):
+        self._destination = destination
+        self._to_lines = to_lines
+        self._export = export
+        self._writer = stage_writer(destination, LINES_SCHEMA)
+        self._behind = WriteBehind()
+        self._given_up: BaseException | None = None
+        self._finished = False
+
+    def add(self, batch: pa.RecordBatch) -> None:
+        """Queue one batch (waits while two are pending, so memory stays a few batches)."""
+        if self._given_up is None:
+            self._behind.submit(self._write, batch)
+
+    def _write(self, batch: pa.RecordBatch) -> None:
+        if self._given_up is not None:
+            return
+        try:
+            self._writer.write_batch(self._to_lines(batch))
+        except Exception as error:  # noqa: BLE001 - any failure only means: serialize formats as before
+            self._given_up = error
+
+    def finish(self) -> Location | None:
+        """The lines file's location once every batch is in it, or None when it was given up (and removed)."""
+        self._behind.drain()
+        self._behind.close()
+        self._finished = True
+        try:
+            self._writer.close()
+        except Exception as error:  # noqa: BLE001
+            self._given_up = self._given_up or error
+        if self._given_up is None:
+            return self._destination
+        logger.info("%s: lines not written while extracting (%s); serialize formats the rows", self._export, self._given_up)
+        remove_file(self._destination)
+        return None
+
+    def __enter__(self) -> LinesAlongside:
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        if self._finished:
+            return
+        self._behind.close()
+        try:
+            self._writer.close()
+        finally:
+            remove_file(self._destination)
+
+
+class NoLines:
+    """LinesAlongside's stand-in when no lines are written ahead."""
+
+    def add(self, batch: pa.RecordBatch) -> None:
+        pass
+
+    def finish(self) -> None:
+        return None
+
+    def __enter__(self) -> NoLines:
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        pass
+
+
+def lines_alongside(destination: Location | None, to_lines: LineFormatter | None, export: str) -> LinesAlongside | NoLines:
+    """A LinesAlongside when both a destination and a formatter are given and the switch is on, else a NoLines."""
+    if destination is None or to_lines is None or not format_while_extracting_enabled():
+        return NoLines()
+    return LinesAlongside(destination, to_lines, export)
