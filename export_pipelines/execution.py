@@ -1,7 +1,10 @@
 """Which of Dagster's executors runs the export jobs' steps, chosen by the deployment.
 
-By default an export's steps run one after the other in the run's own process (the all_exports
-job: each step in a process of its own, so exports run side by side). With
+By default an export's steps run one after the other in the run's own process, except a
+fanned-out export's (`parallel`), whose chunk steps each get a process of their own so they
+run side by side, however the run was launched (its job, or the UI's Materialize and
+backfills, which run __ASSET_JOB); the all_exports job gives each step a process of its own,
+so exports run side by side. With
 EXPORT_EXECUTOR=celery every step is a task on dagster-celery's queue, run by whichever
 Celery worker takes it (`dagster-celery worker start`, docs/scale-out.md): the workers read
 the broker and the result backend from the same variables as the run, so neither URL (which
@@ -15,6 +18,7 @@ from __future__ import annotations
 import os
 
 import dagster as dg
+from dagster._core.definitions.reconstruct import ReconstructableJob  # what Dagster's own multiprocess requirement checks
 
 from export_pipelines.stages.work_location import bucket_and_key, work_root_from_environment
 
@@ -79,9 +83,35 @@ def _chosen_or(default: dg.ExecutorDefinition) -> dg.ExecutorDefinition:
     return _k8s_executor() if choice == "k8s" else default
 
 
+FAN_OUT_STEP = "plan_chunks"
+
+
+def _fans_out(job: dg.JobDefinition) -> bool:
+    """Whether the run's steps include a fanned-out export's (fan_out.py's plan_chunks op, named <export>__plan_chunks)."""
+    return any(definition.name.endswith(f"__{FAN_OUT_STEP}") for definition in job.all_node_defs)
+
+
+@dg.executor(name="in_process_unless_fanned_out", config_schema=dg.multiprocess_executor.config_schema.as_field())
+def in_process_unless_fanned_out(init_context: dg.InitExecutorContext) -> dg.Executor:
+    """Dagster's in-process executor, or its multiprocess executor (same config) when the run's steps fan out.
+
+    An export's stages run one after the other and hand each other files: a process per step
+    would only add about 2 s each. A fanned-out export's chunk steps are meant to run side by
+    side, which only processes give, also when the UI's Materialize or a backfill launched the
+    run (__ASSET_JOB takes the Definitions' executor, not the export job's). A job that cannot be
+    rebuilt in another process (dg.materialize in scripts) or an ephemeral instance stays in process.
+    """
+    job = init_context.job
+    separate_processes = (
+        _fans_out(job.get_definition()) and isinstance(job, ReconstructableJob) and not init_context.instance.is_ephemeral
+    )
+    chosen = dg.multiprocess_executor if separate_processes else dg.in_process_executor
+    return chosen.executor_creation_fn(init_context)
+
+
 def export_executor() -> dg.ExecutorDefinition:
     """The executor of one export's runs: its job's, and those UI backfills and Materialize launch (__ASSET_JOB)."""
-    return _chosen_or(dg.in_process_executor)
+    return _chosen_or(in_process_unless_fanned_out)
 
 
 def exports_executor() -> dg.ExecutorDefinition:

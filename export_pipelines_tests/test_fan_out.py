@@ -19,6 +19,7 @@ from decimal import Decimal
 from pathlib import Path
 
 import dagster as dg
+from dagster._core.definitions.assets.job.asset_job import IMPLICIT_ASSET_JOB_NAME
 import pytest
 import sqlalchemy as sa
 
@@ -27,6 +28,7 @@ from export_pipelines.catalog.sql_types import model_table
 from export_pipelines.automation.windows import range_tags
 from export_pipelines.definitions import build_definitions
 from export_pipelines.factory import build_export_asset
+from export_pipelines.local_runs import code_location_job
 from export_pipelines.naming import export_job_name
 from export_pipelines.source import SOURCE_URL_ENV_VAR, SourceDatabase
 from export_pipelines.spec.loader import CONFIG_ENV_VAR, load_config
@@ -378,13 +380,34 @@ def test_rerun_from_failure_reruns_only_the_failed_chunk(tmp_path, monkeypatch):
     assert written[-1][4] == "7"
 
 
-def test_a_fanned_out_exports_job_runs_its_steps_in_processes_of_their_own(tmp_path, monkeypatch):
+def test_materialize_runs_a_fanned_out_exports_chunks_in_processes_of_their_own(tmp_path, monkeypatch):
+    """As the UI's Materialize launches it (__ASSET_JOB, the Definitions' executor): a fanned-out export's
+    chunk steps each run in a process of their own, so they can run side by side; an unsplit export's
+    steps stay in the run's process (a process per step would only add start-up time)."""
     monkeypatch.delenv("EXPORT_EXECUTOR", raising=False)
-    specs = [{"name": "fanned", "model": "customers", "fields": ["id"], "parallel": {"chunks": 2}},
-             {"name": "single", "model": "customers", "fields": ["id"]}]
-    defs = build_definitions(load_config(write_config(tmp_path / "config", specs)))
-    assert defs.resolve_job_def(export_job_name("fanned")).executor_def.name == "multiprocess"
-    assert defs.resolve_job_def(export_job_name("single")).executor_def.name == "in_process"
+    url = f"sqlite:///{tmp_path / 'source.sqlite'}"
+    rows = customer_rows()
+    create_customers(url, rows)
+    specs = [{"name": "fanned", "model": "customers", "fields": ["id"], "order": "id", "file_name": "fanned.{ext}", "parallel": {"chunks": 2}},
+             {"name": "single", "model": "customers", "fields": ["id"], "order": "id", "file_name": "single.{ext}"}]
+    monkeypatch.setenv(CONFIG_ENV_VAR, str(write_config(tmp_path / "config", specs)))
+    monkeypatch.setenv(SOURCE_URL_ENV_VAR, url)
+    job = code_location_job(IMPLICIT_ASSET_JOB_NAME)
+    (tmp_path / "instance").mkdir()
+    pids = {}
+    with dg.instance_for_test(temp_dir=str(tmp_path / "instance")) as instance:
+        for name in ("fanned", "single"):
+            with dg.execute_job(job, instance=instance, asset_selection=[dg.AssetKey(["exports", name])]) as result:
+                assert result.success
+                starts = [event for event in result.all_events if event.is_step_start]
+                pids[name] = {event.step_key.rsplit("__", 1)[1]: event.pid for event in starts}
+                run_pid = next(event.pid for event in result.all_events if event.event_type == dg.DagsterEventType.RUN_START)
+        folder = downloads_folder(Path(instance.storage_directory()), "fanned")
+        written = (folder / "fanned.csv").read_bytes()
+    chunk_pids = {pids["fanned"]["extract_chunk[chunk_000]"], pids["fanned"]["extract_chunk[chunk_001]"]}
+    assert len(chunk_pids) == 2 and run_pid not in chunk_pids
+    assert set(pids["single"]) == {"extract", "map", "serialize", "upload"} and set(pids["single"].values()) == {run_pid}
+    assert written == ("id\r\n" + "".join(f"{i}\r\n" for i in sorted(row["id"] for row in rows))).encode()
 
 
 def test_fanned_out_incremental_range_run_writes_the_unsplit_window_file(tmp_path):
