@@ -13,6 +13,7 @@ marks the run failed; `free_slots_after_run_end_seconds` then frees its slots.
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 from pathlib import Path
@@ -26,6 +27,7 @@ STEP_STARTED = (dg.DagsterEventType.STEP_START, dg.DagsterEventType.STEP_RESTART
 STEP_ENDED = (dg.DagsterEventType.STEP_SUCCESS, dg.DagsterEventType.STEP_FAILURE, dg.DagsterEventType.STEP_UP_FOR_RETRY)
 
 
+@functools.cache
 def this_host() -> str:
     """This machine's name and, on Linux, its process-id namespace (`pid:[4026531836]`): a
     process id means the same process only where both are the same (two containers can share
@@ -79,19 +81,21 @@ def run_processes(instance: dg.DagsterInstance, run_id: str) -> set[int]:
     return {entry.dagster_event.pid for entry in instance.all_logs(run_id) if entry.dagster_event and entry.dagster_event.pid}
 
 
-def worker_status(instance: dg.DagsterInstance, run: dg.DagsterRun) -> WorkerStatus:
+def run_health(instance: dg.DagsterInstance, run: dg.DagsterRun) -> CheckRunHealthResult:
     """FAILED when no process of the run exists any more on this host (where the run's tag says
     it ran): with steps in progress, none of their processes; between steps or while a step waits
     for its pool's slot (no step in progress), none of the processes that wrote its events. A run
     killed while its upload waited for the slot would otherwise be handed the slot when it frees,
     and hold it for ever. RUNNING otherwise, including whenever this process cannot know (another
-    host, no tag, no event with a process id yet)."""
+    host, no tag, no event with a process id yet). A FAILED result's message names the steps,
+    their process ids and the host; the run's step events are read once."""
     if run.tags.get(HOST_TAG) != this_host():
-        return WorkerStatus.RUNNING
-    processes = set(step_processes(instance, run.run_id).values()) or run_processes(instance, run.run_id)
+        return CheckRunHealthResult(WorkerStatus.RUNNING)
+    running = step_processes(instance, run.run_id)
+    processes = set(running.values()) or run_processes(instance, run.run_id)
     if processes and not any(pid is not None and process_exists(pid) for pid in processes):
-        return WorkerStatus.FAILED
-    return WorkerStatus.RUNNING
+        return CheckRunHealthResult(WorkerStatus.FAILED, _dead_worker_message(running))
+    return CheckRunHealthResult(WorkerStatus.RUNNING)
 
 
 class ExportRunLauncher(DefaultRunLauncher):
@@ -102,13 +106,10 @@ class ExportRunLauncher(DefaultRunLauncher):
         return True
 
     def check_run_worker_health(self, run: dg.DagsterRun) -> CheckRunHealthResult:
-        status = worker_status(self._instance, run)
-        return CheckRunHealthResult(status, dead_worker_message(self._instance, run) if status == WorkerStatus.FAILED else None)
+        return run_health(self._instance, run)
 
 
-def dead_worker_message(instance: dg.DagsterInstance, run: dg.DagsterRun) -> str:
-    """What run monitoring says of a run whose processes are gone: the steps, their process ids and the host."""
-    running = step_processes(instance, run.run_id)
+def _dead_worker_message(running: dict[str, int]) -> str:
     host = socket.gethostname()
     if not running:
         return f"the run's processes on {host} no longer exist (killed between steps or while waiting for its pool's slot?)"
@@ -123,9 +124,10 @@ def end_dead_runs(instance: dg.DagsterInstance) -> list[str]:
     Returns the ids of the runs it ended."""
     ended = []
     for run in instance.get_runs(dg.RunsFilter(statuses=[dg.DagsterRunStatus.STARTED], tags={HOST_TAG: this_host()})):
-        if worker_status(instance, run) != WorkerStatus.FAILED:
+        health = run_health(instance, run)
+        if health.status != WorkerStatus.FAILED:
             continue
-        instance.report_run_failed(run, dead_worker_message(instance, run))
+        instance.report_run_failed(run, health.msg)
         instance.event_log_storage.free_concurrency_slots_for_run(run.run_id)
         ended.append(run.run_id)
     return ended
