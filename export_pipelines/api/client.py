@@ -24,6 +24,7 @@ from export_pipelines.adhoc.request import CHANNELS, AdhocExportConfig, plan_for
 from export_pipelines.api.export_object import export_id_for, export_object, run_id_for
 from export_pipelines.naming import ADHOC_CHANNEL_TAG, ADHOC_JOB, ADHOC_OBJECT_TAG, ADHOC_PLAN_OP, ADHOC_USER_TAG
 from export_pipelines.spec.loader import ExportConfig
+from export_pipelines.stages.work_location import copy_file
 
 DEFAULT_URL = "http://127.0.0.1:3000"
 RESULT_OP = "deliver"
@@ -158,7 +159,10 @@ class ExportsClient:
             time.sleep(interval)
 
     def download(self, export_id: str, folder: Path | str) -> list[Path]:
-        """Fetch every chunk of a DONE export into `folder`; returns the files in chunk order."""
+        """Fetch every chunk of a DONE export into `folder`, streamed; returns the files in chunk order.
+
+        Reads file://, http(s):// and s3:// URLs (s3:// with this environment's AWS credentials);
+        raises ExportApiError for a URL on an SFTP or FTP server, or an object it may not read."""
         export = self.get(export_id)
         if export["status"] != "DONE":
             detail = f": {export['error']['message']}" if "error" in export else ""
@@ -176,6 +180,8 @@ class ExportsClient:
         elif parsed.scheme in {"http", "https"}:
             with urllib.request.urlopen(url, timeout=self.timeout) as response, target.open("wb") as out:
                 shutil.copyfileobj(response, out)
+        elif parsed.scheme == "s3":
+            _fetch_from_object_store(url, target)
         else:
             raise ExportApiError(f"{url} is on the export's delivery server; fetch it from there with its own client")
         return target
@@ -203,6 +209,20 @@ class ExportsClient:
         if answer.get("errors"):
             raise ExportApiError("GraphQL error: " + "; ".join(error["message"] for error in answer["errors"]))
         return answer["data"]
+
+
+def _fetch_from_object_store(url: str, target: Path) -> None:
+    """An s3:// URL (the download store's, EXPORT_DOWNLOADS_STORE_URL), copied in chunks with the
+    AWS credentials, endpoint and region of this process's environment, as the AWS tools read them."""
+    try:
+        copy_file(url, str(target))
+    except OSError as error:
+        target.unlink(missing_ok=True)
+        raise ExportApiError(
+            f"cannot read {url}: {error}. This client reads s3:// URLs with the AWS credentials of its own environment "
+            "(AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, a profile or an instance role; AWS_ENDPOINT_URL for an "
+            "S3-compatible store); or fetch the files over http from `export-pipelines serve-downloads` (EXPORT_DOWNLOADS_URL)"
+        ) from error
 
 
 def _check_request(request: dict[str, Any], config: ExportConfig) -> None:
