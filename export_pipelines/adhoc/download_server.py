@@ -8,23 +8,20 @@ are refused: a chunk's URL holds its export's run id, which is not guessable.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import http.server
 import logging
 import mimetypes
 import re
-import shutil
 import urllib.parse
 from pathlib import Path
 
-import pyarrow.fs as pafs
-
-from export_pipelines.stages.work_location import is_remote, join, resolve
+from export_pipelines.stages.work_location import is_remote, join
+from export_pipelines.targets.download_store import CHUNK_BYTES, open_stored, store_client
 
 logger = logging.getLogger(__name__)
 
-# Bytes per read from the store and write to the client: memory stays at one chunk whatever the file's size.
-CHUNK_BYTES = 1024 * 1024
 # One folder and one file name, neither hidden: temporaries (`.<export>.<run id>.<file>.part`) are never served.
 _STORE_PATH = re.compile(r"^/(?P<folder>[^/.\x00-\x1f][^/\x00-\x1f]*)/(?P<name>[^/.\x00-\x1f][^/\x00-\x1f]*)$")
 
@@ -39,9 +36,10 @@ class _FilesOnlyHandler(http.server.SimpleHTTPRequestHandler):
 
 
 class _StoreHandler(http.server.BaseHTTPRequestHandler):
-    """GET and HEAD of `/<export>/<file>` in the store, streamed from it chunk by chunk."""
+    """GET and HEAD of `/<export>/<file>` in the store, streamed from one GET on it, chunk by chunk."""
 
-    store = ""  # set on a subclass per server
+    store = ""  # set on a subclass per server, with the boto3 client (thread-safe) that reads it
+    client = None
 
     def do_GET(self) -> None:
         self._serve(with_body=True)
@@ -56,24 +54,23 @@ class _StoreHandler(http.server.BaseHTTPRequestHandler):
             return
         location = join(self.store, match["folder"], match["name"])
         try:
-            filesystem, path = resolve(location)
-            info = filesystem.get_file_info(path)
-            if info.type != pafs.FileType.File:
-                self.send_error(404, "Not found")
-                return
-            source = filesystem.open_input_stream(path) if with_body else None
-        except OSError as error:
+            size, body = open_stored(self.client, location, with_body)
+        except FileNotFoundError:
+            self.send_error(404, "Not found")
+            return
+        except Exception as error:  # noqa: BLE001 - any refusal of the store is the server's fault, not the client's
             # The store's own words (no such bucket, access denied) go to the log, not to the client.
             logger.error("serving %s from the download store failed: %s", location, error)
             self.send_error(502, "The download store could not be read")
             return
         self.send_response(200)
         self.send_header("Content-Type", mimetypes.guess_type(match["name"])[0] or "application/octet-stream")
-        self.send_header("Content-Length", str(info.size))
+        self.send_header("Content-Length", str(size))
         self.end_headers()
-        if source is not None:
-            with source:
-                shutil.copyfileobj(source, self.wfile, CHUNK_BYTES)
+        if body is not None:
+            with contextlib.closing(body):
+                for chunk in body.iter_chunks(CHUNK_BYTES):
+                    self.wfile.write(chunk)
 
     def log_message(self, format, *args):
         return None
@@ -82,7 +79,7 @@ class _StoreHandler(http.server.BaseHTTPRequestHandler):
 def serve_downloads(folder: Path | str, host: str, port: int) -> http.server.ThreadingHTTPServer:
     """A bound server over `folder`, a local folder or the download store's s3:// URL; the caller runs serve_forever()."""
     if is_remote(folder):
-        handler = type("StoreHandler", (_StoreHandler,), {"store": str(folder).rstrip("/")})
+        handler = type("StoreHandler", (_StoreHandler,), {"store": str(folder).rstrip("/"), "client": store_client()})
         return http.server.ThreadingHTTPServer((host, port), handler)
     Path(folder).mkdir(parents=True, exist_ok=True)
     handler = functools.partial(_FilesOnlyHandler, directory=str(folder))

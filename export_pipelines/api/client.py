@@ -8,6 +8,7 @@ client exposes a run's status but not its tags, config or output metadata.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import time
@@ -24,7 +25,6 @@ from export_pipelines.adhoc.request import CHANNELS, AdhocExportConfig, plan_for
 from export_pipelines.api.export_object import export_id_for, export_object, run_id_for
 from export_pipelines.naming import ADHOC_CHANNEL_TAG, ADHOC_JOB, ADHOC_OBJECT_TAG, ADHOC_PLAN_OP, ADHOC_USER_TAG
 from export_pipelines.spec.loader import ExportConfig
-from export_pipelines.stages.work_location import copy_file
 
 DEFAULT_URL = "http://127.0.0.1:3000"
 RESULT_OP = "deliver"
@@ -212,11 +212,16 @@ class ExportsClient:
 
 
 def _fetch_from_object_store(url: str, target: Path) -> None:
-    """An s3:// URL (the download store's, EXPORT_DOWNLOADS_STORE_URL), copied in chunks with the
-    AWS credentials, endpoint and region of this process's environment, as the AWS tools read them."""
+    """An s3:// URL (the download store's, EXPORT_DOWNLOADS_STORE_URL), read with one GET in chunks,
+    with the AWS credentials, endpoint and region of this process's environment, as the AWS tools read them."""
+    from export_pipelines.targets.download_store import CHUNK_BYTES, open_stored, store_client
+
     try:
-        copy_file(url, str(target))
-    except OSError as error:
+        _, body = open_stored(store_client(), url)
+        with contextlib.closing(body), target.open("wb") as out:
+            for chunk in body.iter_chunks(CHUNK_BYTES):
+                out.write(chunk)
+    except Exception as error:  # noqa: BLE001 - botocore's errors, a missing object, a broken transfer: one message
         target.unlink(missing_ok=True)
         raise ExportApiError(
             f"cannot read {url}: {error}. This client reads s3:// URLs with the AWS credentials of its own environment "

@@ -18,7 +18,7 @@ import pytest
 
 from export_pipelines.adhoc.download_server import serve_downloads
 from export_pipelines.adhoc.urls import file_urls
-from export_pipelines.api.client import ExportsClient
+from export_pipelines.api.client import ExportApiError, ExportsClient
 from export_pipelines.cli import main
 from export_pipelines.demo.generator import generate_demo_database
 from export_pipelines.stages.name_patterns import template_pattern
@@ -268,6 +268,8 @@ def test_the_exports_api_cli_and_download_server_read_a_download_from_the_store(
         with urllib.request.urlopen(http_url, timeout=10) as response:
             assert response.read() == path.read_bytes()
             assert response.headers["Content-Length"] == str(path.stat().st_size)
+        with urllib.request.urlopen(urllib.request.Request(http_url, method="HEAD"), timeout=10) as response:
+            assert response.read() == b"" and response.headers["Content-Length"] == str(path.stat().st_size)
     folder = urls[0].removeprefix(f"{store}/").split("/")[0]
     s3_client(moto_endpoint).put_object(Bucket=s3_bucket, Key=f"downloads/{folder}/.{folder}.{uuid.uuid4()}.x.csv.part", Body=b"x")
     hidden = [key.rsplit("/", 1)[1] for key in objects(moto_endpoint, s3_bucket) if key.rsplit("/", 1)[1].startswith(".")]
@@ -275,3 +277,22 @@ def test_the_exports_api_cli_and_download_server_read_a_download_from_the_store(
                     f"{downloads_server}/{folder}/no_such_file.csv", f"{downloads_server}/{folder}/../../etc/passwd"):
         with pytest.raises(urllib.error.HTTPError, match="404"):
             urllib.request.urlopen(refused, timeout=10)
+
+
+def test_a_store_that_cannot_be_read_is_a_server_error_and_a_client_error_naming_the_url(store, tmp_path):
+    server = serve_downloads("s3://no-such-download-store/downloads", HOST, 0)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        with pytest.raises(urllib.error.HTTPError, match="502") as refused:
+            urllib.request.urlopen(f"http://{HOST}:{server.server_address[1]}/adhoc_x/x.csv", timeout=10)
+        # The store's own words stay in the server's log.
+        assert b"NoSuchBucket" not in refused.value.read()
+    finally:
+        server.shutdown()
+        server.server_close()
+
+    missing = f"{store}/adhoc_x/x.csv"
+    with pytest.raises(ExportApiError, match=f"^cannot read {missing}: no object {missing}. This client reads s3:// URLs"):
+        ExportsClient("http://127.0.0.1:3000")._fetch(missing, tmp_path)
+    assert list(tmp_path.iterdir()) == []
