@@ -37,6 +37,7 @@ from export_pipelines.naming import (
 from export_pipelines.source import SourceDatabase
 from export_pipelines.spec.loader import ExportConfig, SpecProblem, bundled_demo_config
 from export_pipelines.spec.plan import ExportPlan
+from export_pipelines.targets.download_store import downloads_store_from_environment
 
 logger = logging.getLogger("export_pipelines")
 
@@ -92,10 +93,12 @@ def build_definitions(config: ExportConfig) -> dg.Definitions:
     invalid_exports asset per spec file that does not load (the loader's or Dagster's refusal).
     $EXPORT_REDIRECT_TO_DOWNLOAD decides whether its runs deliver to the connections
     (see delivery_settings.redirect_from_environment), $EXPORT_EXECUTOR which executor runs the steps
-    and $EXPORT_WORK_URL where the run's files live (execution.py; a wrong value fails the load,
-    naming the variable, as it is no one export's fault)."""
+    and $EXPORT_WORK_URL where the run's files live (execution.py), $EXPORT_DOWNLOADS_STORE_URL where
+    the download folders are (targets/download_store.py; a wrong value fails the load, naming the
+    variable, as it is no one export's fault)."""
     executor_choice()
     io_manager_resources()
+    downloads_store_from_environment()
     for problem in config.problems:
         logger.warning("export config problem: %s", problem)
     defs, refused = _definitions_and_refusals(config)

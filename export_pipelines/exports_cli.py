@@ -87,8 +87,14 @@ def cmd_serve_downloads(args: argparse.Namespace) -> int:
     from dagster import DagsterInstance
 
     from export_pipelines.adhoc.download_server import serve_downloads
+    from export_pipelines.targets.download_store import downloads_store_from_environment
 
-    folder = Path(DagsterInstance.get().storage_directory()) / "downloads"
+    try:
+        store = downloads_store_from_environment()
+    except ValueError as error:
+        print(f"ERROR {error}")
+        return 1
+    folder = store or Path(DagsterInstance.get().storage_directory()) / "downloads"
     server = serve_downloads(folder, args.host, args.port)
     host, port = server.server_address[:2]
     print(f"Serving {folder} on http://{host}:{port}; set EXPORT_DOWNLOADS_URL=http://{host}:{port} for the code location")

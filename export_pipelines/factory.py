@@ -38,6 +38,7 @@ from export_pipelines.stages.work_location import copy_file, is_remote, join, re
 from export_pipelines.spec.connections import DeliveryConnection
 from export_pipelines.fan_out import fanned_ops
 from export_pipelines.targets.base import Delivery, DeliveredFile, LocalFile, Target
+from export_pipelines.targets.download_store import downloads_store_from_environment, keep_in_store
 from export_pipelines.targets.remote import RUN_ID_PATTERN
 from export_pipelines.targets.registry import downloads_folder, target_for
 from export_pipelines.steps import (
@@ -194,9 +195,10 @@ def build_export_asset(plan: ExportPlan, connections: Mapping[str, DeliveryConne
         )
         facts = file_set.facts
         if facts.rejected_file is not None:
-            kept = keep_rejected_rows(facts.rejected_file, storage_dir(context), name, file_set.files)
+            with classified_errors(context, retry_schedule, name, "upload", rerun_command(name)):
+                kept = keep_rejected_rows(facts.rejected_file, storage_dir(context), name, file_set.files, downloads_store_from_environment())
             context.log.warning(f"{facts.rejected_rows} row(s) were skipped; they are listed in {kept}")
-            metadata["rejected_file"] = dg.MetadataValue.path(str(kept))
+            metadata["rejected_file"] = dg.MetadataValue.url(kept) if is_remote(kept) else dg.MetadataValue.path(kept)
         yield dg.Output(None, "result", metadata=metadata)
         # Skipped rows are accounted for: they were counted by the source, and listed, not lost.
         expected_rows = facts.expected_rows - (0 if plan.aggregates else facts.rejected_rows)
@@ -292,6 +294,7 @@ def deliver_file_set(
         context.run_id,
         functools.partial(run_is_over, context.instance),
         redirected,
+        downloads_store_from_environment(),
     )
     # On failure the work files stay, so a re-execution from this step delivers without extracting again.
     delivery = target.deliver(file_set.files, context.log.info)
@@ -310,15 +313,19 @@ def fetch_files(file_set: FileSet, folder: Path) -> FileSet:
     return dataclasses.replace(file_set, files=tuple(files))
 
 
-def keep_rejected_rows(rejected: str, storage: Path, export: str, files: tuple[LocalFile, ...]) -> Path:
-    """The rejected-rows list stays with the run's files in the export's download folder; it is
-    never sent to the partner, whatever the target."""
-    folder = downloads_folder(storage, export)
-    folder.mkdir(parents=True, exist_ok=True)
+def keep_rejected_rows(rejected: str, storage: Path, export: str, files: tuple[LocalFile, ...], downloads_store: str | None = None) -> str:
+    """The rejected-rows list stays with the run's files in the export's download folder (in
+    `downloads_store`, $EXPORT_DOWNLOADS_STORE_URL, when it is set); it is never sent to the
+    partner, whatever the target. Returns where it is: a local path or an s3:// URL. Raises
+    OSError, or DeliveryError naming the export and the store."""
     stem = files[0].name.split(".")[0] if files else "no_files"
-    destination = folder / f"{stem}.rejected.csv"
-    copy_file(rejected, str(destination))
-    return destination
+    if downloads_store is None:
+        folder = downloads_folder(storage, export)
+        folder.mkdir(parents=True, exist_ok=True)
+        destination = str(folder / f"{stem}.rejected.csv")
+        copy_file(rejected, destination)
+        return destination
+    return keep_in_store(downloads_store, export, rejected, f"{stem}.rejected.csv")
 
 
 def _remove_work_dirs(file_set: FileSet, local_folder: Path) -> None:

@@ -41,6 +41,12 @@ class ErrorClass:
 
 _CHECK_PATHS = "a file or folder the connection names does not exist: check its path in connections.yaml and on the server"
 _NO_PERMISSION = "the user may not do this there: check the connection's username and path, and the user's rights on the server"
+# S3 is a connection's (connections.yaml) or the download store's (EXPORT_DOWNLOADS_STORE_URL, AWS_* variables).
+_CHECK_BUCKET = "check the bucket and prefix: the connection's, or EXPORT_DOWNLOADS_STORE_URL's for the download store"
+_CHECK_S3_CREDENTIALS = (
+    "check the credentials (the connection's, or for the download store the AWS chain: AWS_ACCESS_KEY_ID and "
+    "AWS_SECRET_ACCESS_KEY, a profile or an instance role) and the bucket's policy"
+)
 
 # By fully qualified class name, looked up along the exception class's MRO: a subclass's entry wins over its base's.
 _BY_CLASS: dict[str, ErrorClass] = {
@@ -64,8 +70,8 @@ _BY_CLASS: dict[str, ErrorClass] = {
     "ssl.SSLZeroReturnError": ErrorClass(TRANSIENT),
     # Any other TLS failure is a protocol or cipher mismatch: configuration.
     "ssl.SSLError": ErrorClass(PERMANENT),
-    "botocore.exceptions.NoCredentialsError": ErrorClass(PERMANENT),
-    "botocore.exceptions.PartialCredentialsError": ErrorClass(PERMANENT),
+    "botocore.exceptions.NoCredentialsError": ErrorClass(PERMANENT, _CHECK_S3_CREDENTIALS),
+    "botocore.exceptions.PartialCredentialsError": ErrorClass(PERMANENT, _CHECK_S3_CREDENTIALS),
     "botocore.exceptions.ConnectionError": ErrorClass(TRANSIENT),
     "botocore.exceptions.HTTPClientError": ErrorClass(TRANSIENT),
     "builtins.EOFError": ErrorClass(TRANSIENT),
@@ -128,8 +134,8 @@ def _s3_client_error(error) -> ErrorClass:
     if code in _S3_TRY_LATER or status >= 500:
         return ErrorClass(TRANSIENT)
     if code in {"NoSuchBucket", "NoSuchKey", "404"}:
-        return ErrorClass(PERMANENT, "check the connection's bucket and prefix")
-    return ErrorClass(PERMANENT, "check the connection's credentials and the bucket's policy" if status in (401, 403) else None)
+        return ErrorClass(PERMANENT, _CHECK_BUCKET)
+    return ErrorClass(PERMANENT, _CHECK_S3_CREDENTIALS if status in (401, 403) else None)
 
 
 def _database_error(error, short_names: set[str]) -> ErrorClass:

@@ -30,6 +30,7 @@ from export_pipelines.stages.file_naming import NameValues, render_file_name
 from export_pipelines.stages.mapping import map_stage_file
 from export_pipelines.stages.serialization import OutputSettings, dialect_of, write_files
 from export_pipelines.stages.stage_files import read_batches
+from export_pipelines.targets.download_store import downloads_store_from_environment
 
 def build_adhoc_job(loaded: ExportConfig) -> dg.JobDefinition:
     """The job over the loaded config's catalog and connections (the same ones the specs use)."""
@@ -109,7 +110,8 @@ def build_adhoc_job(loaded: ExportConfig) -> dg.JobDefinition:
             raise dg.Failure(f"Wrote {rows_written} rows but the source query counted {file_set.facts.expected_rows}")
         finished = dt.datetime.now(dt.UTC)
         metadata = materialization_metadata(plan, file_set, delivery, rows_written, target.location, finished, redirected)
-        metadata["urls"] = dg.MetadataValue.json(file_urls(delivery.files, os.environ.get(DOWNLOADS_URL_ENV_VAR)))
+        urls = file_urls(delivery.files, os.environ.get(DOWNLOADS_URL_ENV_VAR), downloads_store_from_environment())
+        metadata["urls"] = dg.MetadataValue.json(urls)
         context.add_output_metadata(metadata)
         # Delivered: the run's intermediate files are no longer needed for a re-execution.
         shutil.rmtree(Path(file_set.facts.work_dir).parent, ignore_errors=True)

@@ -1,9 +1,11 @@
 """Where a client fetches each delivered chunk from.
 
-S3 targets hand out presigned URLs. Download-target files live under the instance's
-storage; when `export-pipelines serve-downloads` publishes that folder, EXPORT_DOWNLOADS_URL
-names it and chunks get http URLs, otherwise file:// URLs that a client on the same host
-(or sharing DAGSTER_HOME's storage) can read.
+S3 targets hand out presigned URLs. Download-target files live under the instance's storage,
+or with EXPORT_DOWNLOADS_STORE_URL in the download store (targets/download_store.py). When
+`export-pipelines serve-downloads` publishes them, EXPORT_DOWNLOADS_URL names it and chunks get
+http URLs; otherwise file:// URLs that a client on the same host (or sharing DAGSTER_HOME's
+storage) can read, or the store's s3:// URLs, which `export-pipelines download` reads with the
+AWS credentials of its own environment.
 """
 
 from __future__ import annotations
@@ -17,17 +19,29 @@ from export_pipelines.targets.base import DeliveredFile
 DOWNLOADS_URL_ENV_VAR = "EXPORT_DOWNLOADS_URL"
 
 
-def file_urls(delivered: Sequence[DeliveredFile], downloads_url: str | None) -> list[str]:
-    return [_url(file, downloads_url) for file in delivered]
+def file_urls(delivered: Sequence[DeliveredFile], downloads_url: str | None, downloads_store: str | None = None) -> list[str]:
+    """Each file's URL. `downloads_url`: $EXPORT_DOWNLOADS_URL; `downloads_store`: $EXPORT_DOWNLOADS_STORE_URL."""
+    return [_url(file, downloads_url, downloads_store) for file in delivered]
 
 
-def _url(file: DeliveredFile, downloads_url: str | None) -> str:
+def _url(file: DeliveredFile, downloads_url: str | None, downloads_store: str | None) -> str:
+    kept = _download_folder_path(file, downloads_store)
+    if downloads_url and kept is not None:
+        return f"{downloads_url.rstrip('/')}/{quote(kept[0])}/{quote(kept[1])}"
     if file.url:
         return file.url
     if "://" in file.location:
         # SFTP/FTP: the partner's server address; fetching from there is the receiver's business.
         return file.location
+    return Path(file.location).resolve().as_uri()
+
+
+def _download_folder_path(file: DeliveredFile, downloads_store: str | None) -> tuple[str, str] | None:
+    """(export, file name) of a file in a download folder, local or in the store; None for a file on a connection."""
+    if downloads_store and file.location.startswith(downloads_store.rstrip("/") + "/"):
+        export, _, name = file.location[len(downloads_store.rstrip("/")) + 1 :].rpartition("/")
+        return export, name
+    if "://" in file.location:
+        return None
     path = Path(file.location)
-    if downloads_url:
-        return f"{downloads_url.rstrip('/')}/{quote(path.parent.name)}/{quote(path.name)}"
-    return path.resolve().as_uri()
+    return path.parent.name, path.name

@@ -8,6 +8,7 @@ client exposes a run's status but not its tags, config or output metadata.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import time
@@ -158,7 +159,10 @@ class ExportsClient:
             time.sleep(interval)
 
     def download(self, export_id: str, folder: Path | str) -> list[Path]:
-        """Fetch every chunk of a DONE export into `folder`; returns the files in chunk order."""
+        """Fetch every chunk of a DONE export into `folder`, streamed; returns the files in chunk order.
+
+        Reads file://, http(s):// and s3:// URLs (s3:// with this environment's AWS credentials);
+        raises ExportApiError for a URL on an SFTP or FTP server, or an object it may not read."""
         export = self.get(export_id)
         if export["status"] != "DONE":
             detail = f": {export['error']['message']}" if "error" in export else ""
@@ -176,6 +180,8 @@ class ExportsClient:
         elif parsed.scheme in {"http", "https"}:
             with urllib.request.urlopen(url, timeout=self.timeout) as response, target.open("wb") as out:
                 shutil.copyfileobj(response, out)
+        elif parsed.scheme == "s3":
+            _fetch_from_object_store(url, target)
         else:
             raise ExportApiError(f"{url} is on the export's delivery server; fetch it from there with its own client")
         return target
@@ -203,6 +209,25 @@ class ExportsClient:
         if answer.get("errors"):
             raise ExportApiError("GraphQL error: " + "; ".join(error["message"] for error in answer["errors"]))
         return answer["data"]
+
+
+def _fetch_from_object_store(url: str, target: Path) -> None:
+    """An s3:// URL (the download store's, EXPORT_DOWNLOADS_STORE_URL), read with one GET in chunks,
+    with the AWS credentials, endpoint and region of this process's environment, as the AWS tools read them."""
+    from export_pipelines.targets.download_store import CHUNK_BYTES, open_stored, store_client
+
+    try:
+        _, body = open_stored(store_client(), url)
+        with contextlib.closing(body), target.open("wb") as out:
+            for chunk in body.iter_chunks(CHUNK_BYTES):
+                out.write(chunk)
+    except Exception as error:  # noqa: BLE001 - botocore's errors, a missing object, a broken transfer: one message
+        target.unlink(missing_ok=True)
+        raise ExportApiError(
+            f"cannot read {url}: {error}. This client reads s3:// URLs with the AWS credentials of its own environment "
+            "(AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, a profile or an instance role; AWS_ENDPOINT_URL for an "
+            "S3-compatible store); or fetch the files over http from `export-pipelines serve-downloads` (EXPORT_DOWNLOADS_URL)"
+        ) from error
 
 
 def _check_request(request: dict[str, Any], config: ExportConfig) -> None:

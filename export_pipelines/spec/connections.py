@@ -101,7 +101,7 @@ def _host_name(value: str) -> str:
 HostName = Annotated[str, AfterValidator(_host_name)]
 
 
-def _bucket_name(value: str) -> str:
+def check_bucket_name(value: str) -> str:
     """An S3 bucket name as AWS defines it: 3-63 characters of lower-case letters, digits, dots and
     hyphens, starting and ending with a letter or digit, no `..` (docs.aws.amazon.com, "Bucket naming
     rules"). S3-compatible stores (MinIO, Ceph) follow the same rule."""
@@ -179,7 +179,7 @@ class FtpConnection(_Connection):
 
 class S3Connection(_Connection):
     type: Literal["s3"]
-    bucket: Annotated[str, AfterValidator(_bucket_name)]
+    bucket: Annotated[str, AfterValidator(check_bucket_name)]
     region_name: str | None = None
     endpoint_url: str | None = Field(default=None, description="For S3-compatible stores (MinIO, Ceph, moto).")
     access_key_id: EnvSecret | None = None

@@ -30,12 +30,21 @@ def work_root_from_environment() -> str | None:
 
     Raises ValueError for anything else, naming the variable.
     """
-    value = os.environ.get(WORK_URL_ENV_VAR, "").strip()
+    return s3_root_from_environment(WORK_URL_ENV_VAR, "local work folders")
+
+
+def s3_root_from_environment(variable: str, unset_means: str, hint: str = "") -> str | None:
+    """The `s3://bucket/prefix` in $`variable`, without a trailing slash, or None when it is unset.
+
+    Raises ValueError for anything else, naming the variable, what leaving it unset gives
+    (`unset_means`) and, after it, `hint`.
+    """
+    value = os.environ.get(variable, "").strip()
     if not value:
         return None
     bucket = value[len(S3_SCHEME) :].split("/", 1)[0] if value.startswith(S3_SCHEME) else ""
     if not bucket:
-        raise ValueError(f"{WORK_URL_ENV_VAR}={value!r}: write s3://bucket/prefix, or leave it unset for local work folders")
+        raise ValueError(f"{variable}={value!r}: write s3://bucket/prefix, or leave it unset for {unset_means}{hint}")
     return value.rstrip("/")
 
 
@@ -57,11 +66,17 @@ def bucket_and_key(location: str) -> tuple[str, str]:
 def resolve(location: Location) -> tuple[pafs.FileSystem, str]:
     """The filesystem that holds `location`, and the path within it."""
     if is_remote(location):
-        return _s3(
-            os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL"),
-            os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1",
-        ), str(location)[len(S3_SCHEME) :]
+        return _s3(s3_endpoint_from_environment(), s3_region_from_environment() or "us-east-1"), str(location)[len(S3_SCHEME) :]
     return pafs.LocalFileSystem(), str(location)
+
+
+def s3_endpoint_from_environment() -> str | None:
+    """An S3-compatible server's URL (MinIO, a test server), as the AWS tools read it; None for AWS."""
+    return os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or None
+
+
+def s3_region_from_environment() -> str | None:
+    return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or None
 
 
 @functools.cache

@@ -7,14 +7,17 @@ export actually delivers there (dlt's filesystem destination does the same).
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Callable
 from pathlib import Path
 
 from export_pipelines.spec.connections import DeliveryConnection
 from export_pipelines.spec.export import ConnectionTarget
 from export_pipelines.spec.plan import ExportPlan
+from export_pipelines.stages.file_naming import FileNameError
 from export_pipelines.stages.name_patterns import template_pattern
 from export_pipelines.targets.base import Target
+from export_pipelines.targets.download_store import DESTINATION, DOWNLOADS_STORE_ENV_VAR, download_store_target
 from export_pipelines.targets.local import DownloadTarget
 from export_pipelines.targets.remote import DeliveryOptions, RemoteSession, RemoteTarget, display_folder
 
@@ -68,31 +71,21 @@ def target_for(
     run_id: str,
     run_is_over: Callable[[str], bool | None],
     redirect_to_download: bool = False,
+    downloads_store: str | None = None,
 ) -> Target:
     """The target of one run of the export. `run_is_over(run_id)` tells whether another run is
-    over (True), still queued or running (False) or unknown (None): the sweep of temporaries asks it."""
-    # Dagster's naming module, imported here: a delivery outside a run (tests' child processes) needs no Dagster.
-    from export_pipelines.naming import adhoc_export_name, is_adhoc_export_name
-
+    over (True), still queued or running (False) or unknown (None): the sweep of temporaries asks it.
+    `downloads_store`: $EXPORT_DOWNLOADS_STORE_URL (download_store.py), where download folders are
+    when it is set; else they are under `storage_dir`."""
     spec = plan.spec
     if redirect_to_download or not isinstance(spec.target, ConnectionTarget):
-        return DownloadTarget(downloads_folder(storage_dir, spec.name))
+        if downloads_store is None:
+            return DownloadTarget(downloads_folder(storage_dir, spec.name))
+        options = _delivery_options(plan, DOWNLOADS_STORE_ENV_VAR, None, None, run_time, run_id, run_is_over, DESTINATION)
+        return download_store_target(downloads_store, options)
     target = spec.target
     connection = connections[target.connection]
-    options = DeliveryOptions(
-        export=spec.name,
-        connection=target.connection,
-        keep_last=target.keep_last,
-        finish_with=target.finish_with,
-        own_files=template_pattern(
-            plan.file_template, spec.name, plan.model_name, plan.ext, spec.incremental.timezone if spec.incremental else "UTC"
-        ),
-        ext=plan.ext,
-        run_time=run_time,
-        run_id=run_id,
-        run_is_over=run_is_over,
-        named_after_run=adhoc_export_name if is_adhoc_export_name(spec.name) else None,
-    )
+    options = _delivery_options(plan, target.connection, target.keep_last, target.finish_with, run_time, run_id, run_is_over)
     open_session = SESSIONS[connection.type]
     warning = None
     if getattr(connection, "insecure_accept_any_host_key", False):
@@ -103,3 +96,47 @@ def target_for(
         lambda: open_session(target.connection, connection, options, target.path),
         warning,
     )
+
+
+def _delivery_options(
+    plan: ExportPlan,
+    connection: str,
+    keep_last: int | None,
+    finish_with: str | None,
+    run_time: dt.datetime,
+    run_id: str,
+    run_is_over: Callable[[str], bool | None],
+    destination: str | None = None,
+) -> DeliveryOptions:
+    # Dagster's naming module, imported here: a delivery outside a run (tests' child processes) needs no Dagster.
+    from export_pipelines.naming import adhoc_export_name, is_adhoc_export_name
+
+    spec = plan.spec
+    return DeliveryOptions(
+        export=spec.name,
+        connection=connection,
+        keep_last=keep_last,
+        finish_with=finish_with,
+        own_files=own_files(plan),
+        ext=plan.ext,
+        run_time=run_time,
+        run_id=run_id,
+        run_is_over=run_is_over,
+        named_after_run=adhoc_export_name if is_adhoc_export_name(spec.name) else None,
+        destination=destination,
+    )
+
+
+# Matches no name: `(?!)` fails at once.
+OWNS_NOTHING = re.compile(r"(?!)")
+
+
+def own_files(plan: ExportPlan) -> re.Pattern[str]:
+    """The names on a target that are the export's files (retention, and the parts of a set written
+    again): those its file name template produces. A template with a token of no exact shape
+    (`%Q`, `%5Y`) is refused at load only with keep_last; without it, the export owns no file."""
+    timezone = plan.spec.incremental.timezone if plan.spec.incremental else "UTC"
+    try:
+        return template_pattern(plan.file_template, plan.spec.name, plan.model_name, plan.ext, timezone)
+    except FileNameError:
+        return OWNS_NOTHING

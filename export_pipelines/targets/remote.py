@@ -204,6 +204,8 @@ class DeliveryOptions:
     # that naming rule. Such a run's temporaries would otherwise have no later run of their export to
     # sweep them, so every run of an export so named sweeps those of the others once they are over.
     named_after_run: Callable[[str], str] | None = None
+    # What errors call the target, when it is not connection `connection` (the download store).
+    destination: str | None = None
 
     def __post_init__(self) -> None:
         if not re.fullmatch(RUN_ID_PATTERN, self.run_id):
@@ -236,7 +238,7 @@ class RemoteTarget(Target):
     def _failure(self, what: str, error: BaseException) -> DeliveryError:
         reason = str(error) or type(error).__name__
         return DeliveryError(
-            f"For export {self.options.export}, delivery to connection {self.options.connection} "
+            f"For export {self.options.export}, delivery to {self.options.destination or 'connection ' + self.options.connection} "
             f"({self.address}) failed while {what}: {reason}"
         )
 

@@ -43,6 +43,16 @@ def composite_sha256(path: Path, part_size: int) -> tuple[str, int]:
     return base64.b64encode(hashlib.sha256(b"".join(digests)).digest()).decode(), len(digests)
 
 
+def _bucket_refusal(bucket: str, error: ClientError) -> str:
+    """HeadBucket answers with a bare status code ("An error occurred (404) ... Not Found"): say what it means."""
+    status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    if status == 404:
+        return f"bucket {bucket} does not exist (HeadBucket: 404 Not Found)"
+    if status == 403:
+        return f"the credentials may not use bucket {bucket} (HeadBucket: 403 Forbidden; it needs s3:ListBucket on the bucket)"
+    return str(error)
+
+
 class S3Session(RemoteSession):
     def __init__(self, name: str, connection: S3Connection, folder: str):
         self.connection = connection
@@ -67,7 +77,10 @@ class S3Session(RemoteSession):
         self.copy_transfer = TransferConfig(
             multipart_threshold=SINGLE_COPY_LIMIT, multipart_chunksize=self.part_size, max_concurrency=4
         )
-        self.client.head_bucket(Bucket=connection.bucket)
+        try:
+            self.client.head_bucket(Bucket=connection.bucket)
+        except ClientError as error:
+            raise DeliveryError(_bucket_refusal(connection.bucket, error)) from error
 
     def _key(self, name: str) -> str:
         return object_key(self.connection, self.folder, name)
@@ -177,3 +190,11 @@ class S3Session(RemoteSession):
         return self.client.generate_presigned_url(
             "get_object", Params={"Bucket": self.connection.bucket, "Key": self._key(name)}, ExpiresIn=seconds
         )
+
+
+class DownloadStoreSession(S3Session):
+    """One export's download folder in the download store (download_store.py): each file's URL is
+    its s3:// address, which `export-pipelines download` and `serve-downloads` read."""
+
+    def url_for(self, name: str) -> str | None:
+        return self.location_of(name)

@@ -133,7 +133,7 @@ def test_s3_unknown_bucket(moto_endpoint, source, tmp_path, monkeypatch):
     monkeypatch.setenv("EXPORTS_AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("EXPORTS_AWS_SECRET_ACCESS_KEY", "testing")
     outcome = export("out", s3_connection(moto_endpoint, "no-such-bucket-classified", max_attempts=1), source, tmp_path)
-    assert_failed_at_once(outcome, "404", "Check the connection's bucket and prefix")
+    assert_failed_at_once(outcome, "bucket no-such-bucket-classified does not exist (HeadBucket: 404 Not Found)", "Check the bucket and prefix: the connection's")
 
 
 def delivered_ids(path: Path) -> list[int]:
