@@ -42,7 +42,7 @@ from export_pipelines.stages.chunks import KeyWithoutValue, plan_chunks
 from export_pipelines.stages.extract import extract_to_stage_file
 from export_pipelines.stages.mapping import map_batch, map_stage_file, maps_nothing
 from export_pipelines.stages.query import KeyRange
-from export_pipelines.stages.serialization import LINES_SCHEMA, lines_join_exactly, row_lines
+from export_pipelines.stages.serialization import lines_join_exactly, lines_schema, row_lines
 from export_pipelines.stages.stage_files import read_batches, read_schema, stage_writer
 from export_pipelines.stages.work_location import join
 from export_pipelines.steps import (
@@ -230,7 +230,7 @@ def write_chunk_lines(plan: ExportPlan, extracted: ChunkFile, destination: str) 
     settings = output_settings(plan, extracted.chunk.planned_at)
     unchanged = maps_nothing(plan)
     rows = 0
-    with stage_writer(destination, LINES_SCHEMA) as writer:
+    with stage_writer(destination, lines_schema()) as writer:
         for batch in read_batches(extracted.path, plan.spec.batch_size):
             lines = row_lines(batch if unchanged else map_batch(plan, batch), headers, settings)
             writer.write_batch(lines)
