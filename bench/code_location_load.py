@@ -38,7 +38,7 @@ from pathlib import Path
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from dagster_run import free_port, wait_for_server  # noqa: E402
+from dagster_run import free_port, timed, wait_for_server  # noqa: E402
 
 VENV_BIN = Path(sys.executable).parent
 DEMO_CONFIG = Path(__file__).resolve().parent.parent / "export_pipelines" / "demo" / "config"
@@ -79,25 +79,7 @@ def write_config(folder: Path, exports: int) -> Path:
     return config
 
 
-def timed(command: list[str], env: dict) -> tuple[float, float, int, str]:
-    """Wall seconds, CPU seconds, peak RSS in MB (of this child alone, from wait4) and stdout.
-    CPU seconds matter here: other sessions share the 2 cores, so wall time varies 2x run to run."""
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
-        started = time.perf_counter()
-        process = subprocess.Popen(command, env=env, stdout=out, stderr=err)
-        _, status, usage = os.wait4(process.pid, 0)
-        seconds = time.perf_counter() - started
-        process.returncode = os.waitstatus_to_exitcode(status)
-        out.seek(0)
-        err.seek(0)
-        text = out.read().decode()
-        # validate exits 1 when a spec has problems; anything else failing is a fault of the bench.
-        if process.returncode and not (process.returncode == 1 and "validate" in command):
-            raise RuntimeError(f"{command} failed: {err.read().decode()[-2000:]}")
-    return seconds, usage.ru_utime + usage.ru_stime, usage.ru_maxrss // 1024, text
-
-
-def launched_start_up(env: dict, folder: Path, repeat: int) -> tuple[float, float, float]:
+def launched_start_up(env: dict, folder: Path, repeat: int, root: Path) -> tuple[float, float, float]:
     """Seconds from the code server's start to its health; medians of created -> started and -> success."""
     from dagster import DagsterInstance, DagsterRunStatus
 
@@ -106,6 +88,7 @@ def launched_start_up(env: dict, folder: Path, repeat: int) -> tuple[float, floa
     server = subprocess.Popen(
         [str(VENV_BIN / "dagster"), "code-server", "start", "-m", "export_pipelines.definitions", "-h", "127.0.0.1", "-p", str(port)],
         env=env,
+        cwd=root,
         stdout=subprocess.DEVNULL,
         stderr=open(folder / "code_server.log", "w"),
     )
@@ -143,12 +126,12 @@ def launched_start_up(env: dict, folder: Path, repeat: int) -> tuple[float, floa
     return server_seconds, statistics.median(to_started), statistics.median(to_success)
 
 
-def measure(size: int, config: Path, env: dict, args: argparse.Namespace, folder: Path) -> dict:
+def measure(size: int, config: Path, env: dict, args: argparse.Namespace, folder: Path, root: Path) -> dict:
     python = str(VENV_BIN / "python")
     validate = [timed([str(VENV_BIN / "export-pipelines"), "validate", "--config", str(config)], env) for _ in range(args.repeat)]
-    load = [timed([python, "-c", "import export_pipelines.definitions"], env) for _ in range(args.repeat)]
-    snapshot = [timed([python, "-c", SNAPSHOT], env) for _ in range(args.repeat)]
-    worker = [timed([python, "-c", RUN_WORKER_LOAD], env) for _ in range(args.repeat)]
+    load = [timed([python, "-c", "import export_pipelines.definitions"], env, root) for _ in range(args.repeat)]
+    snapshot = [timed([python, "-c", SNAPSHOT], env, root) for _ in range(args.repeat)]
+    worker = [timed([python, "-c", RUN_WORKER_LOAD], env, root) for _ in range(args.repeat)]
     snapshot_part = statistics.median(float(out.split()[1]) for *_, out in snapshot)
 
     def median(samples: list, field: int) -> float:
@@ -170,7 +153,7 @@ def measure(size: int, config: Path, env: dict, args: argparse.Namespace, folder
         "run worker load MB": max(sample[2] for sample in worker),
     }
     if not args.no_run:
-        server, started, success = launched_start_up(env, folder, args.repeat)
+        server, started, success = launched_start_up(env, folder, args.repeat, root)
         row |= {"code server up s": round(server, 2), "created->started s": round(started, 2), "created->success s": round(success, 2)}
     return row
 
@@ -186,7 +169,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     python = str(VENV_BIN / "python")
-    trees = {"this": None, **({"other": args.compare_with.resolve()} if args.compare_with else {})}
+    # Each checkout is measured from its own folder: `python -c` and the code server (its working
+    # directory) put the current folder first on sys.path, ahead of PYTHONPATH and the editable install.
+    trees = {"this": Path(__file__).resolve().parent.parent, **({"other": args.compare_with.resolve()} if args.compare_with else {})}
     rows = []
     with tempfile.TemporaryDirectory() as temporary:
         folder = Path(temporary)
@@ -209,9 +194,8 @@ def main(argv: list[str] | None = None) -> int:
                 settings["run_coordinator"] = {"module": "dagster.core.run_coordinator", "class": "DefaultRunCoordinator"}
                 (home / "dagster.yaml").write_text(yaml.safe_dump(settings))
                 env = {**base_env, "EXPORT_PIPELINES_CONFIG": str(config), "DAGSTER_HOME": str(home)}
-                if source is not None:
-                    env["PYTHONPATH"] = str(source)
-                row = {"code": tree, **measure(size, config, env, args, folder)}
+                env["PYTHONPATH"] = str(source)
+                row = {"code": tree, **measure(size, config, env, args, folder, source)}
                 rows.append(row)
                 print(json.dumps(row), flush=True)
     print()

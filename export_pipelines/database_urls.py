@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import sqlalchemy as sa
+from export_pipelines.lazy_imports import sa
 
 
 def normalize_url(url: str | sa.URL) -> sa.URL:

@@ -43,7 +43,7 @@ from export_pipelines.stages.extract import extract_to_stage_file
 from export_pipelines.stages.lines_alongside import line_formatter
 from export_pipelines.stages.mapping import map_stage_file
 from export_pipelines.stages.query import KeyRange
-from export_pipelines.stages.serialization import LINES_SCHEMA, lines_join_exactly
+from export_pipelines.stages.serialization import lines_join_exactly, lines_schema
 from export_pipelines.stages.stage_files import read_batches, read_schema, stage_writer
 from export_pipelines.stages.work_location import join
 from export_pipelines.steps import (
@@ -229,7 +229,7 @@ def write_chunk_lines(plan: ExportPlan, extracted: ChunkFile, destination: str) 
     """The chunk's mapped rows written as the file's lines, in one pass over its extract (map_chunk checked that lines join exactly)."""
     to_lines = line_formatter(plan, output_settings(plan, extracted.chunk.planned_at))
     rows = 0
-    with stage_writer(destination, LINES_SCHEMA) as writer:
+    with stage_writer(destination, lines_schema()) as writer:
         for batch in read_batches(extracted.path, plan.spec.batch_size):
             lines = to_lines(batch)
             writer.write_batch(lines)

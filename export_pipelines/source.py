@@ -5,11 +5,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import sqlalchemy as sa
 from dagster import ConfigurableResource
 from pydantic import Field
 
 from export_pipelines.database_urls import normalize_url
+from export_pipelines.lazy_imports import sa
 from export_pipelines.stages.dialects import dialect_for
 
 SOURCE_URL_ENV_VAR = "EXPORT_SOURCE_URL"

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
-import pyarrow as pa
 
 from export_pipelines.automation.windows import range_from_tags, wall_clock_days
+from export_pipelines.lazy_imports import pa
 from export_pipelines.naming import EXPORTS_TAG, export_names_of_assets, export_run_tags
 from export_pipelines.run_launcher import record_host
 from export_pipelines.spec.encryption import encryption_keys, plaintext_name
@@ -193,8 +193,8 @@ def output_settings(plan: ExportPlan, archive_time: dt.datetime) -> OutputSettin
 def write_file_set(
     context: dg.OpExecutionContext,
     plan: ExportPlan,
-    batches: Iterable[pa.RecordBatch],
-    schema: pa.Schema,
+    batches: "Iterable[pa.RecordBatch]",  # strings: pyarrow is imported when a step first uses it (lazy_imports.py)
+    schema: "pa.Schema",
     rows: int,
     facts: RunFacts,
     *,

@@ -13,9 +13,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-import sqlalchemy as sa
-from sqlalchemy.dialects.mysql import types as mysql_types
-
+from export_pipelines.lazy_imports import mysql_types, sa
 from export_pipelines.stages.dialects import sqlite_affinity
 
 from export_pipelines.catalog.models import FieldDef, ModelDef

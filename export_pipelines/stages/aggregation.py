@@ -26,10 +26,8 @@ import decimal
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-import pyarrow as pa
-import pyarrow.compute as pc
-
 from export_pipelines.catalog.sql_types import DECIMAL_PRECISION
+from export_pipelines.lazy_imports import pa, pc
 from export_pipelines.spec.plan import ExportPlan, OutputField
 from export_pipelines.stages.mapping import group_order_column, map_column, typed_order_groups
 from export_pipelines.stages.text_format import value_format_of

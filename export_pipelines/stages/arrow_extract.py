@@ -20,12 +20,8 @@ from collections.abc import Collection, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import closing, contextmanager, suppress
 
-import adbc_driver_manager
-import pyarrow as pa
-import pyarrow.compute as pc
-import sqlalchemy as sa
-
 from export_pipelines.catalog.sql_types import SQLITE_TIMESTAMP_TEXT
+from export_pipelines.lazy_imports import adbc_driver_manager, pa, pc, sa
 from export_pipelines.spec.plan import SourceRef
 from export_pipelines.stages.dialects import dialect_for
 
@@ -258,25 +254,26 @@ def cast_column(array: pa.Array, target: pa.DataType, label: str | None = None) 
         raise FastPathUnavailable(f"{label or array.type}: {error}") from error
 
 
-# The driver types each field type may arrive as (PostgreSQL's, then SQLite's readable forms, stages/dialects.py).
+# The driver types each field type may arrive as (PostgreSQL's, then SQLite's readable forms, stages/dialects.py),
+# as the names of pyarrow.types' predicates (named, so that loading this module does not import pyarrow).
 EXPECTED_DRIVER_TYPES = {
-    "integer": (pa.types.is_integer,),
+    "integer": ("is_integer",),
     # PostgreSQL numeric as its text (positional, every digit), bigint; SQLite's number text; MySQL's DECIMAL
     # text already cast to the field's decimal (mysql_extract.from_text).
-    "decimal": (pa.types.is_string, pa.types.is_integer, pa.types.is_decimal),
+    "decimal": ("is_string", "is_integer", "is_decimal"),
     # SQLite's integers, MySQL's TINYINT(1) (int8); only 0 and 1 are taken (to_stage_column).
-    "boolean": (pa.types.is_boolean, pa.types.is_integer),
-    "timestamp": (pa.types.is_timestamp, pa.types.is_string),
-    "date": (pa.types.is_date32, pa.types.is_string),
-    "string": (pa.types.is_string, pa.types.is_large_string),
-    "json": (pa.types.is_string, pa.types.is_large_string),
+    "boolean": ("is_boolean", "is_integer"),
+    "timestamp": ("is_timestamp", "is_string"),
+    "date": ("is_date32", "is_string"),
+    "string": ("is_string", "is_large_string"),
+    "json": ("is_string", "is_large_string"),
 }
 
 
 def to_stage_column(array: pa.Array, source: SourceRef, target: pa.DataType, *, text_checked: bool = False) -> pa.Array:
     """cast_column, for a row's field: only the driver types expected for its field type are taken."""
     kind = array.storage.type if isinstance(array.type, pa.BaseExtensionType) else array.type
-    if not pa.types.is_null(kind) and not any(check(kind) for check in EXPECTED_DRIVER_TYPES[source.field_type]):
+    if not pa.types.is_null(kind) and not any(getattr(pa.types, check)(kind) for check in EXPECTED_DRIVER_TYPES[source.field_type]):
         raise FastPathUnavailable(f"{source.label} arrived as {kind}, not a type expected for a {source.field_type}")
     if not text_checked:
         refuse_unparsable_text(array, source)

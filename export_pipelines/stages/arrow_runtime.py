@@ -1,31 +1,55 @@
-"""Start pyarrow's one slow step while the database is busy.
+"""pyarrow without pandas: the one slow step of pyarrow's first use, settled without taking it.
 
-pyarrow imports pandas (about 0.4 s of Python holding the GIL) the first time it converts
-any Python value to Arrow, which every serialization does (its header line, the delimiter
-passed to a kernel). An extract spends its time waiting on the database or decoding in C
-with the GIL released, so that import runs then, on a thread, instead of on the serialize
-step's path. A run process pays it once either way. (The memory pool is chosen in
-export_pipelines/__init__.py, before pyarrow is imported.)
+The first time pyarrow converts any Python value to Arrow (every serialization does: its
+header line, the delimiter passed to a kernel) it asks whether pandas is installed, to know
+pandas objects when it meets them, and answers by importing pandas: about 0.6 s of Python
+holding the GIL, in every run process, before a 1 000-row export's steps had taken 0.5 s
+together. Nothing here hands pyarrow a pandas object (pandas is for the tests' own checks,
+DESIGN.md), so pyarrow is asked that question once, the first time a step takes pyarrow from
+lazy_imports.py, with pandas out of its sight: it then treats every value as the plain Python
+value it is. Code that asks pyarrow for pandas itself (`Table.to_pandas()`, `from_pandas`)
+still gets it: pyarrow imports pandas then. A process that imported pandas already (a test)
+is left as it is. (The memory pool is chosen in export_pipelines/__init__.py, before pyarrow
+is imported.)
 """
 
 from __future__ import annotations
 
+import importlib.abc
 import sys
 import threading
 
-import pyarrow as pa
+_settled = threading.Event()
+_lock = threading.Lock()
 
-_started = threading.Event()
+
+class _PandasOutOfSight(importlib.abc.MetaPathFinder):
+    """Answers an import of pandas as if it were not installed; lives only for the probe below."""
+
+    def find_spec(self, fullname, path=None, target=None):
+        if fullname == "pandas" or fullname.startswith("pandas."):
+            raise ModuleNotFoundError(f"No module named {fullname!r}", name=fullname)
+        return None
 
 
 def prepare_pyarrow() -> None:
-    if not _started.is_set() and "pandas" not in sys.modules:
-        _started.set()
-        threading.Thread(target=_first_conversion, name="pyarrow-warm-up", daemon=True).start()
+    """Settle pyarrow's question about pandas without importing pandas (once per process).
 
+    While it runs (well under a millisecond once pyarrow is imported), another thread's
+    `import pandas` would fail as if pandas were missing; nothing in a step imports pandas.
+    """
+    if _settled.is_set():
+        return
+    with _lock:
+        if _settled.is_set():
+            return
+        import pyarrow as pa
 
-def _first_conversion() -> None:
-    try:
-        pa.scalar(0)
-    except Exception:  # noqa: BLE001 - a warm-up that fails leaves the import to the first real conversion
-        pass
+        if "pandas" not in sys.modules:
+            finder = _PandasOutOfSight()
+            sys.meta_path.insert(0, finder)
+            try:
+                pa.scalar(0)  # the first conversion: pyarrow's pandas check runs here, and only once
+            finally:
+                sys.meta_path.remove(finder)
+        _settled.set()

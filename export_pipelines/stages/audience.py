@@ -10,13 +10,9 @@ from __future__ import annotations
 import uuid
 from pathlib import Path
 
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.csv as pcsv
-import sqlalchemy as sa
-
 from export_pipelines.catalog.sql_types import sql_type
 from export_pipelines.catalog.models import FieldDef
+from export_pipelines.lazy_imports import pa, pc, pcsv, sa
 from export_pipelines.spec.plan import SourceRef
 
 AUDIENCE_COLUMN = "customer_id"

@@ -12,7 +12,7 @@ import decimal
 from dataclasses import dataclass
 from pathlib import Path
 
-import pyarrow as pa
+from export_pipelines.lazy_imports import pa
 
 REJECTED_HEADER = ("row_number", "key", "field", "value", "reason")
 VALUE_PREVIEW_CHARS = 80

@@ -14,8 +14,7 @@ import datetime as dt
 import decimal
 from dataclasses import dataclass
 
-import sqlalchemy as sa
-
+from export_pipelines.lazy_imports import sa
 from export_pipelines.spec.plan import ExportPlan
 from export_pipelines.stages.extract import source_dialect
 from export_pipelines.stages.query import KeyRange, TimeWindow, key_bounds_query

@@ -25,11 +25,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-import sqlalchemy as sa
-from sqlalchemy.dialects import mysql as mysql_sql
-from sqlalchemy.dialects import sqlite as sqlite_sql
-
-from export_pipelines.catalog.sql_types import DECIMAL_PRECISION, DecimalText, IsoDate, UtcTimestamp
+from export_pipelines.catalog.sql_types import DECIMAL_PRECISION
+from export_pipelines.lazy_imports import mysql_sql, sa, sqlite_sql
 from export_pipelines.spec.plan import SourceRef
 from export_pipelines.stages import bad_rows
 
@@ -140,25 +137,6 @@ class SourceDialect:
         return column
 
 
-class Utf8Bytes(sa.types.TypeDecorator):
-    """Text compared as its UTF-8 bytes (MySQL's BINARY), read back and bound as text."""
-
-    impl = sa.LargeBinary
-    cache_ok = True
-
-    def process_bind_param(self, value, dialect):
-        return value.encode() if isinstance(value, str) else value
-
-    def process_result_value(self, value, dialect):
-        # Bytes that are no UTF-8 stay bytes, for the extract to refuse.
-        if isinstance(value, bytes | bytearray):
-            try:
-                return bytes(value).decode()
-            except UnicodeDecodeError:
-                return bytes(value)
-        return value
-
-
 class MysqlDialect(SourceDialect):
     """MySQL and MariaDB: session settings fixed per connection, and what their lax modes let in refused.
 
@@ -194,6 +172,8 @@ class MysqlDialect(SourceDialect):
         return super().value(column, source)
 
     def by_code_point(self, text):
+        from export_pipelines.catalog.column_types import Utf8Bytes
+
         as_utf8 = sa.cast(text, mysql_sql.CHAR(charset="utf8mb4"))
         return sa.type_coerce(sa.cast(as_utf8, sa.LargeBinary), Utf8Bytes())
 
@@ -447,6 +427,8 @@ class SqliteDialect(SourceDialect):
         return sa.collate(text, "BINARY")
 
     def readable(self, column, source):
+        from export_pipelines.catalog.column_types import DecimalText, IsoDate, UtcTimestamp
+
         if source.json_property is not None:
             return self.value(column, source)
         if source.field_type in {"string", "json"} and self._holds_only_text(column):

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import pyarrow as pa
-import pyarrow.compute as pc
+from export_pipelines.lazy_imports import pa, pc
 
 # The spec's names -> Python's codecs. utf-8-sig is UTF-8 with a byte order mark at the start of each file.
 CODECS = {"utf-8": "utf-8", "utf-8-sig": "utf-8", "windows-1252": "cp1252", "iso-8859-1": "latin-1"}

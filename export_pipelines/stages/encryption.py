@@ -24,8 +24,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import gnupg
-
+from export_pipelines.lazy_imports import gnupg
 from export_pipelines.targets.base import LocalFile
 
 HASH_CHUNK_BYTES = 1 << 20

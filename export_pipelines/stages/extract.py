@@ -20,14 +20,10 @@ from collections.abc import Callable, Collection, Iterator, Sequence
 from contextlib import closing, contextmanager
 from dataclasses import dataclass
 
-import pyarrow as pa
-import pyarrow.compute as pc
-import sqlalchemy as sa
-
 from export_pipelines.catalog.sql_types import DECIMAL_PRECISION, model_table
+from export_pipelines.lazy_imports import pa, pc, sa
 from export_pipelines.spec.plan import ExportPlan, SourceRef
 from export_pipelines.stages import aggregation, arrow_extract, mysql_extract
-from export_pipelines.stages.arrow_runtime import prepare_pyarrow
 from export_pipelines.stages.audience import load_audience_table
 from export_pipelines.stages.dialects import SourceDialect, dialect_for, reflected_dialect
 from export_pipelines.stages.bad_rows import BadRows, RejectedRow, conversion_problem, value_preview
@@ -53,7 +49,10 @@ from export_pipelines.stages.work_location import Location, remove_file
 from export_pipelines.stages.write_behind import WriteBehind
 
 logger = logging.getLogger(__name__)
-_CONVERSION_ERRORS = (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, OverflowError)
+
+
+def _conversion_errors() -> tuple[type[Exception], ...]:
+    return (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, OverflowError)
 
 
 @dataclass(frozen=True)
@@ -105,7 +104,6 @@ def extract_to_stage_file(
     (stages/lines_alongside.py); the result's `lines` says whether they were.
     Raises TooManyBadRows once more than max_bad_rows rows hold a value their field cannot hold.
     """
-    prepare_pyarrow()
     extracted_at = dt.datetime.now(dt.UTC)
     dialect = source_dialect(engine, plan)
     lines = _LinesRequest(plan.name, lines_to, to_lines)
@@ -532,7 +530,7 @@ def rows_to_table(rows: Sequence[sa.Row], schema: pa.Schema, plan: ExportPlan, o
     for index, field in enumerate(schema):
         try:
             arrays.append(to_arrow(columns[index], field.type))
-        except _CONVERSION_ERRORS:
+        except _conversion_errors():
             # A row is one bad row however many of its values are bad: the first names it.
             unconvertible |= _reject_unconvertible(plan, field, index, columns, positions, offset, bad_rows, unconvertible)
     if unconvertible:
@@ -595,7 +593,7 @@ def _reject_unconvertible(
             continue
         try:
             to_arrow([value], field.type)
-        except _CONVERSION_ERRORS:
+        except _conversion_errors():
             row_number = offset + positions[place] + 1
             reason = conversion_problem(value, field.type)
             bad_rows.reject(RejectedRow(row_number, _key(plan, keys, place, row_number), plan.sources[index].label, value_preview(value), reason))

@@ -13,9 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
-import pyarrow as pa
-import pyarrow.compute as pc
-
+from export_pipelines.lazy_imports import pa, pc
 from export_pipelines.stages.text_format import to_text
 
 # RFC 8259 section 7: the two-character escapes; the other control characters are \u00XX.

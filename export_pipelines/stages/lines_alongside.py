@@ -4,7 +4,7 @@ Why: serialize used to start once the extract had finished, so formatting (about
 row per core: bench/RESULTS.md) came on top of the database's time, where `psql \\copy`
 formats inside the server while its client only writes. Here the extract hands each batch
 it writes to its stage file to this thread too, which maps it and writes it as the file's
-lines (serialization.row_lines, the LINES_SCHEMA a fanned-out export's chunks write) while
+lines (serialization.row_lines, the lines_schema() a fanned-out export's chunks write) while
 the extract reads the next batch. Serialize then only adds the header, cuts the parts and
 compresses (write_files(preformatted=True)).
 
@@ -24,11 +24,10 @@ import logging
 import os
 from collections.abc import Callable
 
-import pyarrow as pa
-
+from export_pipelines.lazy_imports import pa
 from export_pipelines.spec.plan import ExportPlan
 from export_pipelines.stages.mapping import map_batch, mapping_shortcut_enabled, maps_nothing
-from export_pipelines.stages.serialization import LINES_SCHEMA, OutputSettings, lines_join_exactly, row_lines
+from export_pipelines.stages.serialization import OutputSettings, lines_join_exactly, lines_schema, row_lines
 from export_pipelines.stages.stage_files import stage_writer
 from export_pipelines.stages.work_location import Location, remove_file
 from export_pipelines.stages.write_behind import WriteBehind
@@ -45,7 +44,7 @@ def format_while_extracting_enabled() -> bool:
 
 
 def line_formatter(plan: ExportPlan, settings: OutputSettings) -> LineFormatter | None:
-    """extracted rows (the stage schema) -> the file's lines (LINES_SCHEMA), or None where the file is not made
+    """extracted rows (the stage schema) -> the file's lines (lines_schema()), or None where the file is not made
     of lines that depend on their row alone (lines_join_exactly: Parquet, legacy encodings) or where the rows
     are aggregated first.
 
@@ -73,7 +72,7 @@ class LinesAlongside:
         self._destination = destination
         self._to_lines = to_lines
         self._export = export
-        self._writer = stage_writer(destination, LINES_SCHEMA)
+        self._writer = stage_writer(destination, lines_schema())
         self._behind = WriteBehind()
         self._given_up: BaseException | None = None
         self._finished = False

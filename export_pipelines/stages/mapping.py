@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import os
 
-import pyarrow as pa
-import pyarrow.compute as pc
-
+from export_pipelines.lazy_imports import pa, pc
 from export_pipelines.spec.plan import ExportPlan, OutputField
 from export_pipelines.stages.stage_files import holds_group_partials, link_stage_file, read_batches, row_count, stage_writer
 from export_pipelines.stages.work_location import Location

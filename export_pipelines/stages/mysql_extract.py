@@ -35,12 +35,8 @@ import urllib.parse
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 
-import pyarrow as pa
-import pyarrow.compute as pc
-import sqlalchemy as sa
-from sqlalchemy.dialects import mysql as mysql_sql
-
 from export_pipelines.catalog.sql_types import DECIMAL_PRECISION, model_table
+from export_pipelines.lazy_imports import mysql_sql, pa, pc, sa
 from export_pipelines.spec.plan import ExportPlan, SourceRef
 from export_pipelines.stages.arrow_extract import FastPathUnavailable, literal_sql
 from export_pipelines.stages.dialects import SourceDialect
@@ -49,8 +45,8 @@ from export_pipelines.stages.query import count_query
 EXPECTED_COLUMN = "__expected_rows"
 _EXPECTED_VARIABLE = "@export_expected_rows"
 # Wide enough for every DECIMAL(M, D) value (D <= 30) of up to 38 digits, so the cast to the
-# field's decimal128 is where a value too long or too precise is refused.
-_DECIMAL_TEXT_TYPE = pa.decimal256(76, 30)
+# field's decimal128 is where a value too long or too precise is refused: pa.decimal256 of these.
+_DECIMAL_TEXT_DIGITS = (76, 30)
 
 
 # PyMySQL's URL options this path honours: init_command runs first among the pre-execution statements,
@@ -159,7 +155,7 @@ def from_text(array: pa.Array, source: SourceRef) -> pa.Array:
                 except pa.ArrowInvalid:
                     # Text of more than 38 digits, trailing zeros included (DECIMAL(65,30)'s 30 places): a value
                     # that fits the field fits decimal256(76, 30) first. Rare, so tried second (5x the cost).
-                    return pc.cast(pc.cast(array, _DECIMAL_TEXT_TYPE), target)
+                    return pc.cast(pc.cast(array, pa.decimal256(*_DECIMAL_TEXT_DIGITS)), target)
             case "timestamp":
                 # The server writes 'YYYY-MM-DD HH:MM:SS[.ffffff]' only; Arrow refuses a zero or impossible date.
                 return pc.cast(array, pa.timestamp("us"))

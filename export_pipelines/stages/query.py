@@ -16,9 +16,8 @@ import datetime as dt
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-import sqlalchemy as sa
-
-from export_pipelines.catalog.sql_types import DECIMAL_PRECISION, ExactDecimal, model_table
+from export_pipelines.catalog.sql_types import DECIMAL_PRECISION, model_table
+from export_pipelines.lazy_imports import sa
 from export_pipelines.spec.plan import Condition, ConditionGroup, ExportPlan, SourceRef
 from export_pipelines.stages import aggregation
 from export_pipelines.stages.audience import AUDIENCE_COLUMN
@@ -357,6 +356,8 @@ def build_group_query(
 
 
 def _exact_sum(value: sa.ColumnElement, source: SourceRef) -> sa.ColumnElement:
+    from export_pipelines.catalog.column_types import ExactDecimal
+
     # PostgreSQL sums numeric and bigint exactly as numeric, MySQL/MariaDB as DECIMAL (a 38-digit field's
     # sums stay far within their 65 digits); SQLite's integer SUM raises on overflow
     # (the extract then aggregates over Arrow). Decimals never reach SQLite's SUM (pushes_down_aggregation).

@@ -17,12 +17,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import pyarrow as pa
-import pyarrow.compute as pc
-import zstandard
-from zlib_ng import gzip_ng
-
-from export_pipelines.stages.arrow_runtime import prepare_pyarrow
+from export_pipelines.lazy_imports import gzip_ng, pa, pc, zstandard
 from export_pipelines.stages.json_lines import json_lines
 from export_pipelines.stages.encodings import BYTE_ORDER_MARK, CODECS, cannot_hold, is_unicode, unrepresentable_rows
 from export_pipelines.stages.text_format import CANONICAL, UnwritableValue, ValueFormat, to_text, value_format_of
@@ -159,7 +154,10 @@ def line_array(batch: pa.RecordBatch, dialect: CsvDialect) -> pa.Array:
 
 # A stage file of rows already written as text: one LINE_COLUMN string per row (a fanned-out export's chunks).
 LINE_COLUMN = "line"
-LINES_SCHEMA = pa.schema([pa.field(LINE_COLUMN, pa.string())])
+
+
+def lines_schema() -> pa.Schema:
+    return pa.schema([pa.field(LINE_COLUMN, pa.string())])
 
 
 def lines_join_exactly(settings: OutputSettings) -> bool:
@@ -170,7 +168,7 @@ def lines_join_exactly(settings: OutputSettings) -> bool:
 
 
 def row_lines(batch: pa.RecordBatch, headers: list[str], settings: OutputSettings) -> pa.RecordBatch:
-    """The batch's rows as the file's lines (LINES_SCHEMA), for a format lines_join_exactly allows.
+    """The batch's rows as the file's lines (lines_schema), for a format lines_join_exactly allows.
 
     Raises UnrepresentableText as format_lines does.
     """
@@ -180,7 +178,7 @@ def row_lines(batch: pa.RecordBatch, headers: list[str], settings: OutputSetting
         lines = pa.array([], pa.string())
     else:
         lines = line_array(batch, settings.dialect)
-    return pa.RecordBatch.from_arrays([lines.cast(pa.string())], schema=LINES_SCHEMA)
+    return pa.RecordBatch.from_arrays([lines.cast(pa.string())], schema=lines_schema())
 
 
 def _cell(column: pa.Array, dialect: CsvDialect) -> pa.Array:
@@ -422,9 +420,8 @@ def write_files(
     """Write the rows into one or more files (parts of at most max_rows_per_file rows, each with the header).
 
     schema: the batches' schema, which Parquet needs before the first batch (a file without rows has it too).
-    preformatted: the batches hold the rows already written as lines (row_lines' LINES_SCHEMA).
+    preformatted: the batches hold the rows already written as lines (row_lines' lines_schema).
     """
-    prepare_pyarrow()
     folder.mkdir(parents=True, exist_ok=True)
     parquet_schema = None
     if settings.file_format == "parquet":

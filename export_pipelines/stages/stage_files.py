@@ -15,14 +15,12 @@ import os
 import shutil
 from collections.abc import Iterator
 
-import pyarrow as pa
-import pyarrow.ipc as ipc
-
+from export_pipelines.lazy_imports import ipc, pa
 from export_pipelines.stages.work_location import Location, copy_file, is_remote, remove_file, resolve
 
 STAGE_SUFFIX = ".arrow"
 # LZ4 halves the file for a small cost; Arrow decompresses it per buffer as it reads.
-_WRITE_OPTIONS = ipc.IpcWriteOptions(compression="lz4")
+WRITE_COMPRESSION = "lz4"
 
 # Schema metadata of a stage file that holds the database's partial aggregates per group, not rows.
 GROUP_PARTIALS_METADATA = {b"export_pipelines.content": b"group_partials"}
@@ -37,7 +35,7 @@ class StageWriter:
     def __init__(self, location: Location, schema: pa.Schema):
         self._sink = _output(location)
         try:
-            self._writer = ipc.new_file(self._sink, schema, options=_WRITE_OPTIONS)
+            self._writer = ipc.new_file(self._sink, schema, options=ipc.IpcWriteOptions(compression=WRITE_COMPRESSION))
         except BaseException:
             self._sink.close()
             raise

@@ -11,8 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-import pyarrow as pa
-import pyarrow.compute as pc
+from export_pipelines.lazy_imports import pa, pc
 
 MICROS_PER_SECOND = 1_000_000
 # Arrow writes a decimal the way Java's BigDecimal.toString does: in scientific notation once

@@ -16,7 +16,7 @@ import posixpath
 import shutil
 from pathlib import Path
 
-import pyarrow.fs as pafs
+from export_pipelines.lazy_imports import pafs
 
 # Unset: each run's work folder is under the instance's storage folder, on the machine that runs the step.
 WORK_URL_ENV_VAR = "EXPORT_WORK_URL"
