@@ -130,7 +130,9 @@ def extract_to_stage_file(
             if streams > 1:
                 try:
                     return _extract_rows_in_streams(engine, dialect, plan, path, batch_size, window, extracted_at, max_bad_rows, key_range, lines)
-                except StreamsUnavailable as reason:
+                except (StreamsUnavailable, arrow_extract.FastPathUnavailable) as reason:
+                    # A connection refused (max_connections) should cost the streams, not the fast path; a value
+                    # the fast path cannot read fails the one stream too, which then hands over to the general path.
                     logger.info("%s: reading in one stream: %s", plan.name, reason)
             return fast(engine, dialect, plan, path, batch_size, window, extracted_at, BadRows(plan.name, max_bad_rows), key_range, lines)
         except arrow_extract.FastPathUnavailable as reason:
