@@ -181,6 +181,11 @@ def methods_for(database: str, sqlite_path: Path, out: Path, sources: list[str],
     postgresql = [
         Method("psql \\copy csv", None, psql(database, f"\\copy ({ROWS_SQL}) TO '{out / 'psql.csv'}' CSV HEADER"), out / "psql.csv"),
         Method("export pg csv", "psql \\copy csv", [*stage, pg, str(out / "pg")], out / "pg" / "export.csv"),
+        # parallel.streams: the scaling curve of N connections reading key ranges in one snapshot (stages/streams.py).
+        *(
+            Method(f"export pg csv, {n} stream{'s' if n > 1 else ''}", "psql \\copy csv", [*stage, pg, str(out / f"pg_s{n}"), "--streams", str(n)], out / f"pg_s{n}" / "export.csv")
+            for n in (1, 2, 4)
+        ),
         Method("export pg csv, formatted after extract", "psql \\copy csv", [*stage, pg, str(out / "pg_after")], out / "pg_after" / "export.csv", format_after),
         Method("export pg csv, fast extract off", "psql \\copy csv", [*stage, pg, str(out / "pg_off")], out / "pg_off" / "export.csv", fast_off, slow=True),
         Method("export pg csv, mapping shortcut off", "psql \\copy csv", [*stage, pg, str(out / "pg_map")], out / "pg_map" / "export.csv", shortcut_off),

@@ -3,7 +3,9 @@
 As the export's ops do, the extract formats the rows as the file's lines while it reads (map is then
 skipped); EXPORT_FORMAT_WHILE_EXTRACTING=0 gives the earlier sequence.
 
-    python bench/stage_export.py URL OUT_DIR [--aggregate] [--compression gzip] [--batch-size N]
+    python bench/stage_export.py URL OUT_DIR [--aggregate] [--compression gzip] [--batch-size N] [--streams N]
+
+--streams N reads the rows with `parallel: {streams: N}` (N PostgreSQL connections in one snapshot).
 
 The bench runs it as a child process so its peak memory is measured from outside; it
 prints one JSON line with each stage's seconds and the rows written.
@@ -35,7 +37,7 @@ from export_pipelines.source import session_engine
 TRANSACTION_COLUMNS = ["id", "number", "customer_id", "store_id", "status", "channel", "amount", "metadata", "created_at", "updated_at"]
 
 
-def export_spec(aggregate: bool, compression: str, batch_size: int) -> dict:
+def export_spec(aggregate: bool, compression: str, batch_size: int, streams: int | None = None) -> dict:
     if aggregate:
         fields = [
             {"from": "store_id", "aggregation": "group"},
@@ -56,11 +58,12 @@ def export_spec(aggregate: bool, compression: str, batch_size: int) -> dict:
         "compression": compression,
         "line_ending": "lf",
         "batch_size": batch_size,
+        **({"parallel": {"streams": streams}} if streams else {}),
     }
 
 
-def run(url: str, out_dir: Path, aggregate: bool, compression: str, batch_size: int) -> dict:
-    spec = export_spec(aggregate, compression, batch_size)
+def run(url: str, out_dir: Path, aggregate: bool, compression: str, batch_size: int, streams: int | None = None) -> dict:
+    spec = export_spec(aggregate, compression, batch_size, streams)
     with tempfile.TemporaryDirectory() as config_dir:
         (Path(config_dir) / "exports").mkdir()
         (Path(config_dir) / "exports" / "bench.yaml").write_text(yaml.safe_dump(spec))
@@ -86,7 +89,7 @@ def run(url: str, out_dir: Path, aggregate: bool, compression: str, batch_size: 
     engine.dispose()
 
     mark = time.perf_counter()
-    rows_path = Path(extracted.lines) if extracted.lines is not None else work / "mapped.arrow"
+    rows_path = extracted.lines if extracted.lines is not None else work / "mapped.arrow"
     if extracted.lines is None:
         map_stage_file(plan, extracted.path, rows_path, batch_size=batch_size)
     seconds["map"] = time.perf_counter() - mark
@@ -107,7 +110,13 @@ def run(url: str, out_dir: Path, aggregate: bool, compression: str, batch_size: 
     )
     seconds["serialize"] = time.perf_counter() - mark
     seconds["total"] = time.perf_counter() - started
-    return {"rows": sum(f.rows for f in files), "bytes": sum(f.bytes for f in files), "files": [str(f.path) for f in files], "seconds": seconds}
+    return {
+        "rows": sum(f.rows for f in files),
+        "bytes": sum(f.bytes for f in files),
+        "files": [str(f.path) for f in files],
+        "seconds": seconds,
+        "streams": extracted.streams,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -117,8 +126,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--aggregate", action="store_true")
     parser.add_argument("--compression", default="none")
     parser.add_argument("--batch-size", type=int, default=50_000)
+    parser.add_argument("--streams", type=int, default=None, help="parallel.streams: connections reading key ranges in one snapshot")
     args = parser.parse_args(argv)
-    print(json.dumps(run(args.url, args.out_dir, args.aggregate, args.compression, args.batch_size)))
+    print(json.dumps(run(args.url, args.out_dir, args.aggregate, args.compression, args.batch_size, args.streams)))
     return 0
 
 

@@ -33,7 +33,7 @@ from export_pipelines.stages.extract import extract_to_stage_file
 from export_pipelines.stages.lines_alongside import line_formatter
 from export_pipelines.stages.query import TimeWindow
 from export_pipelines.stages.mapping import map_stage_file
-from export_pipelines.stages.stage_files import read_batches, read_schema
+from export_pipelines.stages.stage_files import read_batches, read_schema, stage_location
 from export_pipelines.stages.work_location import copy_file, is_remote, join, remove_tree, work_root_from_environment
 from export_pipelines.spec.connections import DeliveryConnection
 from export_pipelines.fan_out import fanned_ops
@@ -108,15 +108,17 @@ def build_export_asset(plan: ExportPlan, connections: Mapping[str, DeliveryConne
                 )
             finally:
                 engine.dispose()
-        context.log.info(f"Extracted {result.rows} rows of {plan.model_name} from {safe_url(engine.url)}")
+        streams = f" in {result.streams} streams of one snapshot" if result.streams > 1 else ""
+        context.log.info(f"Extracted {result.rows} rows of {plan.model_name} from {safe_url(engine.url)}{streams}")
         rejected_file = keep_rejected_list(context, plan, folder, result.rejected)
         facts = RunFacts(result.expected_rows, result.extracted_at, folder, None, len(result.rejected), rejected_file)
-        stage = StageFile(str(result.path), result.rows, facts, None if result.lines is None else str(result.lines))
+        stage = StageFile(stage_location(result.path), result.rows, facts, None if result.lines is None else stage_location(result.lines))
         metadata = {
             "rows_out": result.rows,
             "rows_expected": result.expected_rows,
             "rows_rejected": len(result.rejected),
             "formatted_while_extracting": result.lines is not None,
+            "streams": result.streams,
         }
         return dg.Output(stage, metadata=metadata)
 
@@ -225,7 +227,7 @@ def build_export_asset(plan: ExportPlan, connections: Mapping[str, DeliveryConne
         return {"result": result, check.get_python_identifier(): check_result}
 
     first_step, run_stages = extract, serial_stages
-    if plan.parallel is not None:
+    if plan.parallel is not None and plan.parallel.fans_out:
         # Fanned out (fan_out.py): chunk steps take the place of extract and map; upload is the same step.
         fanned = fanned_ops(plan, retry_schedule, upstream_ins)
 

@@ -37,14 +37,14 @@ from export_pipelines.retries import RetrySchedule, classified_errors
 from export_pipelines.source import SourceDatabase
 from export_pipelines.spec.plan import ExportPlan
 from export_pipelines.stages.aggregation import aggregate_partial_files, partial_aggregate_stage_file
-from export_pipelines.stages.bad_rows import BadRows, RejectedRow, TooManyBadRows
+from export_pipelines.stages.bad_rows import RejectedRow, TooManyBadRows, joined_bad_rows
 from export_pipelines.stages.chunks import KeyWithoutValue, plan_chunks
 from export_pipelines.stages.extract import extract_to_stage_file
 from export_pipelines.stages.lines_alongside import line_formatter
 from export_pipelines.stages.mapping import map_stage_file
 from export_pipelines.stages.query import KeyRange
 from export_pipelines.stages.serialization import lines_join_exactly, lines_schema
-from export_pipelines.stages.stage_files import read_batches, read_schema, stage_writer
+from export_pipelines.stages.stage_files import read_batches, read_schema, stage_location, stage_parts, stage_writer
 from export_pipelines.stages.work_location import join
 from export_pipelines.steps import (
     FileSet,
@@ -82,7 +82,8 @@ class ChunkFile:
     """What a chunk step hands on: its stage file and what its extract counted in its own snapshot."""
 
     chunk: Chunk
-    path: str
+    # One stage file, or its parts when the chunk was read by parallel streams (stage_files.Stage).
+    path: str | tuple[str, ...]
     # Rows (or lines, or partial groups) in the file.
     rows: int
     # COUNT(*) of the chunk's query in the chunk's snapshot (of its groups when the database grouped).
@@ -155,9 +156,9 @@ def fanned_ops(plan: ExportPlan, retry_schedule: RetrySchedule | None, upstream_
                 engine.dispose()
         context.log.info(f"Extracted {result.rows} rows of {plan.model_name} in {chunk.label} from {safe_url(engine.url)}")
         extracted = ChunkFile(
-            chunk, str(result.path), result.rows, result.expected_rows, result.rows + len(result.rejected), result.rejected, folder
+            chunk, stage_location(result.path), result.rows, result.expected_rows, result.rows + len(result.rejected), result.rejected, folder
         )
-        metadata = {"rows_out": result.rows, "rows_expected": result.expected_rows, "rows_rejected": len(result.rejected)}
+        metadata = {"rows_out": result.rows, "rows_expected": result.expected_rows, "rows_rejected": len(result.rejected), "streams": result.streams}
         return dg.Output(extracted, metadata=metadata)
 
     @dg.op(
@@ -217,7 +218,7 @@ def fanned_ops(plan: ExportPlan, retry_schedule: RetrySchedule | None, upstream_
 
 def note_reused_chunk(context: dg.OpExecutionContext, chunk: ChunkFile, export: str) -> None:
     """As steps.note_reused_input, for a chunk's stage file."""
-    require_earlier_files(context, chunk.work_dir, [chunk.path], export, chunk.chunk.label)
+    require_earlier_files(context, chunk.work_dir, list(stage_parts(chunk.path)), export, chunk.chunk.label)
 
 
 def map_chunk_rows(plan: ExportPlan, extracted: ChunkFile, destination: str) -> ChunkFile:
@@ -256,15 +257,8 @@ def joined_facts(context: dg.OpExecutionContext, plan: ExportPlan, ordered: list
 
     Raises dg.Failure when the chunks together skipped more than max_bad_rows rows.
     """
-    rejected = []
-    offset = 0
-    for chunk in ordered:
-        rejected += [dataclasses.replace(row, row_number=row.row_number + offset) for row in chunk.rejected]
-        offset += chunk.seen_rows
-    limit = BadRows(plan.name, plan.spec.max_bad_rows)
     try:
-        for row in rejected:
-            limit.reject(row)
+        rejected = joined_bad_rows(plan.name, plan.spec.max_bad_rows, [(chunk.seen_rows, chunk.rejected) for chunk in ordered])
     except TooManyBadRows as error:  # each chunk kept within the limit, together they are not
         raise dg.Failure(str(error), allow_retries=False) from None
     folder = work_dir(context, plan.name)

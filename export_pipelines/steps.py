@@ -24,6 +24,7 @@ from export_pipelines.stages.encryption import EncryptionError, encrypt_files
 from export_pipelines.stages.file_naming import NameValues, render_file_name
 from export_pipelines.stages.query import TimeWindow
 from export_pipelines.stages.serialization import OutputSettings, dialect_of, raw_json_columns, write_files
+from export_pipelines.stages.stage_files import stage_parts
 from export_pipelines.stages.text_format import UnwritableValue
 from export_pipelines.stages.work_location import copy_file, exists, is_remote, join, work_root_from_environment
 from export_pipelines.targets.base import LocalFile
@@ -49,11 +50,12 @@ class RunFacts:
 class StageFile:
     """What one op hands the next: where its rows are and how many."""
 
-    path: str
+    # One stage file, or its parts in row order (the extract's parallel streams: stage_files.Stage).
+    path: str | tuple[str, ...]
     rows: int
     facts: RunFacts
     # The same rows already mapped and written as the file's lines (stages/lines_alongside.py): serialize reads these.
-    lines: str | None = None
+    lines: str | tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -111,7 +113,7 @@ def note_reused_input(context: dg.OpExecutionContext, stage: StageFile | FileSet
     again: say so. Raises dg.Failure, naming the export and what to do, when those files are gone:
     a run's work files are removed once it (or a re-execution of it) has delivered."""
     if isinstance(stage, StageFile):
-        needed = [stage.path] if stage.lines is None else [stage.path, stage.lines]
+        needed = [*stage_parts(stage.path), *stage_parts(stage.lines)]
     else:
         needed = [join(stage.stored_in, file.name) for file in stage.files] if stage.stored_in else [str(file.path) for file in stage.files]
     require_earlier_files(context, stage.facts.work_dir, needed, export)

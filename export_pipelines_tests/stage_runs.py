@@ -96,7 +96,7 @@ def run_stages(
         engine.dispose()
     aggregation = None
     if extracted.lines is not None:
-        rows_path = Path(extracted.lines)
+        rows_path = extracted.lines  # one file, or parallel streams' parts
     else:
         rows_path = folder / "mapped.arrow"
         map_stage_file(plan, extracted.path, rows_path, batch_size=plan.spec.batch_size)

@@ -32,7 +32,8 @@ from export_pipelines.local_runs import code_location_job
 from export_pipelines.naming import export_job_name
 from export_pipelines.source import SOURCE_URL_ENV_VAR, SourceDatabase
 from export_pipelines.spec.loader import CONFIG_ENV_VAR, load_config
-from export_pipelines.stages.chunks import plan_chunks, split_key_range
+from export_pipelines.stages.chunks import plan_chunks
+from export_pipelines.stages.key_ranges import split_key_range
 from export_pipelines.stages.extract import extract_to_stage_file
 from export_pipelines.stages.stage_files import read_table
 from export_pipelines.targets.registry import downloads_folder

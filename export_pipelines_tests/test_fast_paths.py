@@ -170,6 +170,59 @@ def test_filtered_and_mapped_export_matches_too(vouchers_url, tmp_path, monkeypa
     assert fast.count(b"\r\n") > 100
 
 
+STREAM_VARIANTS = [
+    pytest.param({"format": "csv", "order": "id"}, id="csv-crlf"),
+    # Sorted by the key descending: the streams' parts are joined from the last key range to the first.
+    pytest.param({"format": "psv", "line_ending": "lf", "compression": "gzip", "max_rows_per_file": 100, "order": "-id"}, id="psv-gzip-parts-descending"),
+    # No order (the primary key's); a filter leaves gaps in the keys, so the ranges hold different numbers of rows.
+    pytest.param({"format": "jsonl", "compression": "zip", "filters": {"loyalty_balance": {"conditions": {"$gt": 0}}}}, id="jsonl-zip-filtered"),
+    # A legacy encoding: no lines while extracting, so map joins the rows' parts; 日本語 and 😀 are bad rows of several streams.
+    pytest.param({"format": "csv", "encoding": "windows-1252", "max_bad_rows": 300}, id="cp1252-bad-rows"),
+]
+
+
+@pytest.mark.parametrize("streams", [1, 2, 4])
+@pytest.mark.parametrize("options", STREAM_VARIANTS)
+@pytest.mark.parametrize("vouchers_url", ["postgresql"], indirect=True)
+def test_parallel_streams_write_the_general_paths_bytes(vouchers_url, tmp_path, monkeypatch, caplog, options, streams):
+    """`parallel: {streams: N}`: N connections read key ranges in one snapshot, each into parts of its own; the parts
+    in key order give the general path's bytes and its bad rows, numbered alike. Small batches: many per stream."""
+    base = {"name": "vouchers_streams", "model": "vouchers", "fields": [{"from": name} for name in FIELDS], "batch_size": 16, **options}
+    bad = options.get("max_bad_rows", 0)
+    with caplog.at_level(logging.INFO, logger="export_pipelines.stages.extract"):
+        fast = run_stages(vouchers_url, tmp_path, {**base, "parallel": {"streams": streams}}, fast=True, monkeypatch=monkeypatch, max_bad_rows=bad)
+    assert "row by row" not in caplog.text and "one stream" not in caplog.text
+    assert fast.extracted.streams == streams
+    if streams > 1:
+        assert isinstance(fast.extracted.path, tuple) and len(fast.extracted.path) == streams
+        if options.get("encoding") is None:
+            assert len(fast.extracted.lines) == streams
+    general = run_stages(vouchers_url, tmp_path, base, fast=False, monkeypatch=monkeypatch, max_bad_rows=bad)
+    assert fast.content == general.content
+    assert fast.extracted.rejected == general.extracted.rejected
+    assert fast.extracted.expected_rows == general.extracted.expected_rows == general.extracted.rows + len(general.extracted.rejected)
+    text = fast.content.decode("windows-1252" if options.get("encoding") else "utf-8")
+    assert "123456789012.99" in text and "9999999999999999.99" in text and "-0.10" in text
+    if options.get("encoding"):
+        # Every row holding text windows-1252 cannot (日本語, 😀) is listed, in the rows' order.
+        assert [row.row_number for row in fast.extracted.rejected] == sorted(row.row_number for row in fast.extracted.rejected)
+        assert {row.key for row in fast.extracted.rejected} >= {"id=1011", "id=1008"}
+        assert "😀" not in text
+    else:
+        assert "😀" in text and "日本語" in text and "1969-12-31T23:59:59.500000Z" in text and "2024-03-31T00:30:00Z" in text
+
+
+@pytest.mark.parametrize("vouchers_url", ["sqlite", "mariadb"], indirect=True)
+def test_parallel_streams_read_one_stream_where_no_snapshot_is_shared(vouchers_url, tmp_path, monkeypatch, caplog):
+    """SQLite and MariaDB cannot share one snapshot between connections: `streams` reads in one stream there, and says so."""
+    base = {"name": "vouchers_streams", "model": "vouchers", "fields": [{"from": name} for name in FIELDS], "order": "id"}
+    with caplog.at_level(logging.INFO, logger="export_pipelines.stages.extract"):
+        fast = run_stages(vouchers_url, tmp_path, {**base, "parallel": {"streams": 4}}, fast=True, monkeypatch=monkeypatch)
+    assert fast.extracted.streams == 1
+    assert "parallel.streams reads PostgreSQL only" in caplog.text and "row by row" not in caplog.text
+    assert fast.content == run_stages(vouchers_url, tmp_path, base, fast=False, monkeypatch=monkeypatch).content
+
+
 @pytest.mark.parametrize("vouchers_url", ["postgresql", "mariadb"], indirect=True)
 def test_pushed_down_aggregation_matches(vouchers_url, tmp_path, monkeypatch, caplog):
     """PostgreSQL's GROUP BY read through ADBC, MariaDB's through connectorx, give the cursor's groups, sums and extremes."""

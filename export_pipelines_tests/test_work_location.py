@@ -77,7 +77,8 @@ def test_an_export_with_its_work_folder_in_the_object_store_leaves_its_stage_fil
     run_id = remote.result.run_id
     stored = _keys(moto_endpoint, s3_bucket)
     prefix = f"work/{run_id}/work_customers/"
-    assert sorted(stored) == [prefix + "extract.arrow", prefix + "files/customers.csv", prefix + "mapped.arrow"]
+    # The lines were formatted while extracting (lines_alongside.py), so map wrote no mapped.arrow.
+    assert sorted(stored) == [prefix + "extract.arrow", prefix + "files/customers.csv", prefix + "lines.arrow"]
     assert stored[prefix + "files/customers.csv"] == expected
     # Nothing of the stage files was written to the local work folder, only the file being delivered.
     local_work = tmp_path / "remote" / "instance" / "storage" / "export_work"

@@ -469,15 +469,27 @@ class Encryption(BaseModel):
 
 
 MAX_CHUNKS = 256
+# Each stream is a connection (a backend process) to the source database for the extract's duration.
+MAX_STREAMS = 16
 
 
 class Parallel(BaseModel):
-    """One export fanned out over key ranges, each extracted by its own step (docs/scale-out.md)."""
+    """One export read over key ranges: fanned out to steps of their own (`chunks`, docs/scale-out.md), or read by
+    several connections of one step inside one snapshot (`streams`, docs/performance.md), or both."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    chunks: int = Field(ge=1, le=MAX_CHUNKS, description="How many key ranges, each extracted and mapped by its own step.")
+    chunks: int | None = Field(default=None, ge=1, le=MAX_CHUNKS, description="How many key ranges, each extracted and mapped by its own step.")
+    streams: int | None = Field(
+        default=None, ge=1, le=MAX_STREAMS, description="How many PostgreSQL connections read the extract's key ranges at once, in one snapshot."
+    )
     by: str | None = Field(default=None, description="An integer field of the model; default its primary key.")
+
+    @model_validator(mode="after")
+    def _splits(self) -> Parallel:
+        if self.chunks is None and self.streams is None:
+            raise KeyValueError("chunks", "parallel needs chunks (key ranges as steps of their own) or streams (connections of one step), or both")
+        return self
 
 
 class ExportSpec(BaseModel):
@@ -530,7 +542,9 @@ class ExportSpec(BaseModel):
     csv_injection: Literal["off", "escape"] = Field(
         default="off", description="escape: text starting with = + - @ tab or CR gets a leading ' (OWASP CSV injection)."
     )
-    parallel: Parallel | None = Field(default=None, description="Fan the export out over key ranges: {chunks: 8, by: id}.")
+    parallel: Parallel | None = Field(
+        default=None, description="Read the export over key ranges: {chunks: 8} (steps), {streams: 2} (connections in one snapshot), by: id."
+    )
 
     @field_validator("date_format")
     @classmethod

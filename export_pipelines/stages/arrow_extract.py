@@ -94,19 +94,23 @@ class ArrowConnection:
             self.run(statement)
 
     def run(self, sql: str) -> None:
-        with _as_fast_path_unavailable("run a statement"), closing(adbc_driver_manager.AdbcStatement(self._connection)) as statement:
+        with as_fast_path_unavailable("run a statement"), closing(adbc_driver_manager.AdbcStatement(self._connection)) as statement:
             statement.set_sql_query(sql)
             statement.execute_update()
 
     def scalar(self, sql: str):
-        with closing(self.reader(sql)) as reader, _as_fast_path_unavailable("read a result"):
+        return self.row(sql)[0]
+
+    def row(self, sql: str) -> tuple:
+        """The first row of the result, as Python values."""
+        with closing(self.reader(sql)) as reader, as_fast_path_unavailable("read a result"):
             table = reader.read_all()
-        return table.column(0)[0].as_py()
+        return tuple(column[0].as_py() for column in table.columns)
 
     def reader(self, sql: str, options: dict[str, str] | None = None) -> _ClosingReader:
         statement = adbc_driver_manager.AdbcStatement(self._connection)
         try:
-            with _as_fast_path_unavailable("run the query"):
+            with as_fast_path_unavailable("run the query"):
                 statement.set_sql_query(sql)
                 if options:
                     statement.set_options(**options)
@@ -128,7 +132,7 @@ class ArrowConnection:
 
 
 @contextmanager
-def _as_fast_path_unavailable(doing: str) -> Iterator[None]:
+def as_fast_path_unavailable(doing: str) -> Iterator[None]:
     """A driver error means "use the general path", which reports real problems in its own words."""
     try:
         yield
@@ -195,7 +199,7 @@ class SnapshotRows:
             raise
 
     def __iter__(self) -> Iterator[pa.RecordBatch]:
-        with _as_fast_path_unavailable("read the rows"):
+        with as_fast_path_unavailable("read the rows"):
             yield from self._reader
 
     def expected_rows(self) -> int | None:

@@ -7,6 +7,7 @@ hold back a partner's nightly file, but a broken column (every row bad) must sto
 from __future__ import annotations
 
 import csv
+import dataclasses
 import datetime as dt
 import decimal
 from dataclasses import dataclass
@@ -114,6 +115,24 @@ class BadRows:
                 f"For export {self.export}, {len(self.rows)} row(s) cannot be converted, more than max_bad_rows "
                 f"{self.limit}; {hint}. " + "; ".join(r.describe() for r in self.rows[:5])
             )
+
+
+def joined_bad_rows(export: str, limit: int, parts: list[tuple[int, tuple[RejectedRow, ...]]]) -> list[RejectedRow]:
+    """Bad rows of consecutive parts of one read (fan-out's chunks, parallel streams), each part's numbered from
+    its own first row: one list numbered as one read numbers them. parts: (rows the part's query returned,
+    rejected ones included; its bad rows).
+
+    Raises TooManyBadRows, as one read would, once the parts together hold more than `limit`.
+    """
+    joined = []
+    offset = 0
+    for seen, rows in parts:
+        joined += [dataclasses.replace(row, row_number=row.row_number + offset) for row in rows]
+        offset += seen
+    limit_check = BadRows(export, limit)
+    for row in joined:
+        limit_check.reject(row)
+    return joined
 
 
 def value_preview(value: object) -> str:

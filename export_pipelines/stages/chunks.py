@@ -1,8 +1,8 @@
 """A fanned-out export's chunks: the key ranges its chunk steps extract, fixed once by the plan step.
 
 The plan step reads MIN and MAX of the chunk key over the export's matching rows and cuts
-[MIN, MAX] into ranges of equal width. Every chunk step then reads its range in its own
-snapshot. The ranges are fixed before any chunk is read, so they partition the key space:
+[MIN, MAX] into ranges of equal width (stages/key_ranges.py). Every chunk step then reads its
+range in its own snapshot. The ranges are fixed before any chunk is read, so they partition the key space:
 a row is in exactly one chunk, and a row inserted after planning with a key above MAX (a
 sequence's next value) is in none. Equal widths balance chunks when keys are dense (a
 sequence); a sparse or skewed key gives uneven chunks, never wrong ones.
@@ -11,12 +11,12 @@ sequence); a sparse or skewed key gives uneven chunks, never wrong ones.
 from __future__ import annotations
 
 import datetime as dt
-import decimal
 from dataclasses import dataclass
 
 from export_pipelines.lazy_imports import sa
 from export_pipelines.spec.plan import ExportPlan
 from export_pipelines.stages.extract import source_dialect
+from export_pipelines.stages.key_ranges import key_ranges
 from export_pipelines.stages.query import KeyRange, TimeWindow, key_bounds_query
 
 
@@ -30,14 +30,6 @@ class ChunkPlan:
 
     ranges: tuple[KeyRange, ...]
     planned_at: dt.datetime
-
-
-def split_key_range(low: int, high: int, chunks: int) -> list[tuple[int, int]]:
-    """[low, high] (both inclusive) cut into at most `chunks` half-open ranges of equal width (the last may be narrower)."""
-    span = high - low + 1
-    count = max(1, min(chunks, span))
-    width = -(-span // count)
-    return [(start, min(start + width, high + 1)) for start in range(low, high + 1, width)]
 
 
 def plan_chunks(engine: sa.Engine, plan: ExportPlan, window: TimeWindow | None = None) -> ChunkPlan:
@@ -57,16 +49,8 @@ def plan_chunks(engine: sa.Engine, plan: ExportPlan, window: TimeWindow | None =
         )
     if low is None:
         # No matching rows: one chunk still runs, so the files (a header) and the bad rows come out as unsplit.
-        pairs = [(0, 0)]
+        ranges = [KeyRange(parallel.key, 0, 0, with_unfit=True)]
     else:
-        pairs = split_key_range(_whole(low, True), _whole(high, False), parallel.chunks)
-    ranges = [KeyRange(parallel.key, start, end, with_unfit=index == 0) for index, (start, end) in enumerate(pairs)]
-    if parallel.descending:
-        ranges.reverse()
+        ranges = key_ranges(parallel.key, low, high, parallel.chunks, descending=parallel.descending)
     return ChunkPlan(tuple(ranges), planned_at)
 
-
-def _whole(value, is_low: bool) -> int:
-    """A bound as an integer that keeps every key between the bounds: a stored 2.5 (a bad row) widens to 2..3."""
-    number = decimal.Decimal(str(value))
-    return int(number.to_integral_value(decimal.ROUND_FLOOR if is_low else decimal.ROUND_CEILING))

@@ -6,6 +6,8 @@ Three ways to read, tried in order:
    value that does not fit its field, or SQLite's integer SUM overflows;
 2. the fast path: the ADBC driver decodes rows into Arrow in C (PostgreSQL, SQLite:
    stages/arrow_extract.py), connectorx in Rust (MySQL/MariaDB: stages/mysql_extract.py);
+   with `parallel: {streams: N}` on PostgreSQL, N connections read key ranges at once inside
+   one exported snapshot, each into a part of the stage file (stages/streams.py);
 3. the general path: SQLAlchemy streams rows in batches, converted to Arrow in Python;
    it also names every value that cannot be converted exactly.
 Every path writes the same stage file and lists the same bad rows.
@@ -26,7 +28,7 @@ from export_pipelines.spec.plan import ExportPlan, SourceRef
 from export_pipelines.stages import aggregation, arrow_extract, mysql_extract
 from export_pipelines.stages.audience import load_audience_table
 from export_pipelines.stages.dialects import SourceDialect, dialect_for, reflected_dialect
-from export_pipelines.stages.bad_rows import BadRows, RejectedRow, conversion_problem, value_preview
+from export_pipelines.stages.bad_rows import BadRows, RejectedRow, TooManyBadRows, conversion_problem, joined_bad_rows, value_preview
 from export_pipelines.stages.encodings import cannot_hold, unrepresentable_rows
 from export_pipelines.stages.query import (
     KEY_COLUMN,
@@ -40,11 +42,14 @@ from export_pipelines.stages.query import (
     build_group_query,
     build_query,
     count_query,
+    key_bounds_query,
     pushes_down_aggregation,
     routed_sources,
 )
+from export_pipelines.stages.key_ranges import key_ranges
 from export_pipelines.stages.lines_alongside import LineFormatter, LinesAlongside, NoLines, lines_alongside
-from export_pipelines.stages.stage_files import stage_writer
+from export_pipelines.stages.stage_files import Stage, part_location, stage_writer
+from export_pipelines.stages.streams import RangeRows, Stops, StreamsUnavailable, read_in_one_snapshot
 from export_pipelines.stages.work_location import Location, remove_file
 from export_pipelines.stages.write_behind import WriteBehind
 
@@ -57,13 +62,16 @@ def _conversion_errors() -> tuple[type[Exception], ...]:
 
 @dataclass(frozen=True)
 class ExtractResult:
-    path: Location
+    # The stage file, or its parts in row order when parallel streams read it.
+    path: Stage
     rows: int
     expected_rows: int
     extracted_at: dt.datetime
     rejected: tuple[RejectedRow, ...] = ()
     # The same rows already mapped and written as the file's lines (stages/lines_alongside.py), or None.
-    lines: Location | None = None
+    lines: Stage | None = None
+    # Connections that read the rows at once in one snapshot (`parallel.streams` where it applies).
+    streams: int = 1
 
 
 def arrow_type(source: SourceRef) -> pa.DataType:
@@ -102,6 +110,7 @@ def extract_to_stage_file(
     key_range: only one chunk of a fanned-out export (stages/chunks.py).
     lines_to, to_lines: also write the rows as the file's lines there, formatted while extracting
     (stages/lines_alongside.py); the result's `lines` says whether they were.
+    With `parallel.streams` on PostgreSQL's fast path, the result's `path` and `lines` are the streams' parts.
     Raises TooManyBadRows once more than max_bad_rows rows hold a value their field cannot hold.
     """
     extracted_at = dt.datetime.now(dt.UTC)
@@ -111,9 +120,18 @@ def extract_to_stage_file(
         groups = _extract_group_partials(engine, dialect, plan, path, batch_size, window, extracted_at, key_range)
         if groups is not None:
             return groups
-    if arrow_extract.fast_extract_enabled() and not _has_audience_file(plan):
+    fast_path = arrow_extract.fast_extract_enabled() and not _has_audience_file(plan)
+    streams = _streams_for(plan, dialect, fast_path)
+    if fast_path:
         fast = _extract_rows_with_connectorx if dialect.name == "mysql" else _extract_rows_with_adbc
         try:
+            if streams > 1:
+                try:
+                    return _extract_rows_in_streams(engine, dialect, plan, path, batch_size, window, extracted_at, max_bad_rows, key_range, lines)
+                except (StreamsUnavailable, arrow_extract.FastPathUnavailable) as reason:
+                    # A connection refused (max_connections) should cost the streams, not the fast path; a value
+                    # the fast path cannot read fails the one stream too, which then hands over to the general path.
+                    logger.info("%s: reading in one stream: %s", plan.name, reason)
             return fast(engine, dialect, plan, path, batch_size, window, extracted_at, BadRows(plan.name, max_bad_rows), key_range, lines)
         except arrow_extract.FastPathUnavailable as reason:
             logger.info("Extracting %s row by row: %s", plan.name, reason)
@@ -129,6 +147,20 @@ def source_dialect(engine: sa.Engine, plan: ExportPlan) -> SourceDialect:
         tables.append(model_table(plan.audience.query_model))
     with engine.connect() as connection:
         return reflected_dialect(connection, tables)
+
+
+def _streams_for(plan: ExportPlan, dialect: SourceDialect, fast_path: bool) -> int:
+    """How many streams the plan asks for and this source can give: PostgreSQL's fast path only (stages/streams.py)."""
+    wanted = plan.parallel.streams if plan.parallel is not None else 1
+    if wanted <= 1:
+        return 1
+    if dialect.name != "postgresql":
+        logger.info("%s: parallel.streams reads PostgreSQL only (no other database shares a snapshot between connections); one stream", plan.name)
+        return 1
+    if not fast_path:
+        logger.info("%s: parallel.streams reads through the fast path (ADBC) only; one stream", plan.name)
+        return 1
+    return wanted
 
 
 def _has_audience_file(plan: ExportPlan) -> bool:
@@ -270,6 +302,100 @@ def _extract_rows_with_adbc(
             logger.info("%s: %s; reading every row through the per-row SQL", plan.name, reason)
     # Nothing was listed yet (the first batch decided): the stage file is written anew.
     return _extract_rows_with_adbc(engine, dialect, plan, path, batch_size, window, extracted_at, bad_rows, key_range, lines, routed=False)
+
+
+@dataclass(frozen=True)
+class _StreamPart:
+    """What one stream wrote (None where it stopped at max_bad_rows) and the bad rows it listed, numbered from its range's first row."""
+
+    result: ExtractResult | None
+    rejected: tuple[RejectedRow, ...]
+
+    @property
+    def seen(self) -> int:
+        """Rows the stream's query returned, rejected ones included (as far as it read)."""
+        return (self.result.rows if self.result is not None else 0) + len(self.rejected)
+
+
+def _extract_rows_in_streams(
+    engine: sa.Engine,
+    dialect: SourceDialect,
+    plan: ExportPlan,
+    path: Location,
+    batch_size: int,
+    window: TimeWindow | None,
+    extracted_at: dt.datetime,
+    max_bad_rows: int,
+    key_range: KeyRange | None,
+    lines: _LinesRequest,
+) -> ExtractResult:
+    """_extract_rows_with_adbc over plan.parallel.streams key ranges at once, in one PostgreSQL snapshot
+    (stages/streams.py): each stream writes its own part of the stage file and of the lines, and numbers its
+    bad rows from its range's first row; the parts in key order are the one stream's rows, and its bad rows
+    are renumbered as the one stream numbers them (bad_rows.joined_bad_rows).
+
+    Raises StreamsUnavailable (nothing written) where the rows are one stream's after all, TooManyBadRows
+    as the one stream raises it, FastPathUnavailable for the general path.
+    """
+    parallel = plan.parallel
+    if routed_sources(plan, dialect):
+        # Never on PostgreSQL: only SQLite reads values as stored.
+        raise StreamsUnavailable("values read as stored are read again row by row on the stream's own connection")
+    whole = build_query(plan, dialect, window, key_range=key_range)
+    count_sql = arrow_extract.literal_sql(count_query(whole), engine.dialect)
+    bounds_sql = arrow_extract.literal_sql(key_bounds_query(plan, parallel.key, dialect, window, key_range), engine.dialect)
+
+    def ranges_for(bounds: tuple) -> list[KeyRange]:
+        low, high, without_key = bounds
+        if without_key:
+            raise StreamsUnavailable(f"{without_key} matching row(s) have no {parallel.key.label}, which no key range holds")
+        if low is None:
+            raise StreamsUnavailable("no matching row has a key")
+        with_unfit = key_range is None or key_range.with_unfit
+        ranges = key_ranges(parallel.key, low, high, parallel.streams, descending=parallel.descending, with_unfit=with_unfit)
+        if len(ranges) < 2:
+            raise StreamsUnavailable(f"every matching row has the same {parallel.key.label}")
+        return ranges
+
+    def read_range(index: int, stream_range: KeyRange, connection: arrow_extract.ArrowConnection, stops: Stops) -> _StreamPart:
+        sql = arrow_extract.literal_sql(build_query(plan, dialect, window, key_range=stream_range), engine.dialect)
+        bad_rows = BadRows(plan.name, max_bad_rows)
+        part_lines = _LinesRequest(lines.export, None if lines.destination is None else part_location(lines.destination, index), lines.to_lines)
+        with RangeRows(connection, sql, batch_size, lambda: stops.stopped(index)) as read:
+            try:
+                result = _write_arrow_rows(plan, part_location(path, index), read, extracted_at, bad_rows, lines=part_lines)
+            except TooManyBadRows:
+                # Streams after this one cannot change which row is the one too many; the earlier ones can.
+                stops.stop_after(index)
+                return _StreamPart(None, bad_rows.in_row_order())
+        return _StreamPart(result, result.rejected)
+
+    try:
+        parts, expected = read_in_one_snapshot(engine.url, bounds_sql, count_sql, ranges_for, read_range, describe=f"{plan.name}: ")
+        # Up to the first stream that stopped at max_bad_rows (every stream before it read its whole range), then
+        # the one too many is raised as one stream raises it.
+        numbered = []
+        for part in parts:
+            numbered.append(part)
+            if part.result is None:
+                break
+        rejected = joined_bad_rows(plan.name, max_bad_rows, [(part.seen, part.rejected) for part in numbered])
+        results = [part.result for part in parts]
+        lines_parts = tuple(result.lines for result in results)
+        if None in lines_parts:
+            # A stream gave its lines up (a value the file cannot write): serialize formats every row, as for one stream.
+            for location in lines_parts:
+                if location is not None:
+                    remove_file(location)
+            lines_parts = None
+    except BaseException:
+        for index in range(parallel.streams):
+            remove_file(part_location(path, index))
+            if lines.destination is not None:
+                remove_file(part_location(lines.destination, index))
+        raise
+    rows = sum(result.rows for result in results)
+    return ExtractResult(tuple(result.path for result in results), rows, expected, extracted_at, tuple(rejected), lines_parts, len(results))
 
 
 def _extract_rows_with_connectorx(

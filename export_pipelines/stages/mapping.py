@@ -12,7 +12,7 @@ import os
 
 from export_pipelines.lazy_imports import pa, pc
 from export_pipelines.spec.plan import ExportPlan, OutputField
-from export_pipelines.stages.stage_files import holds_group_partials, link_stage_file, read_batches, row_count, stage_writer
+from export_pipelines.stages.stage_files import Stage, holds_group_partials, link_stage_file, read_batches, row_count, stage_writer
 from export_pipelines.stages.work_location import Location
 from export_pipelines.stages.text_format import CANONICAL, ValueFormat, to_text, value_format_of
 
@@ -90,12 +90,14 @@ def maps_nothing(plan: ExportPlan) -> bool:
     )
 
 
-def map_stage_file(plan: ExportPlan, source: Location, destination: Location, *, batch_size: int) -> int:
+def map_stage_file(plan: ExportPlan, source: Stage, destination: Location, *, batch_size: int) -> int:
+    """The mapped rows of `source` (one file, or parallel streams' parts) in the one file `destination`; their count."""
     if holds_group_partials(source):
         # Pushed down: the database grouped raw values, so there is nothing to map before aggregating.
         link_stage_file(source, destination)
         return row_count(destination)
-    if maps_nothing(plan) and mapping_shortcut_enabled():
+    # Parallel streams' parts (a tuple) are joined into one file below: a link cannot join them.
+    if maps_nothing(plan) and mapping_shortcut_enabled() and not isinstance(source, tuple):
         # Serialization takes headers from the plan, not the file: the extract's file is already the mapped one.
         link_stage_file(source, destination)
         return row_count(destination)

@@ -244,10 +244,13 @@ def key_range_clause(table: sa.Table, key_range: KeyRange, dialect: SourceDialec
     return sa.or_(clause, *unfit) if key_range.with_unfit and unfit else clause
 
 
-def key_bounds_query(plan: ExportPlan, key: SourceRef, dialect: SourceDialect, window: TimeWindow | None = None) -> sa.Select:
+def key_bounds_query(
+    plan: ExportPlan, key: SourceRef, dialect: SourceDialect, window: TimeWindow | None = None, key_range: KeyRange | None = None
+) -> sa.Select:
     """MIN and MAX of the key over the export's matching rows whose key fits its field, and how many have no key.
 
     The audience is left out: it only narrows the rows, and bounds need only cover them.
+    key_range: only one chunk's rows (its streams split it further).
     """
     table = model_table(plan.model)
     value = comparable(table, key, dialect)
@@ -263,6 +266,8 @@ def key_bounds_query(plan: ExportPlan, key: SourceRef, dialect: SourceDialect, w
     if window is not None:
         column = comparable(table, window.source, dialect)
         query = query.where(_undecided(sa.and_(column >= window.start, column < window.end), table, window.source, dialect))
+    if key_range is not None:
+        query = query.where(key_range_clause(table, key_range, dialect))
     return query.where(sa.or_(value.is_(None), sa.and_(*fit))) if fit else query
 
 

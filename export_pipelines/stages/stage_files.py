@@ -6,7 +6,9 @@ reads about 4x faster than Parquet tuned for the same job (bench/RESULTS.md), wh
 most of what an unaggregated export spends outside the database. Each batch is read
 with plain reads, not a memory map, so memory stays one batch however large the file.
 A stage file's location is a local path or an object-store URL (work_location.py): a
-step on one worker writes it, a step on another reads it.
+step on one worker writes it, a step on another reads it. A stage may also be several part
+files read one after another (a `Stage` tuple): the extract's parallel streams each write a
+part of their own (stages/streams.py), and joining them would copy every row once more.
 """
 
 from __future__ import annotations
@@ -24,6 +26,28 @@ WRITE_COMPRESSION = "lz4"
 
 # Schema metadata of a stage file that holds the database's partial aggregates per group, not rows.
 GROUP_PARTIALS_METADATA = {b"export_pipelines.content": b"group_partials"}
+
+# One stage file, or its parts in the order their rows are read (every part has the same schema).
+Stage = Location | tuple[Location, ...]
+
+
+def stage_parts(stage: Stage | None) -> tuple[str, ...]:
+    """The files a stage is made of, as strings (none for None)."""
+    if stage is None:
+        return ()
+    return tuple(str(part) for part in stage) if isinstance(stage, tuple) else (str(stage),)
+
+
+def stage_location(stage: Stage) -> str | tuple[str, ...]:
+    """The stage as plain strings, as steps hand it on: one location, or the tuple of its parts."""
+    return stage_parts(stage) if isinstance(stage, tuple) else str(stage)
+
+
+def part_location(location: Location, index: int) -> str:
+    """Where part `index` of a stage meant for `location` is written: `extract.arrow` -> `extract.part01.arrow`."""
+    text = str(location)
+    base = text[: -len(STAGE_SUFFIX)] if text.endswith(STAGE_SUFFIX) else text
+    return f"{base}.part{index:02d}{STAGE_SUFFIX}"
 
 
 class StageWriter:
@@ -85,8 +109,26 @@ def write_table(table: pa.Table, location: Location) -> None:
         writer.write_table(table)
 
 
-def read_batches(location: Location, batch_size: int) -> Iterator[pa.RecordBatch]:
-    """Every batch of a stage file, at most batch_size rows each; a file with no rows still yields one empty batch, so the schema travels."""
+def read_batches(stage: Stage, batch_size: int) -> Iterator[pa.RecordBatch]:
+    """Every batch of a stage file (of each part in turn), at most batch_size rows each; a stage with no rows
+    still yields one empty batch, so the schema travels."""
+    if not isinstance(stage, tuple):
+        yield from _read_file_batches(stage, batch_size)
+        return
+    produced = False
+    empty = None
+    for part in stage:
+        for batch in _read_file_batches(part, batch_size):
+            if batch.num_rows:
+                produced = True
+                yield batch
+            elif empty is None:
+                empty = batch
+    if not produced:
+        yield empty
+
+
+def _read_file_batches(location: Location, batch_size: int) -> Iterator[pa.RecordBatch]:
     with _input(location) as source:
         reader = ipc.open_file(source)
         produced = False
@@ -99,20 +141,26 @@ def read_batches(location: Location, batch_size: int) -> Iterator[pa.RecordBatch
             yield pa.RecordBatch.from_pylist([], schema=reader.schema)
 
 
-def read_table(location: Location) -> pa.Table:
-    """The whole file (tests and small aggregated results)."""
-    with _input(location) as source:
-        return ipc.open_file(source).read_all()
+def read_table(stage: Stage) -> pa.Table:
+    """The whole stage (tests and small aggregated results)."""
+    tables = []
+    for part in stage_parts(stage):
+        with _input(part) as source:
+            tables.append(ipc.open_file(source).read_all())
+    return pa.concat_tables(tables)
 
 
-def read_schema(location: Location) -> pa.Schema:
-    with _input(location) as source:
+def read_schema(stage: Stage) -> pa.Schema:
+    with _input(stage_parts(stage)[0]) as source:
         return ipc.open_file(source).schema
 
 
-def row_count(location: Location) -> int:
-    with _input(location) as source:
-        return ipc.open_file(source).count_rows()
+def row_count(stage: Stage) -> int:
+    total = 0
+    for part in stage_parts(stage):
+        with _input(part) as source:
+            total += ipc.open_file(source).count_rows()
+    return total
 
 
 def link_stage_file(source: Location, destination: Location) -> None:
