@@ -36,7 +36,7 @@ logger = logging.getLogger(__name__)
 
 FORMAT_WHILE_EXTRACTING_ENV_VAR = "EXPORT_FORMAT_WHILE_EXTRACTING"
 
-LineFormatter = Callable[[pa.RecordBatch], pa.RecordBatch]
+LineFormatter = Callable[["pa.RecordBatch"], "pa.RecordBatch"]  # strings: evaluating pa here would import pyarrow at load
 
 
 def format_while_extracting_enabled() -> bool:
