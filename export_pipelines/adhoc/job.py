@@ -110,7 +110,10 @@ def build_adhoc_job(loaded: ExportConfig) -> dg.JobDefinition:
             raise dg.Failure(f"Wrote {rows_written} rows but the source query counted {file_set.facts.expected_rows}")
         finished = dt.datetime.now(dt.UTC)
         metadata = materialization_metadata(plan, file_set, delivery, rows_written, target.location, finished, redirected)
-        urls = file_urls(delivery.files, os.environ.get(DOWNLOADS_URL_ENV_VAR), downloads_store_from_environment())
+        in_download_folder = redirected or plan.spec.target == "download"
+        urls = file_urls(
+            delivery.files, os.environ.get(DOWNLOADS_URL_ENV_VAR), downloads_store_from_environment(), download_folder=in_download_folder
+        )
         metadata["urls"] = dg.MetadataValue.json(urls)
         context.add_output_metadata(metadata)
         # Delivered: the run's intermediate files are no longer needed for a re-execution.

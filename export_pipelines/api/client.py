@@ -27,6 +27,7 @@ from export_pipelines.naming import ADHOC_CHANNEL_TAG, ADHOC_JOB, ADHOC_OBJECT_T
 from export_pipelines.spec.loader import ExportConfig
 
 DEFAULT_URL = "http://127.0.0.1:3000"
+S3_SCHEME = "s3://"
 RESULT_OP = "deliver"
 
 _STEP_ERROR_PREFIX = "dagster._core.errors.DagsterExecutionStepExecutionError:"
@@ -167,14 +168,28 @@ class ExportsClient:
         if export["status"] != "DONE":
             detail = f": {export['error']['message']}" if "error" in export else ""
             raise ExportApiError(f"export {export_id} is {export['status']}, not DONE{detail}")
+        return self.fetch_all(export["result"]["urls"], folder)
+
+    def fetch_all(self, urls: list[str], folder: Path | str) -> list[Path]:
+        """Fetch each URL into `folder` under its own file name (local_name); returns the files in
+        the URLs' order. Raises ExportApiError before fetching anything when two URLs would land
+        in one local file: a later chunk must never silently overwrite an earlier one."""
+        names = [local_name(url) for url in urls]
+        first: dict[str, str] = {}
+        for url, name in zip(urls, names):
+            if name in first:
+                raise ExportApiError(
+                    f"{first[name]} and {url} would both be saved as {name}; nothing was downloaded. "
+                    "Fetch them one by one into different folders"
+                )
+            first[name] = url
         destination = Path(folder)
         destination.mkdir(parents=True, exist_ok=True)
-        return [self._fetch(url, destination) for url in export["result"]["urls"]]
+        return [self._fetch(url, destination, name) for url, name in zip(urls, names)]
 
-    def _fetch(self, url: str, folder: Path) -> Path:
+    def _fetch(self, url: str, folder: Path, name: str | None = None) -> Path:
         parsed = urllib.parse.urlsplit(url)
-        name = Path(urllib.parse.unquote(parsed.path)).name
-        target = folder / name
+        target = folder / (name or local_name(url))
         if parsed.scheme == "file":
             shutil.copyfile(urllib.request.url2pathname(parsed.path), target)
         elif parsed.scheme in {"http", "https"}:
@@ -209,6 +224,21 @@ class ExportsClient:
         if answer.get("errors"):
             raise ExportApiError("GraphQL error: " + "; ".join(error["message"] for error in answer["errors"]))
         return answer["data"]
+
+
+def local_name(url: str) -> str:
+    """The file name a chunk's URL is saved under: the last segment of its path. An s3:// URL is a
+    bucket and a raw key, never parsed as a URL: a `#` or `?` in the store's prefix or a
+    connection's path is part of the key, not a fragment or a query. Raises ExportApiError for a
+    URL that names no file (a folder, `.` or `..`)."""
+    if url.startswith(S3_SCHEME):
+        path = url[len(S3_SCHEME) :].partition("/")[2]
+    else:
+        path = urllib.parse.unquote(urllib.parse.urlsplit(url).path)
+    name = path.rsplit("/", 1)[-1]
+    if name in {"", ".", ".."}:
+        raise ExportApiError(f"{url} names no file to save")
+    return name
 
 
 def _fetch_from_object_store(url: str, target: Path) -> None:

@@ -24,12 +24,34 @@ def test_urls_per_target(tmp_path: Path):
     presigned = delivered("s3://bucket/x.csv", "https://s3.example/x.csv?X-Amz-Signature=1")
     remote = delivered("sftp://partner@host:22/out/x.csv")
 
-    assert file_urls([local, presigned, remote], None) == [
-        f"file://{tmp_path}/adhoc_ab/x%20y.csv",
+    assert file_urls([local], None, download_folder=True) == [f"file://{tmp_path}/adhoc_ab/x%20y.csv"]
+    assert file_urls([presigned, remote], None, download_folder=False) == [
         "https://s3.example/x.csv?X-Amz-Signature=1",
         "sftp://partner@host:22/out/x.csv",
     ]
-    assert file_urls([local], "http://127.0.0.1:8765/") == ["http://127.0.0.1:8765/adhoc_ab/x%20y.csv"]
+    assert file_urls([local], "http://127.0.0.1:8765/", download_folder=True) == ["http://127.0.0.1:8765/adhoc_ab/x%20y.csv"]
+    # A connection's files keep their own URLs when serve-downloads publishes the download folders.
+    assert file_urls([presigned, remote], "http://127.0.0.1:8765/", download_folder=False) == [
+        "https://s3.example/x.csv?X-Amz-Signature=1",
+        "sftp://partner@host:22/out/x.csv",
+    ]
+
+
+def test_a_connections_files_inside_the_stores_prefix_keep_their_own_urls():
+    """What decides an http URL of serve-downloads is the target, not where the file's address starts:
+    an S3 connection whose path lies inside the store's prefix is still the partner's bucket."""
+    store = "s3://shared/downloads"
+    on_connection = delivered("s3://shared/downloads/partner_x/x.csv", "https://s3.example/x.csv?X-Amz-Signature=1")
+    without_presigning = delivered("s3://shared/downloads/partner_x/y.csv")
+    in_store = delivered("s3://shared/downloads/adhoc_ab/x.csv", "s3://shared/downloads/adhoc_ab/x.csv")
+
+    assert file_urls([on_connection, without_presigning], "http://h:8765", store, download_folder=False) == [
+        "https://s3.example/x.csv?X-Amz-Signature=1",
+        "s3://shared/downloads/partner_x/y.csv",
+    ]
+    assert file_urls([in_store], "http://h:8765", store, download_folder=True) == ["http://h:8765/adhoc_ab/x.csv"]
+    # A store URL written with a trailing slash gives the same address.
+    assert file_urls([in_store], "http://h:8765/", store + "/", download_folder=True) == ["http://h:8765/adhoc_ab/x.csv"]
 
 
 @pytest.fixture
@@ -46,7 +68,7 @@ def test_server_serves_files_but_no_listings(downloads_server):
     folder, base = downloads_server
     (folder / "adhoc_ab").mkdir()
     (folder / "adhoc_ab" / "x y.csv").write_bytes(b"a,b\r\n1,2\r\n")
-    (url,) = file_urls([delivered(str(folder / "adhoc_ab" / "x y.csv"))], base)
+    (url,) = file_urls([delivered(str(folder / "adhoc_ab" / "x y.csv"))], base, download_folder=True)
 
     with urllib.request.urlopen(url) as response:
         assert response.read() == b"a,b\r\n1,2\r\n"

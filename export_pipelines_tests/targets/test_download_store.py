@@ -263,7 +263,7 @@ def test_the_exports_api_cli_and_download_server_read_a_download_from_the_store(
 
     # serve-downloads publishes the store: EXPORT_DOWNLOADS_URL turns each chunk's URL into its own.
     delivered = [DeliveredFile(path.name, 0, 0, "", url, url=url) for path, url in zip(downloaded, urls)]
-    for path, http_url in zip(downloaded, file_urls(delivered, downloads_server, store)):
+    for path, http_url in zip(downloaded, file_urls(delivered, downloads_server, store, download_folder=True)):
         assert http_url.startswith(f"{downloads_server}/adhoc_")
         with urllib.request.urlopen(http_url, timeout=10) as response:
             assert response.read() == path.read_bytes()
@@ -296,3 +296,54 @@ def test_a_store_that_cannot_be_read_is_a_server_error_and_a_client_error_naming
     with pytest.raises(ExportApiError, match=f"^cannot read {missing}: no object {missing}. This client reads s3:// URLs"):
         ExportsClient("http://127.0.0.1:3000")._fetch(missing, tmp_path)
     assert list(tmp_path.iterdir()) == []
+
+
+def adhoc_options(runs, export: str) -> DeliveryOptions:
+    return DeliveryOptions(
+        export=export,
+        connection="EXPORT_DOWNLOADS_STORE_URL",
+        keep_last=None,
+        finish_with=None,
+        own_files=template_pattern("part_{part:03d}.csv", export, "customers", "csv"),
+        ext="csv",
+        run_time=dt.datetime.now(dt.UTC),
+        run_id=runs.started(),
+        run_is_over=runs.is_over,
+        destination=DESTINATION,
+    )
+
+
+def test_download_saves_each_part_under_its_own_name_with_a_hash_or_question_mark_in_the_key(
+    store, moto_endpoint, s3_bucket, runs, tmp_path
+):
+    """An s3:// URL is a bucket and a raw key: `#` and `?` in the store's prefix (or an S3
+    connection's path) are part of the key, so three parts stay three local files."""
+    hashed_store = f"s3://{s3_bucket}/dl#2"
+    parts = {f"part_00{part}.csv": b"id\r\n%d\r\n" % part for part in (1, 2, 3)}
+    files = [local_file(tmp_path / "work", name, content) for name, content in parts.items()]
+    delivery = download_store_target(hashed_store, adhoc_options(runs, "adhoc_hash")).deliver(files, Log())
+    urls = file_urls(delivery.files, None, hashed_store, download_folder=True)
+    assert urls == [f"{hashed_store}/adhoc_hash/{name}" for name in parts]
+
+    saved = ExportsClient("http://127.0.0.1:3000").fetch_all(urls, tmp_path / "store")
+
+    assert {path.name: path.read_bytes() for path in saved} == parts
+    assert sorted(path.name for path in (tmp_path / "store").iterdir()) == sorted(parts)
+
+    # An S3 connection's path with both (its files' s3:// addresses, no presigning).
+    client = s3_client(moto_endpoint)
+    for name, content in parts.items():
+        client.put_object(Bucket=s3_bucket, Key=f"q?x#y/{name}", Body=content)
+    saved = ExportsClient("http://127.0.0.1:3000").fetch_all([f"s3://{s3_bucket}/q?x#y/{name}" for name in parts], tmp_path / "connection")
+    assert {path.name: path.read_bytes() for path in saved} == parts
+
+
+def test_download_refuses_two_urls_that_would_be_one_local_file(store, moto_endpoint, s3_bucket, tmp_path):
+    client = s3_client(moto_endpoint)
+    client.put_object(Bucket=s3_bucket, Key="a/x.csv", Body=b"first")
+    client.put_object(Bucket=s3_bucket, Key="b/x.csv", Body=b"second")
+    urls = [f"s3://{s3_bucket}/a/x.csv", f"s3://{s3_bucket}/b/x.csv"]
+
+    with pytest.raises(ExportApiError, match=r"/a/x\.csv and s3://.*/b/x\.csv would both be saved as x\.csv; nothing was downloaded"):
+        ExportsClient("http://127.0.0.1:3000").fetch_all(urls, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
