@@ -188,6 +188,14 @@ def build_export_asset(plan: ExportPlan, connections: Mapping[str, DeliveryConne
         tag_export_run(context, plan)
         note_reused_input(context, file_set, name)
         file_set = fetch_files(file_set, local_work_dir(context, name) / "files")
+        facts = file_set.facts
+        kept = None
+        if facts.rejected_file is not None:
+            # Kept before the partner gets anything: a store that fails fails the run while nothing
+            # is delivered (a re-run is then safe), never a run recorded failed after delivering.
+            with classified_errors(context, retry_schedule, name, "upload", rerun_command(name)):
+                kept = keep_rejected_rows(facts.rejected_file, storage_dir(context), name, file_set.files, downloads_store_from_environment())
+            context.log.warning(f"{facts.rejected_rows} row(s) were skipped; they are listed in {kept}")
         with classified_errors(context, retry_schedule, name, "upload", rerun_command(name)):
             target, delivery, redirected = deliver_file_set(context, plan, connections, delivery_settings, file_set)
         rows_written = sum(file.rows for file in delivery.files)
@@ -195,11 +203,7 @@ def build_export_asset(plan: ExportPlan, connections: Mapping[str, DeliveryConne
         metadata = materialization_metadata(
             plan, file_set, delivery, rows_written, target.location, finished, redirected, export_window(context, plan)
         )
-        facts = file_set.facts
-        if facts.rejected_file is not None:
-            with classified_errors(context, retry_schedule, name, "upload", rerun_command(name)):
-                kept = keep_rejected_rows(facts.rejected_file, storage_dir(context), name, file_set.files, downloads_store_from_environment())
-            context.log.warning(f"{facts.rejected_rows} row(s) were skipped; they are listed in {kept}")
+        if kept is not None:
             metadata["rejected_file"] = dg.MetadataValue.url(kept) if is_remote(kept) else dg.MetadataValue.path(kept)
         yield dg.Output(None, "result", metadata=metadata)
         # Skipped rows are accounted for: they were counted by the source, and listed, not lost.

@@ -188,6 +188,26 @@ def test_a_missing_bucket_fails_the_upload_at_once_naming_the_export_and_the_sto
     assert "Not retried" in message and "EXPORT_DOWNLOADS_STORE_URL's for the download store" in message
 
 
+def test_a_store_that_cannot_keep_the_rejected_rows_fails_the_run_before_the_partner_gets_anything(
+    store, moto_endpoint, s3_bucket, source, tmp_path, monkeypatch
+):
+    """The list is kept before delivering: a failed run means nothing delivered, never a partner
+    holding files of a run recorded as failed (with no rows, no files)."""
+    monkeypatch.setenv("EXPORT_DOWNLOADS_STORE_URL", "s3://no-such-download-store/downloads")
+    connections = {
+        "connections": {
+            "partner_bucket": {"type": "s3", "bucket": s3_bucket, "region_name": "eu-central-1", "endpoint_url": moto_endpoint}
+        }
+    }
+    spec = {**SPEC, "target": {"connection": "partner_bucket", "path": "inbox/"}}
+
+    run = run_export(spec, source, tmp_path, connections=connections, raise_on_error=False)
+
+    assert not run.result.success
+    assert f"For export {EXPORT}, keeping customers_001.rejected.csv in the download store EXPORT_DOWNLOADS_STORE_URL" in failure_message(run)
+    assert objects(moto_endpoint, s3_bucket) == {}
+
+
 def test_missing_credentials_fail_the_upload_naming_the_export_and_what_to_set(store, source, tmp_path, monkeypatch):
     # No credentials anywhere in the AWS chain (moto checks none, so the negative case is their absence).
     for variable in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
