@@ -29,16 +29,19 @@ def _ensure_dagster_home() -> Path:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    from export_pipelines.code_location import definition_problems
+    from export_pipelines.code_location import definition_problems, environment_problems
     from export_pipelines.spec.loader import config_dir, load_config
 
     root = Path(args.config).resolve() if args.config else config_dir()
     config = load_config(root)
-    # What the code location would refuse on top (Dagster's own limits) is the same export's problem here.
-    refused = definition_problems(config)
+    # The settings every export runs with: a wrong one fails the code location's load, whatever the specs.
+    settings = environment_problems()
+    # What the code location would refuse on top (Dagster's own limits) is the same export's problem here;
+    # building the definitions needs the settings, so that check waits until they are fixed.
+    refused = definition_problems(config) if not settings else []
     refused_files = {problem.file for problem in refused}
     valid = sum(1 for name in config.plans if config.spec_files[name] not in refused_files)
-    problems = [*config.problems, *refused]
+    problems = [*config.problems, *refused, *settings]
     source_line = ""
     if args.check_source:
         import sqlalchemy as sa
@@ -68,7 +71,8 @@ def cmd_validate(args: argparse.Namespace) -> int:
         source_line = f"; source {safe_url(url)}: {len(found)} problem(s)"
     for problem in problems:
         print(f"ERROR {problem}")
-    print(f"{root}: {valid} valid export(s), {len(config.problems) + len(refused)} problem(s){source_line}")
+    settings_line = f"; {len(settings)} setting(s) to fix" if settings else ""
+    print(f"{root}: {valid} valid export(s), {len(config.problems) + len(refused)} problem(s){settings_line}{source_line}")
     return 1 if problems else 0
 
 
@@ -139,11 +143,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     import dagster as dg
 
     from export_pipelines.automation.windows import WindowRangeError, range_tags, requested_range
+    from export_pipelines.code_location import environment_problems
     from export_pipelines.local_runs import console_run_config, describe, execute
     from export_pipelines.naming import TRIGGER_TAG, export_job_name
     from export_pipelines.spec.loader import config_dir, load_config
     from export_pipelines.spec.plan import closest
 
+    settings = environment_problems()
+    if settings:
+        # The code location would not load: one line per setting, not its traceback.
+        for problem in settings:
+            print(f"ERROR {problem}")
+        return 1
     config = load_config(config_dir())
     plans = _loadable_plans(config)
     plan = plans.get(args.name)

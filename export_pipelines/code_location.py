@@ -37,6 +37,7 @@ from export_pipelines.naming import (
 from export_pipelines.source import SourceDatabase
 from export_pipelines.spec.loader import ExportConfig, SpecProblem, bundled_demo_config
 from export_pipelines.spec.plan import ExportPlan
+from export_pipelines.stages.work_location import work_root_from_environment
 from export_pipelines.targets.download_store import downloads_store_from_environment
 
 logger = logging.getLogger("export_pipelines")
@@ -86,6 +87,19 @@ class _ExportDefinitions:
 
 
 DEFINITION, NODE = "definition", "node"
+
+
+def environment_problems() -> list[str]:
+    """What build_definitions would refuse in this process's settings ($EXPORT_EXECUTOR,
+    $EXPORT_WORK_URL, $EXPORT_DOWNLOADS_STORE_URL): one line each, naming the variable, its value
+    shown without credentials. `export-pipelines validate` and `run` print them instead of a traceback."""
+    problems = []
+    for check in (executor_choice, work_root_from_environment, downloads_store_from_environment):
+        try:
+            check()
+        except ValueError as error:
+            problems.append(str(error))
+    return problems
 
 
 def build_definitions(config: ExportConfig) -> dg.Definitions:

@@ -18,3 +18,15 @@ def normalize_url(url: str | sa.URL) -> sa.URL:
 
 def safe_url(url: sa.URL) -> str:
     return url.render_as_string(hide_password=True)
+
+
+def safe_location(value: str) -> str:
+    """`value` (any URL or address a person set) as it may be shown in errors and logs: whatever is
+    before its last `@` after the scheme (a `user:password@`, whose password may hold `/` or `@`
+    itself) is shown as `***@`; the rest as written."""
+    scheme, separator, rest = value.partition("://")
+    if not separator:
+        scheme, rest = "", value
+    if "@" in rest:
+        rest = "***@" + rest.rpartition("@")[2]
+    return scheme + separator + rest

@@ -16,6 +16,7 @@ import posixpath
 import shutil
 from pathlib import Path
 
+from export_pipelines.database_urls import safe_location
 from export_pipelines.lazy_imports import pafs
 
 # Unset: each run's work folder is under the instance's storage folder, on the machine that runs the step.
@@ -37,15 +38,27 @@ def s3_root_from_environment(variable: str, unset_means: str, hint: str = "") ->
     """The `s3://bucket/prefix` in $`variable`, without a trailing slash, or None when it is unset.
 
     Raises ValueError for anything else, naming the variable, what leaving it unset gives
-    (`unset_means`) and, after it, `hint`.
+    (`unset_means`) and, after it, `hint`; the value is shown without credentials (safe_location).
+    A value with credentials (`user:secret@`) or an empty folder name (`s3://bucket//prefix`,
+    which S3 would keep in every key while URLs and serve-downloads drop it) is refused.
     """
     value = os.environ.get(variable, "").strip()
     if not value:
         return None
+    shown = safe_location(value)
     bucket = value[len(S3_SCHEME) :].split("/", 1)[0] if value.startswith(S3_SCHEME) else ""
     if not bucket:
-        raise ValueError(f"{variable}={value!r}: write s3://bucket/prefix, or leave it unset for {unset_means}{hint}")
-    return value.rstrip("/")
+        raise ValueError(f"{variable}={shown!r}: write s3://bucket/prefix, or leave it unset for {unset_means}{hint}")
+    if "@" in value:
+        raise ValueError(
+            f"{variable}={shown!r} holds credentials ('...@'): they are not read from it, and would show in logs; "
+            "the AWS credential chain gives them (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, a profile or an instance role)"
+        )
+    root = value.rstrip("/")
+    prefix = bucket_and_key(root)[1]
+    if prefix and "" in prefix.split("/"):
+        raise ValueError(f"{variable}={shown!r}: the prefix has an empty folder name ('//'); write s3://bucket/a/b")
+    return root
 
 
 def is_remote(location: Location) -> bool:

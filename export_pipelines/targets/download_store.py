@@ -54,6 +54,7 @@ def downloads_store_from_environment() -> str | None:
         try:
             check_bucket_name(bucket)
         except ValueError as error:
+            # No credentials reach here: s3_root_from_environment refuses a value with '@'.
             raise ValueError(f"{DOWNLOADS_STORE_ENV_VAR}={store!r}: {error}") from None
     return store
 

@@ -228,6 +228,9 @@ def test_missing_credentials_fail_the_upload_naming_the_export_and_what_to_set(s
         ("http://127.0.0.1:8765", "serve-downloads` publishes them is EXPORT_DOWNLOADS_URL"),
         ("s3://", "write s3://bucket/prefix"),
         ("s3://Exports_Bucket/downloads", "is not an S3 bucket name"),
+        # Writer and reader would disagree: S3 keeps the empty folder name in each key, URLs drop it.
+        ("s3://store//dl", "the prefix has an empty folder name ('//')"),
+        ("s3://store/dl//x/", "the prefix has an empty folder name ('//')"),
     ],
 )
 def test_a_store_url_that_is_no_s3_location_is_refused_naming_the_variable(monkeypatch, value, says):
@@ -235,6 +238,35 @@ def test_a_store_url_that_is_no_s3_location_is_refused_naming_the_variable(monke
     with pytest.raises(ValueError, match=r"^EXPORT_DOWNLOADS_STORE_URL=") as refused:
         downloads_store_from_environment()
     assert says in str(refused.value)
+
+
+@pytest.mark.parametrize("variable", ["EXPORT_DOWNLOADS_STORE_URL", "EXPORT_WORK_URL"])
+@pytest.mark.parametrize(
+    "value, shown",
+    [
+        ("http://AKIAKEY:s3cr3t/x@y@host/downloads", "http://***@host/downloads"),
+        ("s3://AKIAKEY:s3cr3t/x@store/downloads", "s3://***@store/downloads"),
+        ("s3://AKIAKEY:s3cr3t@store/downloads", "s3://***@store/downloads"),
+    ],
+)
+def test_a_store_url_with_credentials_is_refused_without_showing_them(monkeypatch, tmp_path, capsys, variable, value, shown):
+    """At load, in `validate` and in `run` (one line, no traceback): the value shown without its user
+    name and password, whatever characters the password holds."""
+    from export_pipelines.code_location import environment_problems
+
+    monkeypatch.setenv(variable, value)
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
+    [problem] = environment_problems()
+    assert problem.startswith(f"{variable}={shown!r}")
+
+    assert main(["validate"]) == 1
+    validated = capsys.readouterr().out
+    assert f"ERROR {problem}\n" in validated and "1 setting(s) to fix" in validated
+    assert main(["run", "any_export"]) == 1
+    ran = capsys.readouterr()
+    assert ran.out == f"ERROR {problem}\n" and "Traceback" not in ran.err
+    for said in (problem, validated, ran.out, ran.err):
+        assert "AKIAKEY" not in said and "s3cr3t" not in said
 
 
 @pytest.fixture
