@@ -80,7 +80,7 @@ def target_for(
     spec = plan.spec
     if redirect_to_download or not isinstance(spec.target, ConnectionTarget):
         if downloads_store is None:
-            return DownloadTarget(downloads_folder(storage_dir, spec.name))
+            return DownloadTarget(downloads_folder(storage_dir, spec.name), own_files(plan))
         options = _delivery_options(plan, DOWNLOADS_STORE_ENV_VAR, None, None, run_time, run_id, run_is_over, DESTINATION)
         return download_store_target(downloads_store, options)
     target = spec.target

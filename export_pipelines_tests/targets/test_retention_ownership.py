@@ -192,3 +192,34 @@ def test_a_window_rerun_with_fewer_parts_takes_the_old_runs_extra_parts(partner,
     assert delivery.retired == [old_parts[2]]
     assert [partner.read(name) for name in new_parts] == [b"new\r\n", b"new\r\n"]
     assert any("a part an earlier run of this set left" in line for line in log)
+
+
+def test_the_local_download_folder_replaces_a_set_written_again_whole(tmp_path):
+    """A set written again with fewer parts loses the parts the earlier run wrote beyond them in the
+    export's download folder too, as on every other target; nothing else in the folder is touched."""
+    source = f"sqlite:///{tmp_path / 'source.sqlite'}"
+    create_sample_tables(source)
+    # No run time in the names: every run of the export writes the same set.
+    spec = {"name": "parts", "model": "customers", "fields": ["id"], "order": ["id"], "file_name": "{export}_{part:03d}.{ext}"}
+    first = run_export({**spec, "max_rows_per_file": 1}, source, tmp_path)
+    folder = first.folder
+    first_names = sorted(path.name for path in folder.iterdir())
+    assert len(first_names) > 2 and first_names[0] == "parts_001.csv"
+    others = {
+        "parts_eu_002.csv": b"a sibling export's name, put here by hand\r\n",
+        "parts_002.csv.bak": b"a copy by hand\r\n",
+        "parts_002.rejected.csv": b"a rejected-rows list\r\n",
+        "parts_manual.csv": b"by hand\r\n",
+    }
+    for name, content in others.items():
+        (folder / name).write_bytes(content)
+
+    second = run_export({**spec, "max_rows_per_file": 1000}, source, tmp_path)
+
+    assert second.folder == folder
+    assert sorted(path.name for path in folder.iterdir()) == sorted(["parts_001.csv", *others])
+    assert all((folder / name).read_bytes() == content for name, content in others.items())
+    with sa.create_engine(source).connect() as connection:
+        ids = [str(row[0]) for row in connection.execute(sa.text("SELECT id FROM customers ORDER BY id"))]
+    assert (folder / "parts_001.csv").read_bytes() == ("\r\n".join(["id", *ids]) + "\r\n").encode()
+    assert second.metadata["retention_deleted"] == first_names[1:]
