@@ -69,6 +69,14 @@ def source(tmp_path) -> str:
     return f"sqlite:///{path}"
 
 
+@pytest.fixture
+def clean_source(tmp_path) -> str:
+    """The sample rows alone: no rejected-rows list to keep, so the delivery itself meets the store."""
+    path = tmp_path / "clean.sqlite"
+    create_sample_tables(f"sqlite:///{path}")
+    return f"sqlite:///{path}"
+
+
 def objects(endpoint: str, bucket: str) -> dict[str, bytes]:
     client = s3_client(endpoint)
     listed = client.list_objects_v2(Bucket=bucket).get("Contents", [])
@@ -176,9 +184,9 @@ def failure_message(run) -> str:
     return failure.step_failure_data.error.message
 
 
-def test_a_missing_bucket_fails_the_upload_at_once_naming_the_export_and_the_store(store, source, tmp_path, monkeypatch):
+def test_a_missing_bucket_fails_the_upload_at_once_naming_the_export_and_the_store(store, clean_source, tmp_path, monkeypatch):
     monkeypatch.setenv("EXPORT_DOWNLOADS_STORE_URL", "s3://no-such-download-store/downloads")
-    run = run_export({**SPEC, "retries": {"max_retries": 3, "within": "2m"}}, source, tmp_path, raise_on_error=False)
+    run = run_export({**SPEC, "retries": {"max_retries": 3, "within": "2m"}}, clean_source, tmp_path, raise_on_error=False)
     message = failure_message(run)
     assert (
         f"For export {EXPORT}, delivery to the download store EXPORT_DOWNLOADS_STORE_URL "
@@ -201,14 +209,20 @@ def test_a_store_that_cannot_keep_the_rejected_rows_fails_the_run_before_the_par
     }
     spec = {**SPEC, "target": {"connection": "partner_bucket", "path": "inbox/"}}
 
-    run = run_export(spec, source, tmp_path, connections=connections, raise_on_error=False)
+    run = run_export({**spec, "retries": {"max_retries": 3, "within": "2m"}}, source, tmp_path, connections=connections, raise_on_error=False)
 
     assert not run.result.success
-    assert f"For export {EXPORT}, keeping customers_001.rejected.csv in the download store EXPORT_DOWNLOADS_STORE_URL" in failure_message(run)
+    message = failure_message(run)
+    assert (
+        f"For export {EXPORT}, keeping customers_001.rejected.csv in the download store EXPORT_DOWNLOADS_STORE_URL "
+        f"(s3://no-such-download-store/downloads/{EXPORT}/customers_001.rejected.csv) failed: "
+        "bucket no-such-download-store does not exist (HeadBucket: 404 Not Found)"
+    ) in message
+    assert "Not retried" in message
     assert objects(moto_endpoint, s3_bucket) == {}
 
 
-def test_missing_credentials_fail_the_upload_naming_the_export_and_what_to_set(store, source, tmp_path, monkeypatch):
+def test_missing_credentials_fail_the_upload_naming_the_export_and_what_to_set(store, clean_source, tmp_path, monkeypatch):
     # No credentials anywhere in the AWS chain (moto checks none, so the negative case is their absence).
     for variable in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
         monkeypatch.delenv(variable, raising=False)
@@ -216,7 +230,7 @@ def test_missing_credentials_fail_the_upload_naming_the_export_and_what_to_set(s
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no_config"))
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
     monkeypatch.setenv("EXPORT_DOWNLOADS_STORE_URL", store)
-    run = run_export(SPEC, source, tmp_path, raise_on_error=False)
+    run = run_export(SPEC, clean_source, tmp_path, raise_on_error=False)
     message = failure_message(run)
     assert f"For export {EXPORT}, delivery to the download store EXPORT_DOWNLOADS_STORE_URL ({store}/{EXPORT})" in message
     assert "Unable to locate credentials" in message and "AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY" in message
