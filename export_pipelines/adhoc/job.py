@@ -30,7 +30,6 @@ from export_pipelines.stages.file_naming import NameValues, render_file_name
 from export_pipelines.stages.mapping import map_stage_file
 from export_pipelines.stages.serialization import OutputSettings, dialect_of, write_files
 from export_pipelines.stages.stage_files import read_batches
-from export_pipelines.targets.download_store import downloads_store_from_environment
 
 def build_adhoc_job(loaded: ExportConfig) -> dg.JobDefinition:
     """The job over the loaded config's catalog and connections (the same ones the specs use)."""
@@ -111,9 +110,7 @@ def build_adhoc_job(loaded: ExportConfig) -> dg.JobDefinition:
         finished = dt.datetime.now(dt.UTC)
         metadata = materialization_metadata(plan, file_set, delivery, rows_written, target.location, finished, redirected)
         in_download_folder = redirected or plan.spec.target == "download"
-        urls = file_urls(
-            delivery.files, os.environ.get(DOWNLOADS_URL_ENV_VAR), downloads_store_from_environment(), download_folder=in_download_folder
-        )
+        urls = file_urls(delivery.files, os.environ.get(DOWNLOADS_URL_ENV_VAR), download_folder=in_download_folder)
         metadata["urls"] = dg.MetadataValue.json(urls)
         context.add_output_metadata(metadata)
         # Delivered: the run's intermediate files are no longer needed for a re-execution.

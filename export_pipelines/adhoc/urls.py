@@ -19,19 +19,16 @@ from export_pipelines.targets.base import DeliveredFile
 DOWNLOADS_URL_ENV_VAR = "EXPORT_DOWNLOADS_URL"
 
 
-def file_urls(
-    delivered: Sequence[DeliveredFile], downloads_url: str | None, downloads_store: str | None = None, *, download_folder: bool
-) -> list[str]:
-    """Each file's URL. `downloads_url`: $EXPORT_DOWNLOADS_URL; `downloads_store`: $EXPORT_DOWNLOADS_STORE_URL;
-    `download_folder`: whether the files went to the export's download folder (its target is the
+def file_urls(delivered: Sequence[DeliveredFile], downloads_url: str | None, *, download_folder: bool) -> list[str]:
+    """Each file's URL. `downloads_url`: $EXPORT_DOWNLOADS_URL; `download_folder`: whether the files went to the export's download folder (its target is the
     download, or redirect_to_download kept them there) rather than to a connection. Only files in a
     download folder get serve-downloads' http URLs: a connection's files are not under it, wherever
     they are (an S3 connection's path inside the store's prefix included)."""
-    return [_url(file, downloads_url if download_folder else None, downloads_store) for file in delivered]
+    return [_url(file, downloads_url if download_folder else None) for file in delivered]
 
 
-def _url(file: DeliveredFile, downloads_url: str | None, downloads_store: str | None) -> str:
-    kept = _download_folder_path(file, downloads_store) if downloads_url else None
+def _url(file: DeliveredFile, downloads_url: str | None) -> str:
+    kept = _download_folder_path(file) if downloads_url else None
     if kept is not None:
         return f"{downloads_url.rstrip('/')}/{quote(kept[0])}/{quote(kept[1])}"
     if file.url:
@@ -42,11 +39,11 @@ def _url(file: DeliveredFile, downloads_url: str | None, downloads_store: str | 
     return Path(file.location).resolve().as_uri()
 
 
-def _download_folder_path(file: DeliveredFile, downloads_store: str | None) -> tuple[str, str]:
+def _download_folder_path(file: DeliveredFile) -> tuple[str, str]:
     """(export, file name) of a file in a download folder, local or in the store."""
     if "://" in file.location:
-        # In the store: <store>/<export>/<name>. The location's last two segments, not its text
-        # after the store's URL, so that a store URL written with a trailing slash changes nothing.
+        # In the store (EXPORT_DOWNLOADS_STORE_URL): <store>/<export>/<name>, so the location's last
+        # two segments, whatever the store's URL looks like.
         export, name = file.location.rsplit("/", 2)[-2:]
         return export, name
     path = Path(file.location)

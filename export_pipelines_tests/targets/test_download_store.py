@@ -329,7 +329,7 @@ def test_the_exports_api_cli_and_download_server_read_a_download_from_the_store(
 
     # serve-downloads publishes the store: EXPORT_DOWNLOADS_URL turns each chunk's URL into its own.
     delivered = [DeliveredFile(path.name, 0, 0, "", url, url=url) for path, url in zip(downloaded, urls)]
-    for path, http_url in zip(downloaded, file_urls(delivered, downloads_server, store, download_folder=True)):
+    for path, http_url in zip(downloaded, file_urls(delivered, downloads_server, download_folder=True)):
         assert http_url.startswith(f"{downloads_server}/adhoc_")
         with urllib.request.urlopen(http_url, timeout=10) as response:
             assert response.read() == path.read_bytes()
@@ -388,7 +388,7 @@ def test_download_saves_each_part_under_its_own_name_with_a_hash_or_question_mar
     parts = {f"part_00{part}.csv": b"id\r\n%d\r\n" % part for part in (1, 2, 3)}
     files = [local_file(tmp_path / "work", name, content) for name, content in parts.items()]
     delivery = download_store_target(hashed_store, adhoc_options(runs, "adhoc_hash")).deliver(files, Log())
-    urls = file_urls(delivery.files, None, hashed_store, download_folder=True)
+    urls = file_urls(delivery.files, None, download_folder=True)
     assert urls == [f"{hashed_store}/adhoc_hash/{name}" for name in parts]
 
     saved = ExportsClient("http://127.0.0.1:3000").fetch_all(urls, tmp_path / "store")
