@@ -30,7 +30,7 @@ from export_pipelines.spec.export import ConnectionTarget, Incremental
 from export_pipelines.spec.plan import ExportPlan
 from export_pipelines.stages.aggregation import aggregate_stage_file
 from export_pipelines.stages.extract import extract_to_stage_file
-from export_pipelines.stages.lines_alongside import line_formatter
+from export_pipelines.stages.lines_alongside import line_formatter, lines_signature
 from export_pipelines.stages.query import TimeWindow
 from export_pipelines.stages.mapping import map_stage_file
 from export_pipelines.stages.stage_files import read_batches, read_schema, stage_location
@@ -92,6 +92,7 @@ def build_export_asset(plan: ExportPlan, connections: Mapping[str, DeliveryConne
             check_window_length(plan, window)
             context.log.info(f"Window [{window.start.isoformat()}, {window.end.isoformat()}) on {window.source.label}")
         folder = work_dir(context, name)
+        settings = output_settings(plan, dt.datetime.now(dt.UTC))
         with classified_errors(context, retry_schedule, name, "extract", rerun_command(name)):
             engine = source_database.create_engine(storage_dir(context).parent)
             try:
@@ -104,7 +105,7 @@ def build_export_asset(plan: ExportPlan, connections: Mapping[str, DeliveryConne
                     max_bad_rows=spec.max_bad_rows,
                     # Formatted while extracting (stages/lines_alongside.py): serialize then only writes them out.
                     lines_to=join(folder, "lines.arrow"),
-                    to_lines=line_formatter(plan, output_settings(plan, dt.datetime.now(dt.UTC))),
+                    to_lines=line_formatter(plan, settings),
                 )
             finally:
                 engine.dispose()
@@ -112,7 +113,8 @@ def build_export_asset(plan: ExportPlan, connections: Mapping[str, DeliveryConne
         context.log.info(f"Extracted {result.rows} rows of {plan.model_name} from {safe_url(engine.url)}{streams}")
         rejected_file = keep_rejected_list(context, plan, folder, result.rejected)
         facts = RunFacts(result.expected_rows, result.extracted_at, folder, None, len(result.rejected), rejected_file)
-        stage = StageFile(stage_location(result.path), result.rows, facts, None if result.lines is None else stage_location(result.lines))
+        lines = None if result.lines is None else stage_location(result.lines)
+        stage = StageFile(stage_location(result.path), result.rows, facts, lines, None if lines is None else lines_signature(plan, settings))
         metadata = {
             "rows_out": result.rows,
             "rows_expected": result.expected_rows,
@@ -162,6 +164,14 @@ def build_export_asset(plan: ExportPlan, connections: Mapping[str, DeliveryConne
     def serialize(context: dg.OpExecutionContext, mapped: StageFile) -> dg.Output[FileSet]:
         tag_export_run(context, plan)
         note_reused_input(context, mapped, name)
+        if mapped.lines is not None and mapped.lines_signature != lines_signature(plan, output_settings(plan, mapped.facts.extracted_at)):
+            # A re-execution after the spec's format, dialect or fields were edited: the lines the extract
+            # wrote follow the old spec, so the rows are mapped and formatted again from its stage file.
+            context.log.warning(f"The spec of {name} changed since its extract formatted the rows: mapping and formatting them again")
+            destination = join(work_dir(context, name), "mapped.arrow")
+            with unwritable_values_fail(name):
+                map_stage_file(plan, mapped.path, destination, batch_size=spec.batch_size)
+            mapped = StageFile(destination, mapped.rows, mapped.facts)
         rows_file = mapped.lines or mapped.path
         file_set = write_file_set(
             context,

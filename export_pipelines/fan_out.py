@@ -40,7 +40,7 @@ from export_pipelines.stages.aggregation import aggregate_partial_files, partial
 from export_pipelines.stages.bad_rows import RejectedRow, TooManyBadRows, joined_bad_rows
 from export_pipelines.stages.chunks import KeyWithoutValue, plan_chunks
 from export_pipelines.stages.extract import extract_to_stage_file
-from export_pipelines.stages.lines_alongside import line_formatter
+from export_pipelines.stages.lines_alongside import line_formatter, lines_signature
 from export_pipelines.stages.mapping import map_stage_file
 from export_pipelines.stages.query import KeyRange
 from export_pipelines.stages.serialization import lines_join_exactly, lines_schema
@@ -94,6 +94,9 @@ class ChunkFile:
     work_dir: str
     lines: bool = False
     aggregation: str | None = None
+    # For lines: what formatted them (lines_alongside.lines_signature) and the extract's file they were made from.
+    lines_signature: str | None = None
+    source_path: str | tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)
@@ -193,6 +196,19 @@ def fanned_ops(plan: ExportPlan, retry_schedule: RetrySchedule | None, upstream_
     @dg.op(name=op_name_for(name, "join_chunks"), description=f"Join the chunks into the {spec.format.upper()} files ({spec.compression}).")
     def join_chunks(context: dg.OpExecutionContext, chunks: list[ChunkFile]) -> dg.Output[FileSet]:
         ordered, facts = collected(context, chunks)
+        current = lines_signature(plan, output_settings(plan, ordered[0].chunk.planned_at))
+        if any(chunk.lines and chunk.lines_signature != current for chunk in ordered):
+            # A re-execution after the spec's format, dialect or fields were edited: chunks formatted by the
+            # old spec are mapped again from their extracts, and the file is formatted here by the new one.
+            context.log.warning(f"The spec of {name} changed since its chunks were formatted: mapping and formatting their rows again")
+            folder = work_dir(context, name)
+            with unwritable_values_fail(name):
+                ordered = [
+                    map_chunk_rows(plan, dataclasses.replace(chunk, path=chunk.source_path, lines=False), join(folder, f"{chunk.chunk.label}.mapped.arrow"))
+                    if chunk.lines
+                    else chunk
+                    for chunk in ordered
+                ]
         lines = all(chunk.lines for chunk in ordered)
         batches = itertools.chain.from_iterable(read_batches(chunk.path, spec.batch_size) for chunk in ordered)
         rows = sum(chunk.rows for chunk in ordered)
@@ -228,14 +244,16 @@ def map_chunk_rows(plan: ExportPlan, extracted: ChunkFile, destination: str) -> 
 
 def write_chunk_lines(plan: ExportPlan, extracted: ChunkFile, destination: str) -> ChunkFile:
     """The chunk's mapped rows written as the file's lines, in one pass over its extract (map_chunk checked that lines join exactly)."""
-    to_lines = line_formatter(plan, output_settings(plan, extracted.chunk.planned_at))
+    settings = output_settings(plan, extracted.chunk.planned_at)
+    to_lines = line_formatter(plan, settings)
     rows = 0
     with stage_writer(destination, lines_schema()) as writer:
         for batch in read_batches(extracted.path, plan.spec.batch_size):
             lines = to_lines(batch)
             writer.write_batch(lines)
             rows += lines.num_rows
-    return dataclasses.replace(extracted, path=destination, rows=rows, lines=True)
+    signature = lines_signature(plan, settings)
+    return dataclasses.replace(extracted, path=destination, rows=rows, lines=True, lines_signature=signature, source_path=extracted.path)
 
 
 def check_chunk_partials(plan: ExportPlan, extracted: ChunkFile, rows_in: int, groups: int, execution: str) -> None:

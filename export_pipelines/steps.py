@@ -56,6 +56,8 @@ class StageFile:
     facts: RunFacts
     # The same rows already mapped and written as the file's lines (stages/lines_alongside.py): serialize reads these.
     lines: str | tuple[str, ...] | None = None
+    # What the lines were formatted by (lines_alongside.lines_signature): serialize formats again when the spec changed since.
+    lines_signature: str | None = None
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import dagster as dg
 from dagster._core.definitions.assets.job.asset_job import IMPLICIT_ASSET_JOB_NAME
+from dagster._core.definitions.reconstruct import ReconstructableJob
 import pytest
 import sqlalchemy as sa
 
@@ -337,9 +338,11 @@ def in_process_export_job() -> dg.JobDefinition:
     return export_job().with_executor_def(dg.in_process_executor)
 
 
-def test_rerun_from_failure_reruns_only_the_failed_chunk(tmp_path, monkeypatch):
+@pytest.mark.parametrize("delimiter", [",", ";"], ids=["spec_unchanged", "delimiter_edited"])
+def test_rerun_from_failure_reruns_only_the_failed_chunk(tmp_path, monkeypatch, delimiter):
     """A chunk that fails (a bad value, max_bad_rows 0) is re-executed alone once the source is fixed; the
-    finished chunks' stage files, left in the first run's work folder, are read again, and removed once delivered."""
+    finished chunks' stage files, left in the first run's work folder, are read again, and removed once delivered.
+    When the spec's delimiter was edited with the fix, the chunks formatted by the old spec are formatted again."""
     url = f"sqlite:///{tmp_path / 'source.sqlite'}"
     rows = customer_rows()
     create_customers(url, rows)
@@ -365,6 +368,11 @@ def test_rerun_from_failure_reruns_only_the_failed_chunk(tmp_path, monkeypatch):
 
         with engine.begin() as connection:
             connection.execute(sa.text("UPDATE customers SET loyalty_points = 7 WHERE id = :id"), {"id": ids[-1]})
+        if delimiter != ",":
+            write_config(tmp_path / "config", [{**spec, "delimiter": delimiter}])
+            # As the new process of `export-pipelines rerun` would: Dagster keeps the last job definition per process.
+            ReconstructableJob.get_definition.cache_clear()
+            ReconstructableJob.get_repository_definition.cache_clear()
         options = dg.ReexecutionOptions.from_failure(first.run_id, instance)
         with dg.execute_job(job, instance=instance, reexecution_options=options) as rerun:
             assert rerun.success
@@ -373,12 +381,13 @@ def test_rerun_from_failure_reruns_only_the_failed_chunk(tmp_path, monkeypatch):
             assert started == ["extract_chunk[chunk_002]", "map_chunk[chunk_002]", "join_chunks", "upload"]
             messages = [record.event_log_entry.user_message for record in instance.get_records_for_run(rerun.run_id).records]
         delivered_file = downloads_folder(Path(instance.storage_directory()), "fan_rerun") / "fan_rerun.csv"
-        written = list(csv.reader(io.StringIO(delivered_file.read_bytes().decode("utf-8"), newline="")))
+        written = list(csv.reader(io.StringIO(delivered_file.read_bytes().decode("utf-8"), newline=""), delimiter=delimiter))
         assert not first_work.exists()
     engine.dispose()
     assert any("earlier run of this export left for chunk_000" in message for message in messages)
     assert [int(record[0]) for record in written[1:]] == ids
     assert written[-1][4] == "7"
+    assert all(len(record) == len(FIELDS) for record in written)
 
 
 def test_materialize_runs_a_fanned_out_exports_chunks_in_processes_of_their_own(tmp_path, monkeypatch):

@@ -20,6 +20,8 @@ EXPORT_FORMAT_WHILE_EXTRACTING=0 switches it off (bench/, test_fast_paths.py).
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import logging
 import os
 from collections.abc import Callable
@@ -29,6 +31,7 @@ from export_pipelines.spec.plan import ExportPlan
 from export_pipelines.stages.mapping import map_batch, mapping_shortcut_enabled, maps_nothing
 from export_pipelines.stages.serialization import OutputSettings, lines_join_exactly, lines_schema, row_lines
 from export_pipelines.stages.stage_files import stage_writer
+from export_pipelines.stages.text_format import value_format_of
 from export_pipelines.stages.work_location import Location, remove_file
 from export_pipelines.stages.write_behind import WriteBehind
 
@@ -61,6 +64,27 @@ def line_formatter(plan: ExportPlan, settings: OutputSettings) -> LineFormatter 
     return to_lines
 
 
+def lines_signature(plan: ExportPlan, settings: OutputSettings) -> str | None:
+    """A digest of everything the lines of line_formatter(plan, settings) depend on (the fields and their
+    mapping, the columns extracted, the format, dialect and value formats), or None where no lines are written.
+
+    Serialize compares it with the one the extract recorded: a re-execution after the spec was edited
+    (a partner's new delimiter going in with the fix of a failed step) must not write lines formatted
+    by the old spec under the new header.
+    """
+    if plan.aggregates or not lines_join_exactly(settings):
+        return None
+    depends_on = (
+        [repr(field) for field in plan.fields],
+        [repr(source) for source in plan.sources],
+        repr(value_format_of(plan.spec)),
+        repr(settings.dialect),
+        settings.file_format,
+        sorted(settings.raw_json),
+    )
+    return hashlib.sha256(repr(depends_on).encode()).hexdigest()
+
+
 class LinesAlongside:
     """Writes `to_lines(batch)` of every added batch into `destination` on one worker thread, in order.
 
@@ -72,10 +96,14 @@ class LinesAlongside:
         self._destination = destination
         self._to_lines = to_lines
         self._export = export
-        self._writer = stage_writer(destination, lines_schema())
-        self._behind = WriteBehind()
         self._given_up: BaseException | None = None
         self._finished = False
+        self._writer = None
+        try:
+            self._writer = stage_writer(destination, lines_schema())
+        except Exception as error:  # noqa: BLE001 - a file that cannot be made (object store refused, disk full): serialize formats
+            self._given_up = error
+        self._behind = WriteBehind()
 
     def add(self, batch: pa.RecordBatch) -> None:
         """Queue one batch (waits while two are pending, so memory stays a few batches)."""
@@ -96,7 +124,8 @@ class LinesAlongside:
         self._behind.close()
         self._finished = True
         try:
-            self._writer.close()
+            if self._writer is not None:
+                self._writer.close()
         except Exception as error:  # noqa: BLE001
             self._given_up = self._given_up or error
         if self._given_up is None:
@@ -112,9 +141,11 @@ class LinesAlongside:
         if self._finished:
             return
         self._behind.close()
-        try:
-            self._writer.close()
-        finally:
+        # The extract's own error is in flight: a failure to close or remove the lines must not replace it.
+        with contextlib.suppress(Exception):
+            if self._writer is not None:
+                self._writer.close()
+        with contextlib.suppress(Exception):
             remove_file(self._destination)
 
 

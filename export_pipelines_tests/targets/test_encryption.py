@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
+from dagster._core.definitions.reconstruct import ReconstructableJob
 import pytest
 import sqlalchemy as sa
 
@@ -222,10 +223,20 @@ def in_process_export_job() -> dg.JobDefinition:
     return export_job().with_executor_def(dg.in_process_executor)
 
 
-def test_serialize_re_executed_alone_writes_the_lines_the_failed_run_formatted(keys, tmp_path, monkeypatch):
+def _customers_csv_quoted(source: str) -> bytes:
+    """The same rows as _customers_csv in the edited dialect below: `;`, every value quoted, NULL as nothing."""
+    with sa.create_engine(source).connect() as connection:
+        rows = connection.execute(sa.text("SELECT id, email FROM customers ORDER BY id")).all()
+    quoted = lambda value: '"' + str(value).replace('"', '""') + '"'  # noqa: E731
+    return "".join(f"{line}\r\n" for line in ['"id";"email"', *(f"{quoted(i)};{quoted(e) if e is not None else ''}" for i, e in rows)]).encode()
+
+
+@pytest.mark.parametrize("edit", [None, {"delimiter": ";", "quoting": "all"}], ids=["spec_unchanged", "dialect_edited"])
+def test_serialize_re_executed_alone_writes_the_lines_the_failed_run_formatted(keys, tmp_path, monkeypatch, edit):
     """The extract formats the rows as the file's lines while it reads (stages/lines_alongside.py); when serialize
     fails after it (here: the signing passphrase is not set), a re-execution from failure runs serialize and upload
-    only, from the lines file the first run left, and delivers the file plain SQL gives."""
+    only, from the lines file the first run left, and delivers the file plain SQL gives. When the spec's dialect was
+    edited with the fix, serialize formats the rows again by the new spec instead of writing the old lines."""
     source = f"sqlite:///{tmp_path / 'source.sqlite'}"
     create_sample_tables(source)
     spec = {"name": "signed_later", "model": "customers", "fields": ["id", "email"], "order": ["id"], "file_name": "signed.{ext}",
@@ -247,6 +258,12 @@ def test_serialize_re_executed_alone_writes_the_lines_the_failed_run_formatted(k
         assert (first_work / "lines.arrow").is_file() and not (first_work / "mapped.arrow").exists()
 
         monkeypatch.setenv("EXPORT_SIGNING_PASSPHRASE", PASSPHRASE)
+        if edit is not None:
+            write_config(tmp_path / "config", [{**spec, **edit}])
+            # Load the edited spec, as the new process of `export-pipelines rerun` does: Dagster keeps the
+            # last reconstructed job's definition per process.
+            ReconstructableJob.get_definition.cache_clear()
+            ReconstructableJob.get_repository_definition.cache_clear()
         options = dg.ReexecutionOptions.from_failure(first.run_id, instance)
         with dg.execute_job(job, instance=instance, reexecution_options=options) as rerun:
             assert rerun.success
@@ -256,6 +273,6 @@ def test_serialize_re_executed_alone_writes_the_lines_the_failed_run_formatted(k
     assert started == ["serialize", "upload"]
     decrypted = keys.gpg("--decrypt", data=delivered)
     assert decrypted.returncode == 0, decrypted.stderr
-    assert decrypted.stdout == _customers_csv(source)
+    assert decrypted.stdout == (_customers_csv(source) if edit is None else _customers_csv_quoted(source))
     # Delivered: the first run's work files, the lines among them, are gone.
     assert not first_work.exists()
