@@ -132,11 +132,8 @@ def build_export_asset(plan: ExportPlan, connections: Mapping[str, DeliveryConne
             # The extract mapped and formatted every row already; serialize writes its lines file out.
             context.log.info(f"Mapped and formatted while extracting: {extracted.lines}")
             return dg.Output(extracted, metadata={"rows_in": extracted.rows, "rows_out": extracted.rows})
-        destination = join(work_dir(context, name), "mapped.arrow")
-        with unwritable_values_fail(name):
-            rows = map_stage_file(plan, extracted.path, destination, batch_size=spec.batch_size)
-        stage = StageFile(destination, rows, extracted.facts)
-        return dg.Output(stage, metadata={"rows_in": extracted.rows, "rows_out": rows})
+        stage = mapped_rows(context, plan, extracted)
+        return dg.Output(stage, metadata={"rows_in": extracted.rows, "rows_out": stage.rows})
 
     @dg.op(name=op_name_for(name, "aggregate"), description="One row per group; partials from the database's GROUP BY or from Arrow batches.")
     def aggregate(context: dg.OpExecutionContext, mapped: StageFile) -> dg.Output[StageFile]:
@@ -168,10 +165,7 @@ def build_export_asset(plan: ExportPlan, connections: Mapping[str, DeliveryConne
             # A re-execution after the spec's format, dialect or fields were edited: the lines the extract
             # wrote follow the old spec, so the rows are mapped and formatted again from its stage file.
             context.log.warning(f"The spec of {name} changed since its extract formatted the rows: mapping and formatting them again")
-            destination = join(work_dir(context, name), "mapped.arrow")
-            with unwritable_values_fail(name):
-                map_stage_file(plan, mapped.path, destination, batch_size=spec.batch_size)
-            mapped = StageFile(destination, mapped.rows, mapped.facts)
+            mapped = mapped_rows(context, plan, mapped)
         rows_file = mapped.lines or mapped.path
         file_set = write_file_set(
             context,
@@ -277,6 +271,15 @@ def build_export_asset(plan: ExportPlan, connections: Mapping[str, DeliveryConne
         partitions_def=partitions_for(spec.incremental),
         backfill_policy=backfill_policy(spec.incremental),
     )
+
+
+def mapped_rows(context: dg.OpExecutionContext, plan: ExportPlan, extracted: StageFile) -> StageFile:
+    """The extract's rows mapped into the run's mapped.arrow (the map step's work, and serialize's when the
+    lines the extract wrote follow an edited spec). Raises dg.Failure for a value the mapping cannot write."""
+    destination = join(work_dir(context, plan.name), "mapped.arrow")
+    with unwritable_values_fail(plan.name):
+        rows = map_stage_file(plan, extracted.path, destination, batch_size=plan.spec.batch_size)
+    return StageFile(destination, rows, extracted.facts)
 
 
 def backfill_policy(incremental: Incremental | None) -> dg.BackfillPolicy | None:

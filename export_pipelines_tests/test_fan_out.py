@@ -20,7 +20,6 @@ from pathlib import Path
 
 import dagster as dg
 from dagster._core.definitions.assets.job.asset_job import IMPLICIT_ASSET_JOB_NAME
-from dagster._core.definitions.reconstruct import ReconstructableJob
 import pytest
 import sqlalchemy as sa
 
@@ -38,7 +37,7 @@ from export_pipelines.stages.key_ranges import split_key_range
 from export_pipelines.stages.extract import extract_to_stage_file
 from export_pipelines.stages.stage_files import read_table
 from export_pipelines.targets.registry import downloads_folder
-from export_pipelines_tests.automation.reexecution_target import JOB_EXPORT_ENV_VAR, export_job
+from export_pipelines_tests.automation.reexecution_target import JOB_EXPORT_ENV_VAR, in_process_export_job, load_edited_config
 from export_pipelines_tests.automation.window_data import RANGE, WINDOW_END, WINDOW_START, create_window_transactions, ids_in_window, incremental_spec
 from export_pipelines_tests.conftest import export_resources, run_export, source_url, write_config
 from export_pipelines_tests.sample_data import TRANSACTIONS, create_sample_tables
@@ -332,11 +331,6 @@ def test_a_key_that_does_not_fit_its_field_is_one_bad_row_of_one_chunk(tmp_path)
     assert Path(fanned.metadata["rejected_file"]).read_bytes() == Path(whole.metadata["rejected_file"]).read_bytes()
 
 
-def in_process_export_job() -> dg.JobDefinition:
-    """The export job of reexecution_target, its steps in one process: the export's own job gives each
-    step a process (about 2 s each here), which the re-execution does not depend on."""
-    return export_job().with_executor_def(dg.in_process_executor)
-
 
 @pytest.mark.parametrize("delimiter", [",", ";"], ids=["spec_unchanged", "delimiter_edited"])
 def test_rerun_from_failure_reruns_only_the_failed_chunk(tmp_path, monkeypatch, delimiter):
@@ -370,9 +364,7 @@ def test_rerun_from_failure_reruns_only_the_failed_chunk(tmp_path, monkeypatch, 
             connection.execute(sa.text("UPDATE customers SET loyalty_points = 7 WHERE id = :id"), {"id": ids[-1]})
         if delimiter != ",":
             write_config(tmp_path / "config", [{**spec, "delimiter": delimiter}])
-            # As the new process of `export-pipelines rerun` would: Dagster keeps the last job definition per process.
-            ReconstructableJob.get_definition.cache_clear()
-            ReconstructableJob.get_repository_definition.cache_clear()
+            load_edited_config()
         options = dg.ReexecutionOptions.from_failure(first.run_id, instance)
         with dg.execute_job(job, instance=instance, reexecution_options=options) as rerun:
             assert rerun.success

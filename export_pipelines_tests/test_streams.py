@@ -20,7 +20,7 @@ from export_pipelines.stages.bad_rows import TooManyBadRows
 from export_pipelines.stages.extract import extract_to_stage_file
 from export_pipelines.stages.stage_files import part_location, read_batches, read_schema, read_table, row_count, write_table
 from export_pipelines.targets.registry import downloads_folder
-from export_pipelines_tests.automation.reexecution_target import JOB_EXPORT_ENV_VAR, export_job
+from export_pipelines_tests.automation.reexecution_target import JOB_EXPORT_ENV_VAR, in_process_export_job
 from export_pipelines_tests.conftest import run_export, write_config
 from export_pipelines_tests.stage_runs import run_stages
 from export_pipelines_tests.test_fan_out import FIELDS, create_customers, customer_rows, materialize_all
@@ -156,7 +156,7 @@ def test_serialize_re_executed_reads_the_streams_lines(postgres_schema_url, tmp_
     monkeypatch.setenv(CONFIG_ENV_VAR, str(write_config(tmp_path / "config", [spec])))
     monkeypatch.setenv(SOURCE_URL_ENV_VAR, postgres_schema_url)
     monkeypatch.setenv(JOB_EXPORT_ENV_VAR, "stream_rerun")
-    job = dg.reconstructable(_in_process_export_job)
+    job = dg.reconstructable(in_process_export_job)
     (tmp_path / "instance").mkdir()
     with dg.instance_for_test(temp_dir=str(tmp_path / "instance")) as instance:
         # A file where the download folder should be: the upload fails, the work files stay.
@@ -216,6 +216,3 @@ def test_a_stage_in_parts_reads_as_one_file(tmp_path):
     [empty] = read_batches((parts[0], parts[2]), 10)
     assert empty.num_rows == 0 and empty.schema == schema
 
-
-def _in_process_export_job() -> dg.JobDefinition:
-    return export_job().with_executor_def(dg.in_process_executor)

@@ -16,14 +16,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
-from dagster._core.definitions.reconstruct import ReconstructableJob
 import pytest
 import sqlalchemy as sa
 
 from export_pipelines.source import SOURCE_URL_ENV_VAR
 from export_pipelines.spec.loader import CONFIG_ENV_VAR, load_config
 from export_pipelines.targets.registry import downloads_folder
-from export_pipelines_tests.automation.reexecution_target import JOB_EXPORT_ENV_VAR, export_job
+from export_pipelines_tests.automation.reexecution_target import JOB_EXPORT_ENV_VAR, in_process_export_job, load_edited_config
 from export_pipelines_tests.conftest import run_export, write_config
 from export_pipelines_tests.sample_data import create_sample_tables
 from export_pipelines_tests.stage_runs import decompressed
@@ -218,10 +217,6 @@ def test_other_formats_are_delivered_and_encrypted_like_csv(partner, keys, tmp_p
         assert [json.loads(line, parse_float=decimal.Decimal) for line in plain.decode().splitlines()] == expected
 
 
-def in_process_export_job() -> dg.JobDefinition:
-    """The export job of reexecution_target, its steps in one process (the re-execution does not depend on processes)."""
-    return export_job().with_executor_def(dg.in_process_executor)
-
 
 def _customers_csv_quoted(source: str) -> bytes:
     """The same rows as _customers_csv in the edited dialect below: `;`, every value quoted, NULL as nothing."""
@@ -260,10 +255,7 @@ def test_serialize_re_executed_alone_writes_the_lines_the_failed_run_formatted(k
         monkeypatch.setenv("EXPORT_SIGNING_PASSPHRASE", PASSPHRASE)
         if edit is not None:
             write_config(tmp_path / "config", [{**spec, **edit}])
-            # Load the edited spec, as the new process of `export-pipelines rerun` does: Dagster keeps the
-            # last reconstructed job's definition per process.
-            ReconstructableJob.get_definition.cache_clear()
-            ReconstructableJob.get_repository_definition.cache_clear()
+            load_edited_config()
         options = dg.ReexecutionOptions.from_failure(first.run_id, instance)
         with dg.execute_job(job, instance=instance, reexecution_options=options) as rerun:
             assert rerun.success
