@@ -181,6 +181,8 @@ def methods_for(database: str, sqlite_path: Path, out: Path, sources: list[str],
     postgresql = [
         Method("psql \\copy csv", None, psql(database, f"\\copy ({ROWS_SQL}) TO '{out / 'psql.csv'}' CSV HEADER"), out / "psql.csv"),
         Method("export pg csv", "psql \\copy csv", [*stage, pg, str(out / "pg")], out / "pg" / "export.csv"),
+        # Issue 20 goal 5: the same export as a whole Dagster job (`export-pipelines run`), whole process against the stages' time.
+        Method("export pg csv, whole Dagster job", "psql \\copy csv", [PYTHON, str(BENCH / "dagster_job.py"), pg, str(out / "pg_job")], out / "pg_job" / "export.csv"),
         # parallel.streams: the scaling curve of N connections reading key ranges in one snapshot (stages/streams.py).
         *(
             Method(f"export pg csv, {n} stream{'s' if n > 1 else ''}", "psql \\copy csv", [*stage, pg, str(out / f"pg_s{n}"), "--streams", str(n)], out / f"pg_s{n}" / "export.csv")
