@@ -14,7 +14,6 @@ EXPORT_FAST_EXTRACT=0 turns this path off.
 
 from __future__ import annotations
 
-import os
 import urllib.parse
 from collections.abc import Collection, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -24,8 +23,8 @@ from export_pipelines.catalog.sql_types import SQLITE_TIMESTAMP_TEXT
 from export_pipelines.lazy_imports import adbc_driver_manager, pa, pc, sa
 from export_pipelines.spec.plan import SourceRef
 from export_pipelines.stages.dialects import dialect_for
+from export_pipelines.switches import FAST_EXTRACT_ENV_VAR, switch_from_environment
 
-FAST_EXTRACT_ENV_VAR = "EXPORT_FAST_EXTRACT"
 # PostgreSQL's driver sizes batches in bytes; rows of an export are rarely wider than this.
 POSTGRES_BYTES_PER_ROW_HINT = 200
 
@@ -35,7 +34,7 @@ class FastPathUnavailable(RuntimeError):
 
 
 def fast_extract_enabled() -> bool:
-    return os.environ.get(FAST_EXTRACT_ENV_VAR, "1") != "0"
+    return switch_from_environment(FAST_EXTRACT_ENV_VAR)
 
 
 def driver_for(url: sa.URL):
