@@ -25,7 +25,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from export_pipelines.spec.connections import SftpConnection  # noqa: E402
-from export_pipelines.targets.sftp import LARGE_WRITES_ENV_VAR, SftpSession  # noqa: E402
+from export_pipelines.switches import SFTP_LARGE_WRITES_ENV_VAR  # noqa: E402
+from export_pipelines.targets.sftp import SftpSession  # noqa: E402
 from export_pipelines_tests.servers.network import HOST, free_port, stop, wait_for_port  # noqa: E402
 from export_pipelines_tests.servers.sshd import SSHD, _keygen  # noqa: E402
 from export_pipelines_tests.servers.system_user import TEST_USER, ensure_test_user, owned_folder  # noqa: E402
@@ -111,9 +112,9 @@ def main(argv: list[str] | None = None) -> int:
         try:
             for _ in range(args.repeat):
                 times["export SftpSession.put"].append(upload_with_export(port, key, known_hosts, local, str(remote_folder)))
-                os.environ[LARGE_WRITES_ENV_VAR] = "0"
+                os.environ[SFTP_LARGE_WRITES_ENV_VAR] = "0"
                 times["export put, large writes off"].append(upload_with_export(port, key, known_hosts, local, str(remote_folder)))
-                del os.environ[LARGE_WRITES_ENV_VAR]
+                del os.environ[SFTP_LARGE_WRITES_ENV_VAR]
                 times["openssh sftp put"].append(upload_with_openssh(port, key, known_hosts, local, str(remote_folder)))
         finally:
             stop(process)

@@ -9,6 +9,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from export_pipelines.exports_cli import refusing_wrong_settings
+
 if TYPE_CHECKING:
     import sqlalchemy as sa
 
@@ -97,6 +99,7 @@ def _refuse_missing_database_file(url: sa.URL) -> None:
         raise SourceUnusable(f"the {FILE_DATABASES[url.get_backend_name()]} database {database} does not exist (it was not created)")
 
 
+@refusing_wrong_settings
 def cmd_demo(args: argparse.Namespace) -> int:
     home = _ensure_dagster_home()
     from dagster import DagsterInstance
@@ -137,24 +140,18 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0 if success else 1
 
 
+@refusing_wrong_settings
 def cmd_run(args: argparse.Namespace) -> int:
     """One export (or window range) from the shell, as dbt runs one model: progress, then files and rows, or the cause."""
     home = _ensure_dagster_home()
     import dagster as dg
 
     from export_pipelines.automation.windows import WindowRangeError, range_tags, requested_range
-    from export_pipelines.code_location import environment_problems
     from export_pipelines.local_runs import console_run_config, describe, execute
     from export_pipelines.naming import TRIGGER_TAG, export_job_name
     from export_pipelines.spec.loader import config_dir, load_config
     from export_pipelines.spec.plan import closest
 
-    settings = environment_problems()
-    if settings:
-        # The code location would not load: one line per setting, not its traceback.
-        for problem in settings:
-            print(f"ERROR {problem}")
-        return 1
     config = load_config(config_dir())
     plans = _loadable_plans(config)
     plan = plans.get(args.name)
@@ -218,6 +215,7 @@ def cmd_log(args: argparse.Namespace) -> int:
     return 0
 
 
+@refusing_wrong_settings
 def cmd_rerun(args: argparse.Namespace) -> int:
     home = _ensure_dagster_home()
     import dagster as dg

@@ -38,6 +38,7 @@ from export_pipelines.source import SourceDatabase
 from export_pipelines.spec.loader import ExportConfig, SpecProblem, bundled_demo_config
 from export_pipelines.spec.plan import ExportPlan
 from export_pipelines.stages.work_location import work_root_from_environment
+from export_pipelines.switches import switch_problems
 from export_pipelines.targets.download_store import downloads_store_from_environment
 
 logger = logging.getLogger("export_pipelines")
@@ -91,15 +92,16 @@ DEFINITION, NODE = "definition", "node"
 
 def environment_problems() -> list[str]:
     """What build_definitions would refuse in this process's settings ($EXPORT_EXECUTOR,
-    $EXPORT_WORK_URL, $EXPORT_DOWNLOADS_STORE_URL): one line each, naming the variable, its value
-    shown without credentials. `export-pipelines validate` and `run` print them instead of a traceback."""
+    $EXPORT_WORK_URL, $EXPORT_DOWNLOADS_STORE_URL and the on/off switches of switches.py): one
+    line each, naming the variable, its value shown without credentials. The export-pipelines
+    commands print them instead of a traceback."""
     problems = []
     for check in (executor_choice, work_root_from_environment, downloads_store_from_environment):
         try:
             check()
         except ValueError as error:
             problems.append(str(error))
-    return problems
+    return problems + switch_problems()
 
 
 def build_definitions(config: ExportConfig) -> dg.Definitions:
@@ -109,10 +111,12 @@ def build_definitions(config: ExportConfig) -> dg.Definitions:
     (see delivery_settings.redirect_from_environment), $EXPORT_EXECUTOR which executor runs the steps
     and $EXPORT_WORK_URL where the run's files live (execution.py), $EXPORT_DOWNLOADS_STORE_URL where
     the download folders are (targets/download_store.py; a wrong value fails the load, naming the
-    variable, as it is no one export's fault)."""
+    variable, as it is no one export's fault), as does a switch of switches.py that is neither on nor off."""
     executor_choice()
     io_manager_resources()
     downloads_store_from_environment()
+    if switches := switch_problems():
+        raise ValueError("; ".join(switches))
     for problem in config.problems:
         logger.warning("export config problem: %s", problem)
     defs, refused = _definitions_and_refusals(config)

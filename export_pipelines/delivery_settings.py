@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 from dagster import ConfigurableResource
 from pydantic import Field
 
-# 1 keeps every export's files in its download folder, 0 delivers to the connections; unset:
-# on for the bundled demo config (its partner servers do not exist), off for any other.
-REDIRECT_ENV_VAR = "EXPORT_REDIRECT_TO_DOWNLOAD"
-_SWITCH = {"1": True, "true": True, "yes": True, "on": True, "0": False, "false": False, "no": False, "off": False}
+from export_pipelines.switches import REDIRECT_ENV_VAR, switch_from_environment
 
 
 class DeliverySettings(ConfigurableResource):
@@ -29,14 +25,9 @@ class DeliverySettings(ConfigurableResource):
 
 
 def redirect_from_environment(config_root: Path, demo_config: Path) -> bool:
-    """Whether the code location redirects delivery: $EXPORT_REDIRECT_TO_DOWNLOAD (1/0, true/false,
-    yes/no, on/off), else whether `config_root` is the bundled demo config `demo_config`.
+    """Whether the code location redirects delivery: $EXPORT_REDIRECT_TO_DOWNLOAD (a switch, see
+    switches.py), else whether `config_root` is the bundled demo config `demo_config`.
 
-    Raises ValueError for any other value, naming the variable.
+    Raises ValueError for a value that is no switch value, naming the variable.
     """
-    value = os.environ.get(REDIRECT_ENV_VAR, "").strip().lower()
-    if not value:
-        return config_root.resolve() == demo_config.resolve()
-    if value not in _SWITCH:
-        raise ValueError(f"{REDIRECT_ENV_VAR}={value!r}: write 1 (keep files in the download folder) or 0 (deliver)")
-    return _SWITCH[value]
+    return switch_from_environment(REDIRECT_ENV_VAR, default=config_root.resolve() == demo_config.resolve())

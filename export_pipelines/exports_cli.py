@@ -34,6 +34,24 @@ def _reporting_errors(command: Callable[[argparse.Namespace], int]) -> Callable[
     return run
 
 
+def refusing_wrong_settings(command: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    """For a command that loads the code location (builds its definitions or runs its jobs): a setting
+    it would refuse (code_location.environment_problems: $EXPORT_WORK_URL, $EXPORT_DOWNLOADS_STORE_URL,
+    $EXPORT_EXECUTOR, a switch) is one ERROR line each and exit 1, before anything is read or written,
+    not a traceback from the middle of the command."""
+
+    @functools.wraps(command)
+    def run(args: argparse.Namespace) -> int:
+        from export_pipelines.code_location import environment_problems
+
+        settings = environment_problems()
+        for problem in settings:
+            print(f"ERROR {problem}")
+        return 1 if settings else command(args)
+
+    return run
+
+
 def _client(args: argparse.Namespace):
     from export_pipelines.api.client import ExportsClient
 
@@ -113,6 +131,7 @@ def _config_root(args: argparse.Namespace) -> Path:
     return Path(args.config).resolve() if args.config else config_dir()
 
 
+@refusing_wrong_settings
 def cmd_clone(args: argparse.Namespace) -> int:
     from export_pipelines.code_location import definition_problems
     from export_pipelines.spec.clone import CloneError, clone_spec, parse_assignment

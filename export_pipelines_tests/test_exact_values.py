@@ -18,6 +18,7 @@ import sys
 import pytest
 import sqlalchemy as sa
 
+from export_pipelines.stages.bad_rows import TooManyBadRows
 from export_pipelines_tests.conftest import METADATA_SOURCES, SOURCES, run_export, source_url
 from export_pipelines_tests.stage_runs import run_stages
 
@@ -412,6 +413,55 @@ def test_sqlite_json_that_is_no_text_or_no_json_is_a_bad_row(fast, tmp_path, mon
     assert run.content == b'id,doc\r\n1,"{""a"": 1}"\r\n5,\r\n'
     assert [(r.key, r.value, r.reason) for r in run.extracted.rejected] == [
         ("id=2", "X'7B7D'", "binary, not text"), ("id=3", "not json{", "not valid JSON"), ("id=4", "", "not valid JSON")]
+
+
+def test_sqlite_text_that_is_not_utf8_is_a_bad_row_named_by_key_and_column(fast, tmp_path, monkeypatch, caplog):
+    """SQLite keeps any bytes as TEXT, which its Python driver refuses to decode (stopping the read) and its
+    ADBC driver copies unchecked: each such row is a bad row, named by its key and column, its bytes shown
+    as X'..', in a text field, a json field, a BLOB read as text and a group value, on both extract paths;
+    the fast path names them without falling back to the row-by-row read."""
+    path = tmp_path / "texts.sqlite"
+    with sqlite3.connect(path) as connection:
+        connection.execute("CREATE TABLE texts (id INTEGER PRIMARY KEY, name TEXT, loose, doc TEXT, grp TEXT, n INTEGER)")
+        connection.execute(
+            "INSERT INTO texts VALUES (1, 'Zoë', 'a', '{}', 'g1', 1), (2, CAST(X'80FF' AS TEXT), 'b', '{}', 'g1', 2), "
+            "(3, 'c', X'C328', '{}', 'g2', 3), (4, 'd', 'x', CAST(X'7B2261223A2280227D' AS TEXT), CAST(X'FF' AS TEXT), 4), "
+            "(5, 'e', 'y', '{}', 'g2', 5)"
+        )
+    url = f"sqlite:///{path}"
+    models = model("texts", {"name": {"type": "string"}, "loose": {"type": "string"}, "doc": {"type": "json"}, "grp": {"type": "string"},
+                             "n": {"type": "integer"}})
+    spec = {"name": "texts", "model": "texts", "fields": ["id", "name", "doc"], "order": "id"}
+    with caplog.at_level(logging.INFO, logger="export_pipelines"):
+        run = run_stages(url, tmp_path / "rows", spec, fast=fast, monkeypatch=monkeypatch, models=models, max_bad_rows=2)
+    assert run.content == "id,name,doc\r\n1,Zoë,{}\r\n3,c,{}\r\n5,e,{}\r\n".encode()
+    assert [(r.row_number, r.key, r.field, r.value, r.reason) for r in run.extracted.rejected] == [
+        (2, "id=2", "name", "X'80FF'", "not UTF-8 text"),
+        (4, "id=4", "doc", "X'7B2261223A2280227D'", "not UTF-8 text"),
+    ]
+    assert "row by row" not in caplog.text, "the fast extract fell back to the general path"
+    blobs = {"name": "blobs", "model": "texts", "fields": ["id", "loose"], "order": "id"}
+    run = run_stages(url, tmp_path / "blobs", blobs, fast=fast, monkeypatch=monkeypatch, models=models, max_bad_rows=1)
+    assert run.content == b"id,loose\r\n1,a\r\n2,b\r\n4,x\r\n5,y\r\n"
+    assert [(r.key, r.field, r.value, r.reason) for r in run.extracted.rejected] == [("id=3", "loose", "X'C328'", "not UTF-8 text")]
+    with pytest.raises(TooManyBadRows, match=r"^For export texts, 1 row\(s\) cannot be converted.* row 2 \(id=2\): name = \"X'80FF'\" is not UTF-8 text$"):
+        run_stages(url, tmp_path / "refused", spec, fast=fast, monkeypatch=monkeypatch, models=models)
+    grouped = {"name": "grouped", "model": "texts", "fields": [{"from": "grp", "aggregation": "group"}, {"from": "n", "to": "total", "aggregation": "sum"}]}
+    totals = run_stages(url, tmp_path / "grouped", grouped, fast=fast, monkeypatch=monkeypatch, models=models, max_bad_rows=1)
+    assert totals.content == b"grp,total\r\ng1,3\r\ng2,8\r\n"
+    assert [(r.key, r.field, r.value, r.reason) for r in totals.extracted.rejected] == [("row 4", "grp", "X'FF'", "not UTF-8 text")]
+
+
+def test_sqlite_text_that_is_not_utf8_is_listed_in_the_rejected_rows_file(tmp_path):
+    path = tmp_path / "names.sqlite"
+    with sqlite3.connect(path) as connection:
+        connection.execute("CREATE TABLE names (id INTEGER PRIMARY KEY, name TEXT)")
+        connection.execute("INSERT INTO names VALUES (1, 'a'), (2, CAST(X'80FF' AS TEXT)), (3, 'c')")
+    spec = {"name": "names", "model": "names", "fields": ["id", "name"], "order": "id", "max_bad_rows": 1}
+    run = run_export(spec, f"sqlite:///{path}", tmp_path, models=model("names", {"name": {"type": "string"}}))
+    assert run.files[run.metadata["file_names"][0]] == b"id,name\r\n1,a\r\n3,c\r\n"
+    with open(run.metadata["rejected_file"], newline="", encoding="utf-8") as rejected:
+        assert list(csv.reader(rejected)) == [["row_number", "key", "field", "value", "reason"], ["2", "id=2", "name", "X'80FF'", "not UTF-8 text"]]
 
 
 def test_postgresql_float_columns_read_as_decimals_keep_15_digits_and_are_never_rounded(postgres_schema_url, fast, tmp_path, monkeypatch):

@@ -15,6 +15,7 @@ import sqlalchemy as sa
 
 from export_pipelines.spec.loader import load_config
 from export_pipelines.stages.bad_rows import TooManyBadRows
+from export_pipelines.stages.text_format import UnwritableValue
 from export_pipelines_tests.conftest import run_export, write_config
 from export_pipelines_tests.stage_runs import run_stages
 from export_pipelines_tests.test_exact_values import create_table, model
@@ -232,6 +233,27 @@ def test_a_literal_percent_f_and_years_outside_the_zone(people, tmp_path):
     [extracted] = [event for event in result.result.all_events if event.is_successful_output and event.step_key.endswith("__extract")]
     assert extracted.event_specific_data.metadata["formatted_while_extracting"].value is False
     assert not list((tmp_path / "b").rglob("lines.arrow"))
+
+
+@pytest.mark.parametrize("mapping", [{}, {"replace": {"never": "seen"}}], ids=["renamed", "replaced"])
+def test_a_time_outside_the_years_names_its_output_field_on_every_path(people, fast, tmp_path, monkeypatch, mapping):
+    """One message naming the field as the spec and the header do (its `to`), whether the extract's
+    columns are handed on as they are (the mapping shortcut, the lines written while extracting) or
+    mapped first, and when a Replace formats the value in map."""
+    url, _ = people
+    engine = sa.create_engine(url)
+    with engine.begin() as connection:
+        last = "9999-12-31T23:59:59Z" if "sqlite" in url else dt.datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
+        connection.execute(sa.text("UPDATE people SET seen = :s WHERE id = 5"), {"s": last})
+    engine.dispose()
+    fields = ["id", {"from": "seen", "to": "last_seen", **mapping}]
+    berlin = spec("berlin", fields=fields, timestamp_format="%d.%m.%Y", timestamp_timezone="Europe/Berlin")
+    with pytest.raises(UnwritableValue) as refused:
+        run_stages(url, tmp_path, berlin, fast=fast, monkeypatch=monkeypatch, models=MODELS)
+    assert str(refused.value) == (
+        "last_seen: 9999-12-31T23:59:59+00:00 falls outside the years 0001-9999 in Europe/Berlin; "
+        "write it in another timestamp_timezone, or leave such rows out with a filter"
+    )
 
 
 def test_null_text_read_by_yaml_as_no_value_is_explained(tmp_path):

@@ -14,7 +14,6 @@ EXPORT_FAST_EXTRACT=0 turns this path off.
 
 from __future__ import annotations
 
-import os
 import urllib.parse
 from collections.abc import Collection, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -24,8 +23,8 @@ from export_pipelines.catalog.sql_types import SQLITE_TIMESTAMP_TEXT
 from export_pipelines.lazy_imports import adbc_driver_manager, pa, pc, sa
 from export_pipelines.spec.plan import SourceRef
 from export_pipelines.stages.dialects import dialect_for
+from export_pipelines.switches import FAST_EXTRACT_ENV_VAR, switch_from_environment
 
-FAST_EXTRACT_ENV_VAR = "EXPORT_FAST_EXTRACT"
 # PostgreSQL's driver sizes batches in bytes; rows of an export are rarely wider than this.
 POSTGRES_BYTES_PER_ROW_HINT = 200
 
@@ -35,7 +34,7 @@ class FastPathUnavailable(RuntimeError):
 
 
 def fast_extract_enabled() -> bool:
-    return os.environ.get(FAST_EXTRACT_ENV_VAR, "1") != "0"
+    return switch_from_environment(FAST_EXTRACT_ENV_VAR)
 
 
 def driver_for(url: sa.URL):
@@ -283,13 +282,47 @@ def to_stage_column(array: pa.Array, source: SourceRef, target: pa.DataType, *, 
         refuse_unparsable_text(array, source)
     if source.field_type == "boolean" and pa.types.is_integer(kind) and not _all_in(array, (0, 1)):
         raise FastPathUnavailable(f"{source.label}: an integer other than 0 and 1")
-    if source.field_type in {"string", "json"}:
-        # SQLite's driver copies a BLOB's bytes into a text column unchecked; text that is not UTF-8 is a bad row.
-        try:
-            array.validate(full=True)
-        except pa.ArrowInvalid as error:
-            raise FastPathUnavailable(f"{source.label}: {error}") from error
+    # A string or json field's text is UTF-8: the extract took out the rows whose bytes are not (undecodable_positions).
     return cast_column(array, target, source.label)
+
+
+def undecodable_positions(array: pa.Array) -> list[int]:
+    """The places of a text column's values that are not UTF-8 (SQLite's driver copies stored text, and a BLOB's
+    bytes, into a text column unchecked); [] for a column of another type. Valid text costs one validation."""
+    if isinstance(array.type, pa.BaseExtensionType):
+        array = array.storage
+    if not (pa.types.is_string(array.type) or pa.types.is_large_string(array.type)):
+        return []
+    try:
+        array.validate(full=True)
+        return []
+    except pa.ArrowInvalid:
+        pass
+    return [place for place, value in enumerate(as_bytes(array).to_pylist()) if value is not None and not _is_utf8(value)]
+
+
+def as_bytes(array: pa.Array) -> pa.Array:
+    """A text column's values as the bytes they hold, UTF-8 or not (the same buffers, no copy)."""
+    if isinstance(array.type, pa.BaseExtensionType):
+        array = array.storage
+    return array.view(pa.large_binary() if pa.types.is_large_string(array.type) else pa.binary())
+
+
+def texts(array: pa.Array) -> list[str | None]:
+    """A text column's values as Python text; bytes that are not UTF-8 decoded with surrogateescape, as the
+    general path reads them from SQLite once it has met some (dialects.SourceDialect.undecodable_text_read)."""
+    try:
+        return array.to_pylist()
+    except UnicodeDecodeError:
+        return [None if value is None else value.decode("utf-8", "surrogateescape") for value in as_bytes(array).to_pylist()]
+
+
+def _is_utf8(value: bytes) -> bool:
+    try:
+        value.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def refuse_unparsable_text(array: pa.Array, source: SourceRef) -> None:

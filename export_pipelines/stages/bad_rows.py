@@ -31,6 +31,9 @@ NOT_A_CALENDAR_DAY = "not a day of the calendar (a zero date, a zero month or da
 INFINITE = "infinite"
 OUTSIDE_WRITTEN_YEARS = "outside the years 0001-9999"
 NOT_TEXT = "binary, not text"
+# Text, or a BLOB's bytes read as text, that is not UTF-8: SQLite keeps any bytes as TEXT, and its ADBC driver
+# reads both alike, so both paths name both so.
+NOT_UTF8 = "not UTF-8 text"
 JSON_NUMBER_AS_DOUBLE = "a JSON number of more significant digits than the double the database reads it as holds (15)"
 A_NUMBER_NOT_TEXT = "a number, not text (map the field as an integer or decimal in models.yaml)"
 NOT_JSON = "not valid JSON"
@@ -60,8 +63,9 @@ def conversion_problem(value: object, target: pa.DataType) -> str:
     if pa.types.is_date(target):
         return OUTSIDE_WRITTEN_YEARS if isinstance(value, dt.date) else NOT_A_DATE
     if pa.types.is_string(target) or pa.types.is_large_string(target):
-        if isinstance(value, bytes):
-            return NOT_TEXT
+        if isinstance(value, bytes) or (isinstance(value, str) and _undecodable(value)):
+            # Bytes convert to text exactly when they are UTF-8; text decoded with surrogateescape holds some that are not.
+            return NOT_UTF8
         return A_NUMBER_NOT_TEXT if isinstance(value, int | float | decimal.Decimal) else "not text"
     return f"not a valid {target}"
 
@@ -78,6 +82,15 @@ def _decimal_problem(value: object, target: pa.Decimal128Type | pa.Decimal256Typ
         if digits.exponent < -target.scale and number != round(number, target.scale):
             return more_decimal_places(target.scale)
     return too_many_digits(target.precision)
+
+
+def _undecodable(text: str) -> bool:
+    """Whether `text` holds the lone surrogates surrogateescape decodes bytes that are not UTF-8 into."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
 
 
 @dataclass(frozen=True)
@@ -137,8 +150,11 @@ def joined_bad_rows(export: str, limit: int, parts: list[tuple[int, tuple[Reject
 
 def value_preview(value: object) -> str:
     """The stored value as text, as a data engineer would look it up in the source: text as it is, a
-    BLOB as SQLite's X'..' literal, a number in positional notation; cut at VALUE_PREVIEW_CHARS."""
+    BLOB, and text that is not UTF-8 (decoded with surrogateescape), as SQLite's X'..' literal of its
+    bytes, a number in positional notation; cut at VALUE_PREVIEW_CHARS."""
     match value:
+        case str() if _undecodable(value):
+            text = f"X'{value.encode('utf-8', 'surrogateescape').hex().upper()}'"
         case str():
             text = value
         case bytes():

@@ -22,7 +22,9 @@ Only code constants are inlined into SQL; spec values stay bound parameters.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import functools
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from export_pipelines.catalog.sql_types import DECIMAL_PRECISION
@@ -93,6 +95,16 @@ class SourceDialect:
     # Words of the error the database's SUM raises where a total outgrows its type; the extract then
     # sums over Arrow (76 digits) instead. None where SUM cannot overflow (PostgreSQL's numeric, MySQL's DECIMAL(65)).
     sum_overflow: str | None = None
+    # Words of the error the general path's driver raises at stored text that is not UTF-8, which stops the
+    # whole read; the extract then reads again with undecodable_text_read, naming such rows. None where the
+    # database refuses such text when it is written.
+    undecodable_text: str | None = None
+
+    @contextmanager
+    def undecodable_text_read(self, driver_connection) -> Iterator[None]:
+        """Reads through `driver_connection` (the DB-API connection) give text that is not UTF-8 as a str
+        the conversion refuses, instead of stopping at it; the driver's default is back afterwards."""
+        yield
 
     def value(self, column: sa.ColumnElement, source: SourceRef) -> sa.ColumnElement:
         """The stored value: the column, or the JSON property's text."""
@@ -404,7 +416,8 @@ class SqliteDialect(SourceDialect):
       instant in the canonical text bound parameters use (catalog/sql_types.py);
     - date: `YYYY-MM-DD` text of a real calendar day; boolean: the integers 0 and 1;
     - string: text (INTEGER as its digits, REAL as 15 significant digits); a BLOB as its bytes
-      when they are UTF-8, else a bad row;
+      when they are UTF-8, else a bad row, as is TEXT that is not UTF-8 (SQLite keeps any bytes
+      as TEXT: `undecodable_text`);
     - json: text that is valid JSON, written as stored; a BLOB or invalid JSON is a bad row
       (and json_extract, which properties use, would stop the whole query at it).
 
@@ -414,6 +427,17 @@ class SqliteDialect(SourceDialect):
 
     name = "sqlite"
     sum_overflow = "integer overflow"
+    undecodable_text = "Could not decode to UTF-8"
+
+    @contextmanager
+    def undecodable_text_read(self, driver_connection) -> Iterator[None]:
+        # surrogateescape keeps every byte (bad_rows shows them as X'..'), and Arrow refuses its lone
+        # surrogates. Not the default: a Python call per text value slows the per-row read (0.7 us a value).
+        driver_connection.text_factory = functools.partial(str, encoding="utf-8", errors="surrogateescape")
+        try:
+            yield
+        finally:
+            driver_connection.text_factory = str
 
     def __init__(self, text_columns: frozenset[tuple[str, str]] = frozenset()):
         self.text_columns = text_columns

@@ -19,7 +19,7 @@ import datetime as dt
 import decimal
 import logging
 from collections.abc import Callable, Collection, Iterator, Sequence
-from contextlib import closing, contextmanager
+from contextlib import closing, contextmanager, nullcontext
 from dataclasses import dataclass
 
 from export_pipelines.catalog.sql_types import DECIMAL_PRECISION, model_table
@@ -28,7 +28,15 @@ from export_pipelines.spec.plan import ExportPlan, SourceRef
 from export_pipelines.stages import aggregation, arrow_extract, mysql_extract
 from export_pipelines.stages.audience import load_audience_table
 from export_pipelines.stages.dialects import SourceDialect, dialect_for, reflected_dialect
-from export_pipelines.stages.bad_rows import BadRows, RejectedRow, TooManyBadRows, conversion_problem, joined_bad_rows, value_preview
+from export_pipelines.stages.bad_rows import (
+    NOT_UTF8,
+    BadRows,
+    RejectedRow,
+    TooManyBadRows,
+    conversion_problem,
+    joined_bad_rows,
+    value_preview,
+)
 from export_pipelines.stages.encodings import cannot_hold, unrepresentable_rows
 from export_pipelines.stages.query import (
     KEY_COLUMN,
@@ -57,7 +65,8 @@ logger = logging.getLogger(__name__)
 
 
 def _conversion_errors() -> tuple[type[Exception], ...]:
-    return (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, OverflowError)
+    # UnicodeEncodeError: text that is not UTF-8, read with the dialect's undecodable_text_read.
+    return (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, OverflowError, UnicodeEncodeError)
 
 
 @dataclass(frozen=True)
@@ -169,14 +178,15 @@ def _has_audience_file(plan: ExportPlan) -> bool:
 
 @contextmanager
 def _streamed(
-    engine: sa.Engine, dialect: SourceDialect, plan: ExportPlan, build: Callable, batch_size: int, *, count: bool
+    engine: sa.Engine, dialect: SourceDialect, plan: ExportPlan, build: Callable, batch_size: int, *, count: bool, undecodable_text: bool = False
 ) -> Iterator[tuple[int | None, Iterator]]:
     """(COUNT(*) of the query's rows or None, its rows in lists of batch_size), read in one snapshot.
 
     The rows come from a server-side cursor (psycopg's named cursor, PyMySQL's SSCursor) in
-    batches of batch_size, so memory does not grow with the result.
+    batches of batch_size, so memory does not grow with the result. undecodable_text: read text
+    that is not UTF-8 as the conversion refuses it (dialect.undecodable_text_read) instead of stopping.
     """
-    with engine.connect() as connection:
+    with engine.connect() as connection, _undecodable_text_read(dialect, connection, undecodable_text):
         if engine.dialect.name == "postgresql":
             # One snapshot for the count and the rows, so "rows expected" means the same data.
             connection = connection.execution_options(isolation_level="REPEATABLE READ")
@@ -193,6 +203,14 @@ def _streamed(
         if count:
             expected = connection.execute(count_query(query)).scalar_one()
         yield expected, connection.execute(query).partitions(batch_size)
+
+
+def _undecodable_text_read(dialect: SourceDialect, connection: sa.Connection, wanted: bool):
+    return dialect.undecodable_text_read(connection.connection.driver_connection) if wanted else nullcontext()
+
+
+def _stopped_at_undecodable_text(dialect: SourceDialect, error: sa.exc.DBAPIError) -> bool:
+    return dialect.undecodable_text is not None and dialect.undecodable_text in str(error.orig)
 
 
 def _extract_group_partials(
@@ -234,6 +252,9 @@ def _extract_group_partials(
             tables = (pa.table(list(zip(*chunk, strict=True)), names=[*schema.names, PROBLEM_COUNT_COLUMN]) for chunk in chunks)
             return _write_group_partials(plan, path, schema, tables, expected, extracted_at)
     except sa.exc.DBAPIError as error:
+        if _stopped_at_undecodable_text(dialect, error):
+            logger.info("%s: a group's text is not UTF-8; aggregating over Arrow to name its rows", plan.name)
+            return None
         if dialect.sum_overflow is None or dialect.sum_overflow not in str(error):
             raise
         logger.info("%s: the database's SUM overflows (%s); summing over Arrow instead", plan.name, dialect.name)
@@ -445,6 +466,7 @@ def _write_arrow_rows(
             if reread is not None:
                 batch = reread(batch, seen == 0)
             kept, positions = _without_problem_rows(plan, batch, seen, bad_rows)
+            kept, positions = _without_undecodable_rows(plan, kept, positions, seen, bad_rows)
             if prepare is not None:
                 kept = prepare(kept)
             stage_batch = arrow_extract.to_stage_batch(kept, schema=schema, sources=plan.sources, text_checked=text_checked)
@@ -545,8 +567,28 @@ def _without_problem_rows(plan: ExportPlan, batch: pa.RecordBatch, offset: int, 
     if pc.all(fine).as_py():
         return values, range(batch.num_rows)
     keys = _key_values(plan, values.columns)
-    _reject_problem_rows(plan, problems.to_pylist(), keys, offset, bad_rows)
+    _reject_problem_rows(plan, arrow_extract.texts(problems), keys, offset, bad_rows)
     return values.filter(fine), pc.indices_nonzero(fine).to_pylist()
+
+
+def _without_undecodable_rows(plan: ExportPlan, batch: pa.RecordBatch, positions: Sequence[int], offset: int, bad_rows: BadRows):
+    """`batch` without the rows whose text field holds bytes that are not UTF-8 (SQLite's driver copies stored
+    text, and a BLOB's bytes, into a text column unchecked), each listed as the general path lists it; and
+    each kept row's place in the batch the query returned. A batch of valid text costs one validation per column."""
+    undecodable: dict[int, int] = {}  # row -> the first column naming it, as the general path's conversion names it
+    for index, source in enumerate(plan.sources):
+        if source.field_type in {"string", "json"}:
+            for row in arrow_extract.undecodable_positions(batch.column(index)):
+                undecodable.setdefault(row, index)
+    if not undecodable:
+        return batch, positions
+    keys = _key_values(plan, batch.columns)
+    for row, index in sorted(undecodable.items()):
+        row_number = offset + positions[row] + 1
+        value = arrow_extract.as_bytes(batch.column(index))[row].as_py()
+        bad_rows.reject(RejectedRow(row_number, _key(plan, keys, row, row_number), plan.sources[index].label, value_preview(value), NOT_UTF8))
+    kept = [row for row in range(batch.num_rows) if row not in undecodable]
+    return batch.take(pa.array(kept, pa.int64())), [positions[row] for row in kept]
 
 
 def _without_unrepresentable_rows(plan: ExportPlan, values, positions: Sequence[int], offset: int, bad_rows: BadRows):
@@ -615,25 +657,38 @@ def _extract_rows(
     bad_rows: BadRows,
     key_range: KeyRange | None = None,
     lines: _LinesRequest | None = None,
+    *,
+    undecodable_text: bool = False,
 ) -> ExtractResult:
+    """The general path. Where the driver stops at stored text that is not UTF-8 (SQLite's), the rows are
+    read again from the start, such text read as the conversion refuses it, so its rows are bad rows
+    (dialect.undecodable_text_read: slower per text value, so only once the source is known to hold some)."""
     schema = source_schema(plan.sources)
     rows = seen = 0
     build = lambda audience_table: build_query(plan, dialect, window, audience_table, key_range=key_range)  # noqa: E731
-    with (
-        _streamed(engine, dialect, plan, build, batch_size, count=True) as (expected, chunks),
-        stage_writer(path, schema) as writer,
-        _alongside(lines) as alongside,
-    ):
-        for chunk in chunks:
-            table = rows_to_table(chunk, schema, plan, seen, bad_rows)
-            writer.write_table(table)
-            for batch in table.to_batches():
-                alongside.add(batch)
-            rows += table.num_rows
-            seen += len(chunk)
-        if rows == 0:
-            writer.write_table(schema.empty_table())
-        lines_file = alongside.finish()
+    try:
+        with (
+            _streamed(engine, dialect, plan, build, batch_size, count=True, undecodable_text=undecodable_text) as (expected, chunks),
+            stage_writer(path, schema) as writer,
+            _alongside(lines) as alongside,
+        ):
+            for chunk in chunks:
+                table = rows_to_table(chunk, schema, plan, seen, bad_rows)
+                writer.write_table(table)
+                for batch in table.to_batches():
+                    alongside.add(batch)
+                rows += table.num_rows
+                seen += len(chunk)
+            if rows == 0:
+                writer.write_table(schema.empty_table())
+            lines_file = alongside.finish()
+    except sa.exc.DBAPIError as error:
+        if undecodable_text or not _stopped_at_undecodable_text(dialect, error):
+            raise
+        logger.info("%s: stored text that is not UTF-8; reading the rows again to name it", plan.name)
+        # The stage file, the lines and the bad rows are made anew, as by a first read.
+        again = BadRows(bad_rows.export, bad_rows.limit)
+        return _extract_rows(engine, dialect, plan, path, batch_size, window, extracted_at, again, key_range, lines, undecodable_text=True)
     return ExtractResult(path, rows, expected, extracted_at, bad_rows.in_row_order(), lines_file)
 
 

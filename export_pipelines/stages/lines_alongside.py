@@ -23,7 +23,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
-import os
 from collections.abc import Callable
 
 from export_pipelines.lazy_imports import pa
@@ -34,16 +33,15 @@ from export_pipelines.stages.stage_files import stage_writer
 from export_pipelines.stages.text_format import value_format_of
 from export_pipelines.stages.work_location import Location, remove_file
 from export_pipelines.stages.write_behind import WriteBehind
+from export_pipelines.switches import FORMAT_WHILE_EXTRACTING_ENV_VAR, switch_from_environment
 
 logger = logging.getLogger(__name__)
-
-FORMAT_WHILE_EXTRACTING_ENV_VAR = "EXPORT_FORMAT_WHILE_EXTRACTING"
 
 LineFormatter = Callable[["pa.RecordBatch"], "pa.RecordBatch"]  # strings: evaluating pa here would import pyarrow at load
 
 
 def format_while_extracting_enabled() -> bool:
-    return os.environ.get(FORMAT_WHILE_EXTRACTING_ENV_VAR, "1") != "0"
+    return switch_from_environment(FORMAT_WHILE_EXTRACTING_ENV_VAR)
 
 
 def line_formatter(plan: ExportPlan, settings: OutputSettings) -> LineFormatter | None:

@@ -8,13 +8,12 @@ Replace can merge groups); measures are mapped after aggregation.
 
 from __future__ import annotations
 
-import os
-
 from export_pipelines.lazy_imports import pa, pc
 from export_pipelines.spec.plan import ExportPlan, OutputField
 from export_pipelines.stages.stage_files import Stage, holds_group_partials, link_stage_file, read_batches, row_count, stage_writer
 from export_pipelines.stages.work_location import Location
-from export_pipelines.stages.text_format import CANONICAL, ValueFormat, to_text, value_format_of
+from export_pipelines.stages.text_format import CANONICAL, ValueFormat, naming_field, to_text, value_format_of
+from export_pipelines.switches import MAPPING_SHORTCUT_ENV_VAR, switch_from_environment
 
 
 TEXT_SOURCE_TYPES = frozenset({"string", "json"})
@@ -55,7 +54,8 @@ def map_column(field: OutputField, array: pa.Array, value_format: ValueFormat = 
         return array
     # NULL is written as the empty value, and Replace and Default see the value as it is written
     # (in the file dialect's date, timestamp and decimal formats).
-    text = pc.fill_null(to_text(array, value_format), "")
+    with naming_field(field.header):
+        text = pc.fill_null(to_text(array, value_format), "")
     if field.replace:
         text = _replace(text, field.replace)
     if field.default is not None:
@@ -74,11 +74,8 @@ def _replace(text: pa.Array, replacements: dict[str, str]) -> pa.Array:
     return pc.if_else(pc.is_valid(positions), pc.take(new, positions), text)
 
 
-MAPPING_SHORTCUT_ENV_VAR = "EXPORT_MAPPING_SHORTCUT"
-
-
 def mapping_shortcut_enabled() -> bool:
-    return os.environ.get(MAPPING_SHORTCUT_ENV_VAR, "1") != "0"
+    return switch_from_environment(MAPPING_SHORTCUT_ENV_VAR)
 
 
 def maps_nothing(plan: ExportPlan) -> bool:

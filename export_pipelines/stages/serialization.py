@@ -13,14 +13,14 @@ import datetime as dt
 import hashlib
 import io
 import zipfile
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from export_pipelines.lazy_imports import gzip_ng, pa, pc, zstandard
 from export_pipelines.stages.json_lines import json_lines
 from export_pipelines.stages.encodings import BYTE_ORDER_MARK, CODECS, cannot_hold, is_unicode, unrepresentable_rows
-from export_pipelines.stages.text_format import CANONICAL, UnwritableValue, ValueFormat, to_text, value_format_of
+from export_pipelines.stages.text_format import CANONICAL, UnwritableValue, ValueFormat, naming_field, to_text, value_format_of
 from export_pipelines.stages.write_behind import WriteBehind, in_order
 from export_pipelines.targets.base import LocalFile
 
@@ -84,8 +84,8 @@ def raw_json_columns(plan) -> frozenset[int]:
 
 
 class UnrepresentableText(UnwritableValue):
-    """A value the file's encoding (or format) cannot write reached serialization, named by its field
-    (a row export rejects rows the encoding cannot hold earlier)."""
+    """A value the file's encoding (or Parquet's decimals) cannot write reached serialization, named by
+    its field (a row export rejects rows the encoding cannot hold earlier)."""
 
 
 @dataclass(frozen=True)
@@ -124,30 +124,30 @@ FORMULA_START = r"^[=+\-@\t\r]"
 NUMBER_TEXT = r"^[+-]?(\d+([.,]\d*)?|[.,]\d+)([eE][+-]?\d+)?$"
 
 
-def format_lines(batch: pa.RecordBatch, dialect: CsvDialect) -> bytes | pa.Buffer:
-    """The batch as lines in the dialect's encoding, one contiguous buffer.
+def format_lines(batch: pa.RecordBatch, headers: Sequence[str], dialect: CsvDialect) -> bytes | pa.Buffer:
+    """The batch as lines in the dialect's encoding, one contiguous buffer; `headers` name its columns
+    in errors (the batch's own names are the source's where the mapping shortcut handed them on).
 
-    Raises UnrepresentableText when a value holds a character the encoding has no byte for.
+    Raises UnrepresentableText when a value holds a character the encoding has no byte for,
+    UnwritableValue (naming_field) for a time the format cannot write.
     """
     if batch.num_rows == 0:
         return b""
-    data = _contiguous_bytes(line_array(batch, dialect))
+    data = _contiguous_bytes(line_array(batch, headers, dialect))
     if is_unicode(dialect.encoding):
         return data
     try:
         return data.to_pybytes().decode("utf-8").encode(CODECS[dialect.encoding])
     except UnicodeEncodeError:
-        raise _unrepresentable(batch, dialect) from None
+        raise _unrepresentable(batch, headers, dialect) from None
 
 
-def line_array(batch: pa.RecordBatch, dialect: CsvDialect) -> pa.Array:
+def line_array(batch: pa.RecordBatch, headers: Sequence[str], dialect: CsvDialect) -> pa.Array:
     """The batch's rows as UTF-8 text, one string per row with its line ending (format_lines joins them)."""
     cells = []
-    for name, column in zip(batch.schema.names, batch.columns, strict=True):
-        try:
+    for header, column in zip(headers, batch.columns, strict=True):
+        with naming_field(header):
             cells.append(_cell(column, dialect))
-        except UnwritableValue as error:
-            raise UnrepresentableText(f"{name}: {error}; write it in another timestamp_timezone, or leave such rows out with a filter") from None
     lines = pc.binary_join_element_wise(*cells, dialect.delimiter) if len(cells) > 1 else cells[0]
     return pc.binary_join_element_wise(lines, dialect.line_ending, "")
 
@@ -177,7 +177,7 @@ def row_lines(batch: pa.RecordBatch, headers: list[str], settings: OutputSetting
     elif batch.num_rows == 0:
         lines = pa.array([], pa.string())
     else:
-        lines = line_array(batch, settings.dialect)
+        lines = line_array(batch, headers, settings.dialect)
     return pa.RecordBatch.from_arrays([lines.cast(pa.string())], schema=lines_schema())
 
 
@@ -209,8 +209,8 @@ def _formula_escaped(text: pa.Array) -> pa.Array:
     return pc.if_else(risky, pc.binary_join_element_wise("'", text, ""), text)
 
 
-def _unrepresentable(batch: pa.RecordBatch, dialect: CsvDialect) -> UnrepresentableText:
-    for name, column in zip(batch.schema.names, batch.columns, strict=True):
+def _unrepresentable(batch: pa.RecordBatch, headers: Sequence[str], dialect: CsvDialect) -> UnrepresentableText:
+    for name, column in zip(headers, batch.columns, strict=True):
         text = to_text(column, dialect.value_format)
         rows = unrepresentable_rows([text], dialect.encoding)
         if rows is not None:
@@ -234,7 +234,7 @@ def file_start(headers: Iterable[str], dialect: CsvDialect) -> bytes:
     headers = list(headers)
     # The names come from the spec, checked at load: no formula guard, and the encoding holds them.
     batch = pa.RecordBatch.from_arrays([pa.array([h], pa.string()) for h in headers], names=[str(i) for i, _ in enumerate(headers)])
-    return mark + bytes(format_lines(batch, dataclasses.replace(dialect, injection_guard=False)))
+    return mark + bytes(format_lines(batch, headers, dataclasses.replace(dialect, injection_guard=False)))
 
 
 class _HashingSink(io.RawIOBase):
@@ -430,7 +430,7 @@ def write_files(
     elif settings.file_format == "jsonl":
         start, content = b"", lambda batch: _contiguous_bytes(json_lines(batch, headers, settings.raw_json)) if batch.num_rows else b""
     else:
-        start, content = file_start(headers, settings.dialect), lambda batch: format_lines(batch, settings.dialect)
+        start, content = file_start(headers, settings.dialect), lambda batch: format_lines(batch, headers, settings.dialect)
     if preformatted:
         content = lambda batch: _contiguous_bytes(batch.column(0)) if batch.num_rows else b""  # noqa: E731
     limit = settings.max_rows_per_file

@@ -9,6 +9,8 @@ decimals are positional with exactly their scale (12.30 stays 12.30, zero at sca
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 from export_pipelines.lazy_imports import pa, pc
@@ -69,6 +71,18 @@ def _with_separator(text, separator: str):
 
 class UnwritableValue(ValueError):
     """A value the file's formats cannot write (a time whose year leaves 0001-9999 in the chosen zone)."""
+
+
+@contextmanager
+def naming_field(header: str) -> Iterator[None]:
+    """An UnwritableValue raised inside names the output field `header` (its `to`, as the file's header
+    and the spec name it), whichever step formats the value: the same message from a Replace or Default
+    in map, from serialize, and from the lines written while extracting, whose columns are still named
+    by their source when the mapping shortcut hands them on."""
+    try:
+        yield
+    except UnwritableValue as error:
+        raise UnwritableValue(f"{header}: {error}; write it in another timestamp_timezone, or leave such rows out with a filter") from None
 
 
 # %% and %f are read as one token each, so "%%f" is a literal "%f" and only a lone %f is the microseconds.

@@ -11,19 +11,19 @@ EXPORT_WRITE_BEHIND=0 does all of it on the calling thread.
 
 from __future__ import annotations
 
-import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 
-WRITE_BEHIND_ENV_VAR = "EXPORT_WRITE_BEHIND"
+from export_pipelines.switches import WRITE_BEHIND_ENV_VAR, switch_from_environment
+
 WRITE_BEHIND_DEPTH = 2
 # This machine class has 2 cores; pyarrow.compute kernels release the GIL, so two workers use both.
 IN_ORDER_THREADS = 2
 
 
 def write_behind_enabled() -> bool:
-    return os.environ.get(WRITE_BEHIND_ENV_VAR, "1") != "0"
+    return switch_from_environment(WRITE_BEHIND_ENV_VAR)
 
 
 class WriteBehind:

@@ -14,6 +14,7 @@ from pathlib import Path
 import paramiko
 
 from export_pipelines.spec.connections import SftpConnection
+from export_pipelines.switches import SFTP_LARGE_WRITES_ENV_VAR, switch_from_environment
 from export_pipelines.targets.base import DeliveryError, LocalFile
 from export_pipelines.targets.known_hosts import KnownKeys, lookup_name, read_known_hosts
 from export_pipelines.targets.remote import FolderSession, ListingRefused, RemoteEntry, display_folder
@@ -109,7 +110,6 @@ class HostKeyPolicy:
         )
 
 
-LARGE_WRITES_ENV_VAR = "EXPORT_SFTP_LARGE_WRITES"
 OPENSSH_MAX_WRITE_BYTES = 255 * 1024
 UPLOAD_READ_BYTES = 1 << 20
 
@@ -250,7 +250,7 @@ class SftpSession(FolderSession):
     def _write_request_bytes(self) -> int | None:
         """OpenSSH's sftp-server accepts writes up to 255 KiB (its limits@openssh.com max-write-length);
         other servers are only known to take the 32 KiB every SFTP server must."""
-        if os.environ.get(LARGE_WRITES_ENV_VAR, "1") == "0" or "OpenSSH" not in (self.transport.remote_version or ""):
+        if not switch_from_environment(SFTP_LARGE_WRITES_ENV_VAR) or "OpenSSH" not in (self.transport.remote_version or ""):
             return None
         return OPENSSH_MAX_WRITE_BYTES
 

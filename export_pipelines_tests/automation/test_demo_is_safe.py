@@ -82,5 +82,5 @@ def test_the_environment_turns_redirection_on_and_off(tmp_path, monkeypatch, val
 
 def test_an_unknown_switch_value_names_the_variable(monkeypatch):
     monkeypatch.setenv(REDIRECT_ENV_VAR, "maybe")
-    with pytest.raises(ValueError, match=f"{REDIRECT_ENV_VAR}='maybe': write 1 .* or 0"):
+    with pytest.raises(ValueError, match=f"{REDIRECT_ENV_VAR}='maybe' is not a switch value: write 1, .* or off"):
         build_definitions(load_config(bundled_demo_config()))

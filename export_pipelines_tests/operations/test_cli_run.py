@@ -143,6 +143,27 @@ def test_a_window_that_does_not_exist_is_refused_before_any_run(home, capsys, ar
     assert not (home / "history").exists() or not list((home / "history").glob("runs/*.db"))
 
 
+def test_a_wrong_setting_is_one_line_from_every_command_that_loads_the_code_location(home, tmp_path, monkeypatch, capsys):
+    """rerun (by export and by run id), demo and clone, as run and validate: a setting the code location
+    refuses is one ERROR line naming the variable and exit 1, before any run or file, not a traceback."""
+    ran = cli("run", "partner_customers", "--redirect-to-download")
+    assert ran.returncode == 0, ran.stdout + ran.stderr
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        [run] = instance.get_runs()
+    commands = [["rerun", "partner_customers"], ["rerun", "--run-id", run.run_id], ["demo"], ["clone", "partner_customers", "copied"]]
+    for variable, value in [("EXPORT_WORK_URL", "/tmp/work"), ("EXPORT_DOWNLOADS_STORE_URL", "s3://"), ("EXPORT_FAST_EXTRACT", "flase")]:
+        monkeypatch.setenv(variable, value)
+        for command in commands:
+            assert main(command) == 1, (variable, command)
+            said = capsys.readouterr()
+            assert said.out.startswith(f"ERROR {variable}={value!r}") and len(said.out.splitlines()) == 1, (command, said.out)
+            assert "Traceback" not in said.err, command
+        monkeypatch.delenv(variable)
+    assert not (tmp_path / "config" / "exports" / "copied.yaml").exists()
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        assert [each.run_id for each in instance.get_runs()] == [run.run_id]
+
+
 REEXECUTE = """
 mutation Reexecute($parentRunId: String!) {
   launchPipelineReexecution(reexecutionParams: {parentRunId: $parentRunId, strategy: FROM_FAILURE}) {
