@@ -10,7 +10,7 @@ pyarrow, the ADBC driver manager, zlib-ng, zstandard and python-gnupg together t
 and use them as usual (`pa.Table`, `sa.select`); the first attribute read imports the real
 module. So a module-level statement that reads one (a constant such as `pa.int64()`, a base
 class, an annotation Python evaluates) imports it at load again:
-export_pipelines_tests/test_lazy_imports.py names the libraries a load must not import.
+export_pipelines_tests/test_run_start.py names the libraries a load must not import.
 (paramiko, boto3 and connectorx are imported inside the targets and the MySQL fast path,
 which the code location loads only when a step needs them.)
 

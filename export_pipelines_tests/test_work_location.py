@@ -1,8 +1,11 @@
 """Stage files in an object store (EXPORT_WORK_URL=s3://...): written and read batch by batch through
-pyarrow's filesystem layer against moto's real S3 server, and an export's files the same bytes as
-with a local work folder."""
+pyarrow's filesystem layer against moto's real S3 server, a whole file copied to this machine with one
+streamed GET, and an export's files the same bytes as with a local work folder."""
 
 from __future__ import annotations
+
+import os
+import re
 
 import pyarrow as pa
 import pytest
@@ -13,6 +16,7 @@ from export_pipelines.targets.registry import downloads_folder
 from export_pipelines_tests.conftest import run_export
 from export_pipelines_tests.sample_data import create_sample_tables
 from export_pipelines_tests.servers.fixtures import s3_client
+from export_pipelines_tests.servers.network import HOST
 
 SPEC = {"name": "work_customers", "model": "customers", "fields": ["id", "email", "name"], "order": ["id"], "file_name": "customers.csv"}
 
@@ -56,6 +60,29 @@ def test_a_stage_file_in_the_object_store_is_written_and_read_batch_by_batch(s3_
     remove_tree(f"{s3_work}/run1/export", keep=s3_work)
     # pyarrow keeps an emptied folder's parent as an empty marker object: the work root's, nothing of the run.
     assert _keys(moto_endpoint, s3_bucket) == {"work/": b""}
+
+
+def test_a_file_larger_than_a_read_comes_from_the_object_store_in_one_get_byte_for_byte(
+    s3_work, moto_endpoint, s3_bucket, proxy_to, tmp_path, monkeypatch
+):
+    # Over 2 MiB of random bytes: more than one 1 MiB read, pyarrow's and this code's, and no read's multiple.
+    content = os.urandom(2 * 1024 * 1024 + 12345)
+    key = "work/run1/export/files/customers.csv"
+    s3_client(moto_endpoint).put_object(Bucket=s3_bucket, Key=key, Body=content)
+    proxy = proxy_to(int(moto_endpoint.rsplit(":", 1)[1]))
+    proxy.listen()
+    monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://{HOST}:{proxy.port}")
+
+    copy_file(f"{s3_work}/run1/export/files/customers.csv", str(tmp_path / "fetched" / "customers.csv"))
+
+    assert (tmp_path / "fetched" / "customers.csv").read_bytes() == content
+    # What reached the server: one GET of the object, whole (no Range header), and nothing else.
+    requests = [
+        (method, path.split(b"?")[0], b"\r\nrange:" in headers.lower())
+        for heard in proxy.heard()
+        for method, path, headers in re.findall(rb"([A-Z]+) (\S+) HTTP/1\.1(\r\n.*?)\r\n\r\n", heard, re.S)
+    ]
+    assert requests == [(b"GET", f"/{s3_bucket}/{key}".encode(), False)]
 
 
 def test_an_export_with_its_work_folder_in_the_object_store_leaves_its_stage_files_there(

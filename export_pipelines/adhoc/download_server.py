@@ -17,8 +17,7 @@ import re
 import urllib.parse
 from pathlib import Path
 
-from export_pipelines.stages.work_location import is_remote, join
-from export_pipelines.targets.download_store import CHUNK_BYTES, open_stored, store_client
+from export_pipelines.stages.work_location import CHUNK_BYTES, is_remote, join, open_object, s3_client
 
 logger = logging.getLogger(__name__)
 
@@ -54,7 +53,7 @@ class _StoreHandler(http.server.BaseHTTPRequestHandler):
             return
         location = join(self.store, match["folder"], match["name"])
         try:
-            size, body = open_stored(self.client, location, with_body)
+            size, body = open_object(self.client, location, with_body)
         except FileNotFoundError:
             self.send_error(404, "Not found")
             return
@@ -79,7 +78,7 @@ class _StoreHandler(http.server.BaseHTTPRequestHandler):
 def serve_downloads(folder: Path | str, host: str, port: int) -> http.server.ThreadingHTTPServer:
     """A bound server over `folder`, a local folder or the download store's s3:// URL; the caller runs serve_forever()."""
     if is_remote(folder):
-        handler = type("StoreHandler", (_StoreHandler,), {"store": str(folder).rstrip("/"), "client": store_client()})
+        handler = type("StoreHandler", (_StoreHandler,), {"store": str(folder).rstrip("/"), "client": s3_client()})
         return http.server.ThreadingHTTPServer((host, port), handler)
     Path(folder).mkdir(parents=True, exist_ok=True)
     handler = functools.partial(_FilesOnlyHandler, directory=str(folder))

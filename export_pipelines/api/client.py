@@ -8,7 +8,6 @@ client exposes a run's status but not its tags, config or output metadata.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import shutil
 import time
@@ -244,15 +243,11 @@ def local_name(url: str) -> str:
 def _fetch_from_object_store(url: str, target: Path) -> None:
     """An s3:// URL (the download store's, EXPORT_DOWNLOADS_STORE_URL), read with one GET in chunks,
     with the AWS credentials, endpoint and region of this process's environment, as the AWS tools read them."""
-    from export_pipelines.targets.download_store import CHUNK_BYTES, open_stored, store_client
+    from export_pipelines.stages.work_location import download_object
 
     try:
-        _, body = open_stored(store_client(), url)
-        with contextlib.closing(body), target.open("wb") as out:
-            for chunk in body.iter_chunks(CHUNK_BYTES):
-                out.write(chunk)
+        download_object(url, target)
     except Exception as error:  # noqa: BLE001 - botocore's errors, a missing object, a broken transfer: one message
-        target.unlink(missing_ok=True)
         raise ExportApiError(
             f"cannot read {url}: {error}. This client reads s3:// URLs with the AWS credentials of its own environment "
             "(AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, a profile or an instance role; AWS_ENDPOINT_URL for an "

@@ -34,8 +34,6 @@ from export_pipelines.targets.remote import DeliveryOptions, RemoteTarget
 DOWNLOADS_STORE_ENV_VAR = "EXPORT_DOWNLOADS_STORE_URL"
 # What errors call this target: people look for the variable, not a connection.
 DESTINATION = f"the download store {DOWNLOADS_STORE_ENV_VAR}"
-# Bytes per chunk read back from the store: a reader's memory stays at one chunk whatever the file's size.
-CHUNK_BYTES = 1024 * 1024
 
 
 def downloads_store_from_environment() -> str | None:
@@ -103,31 +101,3 @@ def keep_in_store(store: str, export: str, source: str, name: str) -> str:
     except Exception as error:
         raise DeliveryError(f"For export {export}, keeping {name} in {DESTINATION} ({location}) failed: {error}") from error
     return location
-
-
-def store_client():
-    """A boto3 S3 client with this process's AWS settings (the chain's credentials, AWS_ENDPOINT_URL,
-    AWS_REGION): what reads the store back, for `serve-downloads` and the exports client."""
-    import boto3
-
-    return boto3.client("s3", endpoint_url=s3_endpoint_from_environment(), region_name=s3_region_from_environment())
-
-
-def open_stored(client, url: str, with_body: bool = True):
-    """The size in bytes of the object at the s3:// `url` and, `with_body`, its body (botocore's
-    StreamingBody: read it with `iter_chunks(CHUNK_BYTES)`, then close it): one GET read as it
-    arrives, never the whole object in memory (pyarrow's input stream would send a ranged GET per
-    read). Raises FileNotFoundError when there is no such object; botocore's errors
-    (ClientError, NoCredentialsError, ...) for the rest."""
-    from botocore.exceptions import ClientError
-
-    bucket, key = bucket_and_key(url)
-    try:
-        if not with_body:
-            return client.head_object(Bucket=bucket, Key=key)["ContentLength"], None
-        answer = client.get_object(Bucket=bucket, Key=key)
-    except ClientError as error:
-        if error.response.get("Error", {}).get("Code") in {"NoSuchKey", "404", "NotFound"}:
-            raise FileNotFoundError(f"no object {url}") from error
-        raise
-    return answer["ContentLength"], answer["Body"]

@@ -1,7 +1,8 @@
 """The scale-out profile end to end, with real parts started here: PostgreSQL instance storage
 (deploy/dagster.yaml, queued runs), dagster-daemon, a webserver, two Celery workers on Redis and
-moto's S3 server holding the stage files. A run launched as the UI's Materialize button launches
-it runs every step in a worker process, and writes the in-process run's bytes."""
+moto's S3 server holding the stage files and the download folders. A run launched as the UI's
+Materialize button launches it runs every step in a worker process, and delivers the in-process
+run's bytes into the download store, whichever worker uploads."""
 
 from __future__ import annotations
 
@@ -43,7 +44,7 @@ def redis_database() -> str:
     client.flushdb()
 
 
-def test_a_run_launched_from_the_ui_runs_its_steps_on_celery_workers_with_stage_files_in_s3(
+def test_a_run_launched_from_the_ui_runs_its_steps_on_celery_workers_with_stage_files_and_downloads_in_s3(
     postgres_database_url, redis_database, moto_endpoint, s3_bucket, tmp_path, monkeypatch
 ):
     source = f"sqlite:///{tmp_path / 'source.sqlite'}"
@@ -71,7 +72,6 @@ def test_a_run_launched_from_the_ui_runs_its_steps_on_celery_workers_with_stage_
                 for r in instance.get_records_for_run(fanned_id).records
                 if r.event_log_entry.dagster_event and r.event_log_entry.dagster_event.event_type_value == "STEP_START"
             ]
-            fanned_files = run_files(server.home, "celery_fanned")
             run = _finished(instance, run_id, seconds=150)
             assert run.status == dg.DagsterRunStatus.SUCCESS, _failure(instance, run_id, tmp_path)
             events = [record.event_log_entry for record in instance.get_records_for_run(run_id).records]
@@ -80,7 +80,8 @@ def test_a_run_launched_from_the_ui_runs_its_steps_on_celery_workers_with_stage_
             launchers = {e.dagster_event.pid for e in events if e.dagster_event and e.dagster_event.event_type_value in ("PIPELINE_START", "PIPELINE_SUCCESS")}
             engine = [e.dagster_event.event_specific_data for e in events if e.dagster_event and e.dagster_event.event_type_value == "ENGINE_EVENT"]
             handed = [data.metadata["Celery worker"].value for data in engine if data and "Celery worker" in (data.metadata or {})]
-            files = run_files(server.home, "celery_customers")
+            materialized = instance.get_latest_materialization_event(dg.AssetKey(["exports", "celery_customers"]))
+            recorded = {key: materialized.asset_materialization.metadata[key].value for key in ("location", "download_urls")}
             worker_pids = set().union(*(worker.pids() for worker in workers))
     finally:
         for process in reversed(processes):
@@ -93,7 +94,11 @@ def test_a_run_launched_from_the_ui_runs_its_steps_on_celery_workers_with_stage_
     assert set(steps.values()) <= worker_pids, (steps, worker_pids, launchers)
     # Each step was handed to one of the two workers, by name, in the engine event Celery's task writes.
     assert len(handed) == 4 and {h.split("@")[0] for h in handed} <= {worker.name for worker in workers}
-    assert files == {"customers.csv": in_process}
+    # Delivered into the download store (EXPORT_DOWNLOADS_STORE_URL), not onto a worker's disk, and recorded so.
+    folder = f"s3://{s3_bucket}/downloads/celery_customers"
+    assert stored_files(moto_endpoint, s3_bucket, "celery_customers") == {"customers.csv": in_process}
+    assert recorded == {"location": folder, "download_urls": [f"{folder}/customers.csv"]}
+    assert not (server.home / "storage" / "downloads").exists()
     # Fanned out: a planning step, extract and map per chunk, one join, one upload, all on the workers,
     # and the unsplit export's bytes.
     assert sorted(step for step, _ in fanned_steps) == sorted(
@@ -101,7 +106,7 @@ def test_a_run_launched_from_the_ui_runs_its_steps_on_celery_workers_with_stage_
          *(f"celery_fanned__{stage}[chunk_{n:03d}]" for stage in ("extract_chunk", "map_chunk") for n in range(3))]
     ), fanned_steps
     assert {pid for _, pid in fanned_steps} <= worker_pids
-    assert fanned_files == {"customers.csv": in_process}
+    assert stored_files(moto_endpoint, s3_bucket, "celery_fanned") == {"customers.csv": in_process}
     # Delivered: the run's stage files are gone from the bucket; the op records stay under io/.
     keys = [item["Key"] for item in s3_client(moto_endpoint).list_objects_v2(Bucket=s3_bucket).get("Contents", [])]
     assert not [key for key in keys if f"work/{run_id}/" in key]
@@ -110,13 +115,14 @@ def test_a_run_launched_from_the_ui_runs_its_steps_on_celery_workers_with_stage_
 
 def profile_environment(instance_url: str, redis_url: str, moto_endpoint: str, bucket: str, source: str, config: Path) -> dict[str, str]:
     """Every process's environment in the profile (docs/scale-out.md): instance in PostgreSQL,
-    steps on Celery over Redis, stage files in moto's S3."""
+    steps on Celery over Redis, stage files and download folders in moto's S3."""
     return {
         "DAGSTER_POSTGRES_URL": instance_url,
         "EXPORT_EXECUTOR": "celery",
         "EXPORT_CELERY_BROKER_URL": redis_url,
         "EXPORT_CELERY_BACKEND_URL": redis_url,
         "EXPORT_WORK_URL": f"s3://{bucket}/work",
+        "EXPORT_DOWNLOADS_STORE_URL": f"s3://{bucket}/downloads",
         "AWS_ENDPOINT_URL": moto_endpoint,
         "AWS_REGION": "eu-central-1",
         "AWS_DEFAULT_REGION": "eu-central-1",
@@ -127,9 +133,12 @@ def profile_environment(instance_url: str, redis_url: str, moto_endpoint: str, b
     }
 
 
-def run_files(home: Path, export: str) -> dict[str, bytes]:
-    folder = home / "storage" / "downloads" / export
-    return {path.name: path.read_bytes() for path in folder.iterdir() if path.is_file()}
+def stored_files(endpoint: str, bucket: str, export: str) -> dict[str, bytes]:
+    """Name -> bytes of each file in the export's folder of the download store (profile_environment's)."""
+    client = s3_client(endpoint)
+    prefix = f"downloads/{export}/"
+    listed = client.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])
+    return {item["Key"].removeprefix(prefix): client.get_object(Bucket=bucket, Key=item["Key"])["Body"].read() for item in listed}
 
 
 def _finished(instance: dg.DagsterInstance, run_id: str, seconds: float) -> dg.DagsterRun:

@@ -1,6 +1,6 @@
 """A TCP forwarder that can cut a connection mid-stream, refuse new ones, hold them or slow what
 clients send, as a failing network, a stopped server, a slow one or a thin uplink does, in front
-of a real server."""
+of a real server; and keep what clients send, for a test that counts their requests."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ class CuttingProxy:
         self.refusals_left = 0
         self.bytes_per_second: int | None = None
         self.hold_seconds = 0.0
+        self._heard: list[bytearray] | None = None
         self._listener = socket.create_server((HOST, self.port))
         self._listener.settimeout(0.2)
         self._closing = False
@@ -42,6 +43,14 @@ class CuttingProxy:
     def hold(self, seconds: float) -> None:
         """Connect each new connection only after this many seconds, as a slow server answers."""
         self.hold_seconds = seconds
+
+    def listen(self) -> None:
+        """Keep what clients send on the connections opened from now on (heard)."""
+        self._heard = []
+
+    def heard(self) -> list[bytes]:
+        """What clients sent since listen(), one bytes object per connection, in the order they were opened."""
+        return [bytes(data) for data in self._heard or []]
 
     def restore(self) -> None:
         self.cut_after_bytes = None
@@ -67,13 +76,19 @@ class CuttingProxy:
     def _connect(self, client: socket.socket, hold_seconds: float) -> None:
         time.sleep(hold_seconds)
         upstream = socket.create_connection((HOST, self.upstream_port))
-        threading.Thread(target=self._pump, args=(client, upstream, True), daemon=True).start()
+        heard = None
+        if self._heard is not None:
+            heard = bytearray()
+            self._heard.append(heard)
+        threading.Thread(target=self._pump, args=(client, upstream, True, heard), daemon=True).start()
         threading.Thread(target=self._pump, args=(upstream, client, False), daemon=True).start()
 
-    def _pump(self, source: socket.socket, sink: socket.socket, from_client: bool) -> None:
+    def _pump(self, source: socket.socket, sink: socket.socket, from_client: bool, heard: bytearray | None = None) -> None:
         sent = 0
         try:
             while data := source.recv(65536):
+                if heard is not None:
+                    heard += data
                 if from_client and self.cut_after_bytes is not None and sent + len(data) >= self.cut_after_bytes:
                     self.cut_after_bytes = None
                     self.down = True

@@ -1,4 +1,6 @@
-"""Loading the code location imports no library that moves rows (issue 20, goal 5), and a run imports no pandas.
+"""What a run's start costs (issue 20, goal 5): loading the code location imports no library that
+moves rows, a run imports no pandas, and a run process's load leaves what it loaded out of the
+garbage collector's scans.
 
 Each check runs in a fresh interpreter, since this one has imported everything already. A
 failure names the libraries a load imported: find the module-level statement that reads one
@@ -48,7 +50,12 @@ HEAVY = [
 
 def imported_after(code: str, env: dict[str, str] | None = None) -> list[str]:
     """The HEAVY libraries in sys.modules after `code` ran in a fresh interpreter."""
-    script = f"import json, sys\n{textwrap.dedent(code)}\nprint(json.dumps(sorted(m for m in {HEAVY!r} if m in sys.modules)))"
+    return printed_last(f"{textwrap.dedent(code)}\nprint(json.dumps(sorted(m for m in {HEAVY!r} if m in sys.modules)))", env)
+
+
+def printed_last(code: str, env: dict[str, str] | None = None):
+    """The JSON value `code` printed last, run in a fresh interpreter (with json and sys imported)."""
+    script = f"import json, sys\n{textwrap.dedent(code)}"
     completed = subprocess.run([sys.executable, "-c", script], cwd=REPO_ROOT, env=env or os.environ, capture_output=True, text=True, timeout=300)
     assert completed.returncode == 0, "\n".join(completed.stderr.splitlines()[-15:])
     return json.loads(completed.stdout.splitlines()[-1])
@@ -71,6 +78,10 @@ def test_the_code_servers_load_of_the_demo_location_imports_no_heavy_library(tmp
         repository = defs.get_repository_def()
         assert len(repository.get_all_jobs()) > 9
         RepositorySnap.from_def(repository)  # what the code server hands the UI
+        import gc
+
+        # A code server reloads its definitions: frozen, the old ones' cycles would never be collected.
+        assert gc.get_freeze_count() == 0, "the code server's load froze objects"
         """,
         demo_environment(tmp_path),
     )
@@ -91,6 +102,25 @@ def test_a_run_workers_load_of_its_job_imports_only_what_dagster_imports(tmp_pat
     )
     # Dagster's own reconstruction imports its SQL storage, and SQLAlchemy with it.
     assert loaded == ["sqlalchemy"]
+
+
+def test_a_run_workers_load_leaves_what_it_loaded_out_of_the_garbage_collectors_scans(tmp_path):
+    frozen, scanned = printed_last(
+        f"""
+        import gc
+
+        from dagster._core.definitions.reconstruct import ReconstructableRepository
+
+        repository = ReconstructableRepository.for_module({CODE_LOCATION_MODULE!r}, {CODE_LOCATION_FUNCTION!r})
+        job = repository.get_reconstructable_job("voucherify_redemptions_job").get_definition()
+        # A frozen object is in no generation the collector scans (gc.get_objects lists those).
+        print(json.dumps([gc.get_freeze_count(), [any(o is x for o in gc.get_objects()) for x in (job, ReconstructableRepository, sys.modules)]]))
+        """,
+        demo_environment(tmp_path),
+    )
+    assert frozen > 10_000  # Dagster's modules alone are far more objects
+    # The job, a class of Dagster's and the interpreter's module table: all frozen.
+    assert scanned == [False, False, False]
 
 
 def test_a_run_delivers_its_file_without_importing_pandas_and_pyarrow_still_hands_out_pandas(tmp_path):
