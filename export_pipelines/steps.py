@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
+from dagster._core.definitions.graph_definition import SubselectedGraphDefinition
 
 from export_pipelines.automation.windows import range_from_tags, wall_clock_days
 from export_pipelines.lazy_imports import pa
@@ -53,9 +54,12 @@ def bind_export(graph: dg.GraphDefinition, binding: ExportBinding) -> None:
 
 def export_binding(context: dg.OpExecutionContext) -> ExportBinding:
     """The export the running op is a step of: that of the graph its node is in (the stage ops are
-    shared by every export, factory.py). Raises dg.Failure for an op outside an export's graph."""
+    shared by every export, factory.py), or of the graph that one was cut from (a job's op
+    selection runs a subselected copy). Raises dg.Failure for an op outside an export's graph."""
     parent = context.op_handle.parent
     graph = context.job_def.graph.get_node(parent).definition if parent is not None else None
+    while isinstance(graph, SubselectedGraphDefinition) and graph not in _BINDINGS:
+        graph = graph.parent_graph_def
     binding = _BINDINGS.get(graph) if graph is not None else None
     if binding is None:
         raise dg.Failure(f"The op {context.op_handle} is not in an export's graph (factory.build_export_asset builds them)", allow_retries=False)

@@ -9,9 +9,10 @@ import dagster as dg
 
 from export_pipelines.code_location import build_definitions
 from export_pipelines.factory import build_export_asset
+from export_pipelines.source import SOURCE_URL_ENV_VAR
 from export_pipelines.spec.loader import load_config
 from export_pipelines_tests.conftest import export_resources, write_config
-from export_pipelines_tests.sample_data import create_sample_tables
+from export_pipelines_tests.sample_data import CUSTOMERS, create_sample_tables
 
 ROWS = {"name": "rows", "model": "customers", "fields": ["id", "email"]}
 TOTALS = {
@@ -67,3 +68,18 @@ def test_each_build_of_an_export_runs_its_own_spec(tmp_path):
         result = dg.materialize([first_asset], resources=export_resources(source), instance=instance)
     [materialization] = result.get_asset_materialization_events()
     assert materialization.materialization.metadata["file_names"].value == ["first.csv"]
+
+
+def test_an_op_selection_of_an_export_job_runs_for_its_export(tmp_path, monkeypatch):
+    """A job's op selection runs a copy of the export's graph cut to the selected steps: its steps
+    still find their export (here the extract, which writes the extract's stage file)."""
+    source = f"sqlite:///{tmp_path / 'source.sqlite'}"
+    create_sample_tables(source)
+    monkeypatch.setenv(SOURCE_URL_ENV_VAR, source)
+    config = load_config(write_config(tmp_path / "config", [{**ROWS, "target": "download"}]))
+    job = build_definitions(config).get_job_def("rows_job").get_subset(op_selection=["exports__rows.rows__extract"])
+    (tmp_path / "instance").mkdir()
+    with dg.instance_for_test(temp_dir=str(tmp_path / "instance")) as instance:
+        result = job.execute_in_process(instance=instance)
+    assert [event.step_key for event in result.get_step_success_events()] == ["exports__rows.rows__extract"]
+    assert result.output_for_node("exports__rows.rows__extract").rows == len(CUSTOMERS)
