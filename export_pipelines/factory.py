@@ -49,17 +49,16 @@ from export_pipelines.steps import (
     RunFacts,
     StageFile,
     bind_export,
-    check_window_length,
+    checked_window,
     export_binding,
     export_window,
     keep_rejected_list,
     local_work_dir,
     note_reused_input,
     output_settings,
-    plan_of,
+    running_export,
     rerun_command,
     storage_dir,
-    tag_export_run,
     unwritable_values_fail,
     work_dir,
     write_file_set,
@@ -71,7 +70,7 @@ RUN_ID_FOLDER = re.compile(RUN_ID_PATTERN)
 
 # The stage ops below are defined once and shared by every export's graph, where each runs under
 # the export's own node name, <export>__<stage> (naming.op_name_for: the step keys), and finds
-# its export from that node (steps.plan_of). Dagster builds an op definition in about a
+# its export from that node (steps.running_export). Dagster builds an op definition in about a
 # millisecond (it inspects the function's signature again and again): one per stage and export
 # was most of a thousand exports' load. Only the upload op is the export's own: it carries the
 # export's pool.
@@ -87,12 +86,10 @@ RUN_ID_FOLDER = re.compile(RUN_ID_PATTERN)
     description="Query the export's model into an Arrow stage file, filters pushed into SQL.",
 )
 def extract(context: dg.OpExecutionContext, source_database: SourceDatabase) -> dg.Output[StageFile]:
-    plan = plan_of(context)
+    plan = running_export(context)
     name = plan.name
-    tag_export_run(context, plan)
-    window = export_window(context, plan)
+    window = checked_window(context, plan)
     if window is not None:
-        check_window_length(plan, window)
         context.log.info(f"Window [{window.start.isoformat()}, {window.end.isoformat()}) on {window.source.label}")
     folder = work_dir(context, name)
     settings = output_settings(plan, dt.datetime.now(dt.UTC))
@@ -130,8 +127,7 @@ def extract(context: dg.OpExecutionContext, source_database: SourceDatabase) -> 
 
 @dg.op(name=shared_op_name("map"), description="Rename, Default and Replace values, column at a time.")
 def map_fields(context: dg.OpExecutionContext, extracted: StageFile) -> dg.Output[StageFile]:
-    plan = plan_of(context)
-    tag_export_run(context, plan)
+    plan = running_export(context)
     note_reused_input(context, extracted, plan.name)
     if extracted.lines is not None:
         # The extract mapped and formatted every row already; serialize writes its lines file out.
@@ -143,9 +139,8 @@ def map_fields(context: dg.OpExecutionContext, extracted: StageFile) -> dg.Outpu
 
 @dg.op(name=shared_op_name("aggregate"), description="One row per group; partials from the database's GROUP BY or from Arrow batches.")
 def aggregate(context: dg.OpExecutionContext, mapped: StageFile) -> dg.Output[StageFile]:
-    plan = plan_of(context)
+    plan = running_export(context)
     name = plan.name
-    tag_export_run(context, plan)
     note_reused_input(context, mapped, name)
     destination = join(work_dir(context, name), "aggregated.arrow")
     with unwritable_values_fail(name):
@@ -168,9 +163,8 @@ def aggregate(context: dg.OpExecutionContext, mapped: StageFile) -> dg.Output[St
 
 @dg.op(name=shared_op_name("serialize"), description="Write the export's files: its format, parts and compression.")
 def serialize(context: dg.OpExecutionContext, mapped: StageFile) -> dg.Output[FileSet]:
-    plan = plan_of(context)
+    plan = running_export(context)
     name = plan.name
-    tag_export_run(context, plan)
     note_reused_input(context, mapped, name)
     if mapped.lines is not None and mapped.lines_signature != lines_signature(plan, output_settings(plan, mapped.facts.extracted_at)):
         # A re-execution after the spec's format, dialect or fields were edited: the lines the extract
@@ -195,11 +189,9 @@ def serialize(context: dg.OpExecutionContext, mapped: StageFile) -> dg.Output[Fi
 
 def upload(context: dg.OpExecutionContext, inputs: Mapping[str, FileSet]) -> Iterator[dg.Output | dg.AssetCheckResult]:
     """The upload step's body (every export's upload op, upload_op): deliver, keep the rejected rows, check the rows."""
-    binding = export_binding(context)
-    plan = binding.plan
+    plan = running_export(context)
     name = plan.name
     retry_schedule = retry_schedule_for(plan.spec.retries)
-    tag_export_run(context, plan)
     file_set = inputs["file_set"]
     note_reused_input(context, file_set, name)
     file_set = fetch_files(file_set, local_work_dir(context, name) / "files")
@@ -212,7 +204,7 @@ def upload(context: dg.OpExecutionContext, inputs: Mapping[str, FileSet]) -> Ite
             kept = keep_rejected_rows(facts.rejected_file, storage_dir(context), name, file_set.files, downloads_store_from_environment())
         context.log.warning(f"{facts.rejected_rows} row(s) were skipped; they are listed in {kept}")
     with classified_errors(context, retry_schedule, name, "upload", rerun_command(name)):
-        target, delivery, redirected = deliver_file_set(context, plan, binding.connections, context.resources.delivery_settings, file_set)
+        target, delivery, redirected = deliver_file_set(context, plan, export_binding(context).connections, context.resources.delivery_settings, file_set)
     rows_written = sum(file.rows for file in delivery.files)
     finished = dt.datetime.now(dt.UTC)
     metadata = materialization_metadata(

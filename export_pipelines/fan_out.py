@@ -50,15 +50,14 @@ from export_pipelines.steps import (
     FileSet,
     RunFacts,
     StageFile,
-    check_window_length,
+    checked_window,
     export_window,
     keep_rejected_list,
     output_settings,
-    plan_of,
+    running_export,
     require_earlier_files,
     rerun_command,
     storage_dir,
-    tag_export_run,
     unwritable_values_fail,
     work_dir,
     write_file_set,
@@ -101,7 +100,7 @@ class ChunkFile:
 
 
 # Defined once and shared by every fanned-out export's graph, each node named <export>__<stage>
-# (factory.export_graph); each op finds its export from its node (steps.plan_of).
+# (factory.export_graph); each op finds its export from its node (steps.running_export).
 
 
 @dg.op(
@@ -112,12 +111,9 @@ class ChunkFile:
     description="Cut the export's key into its `parallel.chunks` key ranges, one step each.",
 )
 def plan_chunks_op(context: dg.OpExecutionContext, source_database: SourceDatabase) -> Iterator[dg.DynamicOutput]:
-    plan = plan_of(context)
+    plan = running_export(context)
     name = plan.name
-    tag_export_run(context, plan)
-    window = export_window(context, plan)
-    if window is not None:
-        check_window_length(plan, window)
+    window = checked_window(context, plan)
     with classified_errors(context, retry_schedule_for(plan.spec.retries), name, "plan_chunks", rerun_command(name)):
         engine = source_database.create_engine(storage_dir(context).parent)
         try:
@@ -135,9 +131,8 @@ def plan_chunks_op(context: dg.OpExecutionContext, source_database: SourceDataba
 
 @dg.op(name=shared_op_name("extract_chunk"), description="Query one key range of the export's model into an Arrow stage file.")
 def extract_chunk(context: dg.OpExecutionContext, source_database: SourceDatabase, chunk: Chunk) -> dg.Output[ChunkFile]:
-    plan = plan_of(context)
+    plan = running_export(context)
     name = plan.name
-    tag_export_run(context, plan)
     window = export_window(context, plan)
     folder = work_dir(context, name)
     with classified_errors(context, retry_schedule_for(plan.spec.retries), name, f"extract of {chunk.label}", rerun_command(name)):
@@ -167,9 +162,8 @@ def extract_chunk(context: dg.OpExecutionContext, source_database: SourceDatabas
     description="Map one key range's rows and write them as the file's lines (or reduce them to partial aggregates).",
 )
 def map_chunk(context: dg.OpExecutionContext, extracted: ChunkFile) -> dg.Output[ChunkFile]:
-    plan = plan_of(context)
+    plan = running_export(context)
     name = plan.name
-    tag_export_run(context, plan)
     note_reused_chunk(context, extracted, name)
     folder = work_dir(context, name)
     label = extracted.chunk.label
@@ -188,7 +182,6 @@ def map_chunk(context: dg.OpExecutionContext, extracted: ChunkFile) -> dg.Output
 
 def collected(context: dg.OpExecutionContext, plan: ExportPlan, chunks: list[ChunkFile]) -> tuple[list[ChunkFile], RunFacts]:
     """The chunks in key order, each checked to be there (a re-execution reads an earlier run's), and their facts together."""
-    tag_export_run(context, plan)
     ordered = sorted(chunks, key=lambda c: c.chunk.index)
     for chunk in ordered:
         note_reused_chunk(context, chunk, plan.name)
@@ -197,7 +190,7 @@ def collected(context: dg.OpExecutionContext, plan: ExportPlan, chunks: list[Chu
 
 @dg.op(name=shared_op_name("join_chunks"), description="Join the chunks into the export's files: its format, parts and compression.")
 def join_chunks(context: dg.OpExecutionContext, chunks: list[ChunkFile]) -> dg.Output[FileSet]:
-    plan = plan_of(context)
+    plan = running_export(context)
     name = plan.name
     ordered, facts = collected(context, plan, chunks)
     current = lines_signature(plan, output_settings(plan, ordered[0].chunk.planned_at))
@@ -223,7 +216,7 @@ def join_chunks(context: dg.OpExecutionContext, chunks: list[ChunkFile]) -> dg.O
 
 @dg.op(name=shared_op_name("combine_chunks"), description="Combine the chunks' partial aggregates: one row per group.")
 def combine_chunks(context: dg.OpExecutionContext, chunks: list[ChunkFile]) -> dg.Output[StageFile]:
-    plan = plan_of(context)
+    plan = running_export(context)
     ordered, facts = collected(context, plan, chunks)
     destination = join(work_dir(context, plan.name), "aggregated.arrow")
     with unwritable_values_fail(plan.name):

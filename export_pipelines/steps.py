@@ -66,9 +66,11 @@ def export_binding(context: dg.OpExecutionContext) -> ExportBinding:
     return binding
 
 
-def plan_of(context: dg.OpExecutionContext) -> ExportPlan:
-    """The plan of the export the running op is a step of (export_binding)."""
-    return export_binding(context).plan
+def running_export(context: dg.OpExecutionContext) -> ExportPlan:
+    """The plan of the export the running op is a step of (export_binding), the run tagged for it (tag_export_run)."""
+    plan = export_binding(context).plan
+    tag_export_run(context, plan)
+    return plan
 
 
 @dataclass(frozen=True)
@@ -187,6 +189,14 @@ def export_window(context: dg.OpExecutionContext, plan: ExportPlan) -> TimeWindo
         return None
     window = context.partition_time_window
     return TimeWindow(plan.window_field, window.start, window.end)
+
+
+def checked_window(context: dg.OpExecutionContext, plan: ExportPlan) -> TimeWindow | None:
+    """The run's window (export_window), refused by check_window_length before the source is queried."""
+    window = export_window(context, plan)
+    if window is not None:
+        check_window_length(plan, window)
+    return window
 
 
 def check_window_length(plan: ExportPlan, window: TimeWindow) -> None:
