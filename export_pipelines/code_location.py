@@ -23,7 +23,7 @@ from export_pipelines.automation.schedules import build_export_schedule
 from export_pipelines.delivery_settings import DeliverySettings, redirect_from_environment
 from export_pipelines.console_log import console_logger
 from export_pipelines.execution import executor_choice, export_executor, exports_executor, io_manager_resources
-from export_pipelines.factory import SHARED_OPS, build_export_asset
+from export_pipelines.factory import SHARED_OP_NAMES, build_export_asset
 from export_pipelines.naming import (
     ADHOC_JOB,
     ALL_EXPORTS_JOB,
@@ -71,7 +71,7 @@ class _ExportDefinitions:
         """What Dagster requires unique, by (namespace, name): the job, schedule and sensor among the
         location's definitions; the graph and its upload op among the node definitions of the jobs
         over every asset (an export `exports` has an op exports__upload, which is the graph of an
-        export `upload`). The stage ops every export shares (factory.SHARED_OPS) are one definition
+        export `upload`). The stage ops every export shares (factory.SHARED_OP_NAMES) are one definition
         each, and no export's graph (exports__<name>) or upload op (<name>__upload) has their names."""
         items = {(DEFINITION, self.job.name): "job"}
         if self.schedule is not None:
@@ -88,7 +88,7 @@ class _ExportDefinitions:
         return {
             node.name: "graph" if isinstance(node, dg.GraphDefinition) else "op"
             for node in self.asset.node_def.iterate_node_defs()
-            if node.name not in SHARED_OPS
+            if node.name not in SHARED_OP_NAMES
         }
 
 

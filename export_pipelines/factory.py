@@ -240,8 +240,8 @@ def upload_op(plan: ExportPlan) -> dg.OpDefinition:
     )
 
 
-# The shared stage ops, by name (code_location: no export owns these names).
-SHARED_OPS = {op.name: op for op in (extract, map_fields, aggregate, serialize, *fan_out.CHUNK_OPS)}
+# The names of the shared stage ops (code_location: no export owns these names).
+SHARED_OP_NAMES = frozenset(op.name for op in (extract, map_fields, aggregate, serialize, *fan_out.CHUNK_OPS))
 
 
 def build_export_asset(plan: ExportPlan, connections: Mapping[str, DeliveryConnection] | None = None) -> dg.AssetsDefinition:
