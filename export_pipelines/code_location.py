@@ -23,7 +23,7 @@ from export_pipelines.automation.schedules import build_export_schedule
 from export_pipelines.delivery_settings import DeliverySettings, redirect_from_environment
 from export_pipelines.console_log import console_logger
 from export_pipelines.execution import executor_choice, export_executor, exports_executor, io_manager_resources
-from export_pipelines.factory import build_export_asset
+from export_pipelines.factory import SHARED_OP_NAMES, build_export_asset
 from export_pipelines.naming import (
     ADHOC_JOB,
     ALL_EXPORTS_JOB,
@@ -70,8 +70,10 @@ class _ExportDefinitions:
     @property
     def named(self) -> dict[tuple[str, str], str]:
         """What Dagster requires unique, by (namespace, name): the job, schedule and sensor among the
-        location's definitions; the graph and its ops among the nodes of the jobs over every asset
-        (an export `exports` has an op exports__extract, which is the graph of an export `extract`)."""
+        location's definitions; the graph and its upload op among the node definitions of the jobs
+        over every asset (an export `exports` has an op exports__upload, which is the graph of an
+        export `upload`). The stage ops every export shares (factory.SHARED_OP_NAMES) are one definition
+        each, and no export's graph (exports__<name>) or upload op (<name>__upload) has their names."""
         items = {(DEFINITION, self.job.name): "job"}
         if self.schedule is not None:
             items[(DEFINITION, self.schedule.name)] = "schedule"
@@ -83,8 +85,12 @@ class _ExportDefinitions:
 
     @property
     def nodes(self) -> dict[str, str]:
-        """The asset's graph and ops by name, with their kind: Dagster's node names in every asset job."""
-        return {node.name: "graph" if isinstance(node, dg.GraphDefinition) else "op" for node in self.asset.node_def.iterate_node_defs()}
+        """The asset's graph and its own ops by name, with their kind: Dagster's node definition names in every asset job."""
+        return {
+            node.name: "graph" if isinstance(node, dg.GraphDefinition) else "op"
+            for node in self.asset.node_def.iterate_node_defs()
+            if node.name not in SHARED_OP_NAMES
+        }
 
 
 DEFINITION, NODE = "definition", "node"

@@ -20,6 +20,7 @@ import os
 import dagster as dg
 from dagster._core.definitions.reconstruct import ReconstructableJob  # what Dagster's own multiprocess requirement checks
 
+from export_pipelines.naming import shared_op_name
 from export_pipelines.stages.work_location import bucket_and_key, work_root_from_environment
 
 EXECUTOR_ENV_VAR = "EXPORT_EXECUTOR"
@@ -87,8 +88,8 @@ FAN_OUT_STEP = "plan_chunks"
 
 
 def _fans_out(job: dg.JobDefinition) -> bool:
-    """Whether the run's steps include a fanned-out export's (fan_out.py's plan_chunks op, named <export>__plan_chunks)."""
-    return any(definition.name.endswith(f"__{FAN_OUT_STEP}") for definition in job.all_node_defs)
+    """Whether the run's steps include a fanned-out export's (fan_out.py's plan_chunks op, shared by every such export)."""
+    return any(definition.name == shared_op_name(FAN_OUT_STEP) for definition in job.all_node_defs)
 
 
 @dg.executor(name="in_process_unless_fanned_out", config_schema=dg.multiprocess_executor.config_schema.as_field())

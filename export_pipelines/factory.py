@@ -13,14 +13,16 @@ import dataclasses
 import datetime as dt
 import functools
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import dagster as dg
+from dagster._core.definitions.dependency import DynamicCollectDependencyDefinition
+from dagster._core.storage.tags import KIND_PREFIX
 
 from export_pipelines.automation.schedules import describe_schedule
 from export_pipelines.automation.windows import partitions_for
-from export_pipelines.naming import asset_key_for, export_pool, op_name_for
+from export_pipelines.naming import asset_key_for, export_pool, op_name_for, shared_op_name
 from export_pipelines.database_urls import safe_url
 from export_pipelines.delivery_settings import DeliverySettings
 from export_pipelines.retries import classified_errors, retry_schedule_for
@@ -36,24 +38,27 @@ from export_pipelines.stages.mapping import map_stage_file
 from export_pipelines.stages.stage_files import read_batches, read_schema, stage_location
 from export_pipelines.stages.work_location import copy_file, is_remote, join, remove_tree, work_root_from_environment
 from export_pipelines.spec.connections import DeliveryConnection
-from export_pipelines.fan_out import fanned_ops
+from export_pipelines import fan_out
 from export_pipelines.targets.base import Delivery, DeliveredFile, LocalFile, Target
 from export_pipelines.targets.download_store import downloads_store_from_environment, keep_in_store
 from export_pipelines.targets.remote import RUN_ID_PATTERN
 from export_pipelines.targets.registry import downloads_folder, target_for
 from export_pipelines.steps import (
+    ExportBinding,
     FileSet,
     RunFacts,
     StageFile,
-    check_window_length,
+    bind_export,
+    checked_window,
+    export_binding,
     export_window,
     keep_rejected_list,
     local_work_dir,
     note_reused_input,
     output_settings,
+    running_export,
     rerun_command,
     storage_dir,
-    tag_export_run,
     unwritable_values_fail,
     work_dir,
     write_file_set,
@@ -63,213 +68,252 @@ ROWS_CHECK = "rows_written_match_expected"
 # A run's work folder is named by its Dagster run id.
 RUN_ID_FOLDER = re.compile(RUN_ID_PATTERN)
 
+# The stage ops below are defined once and shared by every export's graph, where each runs under
+# the export's own node name, <export>__<stage> (naming.op_name_for: the step keys), and finds
+# its export from that node (steps.running_export). Dagster builds an op definition in about a
+# millisecond (it inspects the function's signature again and again): one per stage and export
+# was most of a thousand exports' load. Only the upload op is the export's own: it carries the
+# export's pool.
+
+
+@dg.op(
+    name=shared_op_name("extract"),
+    # An export with `after` depends on its upstream asset, so the dependency is an edge in the
+    # lineage graph. The input carries nothing: the dependency sensor keeps deciding when the export
+    # runs (after the delay, per window); in one run with the upstream it waits for the upstream's upload.
+    # Without `after` it is left unconnected.
+    ins={"upstream": dg.In(dg.Nothing)},
+    description="Query the export's model into an Arrow stage file, filters pushed into SQL.",
+)
+def extract(context: dg.OpExecutionContext, source_database: SourceDatabase) -> dg.Output[StageFile]:
+    plan = running_export(context)
+    name = plan.name
+    window = checked_window(context, plan)
+    if window is not None:
+        context.log.info(f"Window [{window.start.isoformat()}, {window.end.isoformat()}) on {window.source.label}")
+    folder = work_dir(context, name)
+    settings = output_settings(plan, dt.datetime.now(dt.UTC))
+    with classified_errors(context, retry_schedule_for(plan.spec.retries), name, "extract", rerun_command(name)):
+        engine = source_database.create_engine(storage_dir(context).parent)
+        try:
+            result = extract_to_stage_file(
+                engine,
+                plan,
+                join(folder, "extract.arrow"),
+                batch_size=plan.spec.batch_size,
+                window=window,
+                max_bad_rows=plan.spec.max_bad_rows,
+                # Formatted while extracting (stages/lines_alongside.py): serialize then only writes them out.
+                lines_to=join(folder, "lines.arrow"),
+                to_lines=line_formatter(plan, settings),
+            )
+        finally:
+            engine.dispose()
+    streams = f" in {result.streams} streams of one snapshot" if result.streams > 1 else ""
+    context.log.info(f"Extracted {result.rows} rows of {plan.model_name} from {safe_url(engine.url)}{streams}")
+    rejected_file = keep_rejected_list(context, plan, folder, result.rejected)
+    facts = RunFacts(result.expected_rows, result.extracted_at, folder, None, len(result.rejected), rejected_file)
+    lines = None if result.lines is None else stage_location(result.lines)
+    stage = StageFile(stage_location(result.path), result.rows, facts, lines, None if lines is None else lines_signature(plan, settings))
+    metadata = {
+        "rows_out": result.rows,
+        "rows_expected": result.expected_rows,
+        "rows_rejected": len(result.rejected),
+        "formatted_while_extracting": result.lines is not None,
+        "streams": result.streams,
+    }
+    return dg.Output(stage, metadata=metadata)
+
+
+@dg.op(name=shared_op_name("map"), description="Rename, Default and Replace values, column at a time.")
+def map_fields(context: dg.OpExecutionContext, extracted: StageFile) -> dg.Output[StageFile]:
+    plan = running_export(context)
+    note_reused_input(context, extracted, plan.name)
+    if extracted.lines is not None:
+        # The extract mapped and formatted every row already; serialize writes its lines file out.
+        context.log.info(f"Mapped and formatted while extracting: {extracted.lines}")
+        return dg.Output(extracted, metadata={"rows_in": extracted.rows, "rows_out": extracted.rows})
+    stage = mapped_rows(context, plan, extracted)
+    return dg.Output(stage, metadata={"rows_in": extracted.rows, "rows_out": stage.rows})
+
+
+@dg.op(name=shared_op_name("aggregate"), description="One row per group; partials from the database's GROUP BY or from Arrow batches.")
+def aggregate(context: dg.OpExecutionContext, mapped: StageFile) -> dg.Output[StageFile]:
+    plan = running_export(context)
+    name = plan.name
+    note_reused_input(context, mapped, name)
+    destination = join(work_dir(context, name), "aggregated.arrow")
+    with unwritable_values_fail(name):
+        result = aggregate_stage_file(plan, mapped.path, destination, batch_size=plan.spec.batch_size)
+    expected_groups = mapped.facts.expected_rows
+    if result.execution == "arrow":
+        # The extract counted rows, not groups: every counted row that was not rejected as a bad row
+        # must be in a group, and the files hold the groups.
+        kept_rows = mapped.facts.expected_rows - mapped.facts.rejected_rows
+        if result.rows_in != kept_rows:
+            raise dg.Failure(
+                f"For export {name}, aggregated {result.rows_in} rows but the extract counted {kept_rows} "
+                f"({mapped.facts.expected_rows} matching, {mapped.facts.rejected_rows} rejected as bad rows)"
+            )
+        expected_groups = result.groups
+    facts = dataclasses.replace(mapped.facts, expected_rows=expected_groups, aggregation=result.execution)
+    metadata = {"rows_in": result.rows_in, "rows_out": result.groups, "aggregation": result.execution}
+    return dg.Output(StageFile(destination, result.groups, facts), metadata=metadata)
+
+
+@dg.op(name=shared_op_name("serialize"), description="Write the export's files: its format, parts and compression.")
+def serialize(context: dg.OpExecutionContext, mapped: StageFile) -> dg.Output[FileSet]:
+    plan = running_export(context)
+    name = plan.name
+    note_reused_input(context, mapped, name)
+    if mapped.lines is not None and mapped.lines_signature != lines_signature(plan, output_settings(plan, mapped.facts.extracted_at)):
+        # A re-execution after the spec's format, dialect or fields were edited: the lines the extract
+        # wrote follow the old spec, so the rows are mapped and formatted again from its stage file.
+        context.log.warning(f"The spec of {name} changed since its extract formatted the rows: mapping and formatting them again")
+        mapped = mapped_rows(context, plan, mapped)
+    rows_file = mapped.lines or mapped.path
+    file_set = write_file_set(
+        context,
+        plan,
+        read_batches(rows_file, plan.spec.batch_size),
+        read_schema(rows_file),
+        mapped.rows,
+        mapped.facts,
+        preformatted=mapped.lines is not None,
+    )
+    return dg.Output(
+        file_set,
+        metadata={"rows_in": mapped.rows, "rows_out": sum(f.rows for f in file_set.files), "files": len(file_set.files)},
+    )
+
+
+def upload(context: dg.OpExecutionContext, inputs: Mapping[str, FileSet]) -> Iterator[dg.Output | dg.AssetCheckResult]:
+    """The upload step's body (every export's upload op, upload_op): deliver, keep the rejected rows, check the rows."""
+    plan = running_export(context)
+    name = plan.name
+    retry_schedule = retry_schedule_for(plan.spec.retries)
+    file_set = inputs["file_set"]
+    note_reused_input(context, file_set, name)
+    file_set = fetch_files(file_set, local_work_dir(context, name) / "files")
+    facts = file_set.facts
+    kept = None
+    if facts.rejected_file is not None:
+        # Kept before the partner gets anything: a store that fails fails the run while nothing
+        # is delivered (a re-run is then safe), never a run recorded failed after delivering.
+        with classified_errors(context, retry_schedule, name, "upload", rerun_command(name)):
+            kept = keep_rejected_rows(facts.rejected_file, storage_dir(context), name, file_set.files, downloads_store_from_environment())
+        context.log.warning(f"{facts.rejected_rows} row(s) were skipped; they are listed in {kept}")
+    with classified_errors(context, retry_schedule, name, "upload", rerun_command(name)):
+        target, delivery, redirected = deliver_file_set(context, plan, export_binding(context).connections, context.resources.delivery_settings, file_set)
+    rows_written = sum(file.rows for file in delivery.files)
+    finished = dt.datetime.now(dt.UTC)
+    metadata = materialization_metadata(
+        plan, file_set, delivery, rows_written, target.location, finished, redirected, export_window(context, plan)
+    )
+    if kept is not None:
+        metadata["rejected_file"] = dg.MetadataValue.url(kept) if is_remote(kept) else dg.MetadataValue.path(kept)
+    yield dg.Output(None, "result", metadata=metadata)
+    # Skipped rows are accounted for: they were counted by the source, and listed, not lost.
+    expected_rows = facts.expected_rows - (0 if plan.aggregates else facts.rejected_rows)
+    yield dg.AssetCheckResult(
+        check_name=ROWS_CHECK,
+        asset_key=asset_key_for(name),
+        passed=rows_written == expected_rows,
+        metadata={"rows_written": rows_written, "rows_expected": expected_rows, "rows_rejected": facts.rejected_rows},
+        description="Rows in the delivered files against a COUNT(*) of the same query in the same snapshot.",
+    )
+    _remove_work_dirs(file_set, local_work_dir(context, name))
+
+
+def upload_op(plan: ExportPlan) -> dg.OpDefinition:
+    """The export's upload op: the one op of its own, as it carries the export's pool (one writer per
+    export: a second run's upload waits for the pool's one slot, dagster.yaml). Built from the plain
+    body (context, inputs), which Dagster takes without inspecting a signature."""
+    return dg.OpDefinition(
+        compute_fn=upload,
+        name=op_name_for(plan.name, "upload"),
+        ins={"file_set": dg.In(FileSet)},
+        outs={"result": dg.Out(dg.Nothing), ROWS_CHECK: dg.Out(is_required=False)},
+        required_resource_keys={"delivery_settings"},
+        description=f"Deliver to {plan.spec.target_label}: temporary name, verify, rename; then retention.",
+        pool=export_pool(plan.name),
+    )
+
+
+# The names of the shared stage ops (code_location: no export owns these names).
+SHARED_OP_NAMES = frozenset(op.name for op in (extract, map_fields, aggregate, serialize, *fan_out.CHUNK_OPS))
+
 
 def build_export_asset(plan: ExportPlan, connections: Mapping[str, DeliveryConnection] | None = None) -> dg.AssetsDefinition:
+    """The export's graph-backed asset exports/<name>: its stages (fanned out or not), its row-count
+    check, and what the catalog shows of the spec. Raises ValueError when the spec's connection is
+    not in `connections`, and what Dagster raises for a definition it refuses."""
     connections = dict(connections or {})
     if isinstance(plan.spec.target, ConnectionTarget) and plan.spec.target.connection not in connections:
         raise ValueError(f"For export {plan.spec.name}, connection {plan.spec.target.connection!r} was not passed to the factory")
     spec = plan.spec
-    name = spec.name
-    key = asset_key_for(name)
-
-    # The steps that touch the database and the server retry transient errors only (retries.py).
-    retry_schedule = retry_schedule_for(spec.retries)
-
-    # An export with `after` depends on its upstream asset, so the dependency is an edge in the
-    # lineage graph. The input carries nothing: the dependency sensor keeps deciding when the export
-    # runs (after the delay, per window); in one run with the upstream it waits for the upstream's upload.
-    upstream_ins = {"upstream": dg.In(dg.Nothing)} if spec.after else None
-
-    @dg.op(
-        name=op_name_for(name, "extract"),
-        ins=upstream_ins,
-        description=f"Query {plan.model_name} into an Arrow stage file, filters pushed into SQL.",
-    )
-    def extract(context: dg.OpExecutionContext, source_database: SourceDatabase) -> dg.Output[StageFile]:
-        tag_export_run(context, plan)
-        window = export_window(context, plan)
-        if window is not None:
-            check_window_length(plan, window)
-            context.log.info(f"Window [{window.start.isoformat()}, {window.end.isoformat()}) on {window.source.label}")
-        folder = work_dir(context, name)
-        settings = output_settings(plan, dt.datetime.now(dt.UTC))
-        with classified_errors(context, retry_schedule, name, "extract", rerun_command(name)):
-            engine = source_database.create_engine(storage_dir(context).parent)
-            try:
-                result = extract_to_stage_file(
-                    engine,
-                    plan,
-                    join(folder, "extract.arrow"),
-                    batch_size=spec.batch_size,
-                    window=window,
-                    max_bad_rows=spec.max_bad_rows,
-                    # Formatted while extracting (stages/lines_alongside.py): serialize then only writes them out.
-                    lines_to=join(folder, "lines.arrow"),
-                    to_lines=line_formatter(plan, settings),
-                )
-            finally:
-                engine.dispose()
-        streams = f" in {result.streams} streams of one snapshot" if result.streams > 1 else ""
-        context.log.info(f"Extracted {result.rows} rows of {plan.model_name} from {safe_url(engine.url)}{streams}")
-        rejected_file = keep_rejected_list(context, plan, folder, result.rejected)
-        facts = RunFacts(result.expected_rows, result.extracted_at, folder, None, len(result.rejected), rejected_file)
-        lines = None if result.lines is None else stage_location(result.lines)
-        stage = StageFile(stage_location(result.path), result.rows, facts, lines, None if lines is None else lines_signature(plan, settings))
-        metadata = {
-            "rows_out": result.rows,
-            "rows_expected": result.expected_rows,
-            "rows_rejected": len(result.rejected),
-            "formatted_while_extracting": result.lines is not None,
-            "streams": result.streams,
-        }
-        return dg.Output(stage, metadata=metadata)
-
-    @dg.op(name=op_name_for(name, "map"), description="Rename, Default and Replace values, column at a time.")
-    def map_fields(context: dg.OpExecutionContext, extracted: StageFile) -> dg.Output[StageFile]:
-        tag_export_run(context, plan)
-        note_reused_input(context, extracted, name)
-        if extracted.lines is not None:
-            # The extract mapped and formatted every row already; serialize writes its lines file out.
-            context.log.info(f"Mapped and formatted while extracting: {extracted.lines}")
-            return dg.Output(extracted, metadata={"rows_in": extracted.rows, "rows_out": extracted.rows})
-        stage = mapped_rows(context, plan, extracted)
-        return dg.Output(stage, metadata={"rows_in": extracted.rows, "rows_out": stage.rows})
-
-    @dg.op(name=op_name_for(name, "aggregate"), description="One row per group; partials from the database's GROUP BY or from Arrow batches.")
-    def aggregate(context: dg.OpExecutionContext, mapped: StageFile) -> dg.Output[StageFile]:
-        tag_export_run(context, plan)
-        note_reused_input(context, mapped, name)
-        destination = join(work_dir(context, name), "aggregated.arrow")
-        with unwritable_values_fail(name):
-            result = aggregate_stage_file(plan, mapped.path, destination, batch_size=spec.batch_size)
-        expected_groups = mapped.facts.expected_rows
-        if result.execution == "arrow":
-            # The extract counted rows, not groups: every counted row that was not rejected as a bad row
-            # must be in a group, and the files hold the groups.
-            kept_rows = mapped.facts.expected_rows - mapped.facts.rejected_rows
-            if result.rows_in != kept_rows:
-                raise dg.Failure(
-                    f"For export {name}, aggregated {result.rows_in} rows but the extract counted {kept_rows} "
-                    f"({mapped.facts.expected_rows} matching, {mapped.facts.rejected_rows} rejected as bad rows)"
-                )
-            expected_groups = result.groups
-        facts = dataclasses.replace(mapped.facts, expected_rows=expected_groups, aggregation=result.execution)
-        metadata = {"rows_in": result.rows_in, "rows_out": result.groups, "aggregation": result.execution}
-        return dg.Output(StageFile(destination, result.groups, facts), metadata=metadata)
-
-    @dg.op(name=op_name_for(name, "serialize"), description=f"Write {spec.format.upper()} files ({spec.compression}).")
-    def serialize(context: dg.OpExecutionContext, mapped: StageFile) -> dg.Output[FileSet]:
-        tag_export_run(context, plan)
-        note_reused_input(context, mapped, name)
-        if mapped.lines is not None and mapped.lines_signature != lines_signature(plan, output_settings(plan, mapped.facts.extracted_at)):
-            # A re-execution after the spec's format, dialect or fields were edited: the lines the extract
-            # wrote follow the old spec, so the rows are mapped and formatted again from its stage file.
-            context.log.warning(f"The spec of {name} changed since its extract formatted the rows: mapping and formatting them again")
-            mapped = mapped_rows(context, plan, mapped)
-        rows_file = mapped.lines or mapped.path
-        file_set = write_file_set(
-            context,
-            plan,
-            read_batches(rows_file, spec.batch_size),
-            read_schema(rows_file),
-            mapped.rows,
-            mapped.facts,
-            preformatted=mapped.lines is not None,
-        )
-        return dg.Output(
-            file_set,
-            metadata={"rows_in": mapped.rows, "rows_out": sum(f.rows for f in file_set.files), "files": len(file_set.files)},
-        )
-
-    @dg.op(
-        name=op_name_for(name, "upload"),
-        description=f"Deliver to {spec.target_label}: temporary name, verify, rename; then retention.",
-        out={"result": dg.Out(dg.Nothing), ROWS_CHECK: dg.Out(is_required=False)},
-        # One writer per export: a second run's upload waits for the pool's one slot (dagster.yaml).
-        pool=export_pool(name),
-    )
-    def upload(context: dg.OpExecutionContext, delivery_settings: DeliverySettings, file_set: FileSet):
-        tag_export_run(context, plan)
-        note_reused_input(context, file_set, name)
-        file_set = fetch_files(file_set, local_work_dir(context, name) / "files")
-        facts = file_set.facts
-        kept = None
-        if facts.rejected_file is not None:
-            # Kept before the partner gets anything: a store that fails fails the run while nothing
-            # is delivered (a re-run is then safe), never a run recorded failed after delivering.
-            with classified_errors(context, retry_schedule, name, "upload", rerun_command(name)):
-                kept = keep_rejected_rows(facts.rejected_file, storage_dir(context), name, file_set.files, downloads_store_from_environment())
-            context.log.warning(f"{facts.rejected_rows} row(s) were skipped; they are listed in {kept}")
-        with classified_errors(context, retry_schedule, name, "upload", rerun_command(name)):
-            target, delivery, redirected = deliver_file_set(context, plan, connections, delivery_settings, file_set)
-        rows_written = sum(file.rows for file in delivery.files)
-        finished = dt.datetime.now(dt.UTC)
-        metadata = materialization_metadata(
-            plan, file_set, delivery, rows_written, target.location, finished, redirected, export_window(context, plan)
-        )
-        if kept is not None:
-            metadata["rejected_file"] = dg.MetadataValue.url(kept) if is_remote(kept) else dg.MetadataValue.path(kept)
-        yield dg.Output(None, "result", metadata=metadata)
-        # Skipped rows are accounted for: they were counted by the source, and listed, not lost.
-        expected_rows = facts.expected_rows - (0 if plan.aggregates else facts.rejected_rows)
-        yield dg.AssetCheckResult(
-            check_name=ROWS_CHECK,
-            asset_key=key,
-            passed=rows_written == expected_rows,
-            metadata={"rows_written": rows_written, "rows_expected": expected_rows, "rows_rejected": facts.rejected_rows},
-            description="Rows in the delivered files against a COUNT(*) of the same query in the same snapshot.",
-        )
-        _remove_work_dirs(file_set, local_work_dir(context, name))
-
+    key = asset_key_for(spec.name)
+    check = dg.AssetCheckSpec(ROWS_CHECK, asset=key, description="Rows written equal the rows the source query counted.")
+    description = spec.description or f"Export of {plan.model_name} to {spec.target_label} as {plan.ext}."
+    graph = export_graph(plan, check, description)
+    bind_export(graph, ExportBinding(plan, connections))
     # The server kind shows next to the format in the asset catalog (sftp, ftps, s3).
     target_kinds = {connections[spec.target.connection].type} if isinstance(spec.target, ConnectionTarget) else set()
-    check = dg.AssetCheckSpec(
-        ROWS_CHECK,
-        asset=key,
-        description="Rows written equal the rows the source query counted.",
-    )
-
-    def serial_stages(extracted):
-        mapped = map_fields(extracted)
-        result, check_result = upload(serialize(aggregate(mapped) if plan.aggregates else mapped))
-        return {"result": result, check.get_python_identifier(): check_result}
-
-    first_step, run_stages = extract, serial_stages
-    if plan.parallel is not None and plan.parallel.fans_out:
-        # Fanned out (fan_out.py): chunk steps take the place of extract and map; upload is the same step.
-        fanned = fanned_ops(plan, retry_schedule, upstream_ins)
-
-        def fanned_stages(chunks):
-            ready = chunks.map(lambda chunk: fanned.map_chunk(fanned.extract_chunk(chunk))).collect()
-            files = serialize(fanned.combine_chunks(ready)) if plan.aggregates else fanned.join_chunks(ready)
-            result, check_result = upload(files)
-            return {"result": result, check.get_python_identifier(): check_result}
-
-        first_step, run_stages = fanned.plan_chunks, fanned_stages
-
-    if spec.after:
-
-        def export_asset(upstream):
-            return run_stages(first_step(upstream))
-
-    else:
-
-        def export_asset():
-            return run_stages(first_step())
-
-    return dg.graph_asset(
-        export_asset,
-        key=key,
-        ins={"upstream": dg.AssetIn(asset_key_for(spec.after.export), dagster_type=dg.Nothing)} if spec.after else None,
+    tags = {"export": spec.name, "model": plan.model_name, **{f"{KIND_PREFIX}{kind}": "" for kind in sorted({spec.format, *target_kinds})}}
+    return dg.AssetsDefinition.from_graph(
+        graph,
+        keys_by_input_name={"upstream": asset_key_for(spec.after.export)} if spec.after else None,
+        keys_by_output_name={"result": key},
         group_name=plan.model_name,
-        description=spec.description or f"Export of {plan.model_name} to {spec.target_label} as {plan.ext}.",
-        metadata=definition_metadata(plan),
-        kinds={spec.format, *target_kinds},
-        owners=[spec.owner] if spec.owner else None,
-        tags={"export": name, "model": plan.model_name},
+        descriptions_by_output_name={"result": description},
+        metadata_by_output_name={"result": definition_metadata(plan)},
+        tags_by_output_name={"result": tags},
+        owners_by_output_name={"result": [spec.owner]} if spec.owner else None,
         check_specs=[check],
         partitions_def=partitions_for(spec.incremental),
         backfill_policy=backfill_policy(spec.incremental),
+    )
+
+
+def export_graph(plan: ExportPlan, check: dg.AssetCheckSpec, description: str) -> dg.GraphDefinition:
+    """The export's op graph, exports__<name>: extract -> map -> [aggregate] -> serialize -> upload, or
+    fanned out (fan_out.py) plan_chunks -> extract_chunk, map_chunk per chunk -> join_chunks (or
+    combine_chunks -> serialize) -> upload. Its nodes are named <export>__<stage> (the step keys)."""
+    name = plan.name
+
+    def output_of(stage: str) -> dg.DependencyDefinition:
+        return dg.DependencyDefinition(op_name_for(name, stage), "result")
+
+    if plan.parallel is not None and plan.parallel.fans_out:
+        collected = DynamicCollectDependencyDefinition(op_name_for(name, "map_chunk"), "result")
+        stages = {
+            "plan_chunks": (fan_out.plan_chunks_op, {}),
+            "extract_chunk": (fan_out.extract_chunk, {"chunk": output_of("plan_chunks")}),
+            "map_chunk": (fan_out.map_chunk, {"extracted": output_of("extract_chunk")}),
+        }
+        if plan.aggregates:
+            stages["combine_chunks"] = (fan_out.combine_chunks, {"chunks": collected})
+            stages["serialize"] = (serialize, {"mapped": output_of("combine_chunks")})
+        else:
+            stages["join_chunks"] = (fan_out.join_chunks, {"chunks": collected})
+    else:
+        stages = {"extract": (extract, {}), "map": (map_fields, {"extracted": output_of("extract")})}
+        if plan.aggregates:
+            stages["aggregate"] = (aggregate, {"mapped": output_of("map")})
+        stages["serialize"] = (serialize, {"mapped": output_of(list(stages)[-1])})
+    stages["upload"] = (upload_op(plan), {"file_set": output_of(list(stages)[-1])})
+
+    first, last = op_name_for(name, next(iter(stages))), op_name_for(name, "upload")
+    return dg.GraphDefinition(
+        name=asset_key_for(name).to_python_identifier(),
+        description=description,
+        node_defs=[op for op, _ in stages.values()],
+        dependencies={dg.NodeInvocation(op.name, op_name_for(name, stage)): inputs for stage, (op, inputs) in stages.items()},
+        input_mappings=[dg.InputMapping(graph_input_name="upstream", mapped_node_name=first, mapped_node_input_name="upstream")] if plan.spec.after else None,
+        output_mappings=[
+            dg.OutputMapping(graph_output_name="result", mapped_node_name=last, mapped_node_output_name="result"),
+            dg.OutputMapping(graph_output_name=check.get_python_identifier(), mapped_node_name=last, mapped_node_output_name=ROWS_CHECK),
+        ],
     )
 
 

@@ -32,8 +32,8 @@ from dataclasses import dataclass
 import dagster as dg
 
 from export_pipelines.database_urls import safe_url
-from export_pipelines.naming import op_name_for
-from export_pipelines.retries import RetrySchedule, classified_errors
+from export_pipelines.naming import shared_op_name
+from export_pipelines.retries import classified_errors, retry_schedule_for
 from export_pipelines.source import SourceDatabase
 from export_pipelines.spec.plan import ExportPlan
 from export_pipelines.stages.aggregation import aggregate_partial_files, partial_aggregate_stage_file
@@ -50,14 +50,14 @@ from export_pipelines.steps import (
     FileSet,
     RunFacts,
     StageFile,
-    check_window_length,
+    checked_window,
     export_window,
     keep_rejected_list,
     output_settings,
+    running_export,
     require_earlier_files,
     rerun_command,
     storage_dir,
-    tag_export_run,
     unwritable_values_fail,
     work_dir,
     write_file_set,
@@ -99,137 +99,137 @@ class ChunkFile:
     source_path: str | tuple[str, ...] | None = None
 
 
-@dataclass(frozen=True)
-class FannedOps:
-    plan_chunks: dg.OpDefinition
-    extract_chunk: dg.OpDefinition
-    map_chunk: dg.OpDefinition
-    join_chunks: dg.OpDefinition
-    combine_chunks: dg.OpDefinition
+# Defined once and shared by every fanned-out export's graph, each node named <export>__<stage>
+# (factory.export_graph); each op finds its export from its node (steps.running_export).
 
 
-def fanned_ops(plan: ExportPlan, retry_schedule: RetrySchedule | None, upstream_ins: dict | None) -> FannedOps:
-    """The ops of plan's fanned-out stages (factory.py wires them into the export's graph)."""
-    spec = plan.spec
+@dg.op(
+    name=shared_op_name("plan_chunks"),
+    # The export's `after` edge when it has one (factory.extract's input, for the same reason).
+    ins={"upstream": dg.In(dg.Nothing)},
+    out=dg.DynamicOut(Chunk),
+    description="Cut the export's key into its `parallel.chunks` key ranges, one step each.",
+)
+def plan_chunks_op(context: dg.OpExecutionContext, source_database: SourceDatabase) -> Iterator[dg.DynamicOutput]:
+    plan = running_export(context)
     name = plan.name
+    window = checked_window(context, plan)
+    with classified_errors(context, retry_schedule_for(plan.spec.retries), name, "plan_chunks", rerun_command(name)):
+        engine = source_database.create_engine(storage_dir(context).parent)
+        try:
+            planned = plan_chunks(engine, plan, window)
+        except KeyWithoutValue as error:
+            raise dg.Failure(str(error), allow_retries=False) from None
+        finally:
+            engine.dispose()
+    bounds = ", ".join(f"[{r.low}, {r.high})" for r in planned.ranges)
+    context.log.info(f"{len(planned.ranges)} chunk(s) of {plan.parallel.key.label}: {bounds}")
+    for index, key_range in enumerate(planned.ranges):
+        chunk = Chunk(index, key_range, planned.planned_at)
+        yield dg.DynamicOutput(chunk, mapping_key=chunk.label, metadata={"low": key_range.low, "high": key_range.high})
 
-    @dg.op(
-        name=op_name_for(name, "plan_chunks"),
-        ins=upstream_ins,
-        out=dg.DynamicOut(Chunk),
-        description=f"Cut {plan.model_name}'s {plan.parallel.key.label} into {plan.parallel.chunks} key ranges, one step each.",
+
+@dg.op(name=shared_op_name("extract_chunk"), description="Query one key range of the export's model into an Arrow stage file.")
+def extract_chunk(context: dg.OpExecutionContext, source_database: SourceDatabase, chunk: Chunk) -> dg.Output[ChunkFile]:
+    plan = running_export(context)
+    name = plan.name
+    window = export_window(context, plan)
+    folder = work_dir(context, name)
+    with classified_errors(context, retry_schedule_for(plan.spec.retries), name, f"extract of {chunk.label}", rerun_command(name)):
+        engine = source_database.create_engine(storage_dir(context).parent)
+        try:
+            result = extract_to_stage_file(
+                engine,
+                plan,
+                join(folder, f"{chunk.label}.extract.arrow"),
+                batch_size=plan.spec.batch_size,
+                window=window,
+                max_bad_rows=plan.spec.max_bad_rows,
+                key_range=chunk.key_range,
+            )
+        finally:
+            engine.dispose()
+    context.log.info(f"Extracted {result.rows} rows of {plan.model_name} in {chunk.label} from {safe_url(engine.url)}")
+    extracted = ChunkFile(
+        chunk, stage_location(result.path), result.rows, result.expected_rows, result.rows + len(result.rejected), result.rejected, folder
     )
-    def plan_chunks_op(context: dg.OpExecutionContext, source_database: SourceDatabase) -> Iterator[dg.DynamicOutput]:
-        tag_export_run(context, plan)
-        window = export_window(context, plan)
-        if window is not None:
-            check_window_length(plan, window)
-        with classified_errors(context, retry_schedule, name, "plan_chunks", rerun_command(name)):
-            engine = source_database.create_engine(storage_dir(context).parent)
-            try:
-                planned = plan_chunks(engine, plan, window)
-            except KeyWithoutValue as error:
-                raise dg.Failure(str(error), allow_retries=False) from None
-            finally:
-                engine.dispose()
-        bounds = ", ".join(f"[{r.low}, {r.high})" for r in planned.ranges)
-        context.log.info(f"{len(planned.ranges)} chunk(s) of {plan.parallel.key.label}: {bounds}")
-        for index, key_range in enumerate(planned.ranges):
-            chunk = Chunk(index, key_range, planned.planned_at)
-            yield dg.DynamicOutput(chunk, mapping_key=chunk.label, metadata={"low": key_range.low, "high": key_range.high})
+    metadata = {"rows_out": result.rows, "rows_expected": result.expected_rows, "rows_rejected": len(result.rejected), "streams": result.streams}
+    return dg.Output(extracted, metadata=metadata)
 
-    @dg.op(name=op_name_for(name, "extract_chunk"), description=f"Query one key range of {plan.model_name} into an Arrow stage file.")
-    def extract_chunk(context: dg.OpExecutionContext, source_database: SourceDatabase, chunk: Chunk) -> dg.Output[ChunkFile]:
-        tag_export_run(context, plan)
-        window = export_window(context, plan)
+
+@dg.op(
+    name=shared_op_name("map_chunk"),
+    description="Map one key range's rows and write them as the file's lines (or reduce them to partial aggregates).",
+)
+def map_chunk(context: dg.OpExecutionContext, extracted: ChunkFile) -> dg.Output[ChunkFile]:
+    plan = running_export(context)
+    name = plan.name
+    note_reused_chunk(context, extracted, name)
+    folder = work_dir(context, name)
+    label = extracted.chunk.label
+    with unwritable_values_fail(name):
+        if plan.aggregates:
+            mapped = map_chunk_rows(plan, extracted, join(folder, f"{label}.mapped.arrow"))
+            result = partial_aggregate_stage_file(plan, mapped.path, join(folder, f"{label}.partials.arrow"), batch_size=plan.spec.batch_size)
+            check_chunk_partials(plan, extracted, result.rows_in, result.groups, result.execution)
+            done = dataclasses.replace(extracted, path=str(result.path), rows=result.groups, aggregation=result.execution)
+        elif lines_join_exactly(output_settings(plan, extracted.chunk.planned_at)):
+            done = write_chunk_lines(plan, extracted, join(folder, f"{label}.lines.arrow"))
+        else:
+            done = map_chunk_rows(plan, extracted, join(folder, f"{label}.mapped.arrow"))
+    return dg.Output(done, metadata={"rows_in": extracted.rows, "rows_out": done.rows})
+
+
+def collected(context: dg.OpExecutionContext, plan: ExportPlan, chunks: list[ChunkFile]) -> tuple[list[ChunkFile], RunFacts]:
+    """The chunks in key order, each checked to be there (a re-execution reads an earlier run's), and their facts together."""
+    ordered = sorted(chunks, key=lambda c: c.chunk.index)
+    for chunk in ordered:
+        note_reused_chunk(context, chunk, plan.name)
+    return ordered, joined_facts(context, plan, ordered)
+
+
+@dg.op(name=shared_op_name("join_chunks"), description="Join the chunks into the export's files: its format, parts and compression.")
+def join_chunks(context: dg.OpExecutionContext, chunks: list[ChunkFile]) -> dg.Output[FileSet]:
+    plan = running_export(context)
+    name = plan.name
+    ordered, facts = collected(context, plan, chunks)
+    current = lines_signature(plan, output_settings(plan, ordered[0].chunk.planned_at))
+    if any(chunk.lines and chunk.lines_signature != current for chunk in ordered):
+        # A re-execution after the spec's format, dialect or fields were edited: chunks formatted by the
+        # old spec are mapped again from their extracts, and the file is formatted here by the new one.
+        context.log.warning(f"The spec of {name} changed since its chunks were formatted: mapping and formatting their rows again")
         folder = work_dir(context, name)
-        with classified_errors(context, retry_schedule, name, f"extract of {chunk.label}", rerun_command(name)):
-            engine = source_database.create_engine(storage_dir(context).parent)
-            try:
-                result = extract_to_stage_file(
-                    engine,
-                    plan,
-                    join(folder, f"{chunk.label}.extract.arrow"),
-                    batch_size=spec.batch_size,
-                    window=window,
-                    max_bad_rows=spec.max_bad_rows,
-                    key_range=chunk.key_range,
-                )
-            finally:
-                engine.dispose()
-        context.log.info(f"Extracted {result.rows} rows of {plan.model_name} in {chunk.label} from {safe_url(engine.url)}")
-        extracted = ChunkFile(
-            chunk, stage_location(result.path), result.rows, result.expected_rows, result.rows + len(result.rejected), result.rejected, folder
-        )
-        metadata = {"rows_out": result.rows, "rows_expected": result.expected_rows, "rows_rejected": len(result.rejected), "streams": result.streams}
-        return dg.Output(extracted, metadata=metadata)
-
-    @dg.op(
-        name=op_name_for(name, "map_chunk"),
-        description="Map one key range's rows and write them as the file's lines (or reduce them to partial aggregates).",
-    )
-    def map_chunk(context: dg.OpExecutionContext, extracted: ChunkFile) -> dg.Output[ChunkFile]:
-        tag_export_run(context, plan)
-        note_reused_chunk(context, extracted, name)
-        folder = work_dir(context, name)
-        label = extracted.chunk.label
         with unwritable_values_fail(name):
-            if plan.aggregates:
-                mapped = map_chunk_rows(plan, extracted, join(folder, f"{label}.mapped.arrow"))
-                result = partial_aggregate_stage_file(plan, mapped.path, join(folder, f"{label}.partials.arrow"), batch_size=spec.batch_size)
-                check_chunk_partials(plan, extracted, result.rows_in, result.groups, result.execution)
-                done = dataclasses.replace(extracted, path=str(result.path), rows=result.groups, aggregation=result.execution)
-            elif lines_join_exactly(output_settings(plan, extracted.chunk.planned_at)):
-                done = write_chunk_lines(plan, extracted, join(folder, f"{label}.lines.arrow"))
-            else:
-                done = map_chunk_rows(plan, extracted, join(folder, f"{label}.mapped.arrow"))
-        return dg.Output(done, metadata={"rows_in": extracted.rows, "rows_out": done.rows})
+            ordered = [
+                map_chunk_rows(plan, dataclasses.replace(chunk, path=chunk.source_path, lines=False), join(folder, f"{chunk.chunk.label}.mapped.arrow"))
+                if chunk.lines
+                else chunk
+                for chunk in ordered
+            ]
+    lines = all(chunk.lines for chunk in ordered)
+    batches = itertools.chain.from_iterable(read_batches(chunk.path, plan.spec.batch_size) for chunk in ordered)
+    rows = sum(chunk.rows for chunk in ordered)
+    file_set = write_file_set(context, plan, batches, read_schema(ordered[0].path), rows, facts, preformatted=lines)
+    metadata = {"chunks": len(ordered), "rows_in": rows, "rows_out": sum(f.rows for f in file_set.files), "files": len(file_set.files)}
+    return dg.Output(file_set, metadata=metadata)
 
-    def collected(context: dg.OpExecutionContext, chunks: list[ChunkFile]) -> tuple[list[ChunkFile], RunFacts]:
-        """The chunks in key order, each checked to be there (a re-execution reads an earlier run's), and their facts together."""
-        tag_export_run(context, plan)
-        ordered = sorted(chunks, key=lambda c: c.chunk.index)
-        for chunk in ordered:
-            note_reused_chunk(context, chunk, name)
-        return ordered, joined_facts(context, plan, ordered)
 
-    @dg.op(name=op_name_for(name, "join_chunks"), description=f"Join the chunks into the {spec.format.upper()} files ({spec.compression}).")
-    def join_chunks(context: dg.OpExecutionContext, chunks: list[ChunkFile]) -> dg.Output[FileSet]:
-        ordered, facts = collected(context, chunks)
-        current = lines_signature(plan, output_settings(plan, ordered[0].chunk.planned_at))
-        if any(chunk.lines and chunk.lines_signature != current for chunk in ordered):
-            # A re-execution after the spec's format, dialect or fields were edited: chunks formatted by the
-            # old spec are mapped again from their extracts, and the file is formatted here by the new one.
-            context.log.warning(f"The spec of {name} changed since its chunks were formatted: mapping and formatting their rows again")
-            folder = work_dir(context, name)
-            with unwritable_values_fail(name):
-                ordered = [
-                    map_chunk_rows(plan, dataclasses.replace(chunk, path=chunk.source_path, lines=False), join(folder, f"{chunk.chunk.label}.mapped.arrow"))
-                    if chunk.lines
-                    else chunk
-                    for chunk in ordered
-                ]
-        lines = all(chunk.lines for chunk in ordered)
-        batches = itertools.chain.from_iterable(read_batches(chunk.path, spec.batch_size) for chunk in ordered)
-        rows = sum(chunk.rows for chunk in ordered)
-        file_set = write_file_set(context, plan, batches, read_schema(ordered[0].path), rows, facts, preformatted=lines)
-        metadata = {"chunks": len(ordered), "rows_in": rows, "rows_out": sum(f.rows for f in file_set.files), "files": len(file_set.files)}
-        return dg.Output(file_set, metadata=metadata)
+@dg.op(name=shared_op_name("combine_chunks"), description="Combine the chunks' partial aggregates: one row per group.")
+def combine_chunks(context: dg.OpExecutionContext, chunks: list[ChunkFile]) -> dg.Output[StageFile]:
+    plan = running_export(context)
+    ordered, facts = collected(context, plan, chunks)
+    destination = join(work_dir(context, plan.name), "aggregated.arrow")
+    with unwritable_values_fail(plan.name):
+        result = aggregate_partial_files(plan, [chunk.path for chunk in ordered], destination, batch_size=plan.spec.batch_size)
+    paths = {chunk.aggregation for chunk in ordered}
+    execution = paths.pop() if len(paths) == 1 else "mixed"
+    # The chunks' counts were checked chunk by chunk (check_chunk_partials); groups span chunks, so the files hold these.
+    facts = dataclasses.replace(facts, expected_rows=result.groups, aggregation=execution)
+    metadata = {"chunks": len(ordered), "rows_in": result.rows_in, "rows_out": result.groups, "aggregation": execution}
+    return dg.Output(StageFile(str(destination), result.groups, facts), metadata=metadata)
 
-    @dg.op(name=op_name_for(name, "combine_chunks"), description="Combine the chunks' partial aggregates: one row per group.")
-    def combine_chunks(context: dg.OpExecutionContext, chunks: list[ChunkFile]) -> dg.Output[StageFile]:
-        ordered, facts = collected(context, chunks)
-        destination = join(work_dir(context, name), "aggregated.arrow")
-        with unwritable_values_fail(name):
-            result = aggregate_partial_files(plan, [chunk.path for chunk in ordered], destination, batch_size=spec.batch_size)
-        paths = {chunk.aggregation for chunk in ordered}
-        execution = paths.pop() if len(paths) == 1 else "mixed"
-        # The chunks' counts were checked chunk by chunk (check_chunk_partials); groups span chunks, so the files hold these.
-        facts = dataclasses.replace(facts, expected_rows=result.groups, aggregation=execution)
-        metadata = {"chunks": len(ordered), "rows_in": result.rows_in, "rows_out": result.groups, "aggregation": execution}
-        return dg.Output(StageFile(str(destination), result.groups, facts), metadata=metadata)
 
-    return FannedOps(plan_chunks_op, extract_chunk, map_chunk, join_chunks, combine_chunks)
+CHUNK_OPS = (plan_chunks_op, extract_chunk, map_chunk, join_chunks, combine_chunks)
 
 
 def note_reused_chunk(context: dg.OpExecutionContext, chunk: ChunkFile, export: str) -> None:

@@ -22,7 +22,15 @@ def asset_key_for(export_name: str) -> dg.AssetKey:
 
 
 def op_name_for(export_name: str, stage: str) -> str:
+    """The node of `stage` in the export's graph: its step key's last part (the graph's name, exports__<export>, is the first)."""
     return f"{export_name}__{stage}"
+
+
+def shared_op_name(stage: str) -> str:
+    """The name of the op definition of `stage` that every export's graph shares (factory.py), which
+    Dagster requires unique among the location's op and graph definitions: no export's graph
+    (exports__<name>) or own op (<name>__upload) and no ad-hoc job's op (adhoc/job.py) is named so."""
+    return f"export_{stage}"
 
 
 def invalid_asset_name(file_stem: str) -> str:

@@ -1,4 +1,4 @@
-"""What an export's steps share: the records they hand each other, their work folders, and writing the files.
+"""What an export's steps share: the export they run for, the records they hand each other, their work folders, and writing the files.
 
 factory.py builds the op graph of an export from these; fan_out.py builds a fanned-out
 export's chunk steps from the same pieces. (No `from __future__ import annotations`: Dagster
@@ -6,17 +6,20 @@ reads the op signatures' annotations as real types, and these records are in the
 """
 
 import datetime as dt
-from collections.abc import Iterable, Iterator
+import weakref
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
+from dagster._core.definitions.graph_definition import SubselectedGraphDefinition
 
 from export_pipelines.automation.windows import range_from_tags, wall_clock_days
 from export_pipelines.lazy_imports import pa
 from export_pipelines.naming import EXPORTS_TAG, export_names_of_assets, export_run_tags
 from export_pipelines.run_launcher import record_host
+from export_pipelines.spec.connections import DeliveryConnection
 from export_pipelines.spec.encryption import encryption_keys, plaintext_name
 from export_pipelines.spec.plan import ExportPlan
 from export_pipelines.stages.bad_rows import RejectedRow, write_rejected_csv
@@ -28,6 +31,46 @@ from export_pipelines.stages.stage_files import stage_parts
 from export_pipelines.stages.text_format import UnwritableValue
 from export_pipelines.stages.work_location import copy_file, exists, is_remote, join, work_root_from_environment
 from export_pipelines.targets.base import LocalFile
+
+
+@dataclass(frozen=True)
+class ExportBinding:
+    """The export a graph's ops run for: its plan, and the connections its upload may deliver to."""
+
+    plan: ExportPlan
+    connections: Mapping[str, DeliveryConnection]
+
+
+# By the export's graph object, not by its name: two builds of one export in a process (a test's
+# edited config, a re-execution with the edited spec) each keep their own plan. Weak: a graph
+# Dagster no longer holds takes its binding with it.
+_BINDINGS: "weakref.WeakKeyDictionary[dg.GraphDefinition, ExportBinding]" = weakref.WeakKeyDictionary()
+
+
+def bind_export(graph: dg.GraphDefinition, binding: ExportBinding) -> None:
+    """Make `graph` (an export's, factory.export_graph) the one whose ops run for `binding`'s export."""
+    _BINDINGS[graph] = binding
+
+
+def export_binding(context: dg.OpExecutionContext) -> ExportBinding:
+    """The export the running op is a step of: that of the graph its node is in (the stage ops are
+    shared by every export, factory.py), or of the graph that one was cut from (a job's op
+    selection runs a subselected copy). Raises dg.Failure for an op outside an export's graph."""
+    parent = context.op_handle.parent
+    graph = context.job_def.graph.get_node(parent).definition if parent is not None else None
+    while isinstance(graph, SubselectedGraphDefinition) and graph not in _BINDINGS:
+        graph = graph.parent_graph_def
+    binding = _BINDINGS.get(graph) if graph is not None else None
+    if binding is None:
+        raise dg.Failure(f"The op {context.op_handle} is not in an export's graph (factory.build_export_asset builds them)", allow_retries=False)
+    return binding
+
+
+def running_export(context: dg.OpExecutionContext) -> ExportPlan:
+    """The plan of the export the running op is a step of (export_binding), the run tagged for it (tag_export_run)."""
+    plan = export_binding(context).plan
+    tag_export_run(context, plan)
+    return plan
 
 
 @dataclass(frozen=True)
@@ -146,6 +189,14 @@ def export_window(context: dg.OpExecutionContext, plan: ExportPlan) -> TimeWindo
         return None
     window = context.partition_time_window
     return TimeWindow(plan.window_field, window.start, window.end)
+
+
+def checked_window(context: dg.OpExecutionContext, plan: ExportPlan) -> TimeWindow | None:
+    """The run's window (export_window), refused by check_window_length before the source is queried."""
+    window = export_window(context, plan)
+    if window is not None:
+        check_window_length(plan, window)
+    return window
 
 
 def check_window_length(plan: ExportPlan, window: TimeWindow) -> None:

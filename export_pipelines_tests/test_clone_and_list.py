@@ -84,14 +84,14 @@ def test_clone_with_a_value_that_is_not_yaml(config: Path, capsys):
 
 
 def test_a_clone_dagster_would_refuse_is_not_kept(config: Path, capsys):
-    """The loader accepts an export named `extract` beside one named `exports`, Dagster does not (op exports__extract
-    is the graph of exports/extract): the clone says so and is removed, as validate would report it."""
+    """The loader accepts an export named `upload` beside one named `exports`, Dagster does not (op exports__upload
+    is the graph of exports/upload): the clone says so and is removed, as validate would report it."""
     assert main(["clone", "orders_nightly", "exports", "--config", str(config)]) == 0
-    assert main(["clone", "orders_nightly", "extract", "--config", str(config)]) == 1
+    assert main(["clone", "orders_nightly", "upload", "--config", str(config)]) == 1
 
     out = capsys.readouterr().out
-    assert "exports/extract.yaml: line 5: name: its graph name exports__extract is also that of export exports; rename the export" in out, out
-    assert not (config / "exports" / "extract.yaml").exists()
+    assert "exports/upload.yaml: line 5: name: its graph name exports__upload is also that of export exports; rename the export" in out, out
+    assert not (config / "exports" / "upload.yaml").exists()
 
 
 def test_clone_of_an_unknown_export_suggests_names(config: Path, capsys):

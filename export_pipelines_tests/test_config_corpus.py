@@ -456,9 +456,9 @@ CASES = [
 ]
 
 
-# Names the code location must take as they are, though the factory builds ops, graphs and jobs of the same
-# names (an export `a` has an op a__extract and a graph exports__a), or Dagster reserves them elsewhere.
-NAMES_DAGSTER_ALSO_USES = ["exports", "a", "upload__map", "a__extract", "all_exports_job", "input", "config", "adhoc_export"]
+# Names the code location must take as they are, though the factory builds graphs, ops and jobs of the same
+# names (an export `a` has a graph exports__a and nodes a__extract, a__upload), or Dagster reserves them elsewhere.
+NAMES_DAGSTER_ALSO_USES = ["exports", "a", "upload__map", "a__extract", "all_exports_job", "input", "config", "adhoc_export", "extract", "export_extract"]
 
 
 def test_names_dagster_also_uses_load_and_validate(tmp_path):
@@ -472,20 +472,20 @@ def test_names_dagster_also_uses_load_and_validate(tmp_path):
 
 
 def test_names_whose_graph_is_another_exports_op(tmp_path):
-    """The export `exports` has an op exports__extract, the graph of the export `extract`: both are
+    """The export `exports` has an op exports__upload, the graph of the export `upload`: both are
     refused, each naming the other, and the code location loads the rest (it used to fail at once)."""
     root = build_folder(tmp_path / "config", [])
-    for name in ("exports", "extract", "exports__a", "a__extract", "exports__b"):
+    for name in ("exports", "upload", "exports__a", "a__upload", "exports__b"):
         (root / "exports" / f"{name}.yaml").write_text(f"name: {name}\nmodel: customers\nfields: [id, email]\n", encoding="utf-8")
-    # A broken spec file whose invalid_exports asset would be exports/upload, graph... op exports__upload: the op of export `exports`.
-    (root / "exports" / "upload.yaml").write_text("name: [\n", encoding="utf-8")
+    # A broken spec file whose invalid_exports asset would be exports/b__upload, graph... op exports__b__upload: the op of export `exports__b`.
+    (root / "exports" / "b__upload.yaml").write_text("name: [\n", encoding="utf-8")
     config = load_config(root)
     refused = {problem.file: problem for problem in definition_problems(config)}
     expected = {
-        "exports": "its op name exports__extract is also that of export extract",
-        "extract": "its graph name exports__extract is also that of export exports",
-        "exports__a": "its op name exports__a__extract is also that of export a__extract",
-        "a__extract": "its graph name exports__a__extract is also that of export exports__a",
+        "exports": "its op name exports__upload is also that of export upload",
+        "upload": "its graph name exports__upload is also that of export exports",
+        "exports__a": "its op name exports__a__upload is also that of export a__upload",
+        "a__upload": "its graph name exports__a__upload is also that of export exports__a",
     }
     assert set(refused) == {ex(name) for name in expected}
     for name, words in expected.items():
@@ -496,7 +496,7 @@ def test_names_whose_graph_is_another_exports_op(tmp_path):
 def test_running_an_export_dagster_refuses_says_so(tmp_path, monkeypatch, capsys):
     """`export-pipelines run` of an export the loader accepts but Dagster refuses: a clear error, not a traceback."""
     root = build_folder(tmp_path / "config", [])
-    for name in ("exports", "extract"):
+    for name in ("exports", "upload"):
         (root / "exports" / f"{name}.yaml").write_text(f"name: {name}\nmodel: customers\nfields: [id, email]\n", encoding="utf-8")
     monkeypatch.setenv("EXPORT_PIPELINES_CONFIG", str(root))
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))

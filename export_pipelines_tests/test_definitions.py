@@ -28,7 +28,7 @@ def test_every_demo_spec_is_an_asset_with_its_stages():
     assert keys == _demo_spec_names()
     asset = defs.resolve_assets_def(dg.AssetKey(["exports", "sana_orders"]))
     assert asset.group_names_by_key[dg.AssetKey(["exports", "sana_orders"])] == "transactions"
-    op_names = [node.name for node in asset.node_def.node_defs]
+    op_names = sorted(node.name for node in asset.node_def.nodes)
     assert op_names == ["sana_orders__extract", "sana_orders__map", "sana_orders__serialize", "sana_orders__upload"]
     metadata = asset.specs_by_key[dg.AssetKey(["exports", "sana_orders"])].metadata
     assert metadata["model"] == "transactions"
@@ -131,19 +131,19 @@ def test_an_export_dagster_refuses_is_listed_and_the_rest_load(tmp_path, monkeyp
 
 
 def test_a_clash_only_the_whole_location_shows_costs_its_exports_not_the_location(tmp_path, monkeypatch):
-    """The last line of defence: with the name checks switched off, the exports `exports` and `extract`
-    (op exports__extract, graph exports__extract) each load alone but not together. They are added one at
+    """The last line of defence: with the name checks switched off, the exports `exports` and `upload`
+    (op exports__upload, graph exports__upload) each load alone but not together. They are added one at
     a time, in name order: the first stays, the second is refused with Dagster's reason, the location loads."""
     import export_pipelines.code_location as code_location
 
     monkeypatch.setattr(code_location._ExportDefinitions, "named", property(lambda self: {}))
     base = {"model": "customers", "fields": ["id"]}
-    config = load_config(write_config(tmp_path, [{**base, "name": "kept"}, {**base, "name": "exports"}, {**base, "name": "extract"}]))
+    config = load_config(write_config(tmp_path, [{**base, "name": "kept"}, {**base, "name": "exports"}, {**base, "name": "upload"}]))
     refused = code_location.definition_problems(config)
-    assert [(p.file, p.key_path) for p in refused] == [("exports/extract.yaml", "")]
-    assert "beside the others'" in refused[0].message and 'conflicting node definitions with the same name "exports__extract"' in refused[0].message
+    assert [(p.file, p.key_path) for p in refused] == [("exports/upload.yaml", "")]
+    assert "beside the others'" in refused[0].message and 'conflicting node definitions with the same name "exports__upload"' in refused[0].message
     defs = build_definitions(config)
     dg.Definitions.validate_loadable(defs)
     groups = {key.path[1]: defs.resolve_assets_def(key).group_names_by_key[key] for key in defs.resolve_asset_graph().get_all_asset_keys()}
     assert groups["kept"] == groups["exports"] == "customers"
-    assert [name for name, group in groups.items() if group == "invalid_exports"] and groups.get("extract") is None
+    assert [name for name, group in groups.items() if group == "invalid_exports"] and groups.get("upload") is None
