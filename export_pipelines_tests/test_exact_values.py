@@ -464,6 +464,32 @@ def test_sqlite_text_that_is_not_utf8_is_listed_in_the_rejected_rows_file(tmp_pa
         assert list(csv.reader(rejected)) == [["row_number", "key", "field", "value", "reason"], ["2", "id=2", "name", "X'80FF'", "not UTF-8 text"]]
 
 
+def test_sqlite_text_key_that_is_not_utf8_names_its_row_by_the_keys_bytes(fast, tmp_path, monkeypatch):
+    """A text primary key holding bytes that are not UTF-8 (its row is bad: the key is a written field) is named
+    as SQLite's X'..' literal of its bytes, which finds the row (`WHERE code = X'6380FF'`), on both extract
+    paths and in the rejected-rows file (review of stop 26: the fast path raised, the general path wrote lone
+    surrogates the file could not hold)."""
+    path = tmp_path / "codes.sqlite"
+    with sqlite3.connect(path) as connection:
+        connection.execute("CREATE TABLE codes (code TEXT PRIMARY KEY, label TEXT)")
+        connection.execute("INSERT INTO codes VALUES ('c0', 'a'), (CAST(X'6380FF' AS TEXT), 'bad key'), ('c2', CAST(X'E282' AS TEXT)), ('c3', 'd')")
+    models = {"models": {"codes": {"table": "codes", "primary_key": "code",
+                                   "fields": {"code": {"type": "string", "identifier": True}, "label": {"type": "string"}}}}}
+    spec = {"name": "codes", "model": "codes", "fields": ["code", "label"], "order": "code"}
+    run = run_stages(f"sqlite:///{path}", tmp_path / "rows", spec, fast=fast, monkeypatch=monkeypatch, models=models, max_bad_rows=2)
+    assert run.content == b"code,label\r\nc0,a\r\nc3,d\r\n"
+    # ORDER BY code compares bytes: c0 < c2 < c3 < c\x80\xff.
+    assert [(r.row_number, r.key, r.field, r.value, r.reason) for r in run.extracted.rejected] == [
+        (2, "code=c2", "label", "X'E282'", "not UTF-8 text"),
+        (4, "code=X'6380FF'", "code", "X'6380FF'", "not UTF-8 text"),
+    ]
+    if fast:
+        exported = run_export({**spec, "max_bad_rows": 2}, f"sqlite:///{path}", tmp_path / "run", models=models)
+        with open(exported.metadata["rejected_file"], newline="", encoding="utf-8") as rejected:
+            assert list(csv.reader(rejected))[1:] == [["2", "code=c2", "label", "X'E282'", "not UTF-8 text"],
+                                                      ["4", "code=X'6380FF'", "code", "X'6380FF'", "not UTF-8 text"]]
+
+
 def test_postgresql_float_columns_read_as_decimals_keep_15_digits_and_are_never_rounded(postgres_schema_url, fast, tmp_path, monkeypatch):
     engine = sa.create_engine(postgres_schema_url)
     with engine.begin() as connection:

@@ -168,6 +168,17 @@ def value_preview(value: object) -> str:
     return text if len(text) <= VALUE_PREVIEW_CHARS else text[: VALUE_PREVIEW_CHARS - 3] + "..."
 
 
+def key_text(value: object) -> str:
+    """A row's primary key as the rejected-rows list names it: as it is, except a key that is not UTF-8 text
+    (a BLOB, or text decoded with surrogateescape), which is SQLite's X'..' literal of its bytes, whole
+    (a data engineer looks the row up by it: `WHERE code = X'6380FF'`)."""
+    if isinstance(value, str) and _undecodable(value):
+        value = value.encode("utf-8", "surrogateescape")
+    if isinstance(value, bytes):
+        return f"X'{value.hex().upper()}'"
+    return str(value)
+
+
 def write_rejected_csv(rows: list[RejectedRow], path: Path) -> Path:
     """The sidecar a data engineer opens at 3 a.m.: which rows were left out, and why."""
     with path.open("w", newline="", encoding="utf-8") as handle:

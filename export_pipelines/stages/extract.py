@@ -35,6 +35,7 @@ from export_pipelines.stages.bad_rows import (
     TooManyBadRows,
     conversion_problem,
     joined_bad_rows,
+    key_text,
     value_preview,
 )
 from export_pipelines.stages.encodings import cannot_hold, unrepresentable_rows
@@ -631,7 +632,14 @@ def _key(plan: ExportPlan, keys: Sequence | None, position: int, row_number: int
     if keys is None:
         return f"row {row_number}"
     key = keys[position]
-    return f"{plan.primary_key.label}={key.as_py() if isinstance(key, pa.Scalar) else key}"
+    if isinstance(key, pa.Scalar):
+        # A text key may hold bytes that are not UTF-8 (SQLite copies them unchecked): read its bytes, not its text.
+        key = key.cast(pa.large_binary()).as_py().decode("utf-8", "surrogateescape") if _is_text(key.type) and key.is_valid else key.as_py()
+    return f"{plan.primary_key.label}={key_text(key)}"
+
+
+def _is_text(arrow_type: pa.DataType) -> bool:
+    return pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type)
 
 
 def _reject_problem_rows(plan: ExportPlan, problems: Sequence[str | None], keys: Sequence | None, offset: int, bad_rows: BadRows) -> set[int]:
