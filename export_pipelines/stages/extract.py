@@ -631,15 +631,9 @@ def _key_values(plan: ExportPlan, columns: Sequence) -> Sequence | None:
 def _key(plan: ExportPlan, keys: Sequence | None, position: int, row_number: int) -> str:
     if keys is None:
         return f"row {row_number}"
-    key = keys[position]
-    if isinstance(key, pa.Scalar):
-        # A text key may hold bytes that are not UTF-8 (SQLite copies them unchecked): read its bytes, not its text.
-        key = key.cast(pa.large_binary()).as_py().decode("utf-8", "surrogateescape") if _is_text(key.type) and key.is_valid else key.as_py()
+    # An Arrow key column's text may hold bytes that are not UTF-8 (SQLite copies them unchecked): texts() reads them.
+    key = arrow_extract.texts(keys.slice(position, 1))[0] if isinstance(keys, pa.Array | pa.ChunkedArray) else keys[position]
     return f"{plan.primary_key.label}={key_text(key)}"
-
-
-def _is_text(arrow_type: pa.DataType) -> bool:
-    return pa.types.is_string(arrow_type) or pa.types.is_large_string(arrow_type)
 
 
 def _reject_problem_rows(plan: ExportPlan, problems: Sequence[str | None], keys: Sequence | None, offset: int, bad_rows: BadRows) -> set[int]:
